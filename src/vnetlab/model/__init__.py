@@ -1,0 +1,16 @@
+"""The Azure network model: pydantic resources named as in ARM, ids, typed errors."""
+
+from .compute import Service, VirtualMachine
+from .errors import AzureError, Conflict, InvalidRequest, NotFound
+from .network import Delegation, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkPeering, WEB_SERVER_FARMS
+from .nsg import DEFAULT_SECURITY_RULES, NetworkSecurityGroup, SecurityRule
+from .routes import Route, RouteTable
+from .topology import KINDS, InternetHost, ResourceGroup, Topology
+from .web import AppServicePlan, OutboundVnetRouting, WebApp
+
+__all__ = [
+    "AppServicePlan", "AzureError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost",
+    "InvalidRequest", "KINDS", "NetworkInterface", "NetworkSecurityGroup", "NotFound", "OutboundVnetRouting",
+    "ResourceGroup", "Route", "RouteTable", "SecurityRule", "Service", "Subnet", "Topology", "VirtualMachine",
+    "VirtualNetwork", "VirtualNetworkPeering", "WEB_SERVER_FARMS", "WebApp",
+]

@@ -1,0 +1,17 @@
+"""Common base of every resource model: a name, an optional resource group and location
+(the lab's by default), tags. Field names are the snake_case forms of ARM property names."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, populate_by_name=True)
+
+
+class Resource(Model):
+    name: str = Field(min_length=1, max_length=80)
+    resource_group: str | None = None
+    location: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,29 @@
+"""Virtual machines: what the lab needs of them (a NIC and the services they listen on).
+
+https://learn.microsoft.com/azure/templates/microsoft.compute/virtualmachines
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .base import Model, Resource
+
+
+class Service(Model):
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["Tcp", "Udp"] = "Tcp"
+    command: str | None = None
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _v_proto(cls, v):
+        return str(v).capitalize()
+
+
+class VirtualMachine(Resource):
+    network_interface: str
+    vm_size: str = "Standard_B1s"
+    services: list[Service] = Field(default_factory=list)

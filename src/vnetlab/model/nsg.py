@@ -1,0 +1,105 @@
+"""Network security groups and their rules, with the six default rules.
+
+https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Model, Resource
+
+PROTOCOLS = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp", "esp": "Esp", "ah": "Ah", "*": "*", "any": "*"}
+
+
+def _as_list(v):
+    if v is None:
+        return []
+    if isinstance(v, (str, int)):
+        return [str(v)]
+    return [str(x) for x in v]
+
+
+class SecurityRule(Model):
+    name: str = Field(min_length=1, max_length=80)
+    priority: int
+    direction: Literal["Inbound", "Outbound"] = "Inbound"
+    access: Literal["Allow", "Deny"] = "Allow"
+    protocol: str = "*"
+    description: str = ""
+    source_address_prefix: str | None = None
+    source_address_prefixes: list[str] = Field(default_factory=list)
+    destination_address_prefix: str | None = None
+    destination_address_prefixes: list[str] = Field(default_factory=list)
+    source_port_range: str | None = None
+    source_port_ranges: list[str] = Field(default_factory=list)
+    destination_port_range: str | None = None
+    destination_port_ranges: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("direction", "access"):
+            if isinstance(data.get(key), str):
+                data[key] = data[key].capitalize()
+        for key in ("source_port_range", "destination_port_range", "source_address_prefix", "destination_address_prefix"):
+            if isinstance(data.get(key), int):
+                data[key] = str(data[key])
+        for key in ("source_port_ranges", "destination_port_ranges", "source_address_prefixes", "destination_address_prefixes"):
+            if key in data:
+                data[key] = _as_list(data[key])
+        return data
+
+    @field_validator("protocol")
+    @classmethod
+    def _v_protocol(cls, v):
+        canon = PROTOCOLS.get(str(v).lower())
+        if canon is None:
+            raise ValueError(f"protocol {v!r} is not one of Tcp, Udp, Icmp, Esp, Ah, *")
+        return canon
+
+    # the singular and plural forms are alternatives; these give the effective lists
+    def sources(self) -> list[str]:
+        return self.source_address_prefixes or [self.source_address_prefix or "*"]
+
+    def destinations(self) -> list[str]:
+        return self.destination_address_prefixes or [self.destination_address_prefix or "*"]
+
+    def source_ports(self) -> list[str]:
+        return self.source_port_ranges or [self.source_port_range or "*"]
+
+    def destination_ports(self) -> list[str]:
+        return self.destination_port_ranges or [self.destination_port_range or "*"]
+
+
+def _default(name, priority, direction, access, src, dst):
+    return SecurityRule(name=name, priority=priority, direction=direction, access=access, protocol="*",
+                        source_address_prefix=src, destination_address_prefix=dst,
+                        source_port_range="*", destination_port_range="*",
+                        description="")
+
+
+# Names, casing and priorities exactly as Azure prints them.
+# https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview#default-security-rules
+DEFAULT_SECURITY_RULES: tuple[SecurityRule, ...] = (
+    _default("AllowVNetInBound", 65000, "Inbound", "Allow", "VirtualNetwork", "VirtualNetwork"),
+    _default("AllowAzureLoadBalancerInBound", 65001, "Inbound", "Allow", "AzureLoadBalancer", "*"),
+    _default("DenyAllInbound", 65500, "Inbound", "Deny", "*", "*"),
+    _default("AllowVnetOutBound", 65000, "Outbound", "Allow", "VirtualNetwork", "VirtualNetwork"),
+    _default("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", "Internet"),
+    _default("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*"),
+)
+
+
+class NetworkSecurityGroup(Resource):
+    security_rules: list[SecurityRule] = Field(default_factory=list)
+
+    def rules(self, direction: str) -> list[SecurityRule]:
+        """User rules then default rules of one direction, in evaluation order."""
+        mine = sorted((r for r in self.security_rules if r.direction == direction), key=lambda r: r.priority)
+        return mine + [r for r in DEFAULT_SECURITY_RULES if r.direction == direction]

@@ -1,0 +1,150 @@
+"""The whole lab: one document holding every resource, as the YAML topology file writes it.
+
+The YAML form lets a VM carry its NIC inline (``subnet``, ``private_ip_address``,
+``enable_ip_forwarding``, ``network_security_group``); it is expanded here into a
+NetworkInterface named ``{vm}VMNic`` (as ``az vm create`` names it) and a VirtualMachine
+that references it, which is how ARM holds them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, model_validator
+
+from .base import Model
+from .compute import Service, VirtualMachine
+from .ids import DEFAULT_SUBSCRIPTION, resource_id, rg_id
+from .network import NetworkInterface, Subnet, VirtualNetwork
+from .nsg import NetworkSecurityGroup
+from .routes import RouteTable
+from .web import AppServicePlan, WebApp
+
+NIC_KEYS = ("subnet", "private_ip_address", "private_ip_allocation_method", "enable_ip_forwarding",
+            "network_security_group")
+KINDS = ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
+         "virtual_machines", "app_service_plans", "web_apps")
+
+
+class ResourceGroup(Model):
+    name: str
+    location: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class InternetHost(Model):
+    """A host on the emulated internet (documentation addresses, RFC 5737)."""
+
+    name: str
+    ip: str
+    services: list[Service] = Field(default_factory=lambda: [Service(port=80), Service(port=443)])
+
+
+def _default_internet() -> list[InternetHost]:
+    return [InternetHost(name="public-test", ip="203.0.113.10")]
+
+
+class Topology(Model):
+    name: str = "lab"
+    location: str = "westeurope"
+    resource_group: str = "rg1"
+    subscription_id: str = DEFAULT_SUBSCRIPTION
+    resource_groups: list[ResourceGroup] = Field(default_factory=list)
+    virtual_networks: list[VirtualNetwork] = Field(default_factory=list)
+    network_security_groups: list[NetworkSecurityGroup] = Field(default_factory=list)
+    route_tables: list[RouteTable] = Field(default_factory=list)
+    network_interfaces: list[NetworkInterface] = Field(default_factory=list)
+    virtual_machines: list[VirtualMachine] = Field(default_factory=list)
+    app_service_plans: list[AppServicePlan] = Field(default_factory=list)
+    web_apps: list[WebApp] = Field(default_factory=list)
+    internet_hosts: list[InternetHost] = Field(default_factory=_default_internet)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_inline_nics(cls, data):
+        if not isinstance(data, dict) or not data.get("virtual_machines"):
+            return data
+        data = dict(data)
+        nics = list(data.get("network_interfaces") or [])
+        vms = []
+        for vm in data["virtual_machines"]:
+            if isinstance(vm, dict) and "subnet" in vm:
+                vm = dict(vm)
+                nic = {k: vm.pop(k) for k in NIC_KEYS if k in vm}
+                nic_name = vm.setdefault("network_interface", f"{vm.get('name')}VMNic")
+                for key in ("resource_group", "location"):
+                    if key in vm:
+                        nic[key] = vm[key]
+                nics.append({"name": nic_name, **nic})
+            vms.append(vm)
+        data["virtual_machines"], data["network_interfaces"] = vms, nics
+        return data
+
+    @model_validator(mode="after")
+    def _default_group(self):
+        if not any(g.name.lower() == self.resource_group.lower() for g in self.resource_groups):
+            self.resource_groups.insert(0, ResourceGroup(name=self.resource_group, location=self.location))
+        return self
+
+    # -- lookups (names are case-insensitive, as in Azure) --------------------------------
+    def find(self, kind: str, name: str | None):
+        if not name:
+            return None
+        low = name.lower()
+        return next((r for r in getattr(self, kind) if r.name.lower() == low), None)
+
+    def vnet(self, name: str | None) -> VirtualNetwork | None:
+        return self.find("virtual_networks", name)
+
+    def subnet(self, ref: str | None) -> tuple[VirtualNetwork, Subnet] | None:
+        """``VNET/SUBNET`` -> (vnet, subnet)."""
+        if not ref or "/" not in ref:
+            return None
+        vnet_name, subnet_name = ref.split("/", 1)
+        vnet = self.vnet(vnet_name)
+        subnet = vnet.subnet(subnet_name) if vnet else None
+        return (vnet, subnet) if subnet else None
+
+    def group(self, name: str) -> ResourceGroup | None:
+        return next((g for g in self.resource_groups if g.name.lower() == name.lower()), None)
+
+    def rg_of(self, resource) -> str:
+        return resource.resource_group or self.resource_group
+
+    def location_of(self, resource) -> str:
+        return (resource.location or self.location).lower().replace(" ", "")
+
+    def id_of(self, kind: str, resource, *children: str) -> str:
+        return resource_id(self.subscription_id, self.rg_of(resource), kind, resource.name, *children)
+
+    def subnet_id(self, ref: str) -> str:
+        vnet, subnet = self.subnet(ref) or (None, None)
+        if vnet is None:
+            vnet_name, _, subnet_name = ref.partition("/")
+            return resource_id(self.subscription_id, self.resource_group, "virtual_networks", vnet_name,
+                               "subnets", subnet_name)
+        return self.id_of("virtual_networks", vnet, "subnets", subnet.name)
+
+    def group_id(self, name: str) -> str:
+        return rg_id(self.subscription_id, name)
+
+    def vm_of_nic(self, nic_name: str) -> VirtualMachine | None:
+        low = nic_name.lower()
+        return next((vm for vm in self.virtual_machines if vm.network_interface.lower() == low), None)
+
+    def nics_in(self, vnet_name: str, subnet_name: str) -> list[NetworkInterface]:
+        ref = f"{vnet_name}/{subnet_name}".lower()
+        return [n for n in self.network_interfaces if n.subnet.lower() == ref]
+
+    def apps_integrated_with(self, vnet_name: str, subnet_name: str | None = None) -> list[WebApp]:
+        out = []
+        for app in self.web_apps:
+            if not app.vnet_integration:
+                continue
+            v, _, s = app.vnet_integration.partition("/")
+            if v.lower() == vnet_name.lower() and (subnet_name is None or s.lower() == subnet_name.lower()):
+                out.append(app)
+        return out
+
+    def vnet_of_ip(self, ip: ipaddress.IPv4Address) -> VirtualNetwork | None:
+        return next((v for v in self.virtual_networks if any(ip in n for n in v.networks)), None)

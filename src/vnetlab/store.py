@@ -1,0 +1,152 @@
+"""SQLite state of a lab.
+
+A lab lives in one SQLite file, ``lab.db``, under its home directory (``.vnetlab/`` in the
+current directory by default, ``--home DIR`` or ``VNETLAB_HOME`` otherwise). It holds:
+
+- ``topology``: one row, the whole lab as JSON (the pydantic model). A change is read,
+  validated and written back inside one ``BEGIN IMMEDIATE`` transaction, so concurrent
+  writers (CLI invocations, API requests) are serialized and a failed change leaves the
+  row untouched.
+- ``backend_objects``: what a backend created in the kernel (namespaces, links, nft
+  tables, processes), keyed by kind and name, so teardown removes exactly that, even
+  after a crash in the middle of ``up``.
+
+Example::
+
+    store = Store.open(home)
+    with store.write() as tx:
+        doc = tx.load()          # dict or None
+        tx.save(doc)             # committed when the block exits without error
+    store.record("netns", "vl-ab12-vm-rg1vm1", {"role": "vm"})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+DEFAULT_HOME = ".vnetlab"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topology (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS backend_objects (
+  kind TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def resolve_home(home: str | os.PathLike | None = None) -> Path:
+    """The lab's home: the argument, else $VNETLAB_HOME, else ./.vnetlab."""
+    return Path(home or os.environ.get("VNETLAB_HOME") or DEFAULT_HOME).resolve()
+
+
+@dataclass
+class WriteTx:
+    conn: sqlite3.Connection
+
+    def load(self) -> dict | None:
+        row = self.conn.execute("SELECT doc FROM topology WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save(self, doc: dict) -> None:
+        self.conn.execute(
+            "INSERT INTO topology (id, doc, version) VALUES (1, ?, 1) "
+            "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, version = version + 1",
+            (json.dumps(doc, sort_keys=True),),
+        )
+
+    def delete(self) -> None:
+        self.conn.execute("DELETE FROM topology")
+
+
+class Store:
+    def __init__(self, home: Path):
+        self.home = home
+        self.path = home / "lab.db"
+
+    @classmethod
+    def open(cls, home: str | os.PathLike | None = None) -> "Store":
+        store = cls(resolve_home(home))
+        store.home.mkdir(parents=True, exist_ok=True)
+        with store._connect() as conn:
+            conn.executescript(SCHEMA)
+        return store
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTx]:
+        """One serialized read-modify-write of the topology; rolled back on any error."""
+        with self._immediate() as conn:
+            yield WriteTx(conn)
+
+    def load(self) -> dict | None:
+        conn = self._connect()
+        try:
+            return WriteTx(conn).load()
+        finally:
+            conn.close()
+
+    def version(self) -> int:
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT version FROM topology WHERE id = 1").fetchone()
+            return row[0] if row else 0
+        finally:
+            conn.close()
+
+    # -- what backends created ---------------------------------------------------------
+    def record(self, kind: str, name: str, data: dict[str, Any] | None = None) -> None:
+        with self._immediate() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO backend_objects (kind, name, data) VALUES (?, ?, ?)",
+                (kind, name, json.dumps(data or {}, sort_keys=True)),
+            )
+
+    def forget(self, kind: str, name: str) -> None:
+        with self._immediate() as conn:
+            conn.execute("DELETE FROM backend_objects WHERE kind = ? AND name = ?", (kind, name))
+
+    def records(self, kind: str | None = None) -> list[tuple[str, str, dict]]:
+        conn = self._connect()
+        try:
+            sql = "SELECT kind, name, data FROM backend_objects"
+            rows = conn.execute(sql + (" WHERE kind = ?" if kind else "") + " ORDER BY kind, name",
+                                (kind,) if kind else ()).fetchall()
+        finally:
+            conn.close()
+        return [(k, n, json.loads(d)) for k, n, d in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return row[0] if row else None
+        finally:
+            conn.close()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._immediate() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
