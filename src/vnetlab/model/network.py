@@ -87,11 +87,22 @@ class VirtualNetwork(Resource):
     @field_validator("address_space")
     @classmethod
     def _v_space_cidr(cls, v):
-        return [_cidr(p) for p in v]
+        out = []
+        for p in v:
+            try:
+                out.append(str(ipaddress.ip_network(str(p).strip(), strict=True)))
+            except ValueError as exc:
+                raise ValueError(f"{p!r} is not a valid CIDR prefix ({exc})") from None
+        return out
+
+    @property
+    def ipv4_space(self) -> list[str]:
+        """The IPv4 ranges: the lab's data plane is IPv4 (an IPv6 range is kept, and refused for integration)."""
+        return [p for p in self.address_space if ":" not in p]
 
     @property
     def networks(self) -> list[ipaddress.IPv4Network]:
-        return [ipaddress.IPv4Network(p) for p in self.address_space]
+        return [ipaddress.IPv4Network(p) for p in self.ipv4_space]
 
     def subnet(self, name: str) -> Subnet | None:
         low = name.lower()

@@ -1,0 +1,1 @@
+"""The ``vnetlab`` command line (typer + rich)."""

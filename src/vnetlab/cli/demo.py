@@ -1,0 +1,130 @@
+"""`vnetlab demo`: the field note's story, step by step, each beside what the note observed.
+
+The note (shared/seed/azure-webapp-vnet-integration.txt) shows a Linux web app's container
+before and after regional VNet integration. Here every figure on the left is computed by
+the engine (or, with ``--backend netns``, observed on a real kernel); the right column
+quotes the note.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from ..lab import Lab
+from ..topology import load
+from .main import integrate
+from .render import console, print_json
+
+NOTE_BEFORE = """default         172.16.2.1      0.0.0.0         UG    0      0        0 eth0
+172.16.2.0      0.0.0.0         255.255.255.0   U     0      0        0 eth0"""
+NOTE_AFTER = """default         169.254.129.1   0.0.0.0         UG    0      0        0 eth0
+10.0.0.0        169.254.254.1   255.255.255.0   UG    0      0        0 vnet00sfpui6f
+10.0.0.0        169.254.254.1   255.0.0.0       UG    0      0        0 vnet00sfpui6f
+169.254.129.0   0.0.0.0         255.255.255.0   U     0      0        0 eth0
+169.254.254.0   0.0.0.0         255.255.255.0   U     0      0        0 vnet00sfpui6f
+172.16.0.0      169.254.254.1   255.240.0.0     UG    0      0        0 vnet00sfpui6f
+192.168.0.0     169.254.254.1   255.255.0.0     UG    0      0        0 vnet00sfpui6f"""
+
+
+def example_path() -> Path:
+    for base in (Path.cwd() / "examples", Path(__file__).resolve().parents[3] / "examples"):
+        candidate = base / "app-service-vnet-integration.yaml"
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("examples/app-service-vnet-integration.yaml")
+
+
+def route_rows(table: str) -> list[tuple[str, ...]]:
+    """(destination, gateway, genmask, flags) of each row; the interface name is the app's own."""
+    rows = []
+    for line in table.strip().splitlines():
+        parts = line.split()
+        if len(parts) == 8 and parts[0] != "Destination":
+            dest = "0.0.0.0" if parts[0] == "default" else parts[0]
+            rows.append((dest, parts[1], parts[2], parts[3], "vnet*" if parts[7].startswith("vnet") else parts[7]))
+    return sorted(rows)
+
+
+def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
+    tmp = None
+    if home is None:
+        tmp = tempfile.TemporaryDirectory(prefix="vnetlab-demo-")
+        home = tmp.name
+    lab = Lab.open(home)
+    checks: list[dict] = []
+    say = (lambda *a: None) if as_json else console.print
+    try:
+        lab.up(load(example_path()), backend)
+        net = lab.network()
+        app = lab.topology().find("web_apps", "app1")
+        say("[bold]1. The web app's container before VNet integration[/] (`route -n`)")
+        before = _route_table(lab, "app1")
+        say(before)
+        checks.append(_compare("route table before integration", route_rows(before), route_rows(NOTE_BEFORE),
+                               note="default via 172.16.2.1 and 172.16.2.0/24 on eth0", shown="the table above"))
+        ping = lab.trace("app1", "10.0.0.4", None, "Icmp")
+        checks.append(_compare("ping 10.0.0.4 before", ping.verdict, "TimedOut",
+                               note="2 packets transmitted, 0 received, 100% packet loss", shown=f"{ping.verdict} ({ping.reason})"))
+        say("\n[bold]2. az webapp vnet-integration add --name app1 --vnet vnet1 --subnet integration[/]")
+        lab.change(lambda t: integrate(t, "app1", "vnet1", "integration"), create=False)
+        net = lab.network()
+        app = lab.topology().find("web_apps", "app1")
+        say(f"   subnet delegated to Microsoft.Web/serverFarms; app1 has {net.sandbox(app).integration_ip} "
+            "in the integration subnet")
+        say("\n[bold]3. The container after integration[/] (`route -n`)")
+        after = _route_table(lab, "app1")
+        say(after)
+        checks.append(_compare("route table after integration", route_rows(after), route_rows(NOTE_AFTER),
+                               note="the same 7 rows (its interface is vnet00sfpui6f)", shown="the table above"))
+        ping = lab.trace("app1", "10.0.0.4", None, "Icmp")
+        checks.append(_compare("ping 10.0.0.4 after", ping.verdict, "Connected", note="64 bytes from 10.0.0.4: "
+                               "icmp_seq=1 ttl=63", shown=_observed(lab, ping)))
+        tcp = lab.trace("app1", "10.0.0.4", 80, "Tcp")
+        checks.append(_compare("index.php fsockopen(10.0.0.4, 80)", tcp.verdict, "Connected",
+                               note="Connection OK", shown=_observed(lab, tcp)))
+        checks.append(_compare("source address the VM sees", tcp.source_ip_seen, "10.0.0.190",
+                               note="IP 10.0.0.190 > 10.0.0.4: ICMP echo request"))
+        for port in (80, 443):
+            back = lab.trace("rg1vm1", str(net.sandbox(app).integration_ip), port, "Tcp")
+            checks.append(_compare(f"curl from the VM to 10.0.0.190:{port}", back.verdict, "Refused",
+                                   note=f"Failed to connect to 10.0.0.190 port {port}: Connection refused",
+                                   shown=_observed(lab, back)))
+    finally:
+        if backend == "netns":
+            lab.down()
+        if tmp is not None:
+            if backend != "netns":
+                lab.down()
+            tmp.cleanup()
+    ok = all(c["match"] for c in checks)
+    if as_json:
+        print_json({"checks": checks, "all_match": ok})
+    else:
+        console.print("\n[bold]vnetlab beside the note[/]")
+        for c in checks:
+            mark = "[green]match[/]" if c["match"] else "[red]DIFFERS[/]"
+            console.print(f"  {mark}  {c['what']}: vnetlab [bold]{c['got']}[/]  |  note: {c['note']}")
+    return 0 if ok else 1
+
+
+def _route_table(lab: Lab, app_name: str) -> str:
+    if lab.backend_name == "netns":
+        from ..backends import netns_backend
+        return netns_backend.route_n(lab, app_name)
+    app = lab.topology().find("web_apps", app_name)
+    return lab.network().sandbox(app).route_n()
+
+
+def _observed(lab: Lab, tr) -> str:
+    if lab.backend_name != "netns":
+        return tr.verdict
+    from ..backends import netns_backend
+    return netns_backend.probe(lab, tr.to_dict())["verdict"]
+
+
+def _compare(what: str, value, expected, note: str | None = None, shown: str | None = None) -> dict:
+    """One observable: ``value`` (computed) against what the note shows (``expected``)."""
+    return {"what": what, "got": shown if shown is not None else value, "match": value == expected,
+            "note": note or str(expected)}

@@ -1,0 +1,344 @@
+"""``vnetlab``: describe Azure networking in YAML, ask what Azure would do, and why.
+
+Every command takes ``--home DIR`` (or ``VNETLAB_HOME``; default ``./.vnetlab``) and
+``-o table|json``. A validation failure prints Azure's error code and message and exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..engine.routing import peering_state
+from ..lab import Lab
+from ..model import AzureError, WEB_SERVER_FARMS, Delegation, Topology
+from ..topology import load, schema as topology_schema
+from .render import Output, console, err_console, print_json, table, trace_table
+
+app = typer.Typer(help="A local lab for Azure virtual networking and App Service VNet integration.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+webapp = typer.Typer(help="App Service web apps, with az's words.", no_args_is_help=True)
+integration = typer.Typer(help="Regional VNet integration (az webapp vnet-integration).", no_args_is_help=True)
+config = typer.Typer(help="Site configuration (az webapp config).", no_args_is_help=True)
+app.add_typer(webapp, name="webapp")
+webapp.add_typer(integration, name="vnet-integration")
+webapp.add_typer(config, name="config")
+
+HomeOpt = typer.Option(None, "--home", envvar="VNETLAB_HOME", help="Lab directory (default ./.vnetlab).")
+OutOpt = typer.Option(Output.table, "-o", "--output", help="table or json.")
+
+
+def fail(exc: AzureError) -> None:
+    err_console.print(f"[bold red]ERROR[/]: ({exc.code}) {exc.message}")
+    raise typer.Exit(2)
+
+
+def run(fn):
+    try:
+        return fn()
+    except AzureError as exc:
+        fail(exc)
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+@app.command()
+def up(file: Path = typer.Argument(..., help="Topology YAML."),
+       backend: Optional[str] = typer.Option(None, "--backend", help="sim (default) or netns (Linux, root)."),
+       home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Create the lab from FILE, or reconcile it with FILE (running it twice changes nothing)."""
+    lab = Lab.open(home)
+    before = lab.store.version()
+    topo = run(lambda: lab.up(load(file), backend))
+    summary = {"lab": topo.name, "backend": lab.backend_name, "changed": lab.store.version() != before,
+               "resources": {k: len(getattr(topo, k)) for k in ("virtual_networks", "network_security_groups",
+                                                                "route_tables", "virtual_machines",
+                                                                "app_service_plans", "web_apps")}}
+    if output == Output.json:
+        print_json(summary)
+    else:
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary["resources"].items())
+        console.print(f"Lab [bold]{topo.name}[/] is up ({lab.backend_name}): {counts}.")
+
+
+@app.command()
+def down(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Delete the lab (and everything its backend built)."""
+    lab = Lab.open(home)
+    existed = run(lab.down)
+    if output == Output.json:
+        print_json({"deleted": existed})
+    else:
+        console.print("Lab deleted." if existed else "No lab here.")
+
+
+# -- looking -------------------------------------------------------------------------------------
+def describe(lab: Lab) -> list[dict]:
+    topo, net = lab.topology(), lab.network()
+    out = [{"type": "Microsoft.Resources/resourceGroups", "name": g.name, "id": topo.group_id(g.name),
+            "properties": {"location": g.location or topo.location}} for g in topo.resource_groups]
+    types = {"virtual_networks": "Microsoft.Network/virtualNetworks",
+             "network_security_groups": "Microsoft.Network/networkSecurityGroups",
+             "route_tables": "Microsoft.Network/routeTables",
+             "network_interfaces": "Microsoft.Network/networkInterfaces",
+             "virtual_machines": "Microsoft.Compute/virtualMachines",
+             "app_service_plans": "Microsoft.Web/serverfarms", "web_apps": "Microsoft.Web/sites"}
+    for kind, arm_type in types.items():
+        for res in getattr(topo, kind):
+            props = res.model_dump(mode="json", exclude={"name"})
+            props["location"] = topo.location_of(res)
+            props["resource_group"] = topo.rg_of(res)
+            if kind == "virtual_networks":
+                for sn in props["subnets"]:
+                    sn["id"] = topo.subnet_id(f"{res.name}/{sn['name']}")
+                    if topo.apps_integrated_with(res.name, sn["name"]):
+                        sn["service_association_links"] = [sn["id"] + "/serviceAssociationLinks/AppServiceLink"]
+                for p, peering in zip(props["peerings"], res.peerings):
+                    p["peering_state"] = peering_state(topo, res, peering)
+            if kind == "web_apps":
+                sb = net.sandbox(res)
+                props["outbound_ip_address"] = str(sb.outbound_ip)
+                ips = net.integration.get((res.plan.lower(), (res.vnet_integration or "").lower()), [])
+                props["integration_ip_addresses"] = [str(ip) for ip in ips]
+                props["route_all_effective"] = res.route_all
+            out.append({"type": arm_type, "name": res.name, "id": topo.id_of(kind, res), "properties": props})
+    return out
+
+
+@app.command()
+def show(name: Optional[str] = typer.Argument(None, help="Only resources with this name."),
+         home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Resources with their ids and properties."""
+    lab = Lab.open(home)
+    items = run(lambda: describe(lab))
+    if name:
+        items = [i for i in items if i["name"].lower() == name.lower()]
+        if not items:
+            fail(AzureError(f"No resource named '{name}' in the lab.", "ResourceNotFound", 404))
+    if output == Output.json:
+        print_json(items)
+        return
+    for item in items:
+        console.print(f"[bold]{item['type']}[/] {item['name']}\n  id: {item['id']}")
+        for key, value in item["properties"].items():
+            if value not in (None, [], {}, ""):
+                console.print(f"  {key}: {value}")
+
+
+@app.command()
+def check(source: str = typer.Argument(..., help="VM or web app name."),
+          destination: str = typer.Argument(..., help="Name or IP address."),
+          port: Optional[int] = typer.Option(None, "--port", "-p"),
+          protocol: str = typer.Option("Tcp", "--protocol", help="Tcp, Udp or Icmp."),
+          compare: bool = typer.Option(False, "--compare", help="netns: show the engine's and the real verdict."),
+          home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Can SOURCE reach DESTINATION? The trace, hop by hop. Exit 0 when Connected, 1 otherwise."""
+    lab = Lab.open(home)
+    if protocol.lower() != "icmp" and port is None:
+        port = 80
+    result = run(lambda: lab.trace(source, destination, port, protocol)).to_dict()
+    observed = None
+    if lab.backend_name == "netns":
+        from ..backends import netns_backend
+        observed = run(lambda: netns_backend.probe(lab, result))
+        result["observed"] = observed
+        result["agree"] = observed["verdict"] == result["verdict"]
+    if output == Output.json:
+        print_json(result)
+    else:
+        trace_table(result)
+        if observed is not None:
+            mark = "agrees" if result["agree"] else "[bold red]DISAGREES[/]"
+            console.print(f"Observed on the real kernel: {observed['verdict']} ({observed.get('detail', '')}) "
+                          f"- {mark} with the engine.")
+    final = observed["verdict"] if observed is not None and not compare else result["verdict"]
+    raise typer.Exit(0 if final == "Connected" else 1)
+
+
+@app.command()
+def routes(name: str = typer.Argument(..., help="Web app (its sandbox's kernel table) or VM (Azure's effective routes)."),
+           home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """A web app's sandbox table as `route -n` prints it, or a VM's effective routes."""
+    lab = Lab.open(home)
+    topo, net = lab.topology(), lab.network()
+    app_ = topo.find("web_apps", name)
+    if app_ is not None:
+        sb = net.sandbox(app_)
+        if output == Output.json:
+            print_json({"web_app": app_.name, "interfaces": [vars(i) for i in sb.interfaces],
+                        "routes": [{"destination": r.destination, "gateway": r.gateway, "iface": r.iface,
+                                    "flags": r.flags} for r in sb.routes]})
+        else:
+            sys.stdout.write(sb.route_n())
+        return
+    ep = run(lambda: net.endpoint(name))
+    if ep.nic is None:
+        fail(AzureError(f"'{name}' is not a VM, network interface or web app.", "ResourceNotFound", 404))
+    view = net.subnet_view(ep.nic.subnet)
+    if output == Output.json:
+        print_json({"network_interface": ep.nic.name, "subnet": view.ref, "value": [r.to_dict() for r in view.routes]})
+        return
+    table(f"Effective routes of {ep.nic.name} (subnet {view.ref})",
+          ["Source", "State", "Address prefix", "Next hop type", "Next hop IP"],
+          [[r.source, r.state, r.address_prefix, r.next_hop_type, r.next_hop_ip or ""] for r in view.routes])
+
+
+@app.command()
+def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separated TCP ports; icmp for ping."),
+           home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Reachability between every pair of endpoints (VMs and web apps)."""
+    from ..engine.matrix import matrix as compute
+    lab = Lab.open(home)
+    port_list = [p.strip() for p in ports.split(",") if p.strip()]
+    result = run(lambda: compute(lab.network(), port_list))
+    if output == Output.json:
+        print_json(result)
+        return
+    cols = ["Source \\ Destination"] + [d for d in result["destinations"]]
+    rows = []
+    for src in result["sources"]:
+        row = [src]
+        for dst in result["destinations"]:
+            cell = result["cells"].get(f"{src}->{dst}")
+            row.append("" if cell is None else " ".join(f"{p}:{_short(v)}" for p, v in cell.items()))
+        rows.append(row)
+    table(f"Reachability ({', '.join(port_list)}): ok=Connected, ref=Refused, x=TimedOut", cols, rows)
+
+
+def _short(verdict: str) -> str:
+    return {"Connected": "ok", "Refused": "ref", "TimedOut": "x", "Unreachable": "unr"}[verdict]
+
+
+@app.command()
+def schema():
+    """JSON Schema of the topology file, for editors."""
+    sys.stdout.write(topology_schema() + "\n")
+
+
+# -- az's words --------------------------------------------------------------------------------------
+def _resolve_subnet(topo: Topology, vnet: str, subnet: str) -> tuple[str, str]:
+    from ..model.ids import parse_id
+    parsed = parse_id(subnet) if subnet.startswith("/") else None
+    if parsed is not None:
+        return parsed.names[0], parsed.names[-1]
+    parsed = parse_id(vnet) if vnet.startswith("/") else None
+    return (parsed.names[0] if parsed else vnet), subnet
+
+
+def integrate(topo: Topology, name: str, vnet: str, subnet: str, skip_delegation_check: bool = False) -> Topology:
+    """What `az webapp vnet-integration add` does: delegate the subnet if needed, then integrate."""
+    app_ = topo.find("web_apps", name)
+    if app_ is None:
+        raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' under resource group "
+                         f"'{topo.resource_group}' was not found.", "ResourceNotFound", 404)
+    vnet_name, subnet_name = _resolve_subnet(topo, vnet, subnet)
+    found = topo.subnet(f"{vnet_name}/{subnet_name}")
+    if not found:
+        raise AzureError(f"Subnet '{subnet_name}' of virtual network '{vnet_name}' was not found.",
+                         "ResourceNotFound", 404)
+    vnet_, sn = found
+    if not skip_delegation_check and not sn.delegated_to(WEB_SERVER_FARMS):
+        sn.delegations.append(Delegation(service_name=WEB_SERVER_FARMS))
+    app_.vnet_integration = f"{vnet_.name}/{sn.name}"
+    return topo
+
+
+@integration.command("add")
+def integration_add(name: str = typer.Option(..., "--name", "-n"), vnet: str = typer.Option(..., "--vnet"),
+                    subnet: str = typer.Option(..., "--subnet"),
+                    skip_delegation_check: bool = typer.Option(False, "--skip-delegation-check"),
+                    resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                    home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Integrate a web app with a subnet (delegating it to Microsoft.Web/serverFarms if needed)."""
+    lab = Lab.open(home)
+    topo = run(lambda: lab.change(lambda t: integrate(t, name, vnet, subnet, skip_delegation_check), create=False))
+    _print_integrations(lab, topo, name, output)
+
+
+@integration.command("remove")
+def integration_remove(name: str = typer.Option(..., "--name", "-n"),
+                       resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                       home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Disconnect a web app from its VNet. The subnet and its delegation stay."""
+    lab = Lab.open(home)
+
+    def remove(t: Topology):
+        app_ = t.find("web_apps", name)
+        if app_ is None:
+            raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404)
+        app_.vnet_integration = None
+    run(lambda: lab.change(remove, create=False))
+    if output == Output.json:
+        print_json({"removed": True})
+
+
+@integration.command("list")
+def integration_list(name: str = typer.Option(..., "--name", "-n"),
+                     resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                     home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """The web app's VNet integration, as az lists it."""
+    lab = Lab.open(home)
+    _print_integrations(lab, lab.topology(), name, output)
+
+
+def _print_integrations(lab: Lab, topo: Topology, name: str, output: Output) -> None:
+    app_ = topo.find("web_apps", name)
+    if app_ is None:
+        fail(AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404))
+    items = []
+    if app_.vnet_integration:
+        vnet_name = app_.vnet_integration.split("/")[0]
+        vnet_ = topo.vnet(vnet_name)
+        items.append({"name": vnet_name, "vnetResourceId": topo.subnet_id(app_.vnet_integration),
+                      "isSwift": True, "resourceGroup": topo.rg_of(app_),
+                      "type": "Microsoft.Web/sites/virtualNetworkConnections",
+                      "addressPrefixes": list(vnet_.address_space) if vnet_ else [],
+                      "routeAll": app_.route_all})
+    if output == Output.json:
+        print_json(items)
+    else:
+        table(f"VNet integration of {app_.name}", ["Name", "Subnet id", "Route all"],
+              [[i["name"], i["vnetResourceId"], i["routeAll"]] for i in items])
+
+
+@config.command("set")
+def config_set(name: str = typer.Option(..., "--name", "-n"),
+               vnet_route_all_enabled: Optional[bool] = typer.Option(None, "--vnet-route-all-enabled"),
+               resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+               home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Set site configuration; here, vnetRouteAllEnabled."""
+    lab = Lab.open(home)
+
+    def set_route_all(t: Topology):
+        app_ = t.find("web_apps", name)
+        if app_ is None:
+            raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404)
+        if vnet_route_all_enabled is not None:
+            app_.vnet_route_all_enabled = vnet_route_all_enabled
+    topo = run(lambda: lab.change(set_route_all, create=False))
+    app_ = topo.find("web_apps", name)
+    result = {"name": app_.name, "vnetRouteAllEnabled": app_.vnet_route_all_enabled}
+    if output == Output.json:
+        print_json(result)
+    else:
+        console.print(f"{app_.name}: vnetRouteAllEnabled = {str(app_.vnet_route_all_enabled).lower()}")
+
+
+@app.command()
+def demo(home: Optional[Path] = HomeOpt,
+         backend: str = typer.Option("sim", "--backend", help="sim, or netns to run it on a real kernel."),
+         output: Output = OutOpt):
+    """The note's story on examples/app-service-vnet-integration.yaml, beside what the note observed."""
+    from .demo import run_demo
+    code = run(lambda: run_demo(home, backend, output == Output.json))
+    raise typer.Exit(code or 0)
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,74 @@
+"""Printing answers: rich tables for people, JSON for programs (``-o json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False)
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def table(title: str | None, columns: list[str], rows: list[list]) -> None:
+    t = Table(title=title, show_lines=False, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+
+
+VERDICT_STYLE = {"Connected": "bold green", "Refused": "bold yellow", "TimedOut": "bold red", "Unreachable": "bold red"}
+
+
+def trace_table(tr: dict, title: str | None = None) -> None:
+    flow = tr["flow"]
+    port = f":{flow['port']}" if flow.get("port") else ""
+    console.print(f"{title or 'Flow'}: {flow['source']} ({flow['source_ip']}) -> {flow['destination']} "
+                  f"({flow['destination_ip']}{port}) {flow['protocol']}")
+    rows = [[i + 1, s["kind"], s["action"], _step_text(s)] for i, s in enumerate(tr["steps"])]
+    table(None, ["#", "Step", "Action", "Detail"], rows)
+    if tr.get("return_path"):
+        table("Return path", ["Step", "Action", "Detail"], [[s["kind"], s["action"], _step_text(s)]
+                                                            for s in tr["return_path"]])
+    style = VERDICT_STYLE.get(tr["verdict"], "bold")
+    console.print(f"Verdict: [{style}]{tr['verdict']}[/] ({tr['reason']}: {tr['explanation']})")
+    if tr.get("source_ip_seen"):
+        console.print(f"Source address seen by the destination: {tr['source_ip_seen']}")
+
+
+def _step_text(s: dict) -> str:
+    k = s["kind"]
+    if k == "KernelRoute":
+        return f"sandbox {s.get('sandbox')}: {s.get('route')} via {s.get('gateway') or 'on-link'} dev {s.get('iface')}"
+    if k == "Route":
+        hop = s["next_hop_type"] + (f" {s['next_hop_ip']}" if s.get("next_hop_ip") else "")
+        who = f" ({s['route_table']}/{s['route_name']})" if s.get("route_name") else ""
+        return f"subnet {s['subnet']}: {s['address_prefix']} -> {hop} [{s['source']}{who}]"
+    if k == "NetworkSecurityGroup":
+        return (f"{s['nsg']} on {s['attached_to']} {s['direction']}: rule {s['rule']} "
+                f"(priority {s['priority']}) {s['access']}")
+    if k == "SNAT":
+        return f"{s['from']} -> {s['to']} ({s['why']})"
+    if k == "VNetPeering":
+        return f"{s['from_vnet']} -> {s['to_vnet']} via peering {s['peering']}"
+    if k == "VirtualAppliance":
+        return f"{s['network_interface']} ({s['ip']}), IP forwarding {'on' if s['enable_ip_forwarding'] else 'off'}"
+    if k == "Deliver":
+        who = s.get("virtual_machine") or s.get("web_app") or s.get("host") or s.get("ip")
+        extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
+        return f"{who} ({s.get('ip')}){extra}" + (f": {s['why']}" if s.get("why") else "")
+    return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))

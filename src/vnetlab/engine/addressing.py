@@ -1,0 +1,92 @@
+"""Addresses in a subnet, the way Azure hands them out.
+
+Azure reserves five addresses in every subnet: the network address, .1 (the default
+gateway), .2 and .3 (Azure DNS), and the last (broadcast). A VM's dynamic address is the
+lowest free one from .4 up. App Service VNet integration takes one address per plan
+instance, from the top of the subnet downwards: the note's 10.0.0.190 is the last usable
+address of 10.0.0.128/26.
+https://learn.microsoft.com/azure/virtual-network/virtual-networks-faq#are-there-any-restrictions-on-using-ip-addresses-within-these-subnets
+"""
+
+from __future__ import annotations
+
+import hashlib
+from ipaddress import IPv4Address, IPv4Network
+
+from ..model import Topology
+
+RESERVED_COUNT = 5
+APP_OUTBOUND_NET = IPv4Network("198.51.100.0/24")   # App Service shared outbound addresses (RFC 5737)
+VM_OUTBOUND_NET = IPv4Network("192.0.2.0/24")       # default outbound access of VMs (RFC 5737)
+
+
+def reserved(net: IPv4Network) -> set[IPv4Address]:
+    base = int(net.network_address)
+    return {IPv4Address(base + i) for i in range(4)} | {net.broadcast_address}
+
+
+def usable_count(net: IPv4Network) -> int:
+    return max(net.num_addresses - RESERVED_COUNT, 0)
+
+
+def is_usable(net: IPv4Network, ip: IPv4Address) -> bool:
+    return ip in net and ip not in reserved(net)
+
+
+def lowest_free(net: IPv4Network, taken: set[IPv4Address]) -> IPv4Address | None:
+    first, last = int(net.network_address) + 4, int(net.broadcast_address) - 1
+    return next((IPv4Address(i) for i in range(first, last + 1) if IPv4Address(i) not in taken), None)
+
+
+def top_down(net: IPv4Network, count: int, skip: int = 0) -> list[IPv4Address]:
+    """``count`` addresses from the last usable one downwards, after ``skip`` taken ones."""
+    last = int(net.broadcast_address) - 1
+    first = int(net.network_address) + 4
+    return [IPv4Address(last - skip - i) for i in range(count) if last - skip - i >= first]
+
+
+def plans_in_subnet(topo: Topology, subnet_ref: str) -> list[str]:
+    """Plans whose apps are integrated with a subnet, in a stable order (by name)."""
+    low = subnet_ref.lower()
+    names = {app.plan.lower() for app in topo.web_apps if (app.vnet_integration or "").lower() == low}
+    return sorted(names)
+
+
+def integration_addresses(topo: Topology) -> dict[tuple[str, str], list[IPv4Address]]:
+    """(plan, VNET/SUBNET) -> one address per plan instance, top of the subnet down."""
+    out: dict[tuple[str, str], list[IPv4Address]] = {}
+    refs = sorted({app.vnet_integration.lower() for app in topo.web_apps if app.vnet_integration})
+    for ref in refs:
+        found = topo.subnet(ref)
+        if not found:
+            continue
+        net = found[1].network
+        used = 0
+        for plan_name in plans_in_subnet(topo, ref):
+            plan = topo.find("app_service_plans", plan_name)
+            count = plan.instances if plan else 1
+            out[(plan_name, ref)] = top_down(net, count, skip=used)
+            used += count
+    return out
+
+
+def _hashed_pick(seed: str, net: IPv4Network, taken: set[IPv4Address]) -> IPv4Address:
+    size = net.num_addresses - 20
+    start = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % size
+    for i in range(size):
+        ip = IPv4Address(int(net.network_address) + 10 + (start + i) % size)
+        if ip not in taken:
+            return ip
+    raise ValueError(f"no free public address left in {net}")
+
+
+def public_outbound_addresses(topo: Topology) -> dict[tuple[str, str], IPv4Address]:
+    """("web_apps"|"network_interfaces", name) -> the public source address of its internet traffic."""
+    out: dict[tuple[str, str], IPv4Address] = {}
+    for kind, net in (("web_apps", APP_OUTBOUND_NET), ("network_interfaces", VM_OUTBOUND_NET)):
+        taken: set[IPv4Address] = set()
+        for res in sorted(getattr(topo, kind), key=lambda r: r.name.lower()):
+            ip = _hashed_pick(f"{kind}/{res.name.lower()}", net, taken)
+            taken.add(ip)
+            out[(kind, res.name.lower())] = ip
+    return out

@@ -1,0 +1,102 @@
+"""Reachability between every pair of endpoints, computed once per class of endpoints.
+
+Two endpoints are in one class when nothing can tell them apart: the same kind, subnet,
+NIC NSG and listening services, and their addresses fall inside exactly the same prefixes
+named anywhere in the lab (NSG rules, routes, next hops, VNet and subnet ranges). A trace
+between two representatives then answers for every pair of members.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from ..model import AzureError
+from .network import Endpoint, Network
+from .trace import trace
+
+EXPAND_LIMIT = 400
+
+
+def _prefixes(net: Network) -> list[tuple[int, int]]:
+    topo = net.topo
+    found: set[str] = set()
+    for nsg in topo.network_security_groups:
+        for rule in nsg.security_rules:
+            found.update(rule.sources() + rule.destinations())
+    for rt in topo.route_tables:
+        for r in rt.routes:
+            found.add(r.address_prefix)
+            if r.next_hop_ip_address:
+                found.add(r.next_hop_ip_address)
+    for view in net.subnets.values():
+        found.add(view.subnet.address_prefix)
+    out = []
+    for p in found:
+        try:
+            n = IPv4Network(p.strip(), strict=False)
+        except ValueError:
+            continue  # service tags: they depend on the VNet, which the subnet already pins
+        out.append((int(n.network_address), int(n.netmask)))
+    return out
+
+
+def _signature(ep: Endpoint, prefixes: list[tuple[int, int]], net: Network) -> tuple:
+    if ep.kind != "vm":
+        return (ep.kind, ep.name.lower())
+    ip = int(ep.ip)
+    atoms = tuple(i for i, (n, m) in enumerate(prefixes) if ip & m == n)
+    services = frozenset(net.services_of(ep.nic) or ())
+    return ("vm", ep.nic.subnet.lower(), (ep.nic.network_security_group or "").lower(),
+            ep.nic.enable_ip_forwarding, services, atoms)
+
+
+def parse_ports(ports: list[str]) -> list[tuple[str, int | None]]:
+    out = []
+    for p in ports:
+        if p.lower() == "icmp":
+            out.append(("Icmp", None))
+            continue
+        proto, _, num = p.rpartition("/")
+        try:
+            out.append(({"udp": "Udp"}.get(proto.lower(), "Tcp"), int(num)))
+        except ValueError:
+            raise AzureError(f"'{p}' is not a port: use numbers, udp/53 or icmp.", "InvalidPort") from None
+    return out
+
+
+def matrix(net: Network, ports: list[str]) -> dict:
+    flows = parse_ports(ports)
+    endpoints = net.endpoints()
+    prefixes = _prefixes(net)
+    classes: dict[tuple, list[Endpoint]] = {}
+    for ep in endpoints:
+        classes.setdefault(_signature(ep, prefixes, net), []).append(ep)
+    groups = list(classes.values())
+    class_cells: dict[tuple[int, int], dict[str, str]] = {}
+    for i, src_members in enumerate(groups):
+        for j, dst_members in enumerate(groups):
+            src = src_members[0]
+            dst = dst_members[1] if i == j and len(dst_members) > 1 else dst_members[0]
+            if src is dst:
+                continue
+            class_cells[(i, j)] = {_label(p, n): trace(net, src.name, str(dst.ip), n, p).verdict for p, n in flows}
+    result = {"ports": [_label(p, n) for p, n in flows], "endpoints": len(endpoints), "classes": len(groups),
+              "traces": len(class_cells) * len(flows)}
+    names = [ep.name for ep in endpoints]
+    result["sources"] = result["destinations"] = names
+    if len(endpoints) <= EXPAND_LIMIT:
+        index = {id(ep): k for k, members in enumerate(groups) for ep in members}
+        cells = {}
+        for s in endpoints:
+            for d in endpoints:
+                if s is not d:
+                    cells[f"{s.name}->{d.name}"] = class_cells[(index[id(s)], index[id(d)])]
+        result["cells"] = cells
+    else:
+        result["class_members"] = [[ep.name for ep in members] for members in groups]
+        result["class_cells"] = {f"{i}->{j}": v for (i, j), v in class_cells.items()}
+    return result
+
+
+def _label(protocol: str, port: int | None) -> str:
+    return "icmp" if protocol == "Icmp" else (f"udp/{port}" if protocol == "Udp" else str(port))

@@ -1,0 +1,156 @@
+"""A compiled, read-only view of a topology, built once and shared by every trace.
+
+It indexes what a trace looks up on each hop: subnets with their effective routes and
+compiled NSGs, NIC and integration addresses per VNet, internet hosts, and public outbound
+addresses. Everything here is derived from the model; nothing is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from ipaddress import IPv4Address
+
+from ..model import AzureError, NetworkInterface, Topology, VirtualNetwork, WebApp
+from ..model.errors import NotFound
+from .addressing import integration_addresses, public_outbound_addresses
+from .app_service import Sandbox, sandbox
+from .routing import EffectiveRoute, RouteLookup, connected_peers, effective_routes
+from .security import AddressSet, CompiledNsg, virtual_network_tag
+
+
+@dataclass
+class SubnetView:
+    ref: str                   # VNET/SUBNET as written in the model
+    vnet: VirtualNetwork
+    subnet: object
+    id: str
+    routes: list[EffectiveRoute]
+    lookup: RouteLookup
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    kind: str                  # vm | webapp | nic | internet
+    name: str
+    ip: IPv4Address
+    subnet_ref: str | None = None
+    nic: NetworkInterface | None = None
+    app: WebApp | None = None
+
+
+class Network:
+    def __init__(self, topo: Topology):
+        self.topo = topo
+        self.integration = integration_addresses(topo)
+        self.outbound = public_outbound_addresses(topo)
+        self.subnets: dict[str, SubnetView] = {}
+        for vnet in topo.virtual_networks:
+            for sn in vnet.subnets:
+                ref = f"{vnet.name}/{sn.name}"
+                routes = effective_routes(topo, vnet, sn)
+                self.subnets[ref.lower()] = SubnetView(ref, vnet, sn, topo.id_of("virtual_networks", vnet, "subnets",
+                                                                                   sn.name), routes, RouteLookup(routes))
+        self.nic_at: dict[tuple[str, int], NetworkInterface] = {}
+        for nic in topo.network_interfaces:
+            if nic.private_ip_address:
+                self.nic_at[(nic.subnet.split("/")[0].lower(), int(IPv4Address(nic.private_ip_address)))] = nic
+        self.app_at: dict[tuple[str, int], tuple[WebApp, int]] = {}
+        for app in topo.web_apps:
+            if app.vnet_integration:
+                vnet_name = app.vnet_integration.split("/")[0].lower()
+                for i, ip in enumerate(self.integration.get((app.plan.lower(), app.vnet_integration.lower()), [])):
+                    self.app_at.setdefault((vnet_name, int(ip)), (app, i))
+        self.internet_at = {int(IPv4Address(h.ip)): h for h in topo.internet_hosts}
+        self._nsgs: dict[tuple[str, str, str], CompiledNsg] = {}
+        self._tags: dict[str, AddressSet] = {}
+        self._sandboxes: dict[tuple[str, int], Sandbox] = {}
+        self._services = {vm.network_interface.lower(): {(s.protocol, s.port) for s in vm.services}
+                          for vm in topo.virtual_machines}
+
+    # -- lookups --------------------------------------------------------------------------
+    def subnet_view(self, ref: str) -> SubnetView:
+        return self.subnets[ref.lower()]
+
+    def vnet(self, name: str) -> VirtualNetwork | None:
+        return self.topo.vnet(name)
+
+    @cached_property
+    def peers(self) -> dict[str, dict[str, tuple[VirtualNetwork, object]]]:
+        """vnet -> connected remote vnet -> (remote, local peering)."""
+        return {v.name.lower(): {r.name.lower(): (r, p) for r, p in connected_peers(self.topo, v)}
+                for v in self.topo.virtual_networks}
+
+    def vnet_tag(self, vnet: VirtualNetwork) -> AddressSet:
+        key = vnet.name.lower()
+        if key not in self._tags:
+            self._tags[key] = virtual_network_tag(self.topo, vnet)
+        return self._tags[key]
+
+    def nsg(self, name: str | None, direction: str, vnet: VirtualNetwork) -> CompiledNsg | None:
+        if not name:
+            return None
+        key = (name.lower(), direction, vnet.name.lower())
+        compiled = self._nsgs.get(key)
+        if compiled is None:
+            model = self.topo.find("network_security_groups", name)
+            if model is None:
+                return None
+            compiled = self._nsgs[key] = CompiledNsg(model, direction, self.vnet_tag(vnet))
+        return compiled
+
+    def services_of(self, nic: NetworkInterface) -> set[tuple[str, int]] | None:
+        """(protocol, port) the NIC's VM listens on; None when no VM uses the NIC."""
+        return self._services.get(nic.name.lower())
+
+    def sandbox(self, app: WebApp, instance: int = 0) -> Sandbox:
+        key = (app.name.lower(), instance)
+        if key not in self._sandboxes:
+            self._sandboxes[key] = sandbox(self.topo, app, instance, self.integration, self.outbound)
+        return self._sandboxes[key]
+
+    def public_ip(self, kind: str, name: str) -> IPv4Address:
+        return self.outbound[(kind, name.lower())]
+
+    # -- endpoints -------------------------------------------------------------------------
+    def endpoint(self, name: str) -> Endpoint:
+        """A VM, NIC, web app or internet host by name."""
+        topo = self.topo
+        vm = topo.find("virtual_machines", name)
+        nic = topo.find("network_interfaces", vm.network_interface if vm else name)
+        if nic is not None:
+            if not nic.private_ip_address:
+                raise AzureError(f"Network interface {nic.name} has no private IP address yet.", "InvalidState")
+            return Endpoint("vm" if vm else "nic", (vm or nic).name, IPv4Address(nic.private_ip_address),
+                            nic.subnet, nic=nic)
+        app = topo.find("web_apps", name)
+        if app is not None:
+            sb = self.sandbox(app)
+            return Endpoint("webapp", app.name, sb.integration_ip or sb.outbound_ip, sb.integration_subnet, app=app)
+        host = next((h for h in topo.internet_hosts if h.name.lower() == name.lower()), None)
+        if host is not None:
+            return Endpoint("internet", host.name, IPv4Address(host.ip))
+        raise NotFound(f"No VM, network interface, web app or internet host named '{name}' in the lab.")
+
+    def destination_ip(self, name_or_ip: str) -> tuple[IPv4Address, str]:
+        try:
+            return IPv4Address(name_or_ip), name_or_ip
+        except ValueError:
+            pass
+        ep = self.endpoint(name_or_ip)
+        if ep.kind == "webapp" and ep.subnet_ref is None:
+            raise AzureError(f"Web app {ep.name} is not integrated with a VNet: it has no private address. "
+                             "Its public endpoint is not modelled.", "InvalidDestination")
+        return ep.ip, ep.name
+
+    def endpoints(self) -> list[Endpoint]:
+        out = []
+        for vm in self.topo.virtual_machines:
+            nic = self.topo.find("network_interfaces", vm.network_interface)
+            if nic and nic.private_ip_address:
+                out.append(Endpoint("vm", vm.name, IPv4Address(nic.private_ip_address), nic.subnet, nic=nic))
+        for app in self.topo.web_apps:
+            sb = self.sandbox(app)
+            out.append(Endpoint("webapp", app.name, sb.integration_ip or sb.outbound_ip, sb.integration_subnet,
+                                app=app))
+        return out

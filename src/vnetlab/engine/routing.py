@@ -1,0 +1,118 @@
+"""Effective routes of a subnet, and longest-prefix lookup.
+
+Every subnet gets system routes (source ``Default``): each address range of its VNet with
+next hop ``VnetLocal``, ``0.0.0.0/0`` to ``Internet``, and ``None`` (drop) for 10/8,
+172.16/12, 192.168/16 and 100.64/10, except where the VNet's own range is or contains one
+of them. Each *connected* peering (both directions exist) adds the remote VNet's ranges with
+next hop ``VNetPeering``; peering is not transitive, so only direct peers appear. A route
+table attached to the subnet adds user routes (source ``User``). The longest prefix wins;
+on an equal prefix a user route beats a system route, and the loser shows ``Invalid``.
+https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from ..model import Topology, VirtualNetwork
+
+RESERVED_NONE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+SOURCE_RANK = {"User": 0, "VirtualNetworkGateway": 1, "Default": 2}
+
+
+@dataclass(frozen=True)
+class EffectiveRoute:
+    source: str                 # Default | User
+    state: str                  # Active | Invalid
+    address_prefix: str
+    next_hop_type: str          # VnetLocal | VNetPeering | Internet | None | VirtualAppliance | VirtualNetworkGateway
+    next_hop_ip: str | None = None
+    name: str | None = None     # the user route's name
+    route_table: str | None = None
+    remote_virtual_network: str | None = None  # for VNetPeering
+
+    @property
+    def network(self) -> IPv4Network:
+        return IPv4Network(self.address_prefix)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def connected_peers(topo: Topology, vnet: VirtualNetwork) -> list[tuple[VirtualNetwork, object]]:
+    """Peered VNets whose peering exists in both directions (Azure's ``Connected``)."""
+    out = []
+    for peering in vnet.peerings:
+        remote = topo.vnet(peering.remote_virtual_network)
+        if remote and any(p.remote_virtual_network.lower() == vnet.name.lower() for p in remote.peerings):
+            out.append((remote, peering))
+    return out
+
+
+def peering_state(topo: Topology, vnet: VirtualNetwork, peering) -> str:
+    remote = topo.vnet(peering.remote_virtual_network)
+    if remote is None:
+        return "Disconnected"
+    back = any(p.remote_virtual_network.lower() == vnet.name.lower() for p in remote.peerings)
+    return "Connected" if back else "Initiated"
+
+
+def system_routes(topo: Topology, vnet: VirtualNetwork) -> list[EffectiveRoute]:
+    routes = [EffectiveRoute("Default", "Active", p, "VnetLocal") for p in vnet.ipv4_space]
+    for remote, _ in connected_peers(topo, vnet):
+        routes += [EffectiveRoute("Default", "Active", p, "VNetPeering", remote_virtual_network=remote.name)
+                   for p in remote.ipv4_space]
+    routes.append(EffectiveRoute("Default", "Active", "0.0.0.0/0", "Internet"))
+    own = vnet.networks
+    for prefix in RESERVED_NONE:
+        net = IPv4Network(prefix)
+        # "If the VNet range includes, or is the same as, a reserved prefix, Azure removes the None route"
+        if not any(net.subnet_of(o) for o in own):
+            routes.append(EffectiveRoute("Default", "Active", prefix, "None"))
+    return routes
+
+
+def user_routes(topo: Topology, route_table_name: str | None) -> list[EffectiveRoute]:
+    table = topo.find("route_tables", route_table_name)
+    if table is None:
+        return []
+    return [EffectiveRoute("User", "Active", str(IPv4Network(r.address_prefix, strict=False)), r.next_hop_type,
+                           r.next_hop_ip_address, r.name, table.name) for r in table.routes]
+
+
+def resolve(routes: list[EffectiveRoute]) -> list[EffectiveRoute]:
+    """Mark, for each prefix, the best source Active and the others Invalid."""
+    best: dict[str, EffectiveRoute] = {}
+    for r in routes:
+        cur = best.get(r.address_prefix)
+        if cur is None or SOURCE_RANK[r.source] < SOURCE_RANK[cur.source]:
+            best[r.address_prefix] = r
+    return [r if best[r.address_prefix] is r else EffectiveRoute(**{**r.__dict__, "state": "Invalid"})
+            for r in routes]
+
+
+def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet) -> list[EffectiveRoute]:
+    return resolve(system_routes(topo, vnet) + user_routes(topo, subnet.route_table))
+
+
+class RouteLookup:
+    """Longest-prefix match over the Active routes: one dict per prefix length."""
+
+    def __init__(self, routes: list[EffectiveRoute]):
+        by_len: dict[int, dict[int, EffectiveRoute]] = {}
+        for r in routes:
+            if r.state != "Active":
+                continue
+            net = r.network
+            by_len.setdefault(net.prefixlen, {})[int(net.network_address)] = r
+        self._tables = [(((1 << 32) - 1) ^ ((1 << (32 - plen)) - 1), by_len[plen])
+                        for plen in sorted(by_len, reverse=True)]
+
+    def lookup(self, ip: IPv4Address | int) -> EffectiveRoute | None:
+        value = int(ip)
+        for mask, table in self._tables:
+            hit = table.get(value & mask)
+            if hit is not None:
+                return hit
+        return None

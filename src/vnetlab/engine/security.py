@@ -1,0 +1,211 @@
+"""NSG evaluation: the first matching rule by priority decides.
+
+A rule matches on protocol (``Tcp``, ``Udp``, ``Icmp`` or ``*``), source and destination
+address (prefixes, their plural forms, service tags), and source and destination port
+ranges (``*``, ``80``, ``1000-2000``, lists). User rules come first by priority, then the
+six default rules. Outbound, a NIC's NSG is evaluated and then its subnet's; inbound, the
+subnet's and then the NIC's; both must allow, and no NSG allows. NSGs are stateful: replies
+of an allowed flow are not evaluated.
+https://learn.microsoft.com/azure/virtual-network/network-security-group-how-it-works
+
+Service tags are resolved in the context of the VNet where the NSG is applied:
+``VirtualNetwork`` is that VNet's ranges, its connected peers' ranges and the host's virtual
+IP 168.63.129.16; ``AzureLoadBalancer`` is 168.63.129.16; ``Internet`` is public address
+space outside ``VirtualNetwork``. https://learn.microsoft.com/azure/virtual-network/service-tags-overview
+
+ICMP has no ports: an ICMP packet matches only rules whose port ranges cover every port.
+
+Rules are indexed, not scanned: per protocol, the destination port space is cut into
+intervals at every rule boundary, and each interval keeps the rules covering it in priority
+order. A lookup is a bisect plus a walk over the few rules that can match that port.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from ..model import NetworkSecurityGroup, SecurityRule, Topology, VirtualNetwork
+from .routing import connected_peers
+
+HOST_VIP = IPv4Network("168.63.129.16/32")
+PROTOCOLS = ("Tcp", "Udp", "Icmp")
+FULL_PORTS = ((0, 65535),)
+EPHEMERAL = (32768, 60999)  # Linux's ip_local_port_range: the source port of a probe
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled: bad prefix, bad port range, unknown tag."""
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    any: bool = False
+    internet: bool = False
+    nets: tuple[tuple[int, int], ...] = ()   # (network, mask)
+
+    def contains(self, ip: int, vnet_set: "AddressSet") -> bool:
+        if self.any:
+            return True
+        for net, mask in self.nets:
+            if ip & mask == net:
+                return True
+        return self.internet and is_public(ip) and not vnet_set.contains(ip, vnet_set)
+
+
+_PRIVATE = [IPv4Network(p) for p in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+                                     "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3")]
+_PRIVATE_MASKS = [(int(n.network_address), int(n.netmask)) for n in _PRIVATE]
+
+
+def is_public(ip: int) -> bool:
+    return not any(ip & mask == net for net, mask in _PRIVATE_MASKS)
+
+
+def _nets(prefixes) -> tuple[tuple[int, int], ...]:
+    return tuple((int(n.network_address), int(n.netmask)) for n in prefixes)
+
+
+def virtual_network_tag(topo: Topology, vnet: VirtualNetwork | None) -> AddressSet:
+    if vnet is None:
+        return AddressSet(nets=_nets([HOST_VIP]))
+    ranges = list(vnet.networks) + [n for remote, _ in connected_peers(topo, vnet) for n in remote.networks]
+    return AddressSet(nets=_nets(ranges + [HOST_VIP]))
+
+
+def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if part in ("*", "", "Any"):
+                return FULL_PORTS
+            lo, _, hi = part.partition("-")
+            try:
+                lo_i, hi_i = int(lo), int(hi or lo)
+            except ValueError:
+                raise RuleError(f"invalid port range {part!r}") from None
+            if not (0 <= lo_i <= hi_i <= 65535):
+                raise RuleError(f"invalid port range {part!r}")
+            out.append((lo_i, hi_i))
+    return tuple(out)
+
+
+def address_set(values: list[str], vnet_set: AddressSet) -> AddressSet:
+    nets: list[tuple[int, int]] = []
+    internet = False
+    for value in values:
+        low = value.strip().lower()
+        if low in ("*", "any", "0.0.0.0/0"):
+            return AddressSet(any=True)
+        if low == "virtualnetwork":
+            nets += vnet_set.nets
+        elif low == "azureloadbalancer":
+            nets += _nets([HOST_VIP])
+        elif low == "internet":
+            internet = True
+        else:
+            try:
+                nets += _nets([IPv4Network(value.strip(), strict=False)])
+            except ValueError:
+                raise RuleError(f"{value!r} is not an address prefix or a supported service tag "
+                                "(VirtualNetwork, Internet, AzureLoadBalancer)") from None
+    return AddressSet(internet=internet, nets=tuple(nets))
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: SecurityRule
+    default: bool
+    protocols: frozenset[str]
+    sources: AddressSet
+    destinations: AddressSet
+    source_ports: tuple[tuple[int, int], ...]
+    destination_ports: tuple[tuple[int, int], ...]
+
+    def matches_addresses(self, src: int, dst: int, sport: int | None, vnet_set: AddressSet) -> bool:
+        return (self.sources.contains(src, vnet_set) and self.destinations.contains(dst, vnet_set)
+                and _ports_match(self.source_ports, sport))
+
+
+def _ports_match(ranges, port: int | None) -> bool:
+    if ranges == FULL_PORTS:
+        return True
+    lo, hi = (port, port) if port is not None else EPHEMERAL
+    return any(a <= lo and hi <= b for a, b in ranges)
+
+
+def compile_rule(rule: SecurityRule, vnet_set: AddressSet, default: bool) -> CompiledRule:
+    protocols = frozenset(PROTOCOLS) if rule.protocol == "*" else frozenset({rule.protocol})
+    return CompiledRule(rule, default, protocols, address_set(rule.sources(), vnet_set),
+                        address_set(rule.destinations(), vnet_set), parse_ports(rule.source_ports()),
+                        parse_ports(rule.destination_ports()))
+
+
+@dataclass
+class _PortIndex:
+    bounds: list[int] = field(default_factory=list)
+    buckets: list[list[CompiledRule]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, rules: list[CompiledRule]) -> "_PortIndex":
+        points = {0, 65536}
+        for r in rules:
+            for lo, hi in r.destination_ports:
+                points.update((lo, hi + 1))
+        bounds = sorted(points)
+        buckets: list[list[CompiledRule]] = [[] for _ in bounds]
+        for r in rules:  # already in priority order, so each bucket stays sorted
+            seen: set[int] = set()
+            for lo, hi in r.destination_ports:
+                for i in range(bisect_right(bounds, lo) - 1, bisect_right(bounds, hi)):
+                    if i not in seen:
+                        seen.add(i)
+                        buckets[i].append(r)
+        return cls(bounds, buckets)
+
+    def candidates(self, port: int) -> list[CompiledRule]:
+        return self.buckets[bisect_right(self.bounds, port) - 1]
+
+
+class CompiledNsg:
+    """One NSG in one direction, compiled for the VNet it is applied in."""
+
+    def __init__(self, nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet):
+        self.nsg, self.direction, self.vnet_set = nsg, direction, vnet_set
+        self.rules = [compile_rule(r, vnet_set, r.priority >= 65000 and r.name in _DEFAULT_NAMES)
+                      for r in nsg.rules(direction)]
+        self._index = {p: _PortIndex.build([r for r in self.rules if p in r.protocols]) for p in ("Tcp", "Udp")}
+        self._icmp = [r for r in self.rules if "Icmp" in r.protocols and r.destination_ports == FULL_PORTS]
+
+    def evaluate(self, protocol: str, src: IPv4Address | int, dst: IPv4Address | int, port: int | None,
+                 sport: int | None = None) -> CompiledRule:
+        """The first rule that matches; the default Deny rule always matches last."""
+        src_i, dst_i = int(src), int(dst)
+        candidates = self._icmp if protocol == "Icmp" else self._index[protocol].candidates(port or 0)
+        for rule in candidates:
+            if rule.matches_addresses(src_i, dst_i, sport, self.vnet_set):
+                return rule
+        return self.rules[-1]
+
+
+_DEFAULT_NAMES = {"AllowVNetInBound", "AllowAzureLoadBalancerInBound", "DenyAllInbound", "AllowVnetOutBound",
+                  "AllowInternetOutBound", "DenyAllOutBound"}
+
+
+def evaluate_naive(nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet, protocol: str,
+                   src: int, dst: int, port: int | None, sport: int | None = None) -> SecurityRule:
+    """The plain reading of the docs: walk every rule in priority order. Reference for tests."""
+    for rule in nsg.rules(direction):
+        c = compile_rule(rule, vnet_set, False)
+        if protocol not in c.protocols:
+            continue
+        if protocol == "Icmp":
+            if c.destination_ports != FULL_PORTS:
+                continue
+        elif not _ports_match(c.destination_ports, port):
+            continue
+        if c.matches_addresses(src, dst, sport, vnet_set):
+            return rule
+    raise AssertionError("the default deny rule always matches")

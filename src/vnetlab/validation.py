@@ -1,0 +1,282 @@
+"""Azure's rules for a lab, checked on every change, with Azure's error codes and texts.
+
+``validate(new, old)`` raises the first :class:`AzureError` it finds. ``old`` is the lab
+before the change, for the rules that are about a transition (a subnet's delegation cannot
+change while NICs use it; a subnet with an integrated app cannot be deleted).
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, ip_network
+
+from .engine.addressing import integration_addresses, reserved, usable_count
+from .engine.security import RuleError, parse_ports
+from .model import WEB_SERVER_FARMS, AzureError, Conflict, Topology
+from .model.errors import NotFound
+from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
+
+SUBNET_DOCS = "See aka.ms/deletesubnet."
+
+
+def validate(new: Topology, old: Topology | None = None) -> None:
+    if old is not None:
+        _transitions(new, old)
+    _unique_names(new)
+    for vnet in new.virtual_networks:
+        _vnet(new, vnet)
+    for nsg in new.network_security_groups:
+        _nsg(nsg)
+    for table in new.route_tables:
+        _route_table(table)
+    _references(new)
+    _nics(new)
+    _plans_and_apps(new)
+
+
+def _unique_names(topo: Topology) -> None:
+    for kind in ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
+                 "virtual_machines", "app_service_plans", "web_apps"):
+        seen: set[str] = set()
+        for res in getattr(topo, kind):
+            if res.name.lower() in seen:
+                raise Conflict(f"Two {kind.replace('_', ' ')} are named '{res.name}': names must be unique "
+                               "in a lab (case-insensitive).", "DuplicateResourceName")
+            seen.add(res.name.lower())
+            if topo.group(topo.rg_of(res)) is None:
+                raise NotFound(f"Resource group '{topo.rg_of(res)}' could not be found.", "ResourceGroupNotFound")
+
+
+def _vnet(topo: Topology, vnet) -> None:
+    nets = []
+    for prefix in vnet.address_space:
+        net = ip_network(prefix)
+        for other in nets:
+            if net.overlaps(other):
+                raise AzureError(f"Address space '{net}' overlaps with address space '{other}' of virtual network "
+                                 f"'{vnet.name}'.", "VnetAddressSpacesOverlap")
+        nets.append(net)
+    v4 = vnet.networks
+    subnets: list[tuple[str, IPv4Network]] = []
+    for sn in vnet.subnets:
+        net = sn.network
+        if not any(net.subnet_of(n) for n in v4):
+            raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range is outside the IP "
+                             f"address range of virtual network '{vnet.name}'.", "NetcfgSubnetRangeOutsideVnet")
+        if net.prefixlen > 29:
+            raise AzureError(f"Subnet '{sn.name}' has an invalid address prefix {net}: the smallest supported "
+                             "IPv4 subnet is /29.", "InvalidAddressPrefix")
+        for other_name, other in subnets:
+            if net.overlaps(other):
+                raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range overlaps with "
+                                 f"that of an existing subnet in virtual network '{vnet.name}'.",
+                                 "NetcfgSubnetRangesOverlap")
+        subnets.append((sn.name, net))
+    names = [s.name.lower() for s in vnet.subnets]
+    if len(set(names)) != len(names):
+        raise Conflict(f"Virtual network '{vnet.name}' has two subnets with the same name.", "DuplicateResourceName")
+    for peering in vnet.peerings:
+        remote = topo.vnet(peering.remote_virtual_network)
+        if remote is None:
+            raise NotFound(f"Remote virtual network '{peering.remote_virtual_network}' of peering "
+                           f"'{peering.name}' was not found.", "ReferencedResourceNotProvisioned")
+        if remote.name.lower() == vnet.name.lower():
+            raise AzureError(f"Virtual network '{vnet.name}' cannot be peered with itself.",
+                             "CannotPeerVirtualNetworkWithItself")
+        for a in v4:
+            for b in remote.networks:
+                if a.overlaps(b):
+                    raise AzureError(f"Cannot create or update peering '{peering.name}'. Virtual networks "
+                                     f"'{vnet.name}' and '{remote.name}' cannot be peered because their address "
+                                     f"spaces overlap ({a} and {b}).", "VnetAddressSpacesOverlap")
+
+
+def _nsg(nsg) -> None:
+    seen: dict[tuple[int, str], str] = {}
+    for rule in nsg.security_rules:
+        if not 100 <= rule.priority <= 4096:
+            raise AzureError(f"Security rule {rule.name} has invalid Priority. Value provided: {rule.priority}. "
+                             "Allowed range 100-4096.", "SecurityRuleInvalidPriority")
+        key = (rule.priority, rule.direction)
+        if key in seen:
+            raise AzureError(f"Security rule {seen[key]} conflicts with rule {rule.name}. Rules cannot have the "
+                             "same Priority and Direction. To learn more, see aka.ms/nsgrules.",
+                             "SecurityRuleConflict")
+        seen[key] = rule.name
+        try:
+            parse_ports(rule.source_ports())
+            parse_ports(rule.destination_ports())
+        except RuleError as exc:
+            raise AzureError(f"Security rule {rule.name} has an invalid port range: {exc}.",
+                             "SecurityRuleInvalidPortRange") from None
+        for value in rule.sources() + rule.destinations():
+            if value.strip().lower() in ("*", "any", "virtualnetwork", "internet", "azureloadbalancer"):
+                continue
+            try:
+                IPv4Network(value.strip(), strict=False)
+            except ValueError:
+                raise AzureError(f"Security rule {rule.name} has invalid Address prefix. Value provided: {value}.",
+                                 "SecurityRuleInvalidAddressPrefix") from None
+
+
+def _route_table(table) -> None:
+    for route in table.routes:
+        try:
+            IPv4Network(route.address_prefix, strict=False)
+        except ValueError:
+            raise AzureError(f"Route {route.name} has an invalid AddressPrefix {route.address_prefix}.",
+                             "InvalidRouteAddressPrefix") from None
+        if route.next_hop_type == "VirtualAppliance":
+            try:
+                IPv4Address(route.next_hop_ip_address or "")
+            except ValueError:
+                raise AzureError(f"Route {route.name} has next hop type VirtualAppliance and requires a valid "
+                                 "NextHopIpAddress.", "InvalidNextHopIpAddress") from None
+        elif route.next_hop_ip_address:
+            raise AzureError(f"Route {route.name} has next hop type {route.next_hop_type}; NextHopIpAddress is "
+                             "only allowed with VirtualAppliance.", "NextHopIpAddressNotAllowed")
+
+
+def _missing(topo: Topology, kind: str, ref: str, by: str) -> NotFound:
+    return NotFound(f"Resource {kind} '{ref}' referenced by resource {by} was not found.", "InvalidResourceReference")
+
+
+def _references(topo: Topology) -> None:
+    for vnet in topo.virtual_networks:
+        for sn in vnet.subnets:
+            by = topo.subnet_id(f"{vnet.name}/{sn.name}")
+            if sn.network_security_group and not topo.find("network_security_groups", sn.network_security_group):
+                raise _missing(topo, "networkSecurityGroups", sn.network_security_group, by)
+            if sn.route_table and not topo.find("route_tables", sn.route_table):
+                raise _missing(topo, "routeTables", sn.route_table, by)
+    for nic in topo.network_interfaces:
+        by = topo.id_of("network_interfaces", nic)
+        if not topo.subnet(nic.subnet):
+            raise _missing(topo, "subnets", nic.subnet, by)
+        if nic.network_security_group and not topo.find("network_security_groups", nic.network_security_group):
+            raise _missing(topo, "networkSecurityGroups", nic.network_security_group, by)
+    for vm in topo.virtual_machines:
+        if not topo.find("network_interfaces", vm.network_interface):
+            raise _missing(topo, "networkInterfaces", vm.network_interface, topo.id_of("virtual_machines", vm))
+    users: dict[str, str] = {}
+    for vm in topo.virtual_machines:
+        prior = users.setdefault(vm.network_interface.lower(), vm.name)
+        if prior != vm.name:
+            raise AzureError(f"Network interface {vm.network_interface} is already used by virtual machine {prior}.",
+                             "NicInUse")
+    for app in topo.web_apps:
+        if not topo.find("app_service_plans", app.plan):
+            raise NotFound(f"Cannot find ServerFarm with name {app.plan}.", "NotFound")
+
+
+def _nics(topo: Topology) -> None:
+    taken: dict[tuple[str, IPv4Address], str] = {}
+    for nic in topo.network_interfaces:
+        vnet, sn = topo.subnet(nic.subnet)
+        net = sn.network
+        if sn.delegations:
+            raise AzureError(f"Subnet {sn.name} is delegated to {sn.delegations[0].service_name}, so network "
+                             f"interface {nic.name} cannot use it: a delegated subnet serves only that service.",
+                             "SubnetDelegatedCannotBeUsedByNic")
+        if not nic.private_ip_address:
+            continue
+        ip = IPv4Address(nic.private_ip_address)
+        if ip not in net:
+            raise AzureError(f"Private static IP address {ip} does not belong to the range of subnet prefix {net}.",
+                             "PrivateIPAddressNotInSubnet")
+        if ip in reserved(net):
+            raise AzureError(f"Private static IP address {ip} falls within reserved IP range of subnet prefix {net}.",
+                             "PrivateIPAddressInReservedRange")
+        key = (vnet.name.lower(), ip)
+        if key in taken:
+            raise AzureError(f"IP configuration {topo.id_of('network_interfaces', nic)}/ipConfigurations/ipconfig1 "
+                             f"is using the private IP address {ip} which is already allocated to resource "
+                             f"{taken[key]}.", "PrivateIPAddressIsAllocated")
+        taken[key] = topo.id_of("network_interfaces", nic)
+
+
+def _plans_and_apps(topo: Topology) -> None:
+    for plan in topo.app_service_plans:
+        subnets = {a.vnet_integration.lower() for a in topo.web_apps
+                   if a.vnet_integration and a.plan.lower() == plan.name.lower()}
+        limit = INTEGRATIONS_PER_PLAN[plan.os]
+        if len(subnets) > limit:
+            raise Conflict(f"Adding this VNET would exceed the App Service Plan VNET limit of {limit}.", "Conflict")
+    for app in topo.web_apps:
+        if app.vnet_integration:
+            _integration(topo, app)
+    demand: dict[str, int] = {}
+    for (plan, ref), ips in integration_addresses(topo).items():
+        p = topo.find("app_service_plans", plan)
+        demand[ref] = demand.get(ref, 0) + (p.instances if p else 1)
+    for ref, needed in demand.items():
+        vnet, sn = topo.subnet(ref)
+        if needed > usable_count(sn.network):
+            raise AzureError(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
+                             f"addresses but the App Service plans integrated with it need {needed} (one per "
+                             "instance).", "SubnetIsFull")
+
+
+def _integration(topo: Topology, app) -> None:
+    found = topo.subnet(app.vnet_integration)
+    plan = topo.find("app_service_plans", app.plan)
+    if not found:
+        raise NotFound(f"Subnet '{app.vnet_integration}' of web app {app.name} was not found.",
+                       "InvalidResourceReference")
+    vnet, sn = found
+    if plan.tier not in INTEGRATION_TIERS:
+        raise AzureError(f"The App Service plan {plan.name} ({plan.sku}, {plan.tier}) does not support VNet "
+                         "integration: use Basic, Standard, Premium V2, Premium V3 or Elastic Premium.",
+                         "VnetIntegrationNotSupportedForSku")
+    if topo.location_of(app) != topo.location_of(vnet):
+        raise AzureError(f"The app and the virtual network must be in the same region: web app {app.name} is in "
+                         f"{topo.location_of(app)} and virtual network {vnet.name} is in {topo.location_of(vnet)}.",
+                         "VnetIntegrationRegionMismatch")
+    if any(ip_network(p).version == 6 for p in vnet.address_space):
+        raise AzureError(f"Virtual network {vnet.name} has IPv6 address space: the integration virtual network "
+                         "can't have IPv6 address spaces defined.", "VnetIntegrationIpv6NotSupported")
+    if not sn.delegated_to(WEB_SERVER_FARMS):
+        raise AzureError(f"Subnet {sn.name} in VNET {vnet.name} is missing a delegation to "
+                         f"{WEB_SERVER_FARMS}. Please add the delegation and try again.", "SubnetMissingDelegation")
+    if sn.network.prefixlen > 28:
+        raise AzureError(f"Subnet {sn.name} ({sn.address_prefix}) is too small: VNet integration requires an "
+                         "IPv4 /28 block or larger.", "SubnetTooSmallForVnetIntegration")
+
+
+def _transitions(new: Topology, old: Topology) -> None:
+    for vnet in old.virtual_networks:
+        new_vnet = new.vnet(vnet.name)
+        for sn in vnet.subnets:
+            ref = f"{vnet.name}/{sn.name}"
+            if new_vnet is not None and new_vnet.subnet(sn.name) is not None:
+                _delegation_change(new, old, vnet, sn, new_vnet.subnet(sn.name))
+                continue
+            for app in old.apps_integrated_with(vnet.name, sn.name):
+                if new.find("web_apps", app.name) and (new.find("web_apps", app.name).vnet_integration or "").lower() \
+                        == ref.lower():
+                    sal = old.subnet_id(ref) + "/serviceAssociationLinks/AppServiceLink"
+                    raise AzureError(f"Subnet {sn.name} is in use by {sal} and cannot be deleted. In order to "
+                                     f"delete the subnet, delete all the resources within the subnet. {SUBNET_DOCS}",
+                                     "InUseSubnetCannotBeDeleted")
+            for nic in new.nics_in(vnet.name, sn.name):
+                raise AzureError(f"Subnet {sn.name} is in use by {new.id_of('network_interfaces', nic)}/"
+                                 f"ipConfigurations/ipconfig1 and cannot be deleted. In order to delete the subnet, "
+                                 f"delete all the resources within the subnet. {SUBNET_DOCS}",
+                                 "InUseSubnetCannotBeDeleted")
+
+
+def _delegation_change(new: Topology, old: Topology, vnet, old_sn, new_sn) -> None:
+    before = sorted(d.service_name for d in old_sn.delegations)
+    after = sorted(d.service_name for d in new_sn.delegations)
+    if before == after:
+        return
+    nics = old.nics_in(vnet.name, old_sn.name)
+    if nics:
+        users = ", ".join(f"{old.id_of('network_interfaces', n)}/ipConfigurations/ipconfig1" for n in nics)
+        raise AzureError(f"Delegations of subnet {old.subnet_id(f'{vnet.name}/{old_sn.name}')} cannot be changed "
+                         f"from [{', '.join(before)}] to [{', '.join(after)}] because it is being used by the "
+                         f"resource {users}.", "SubnetDelegationsCannotChangeWhenSubnetUsedByResource")
+    if old.apps_integrated_with(vnet.name, old_sn.name) and WEB_SERVER_FARMS not in after:
+        sal = old.subnet_id(f"{vnet.name}/{old_sn.name}") + "/serviceAssociationLinks/AppServiceLink"
+        raise AzureError(f"Subnet {old_sn.name} requires any of the following delegation(s) [{WEB_SERVER_FARMS}] "
+                         f"to reference service association link {sal}.",
+                         "SubnetMissingRequiredDelegation")
