@@ -75,6 +75,8 @@ class Lab:
                 raise pydantic_error(exc) from None
             allocate_dynamic_addresses(new, old)
             validate(new, old)
+            if old is not None and new == old:
+                return old
             tx.save(new.model_dump(mode="json"))
         self._after_change(old, new)
         return new

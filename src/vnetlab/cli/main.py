@@ -305,18 +305,23 @@ def _print_integrations(lab: Lab, topo: Topology, name: str, output: Output) -> 
 
 @config.command("set")
 def config_set(name: str = typer.Option(..., "--name", "-n"),
-               vnet_route_all_enabled: Optional[bool] = typer.Option(None, "--vnet-route-all-enabled"),
+               vnet_route_all_enabled: Optional[str] = typer.Option(None, "--vnet-route-all-enabled",
+                                                                   help="true or false, as az takes it."),
                resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
                home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Set site configuration; here, vnetRouteAllEnabled."""
     lab = Lab.open(home)
+    value = None if vnet_route_all_enabled is None else vnet_route_all_enabled.strip().lower()
+    if value not in (None, "true", "false"):
+        fail(AzureError(f"--vnet-route-all-enabled takes true or false, not '{vnet_route_all_enabled}'.",
+                        "InvalidArgumentValue"))
 
     def set_route_all(t: Topology):
         app_ = t.find("web_apps", name)
         if app_ is None:
             raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404)
-        if vnet_route_all_enabled is not None:
-            app_.vnet_route_all_enabled = vnet_route_all_enabled
+        if value is not None:
+            app_.vnet_route_all_enabled = value == "true"
     topo = run(lambda: lab.change(set_route_all, create=False))
     app_ = topo.find("web_apps", name)
     result = {"name": app_.name, "vnetRouteAllEnabled": app_.vnet_route_all_enabled}

@@ -1,0 +1,103 @@
+"""The CLI end to end on the sim backend: each command, its JSON, its exit status."""
+
+import json
+
+import pytest
+import yaml
+from conftest import NOTE
+from typer.testing import CliRunner
+
+from vnetlab.cli.main import app
+from vnetlab.engine.network import Network
+from vnetlab.lab import Lab
+
+runner = CliRunner()
+
+
+def cli(home, *args):
+    return runner.invoke(app, [*args, "--home", str(home)])
+
+
+@pytest.fixture
+def home(tmp_path):
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(NOTE))
+    h = tmp_path / "lab"
+    assert cli(h, "up", str(f)).exit_code == 0
+    return h
+
+
+def test_up_twice_changes_nothing(home, tmp_path):
+    again = cli(home, "up", str(tmp_path / "lab.yaml"), "-o", "json")
+    assert again.exit_code == 0 and json.loads(again.output)["changed"] is False
+
+
+def test_issue_example_loads(tmp_path):
+    res = cli(tmp_path / "l", "up", "examples/issue-example.yaml", "-o", "json")
+    assert res.exit_code == 0, res.output
+    vms = json.loads(cli(tmp_path / "l", "show", "nva1VMNic", "-o", "json").output)
+    assert vms[0]["properties"]["private_ip_address"] == "10.1.0.4"  # dynamic: lowest free from .4
+
+
+def test_show_gives_ids_and_derived_properties(home):
+    items = json.loads(cli(home, "show", "-o", "json").output)
+    by_name = {i["name"]: i for i in items}
+    assert by_name["vnet1"]["id"].endswith("/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1")
+    integration = by_name["vnet1"]["properties"]["subnets"][1]
+    assert integration["service_association_links"][0].endswith("/serviceAssociationLinks/AppServiceLink")
+    assert by_name["app1"]["properties"]["integration_ip_addresses"] == ["10.0.0.190"]
+
+
+def test_check_exit_status_and_json(home):
+    ok = cli(home, "check", "app1", "rg1vm1", "--port", "80", "-o", "json")
+    assert ok.exit_code == 0
+    body = json.loads(ok.output)
+    assert {"verdict", "reason", "source_ip_seen", "steps"} <= body.keys()
+    assert body["verdict"] == "Connected" and body["source_ip_seen"] == "10.0.0.190"
+    refused = cli(home, "check", "rg1vm1", "10.0.0.190", "--port", "443")
+    assert refused.exit_code == 1 and "Refused" in refused.output
+    assert cli(home, "check", "nope", "rg1vm1").exit_code == 2
+    assert cli(home, "check", "app1", "rg1vm1", "--protocol", "Gre").exit_code == 2
+
+
+def test_routes_for_an_app_is_route_n_and_for_a_vm_the_effective_routes(home):
+    topo = Lab.open(home).topology()
+    res = cli(home, "routes", "app1")
+    assert res.output == Network(topo).sandbox(topo.web_apps[0]).route_n()
+    vm = json.loads(cli(home, "routes", "rg1vm1", "-o", "json").output)
+    assert {"source": "Default", "state": "Active", "address_prefix": "10.0.0.0/24",
+            "next_hop_type": "VnetLocal"} in vm["value"]
+
+
+def test_matrix(home):
+    res = json.loads(cli(home, "matrix", "--ports", "80,443,icmp", "-o", "json").output)
+    assert res["cells"]["app1->rg1vm1"] == {"80": "Connected", "443": "Refused", "icmp": "Connected"}
+    assert res["cells"]["rg1vm1->app1"] == {"80": "Refused", "443": "Refused", "icmp": "TimedOut"}
+
+
+def test_webapp_commands_like_az(home):
+    listed = json.loads(cli(home, "webapp", "vnet-integration", "list", "--name", "app1", "-o", "json").output)
+    assert listed[0]["vnetResourceId"].endswith("/virtualNetworks/vnet1/subnets/integration")
+    assert cli(home, "webapp", "config", "set", "--name", "app1", "--vnet-route-all-enabled", "true").exit_code == 0
+    routes = cli(home, "routes", "app1").output.splitlines()
+    assert next(r for r in routes if r.startswith("0.0.0.0")).split()[-1].startswith("vnet")
+    assert cli(home, "webapp", "vnet-integration", "remove", "--name", "app1").exit_code == 0
+    assert json.loads(cli(home, "webapp", "vnet-integration", "list", "--name", "app1", "-o", "json").output) == []
+    res = cli(home, "check", "app1", "rg1vm1", "--protocol", "icmp", "-o", "json")
+    assert json.loads(res.output)["reason"] == "PrivateAddressOnInternet"
+
+
+def test_schema_is_json_schema():
+    doc = json.loads(runner.invoke(app, ["schema"]).output)
+    assert "virtual_networks" in doc["properties"]
+
+
+def test_demo_matches_the_note(tmp_path):
+    res = runner.invoke(app, ["demo", "--home", str(tmp_path / "demo"), "-o", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["all_match"] is True
+
+
+def test_down(home):
+    assert cli(home, "down").exit_code == 0
+    assert Lab.open(home).exists() is False

@@ -1,0 +1,150 @@
+"""Every validation failure: Azure's error code, exit status 2, and the lab unchanged."""
+
+import copy
+
+import pytest
+import yaml
+from conftest import NOTE
+from typer.testing import CliRunner
+
+from vnetlab.cli.main import app
+from vnetlab.store import Store
+
+runner = CliRunner()
+
+
+def cli(home, *args):
+    return runner.invoke(app, [*args, "--home", str(home)])
+
+
+@pytest.fixture
+def lab(tmp_path):
+    home = tmp_path / "lab"
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(NOTE))
+    assert cli(home, "up", str(f)).exit_code == 0
+    return home, tmp_path
+
+
+def snapshot(home):
+    store = Store.open(home)
+    return store.version(), store.load()
+
+
+def attempt_up(lab, mutate):
+    home, tmp = lab
+    doc = copy.deepcopy(NOTE)
+    mutate(doc)
+    f = tmp / "bad.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    before = snapshot(home)
+    result = cli(home, "up", str(f))
+    assert result.exit_code == 2, result.output
+    assert snapshot(home) == before
+    return result.output
+
+
+def _vnet(doc):
+    return doc["virtual_networks"][0]
+
+
+CASES = {
+    "VnetAddressSpacesOverlap": lambda d: _vnet(d).update(address_space=["10.0.0.0/24", "10.0.0.128/25"]),
+    "NetcfgSubnetRangeOutsideVnet": lambda d: _vnet(d)["subnets"].append({"name": "x",
+                                                                           "address_prefix": "10.9.0.0/24"}),
+    "NetcfgSubnetRangesOverlap": lambda d: _vnet(d)["subnets"].append({"name": "x", "address_prefix": "10.0.0.32/27"}),
+    "PrivateIPAddressNotInSubnet": lambda d: d["virtual_machines"][0].update(private_ip_address="10.0.0.70"),
+    "PrivateIPAddressInReservedRange": lambda d: d["virtual_machines"][0].update(private_ip_address="10.0.0.1"),
+    "PrivateIPAddressIsAllocated": lambda d: d["virtual_machines"].append(
+        {"name": "vm2", "subnet": "vnet1/default", "private_ip_address": "10.0.0.4"}),
+    "SubnetMissingDelegation": lambda d: (
+        _vnet(d)["subnets"].append({"name": "int2", "address_prefix": "10.0.0.64/27"}),
+        d["web_apps"][0].update(vnet_integration="vnet1/int2")),
+    "SubnetMissingRequiredDelegation": lambda d: _vnet(d)["subnets"][1].update(delegations=[]),
+    "SubnetTooSmallForVnetIntegration": lambda d: _vnet(d)["subnets"][1].update(address_prefix="10.0.0.128/29"),
+    "VnetIntegrationRegionMismatch": lambda d: _vnet(d).update(location="northeurope"),
+    "VnetIntegrationNotSupportedForSku": lambda d: d["app_service_plans"][0].update(sku="F1"),
+    "VnetIntegrationIpv6NotSupported": lambda d: _vnet(d).update(address_space=["10.0.0.0/24", "fd00::/48"]),
+    "SubnetIsFull": lambda d: d["app_service_plans"][0].update(instances=60),
+    "SecurityRuleConflict": lambda d: d.update(network_security_groups=[{"name": "n", "security_rules": [
+        {"name": "a", "priority": 100, "direction": "Inbound"}, {"name": "b", "priority": 100,
+                                                                 "direction": "Inbound"}]}]),
+    "SecurityRuleInvalidPriority": lambda d: d.update(network_security_groups=[{"name": "n", "security_rules": [
+        {"name": "a", "priority": 5000}]}]),
+    "InvalidResourceReference": lambda d: _vnet(d)["subnets"][0].update(network_security_group="missing"),
+    "InvalidRequestContent": lambda d: _vnet(d).update(bogus_key=1),
+}
+
+
+@pytest.mark.parametrize("code", sorted(CASES))
+def test_bad_file_is_refused_with_azures_code_and_changes_nothing(lab, code):
+    output = attempt_up(lab, CASES[code])
+    assert f"({code})" in output
+
+
+def test_missing_delegation_text_is_azures(lab):
+    output = attempt_up(lab, CASES["SubnetMissingDelegation"])
+    assert "Subnet int2 in VNET vnet1 is missing a delegation to Microsoft.Web/serverFarms" in \
+        " ".join(output.split())
+
+
+def test_plan_vnet_limit(lab):
+    def second_subnet(d):
+        _vnet(d)["subnets"].append({"name": "int2", "address_prefix": "10.0.0.64/27",
+                                    "delegations": ["Microsoft.Web/serverFarms"]})
+        d["web_apps"].append({"name": "app2", "plan": "plan1", "vnet_integration": "vnet1/int2"})
+    output = attempt_up(lab, second_subnet)
+    assert "Adding this VNET would exceed the App Service Plan VNET limit of 1." in " ".join(output.split())
+
+
+def test_windows_plan_allows_two_integrations(lab):
+    home, tmp = lab
+    doc = copy.deepcopy(NOTE)
+    doc["app_service_plans"][0]["os"] = "windows"
+    _vnet(doc)["subnets"].append({"name": "int2", "address_prefix": "10.0.0.64/27",
+                                  "delegations": ["Microsoft.Web/serverFarms"]})
+    doc["web_apps"].append({"name": "app2", "plan": "plan1", "vnet_integration": "vnet1/int2"})
+    f = tmp / "win.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    assert cli(home, "up", str(f)).exit_code == 0
+
+
+def test_deleting_an_integrated_subnet_or_vnet_fails_with_the_appservicelink_text(lab):
+    out = attempt_up(lab, lambda d: _vnet(d)["subnets"].pop(1))
+    assert "(InUseSubnetCannotBeDeleted)" in out and "serviceAssociationLinks/AppServiceLink" in out
+    out = attempt_up(lab, lambda d: d.update(virtual_networks=[], virtual_machines=[]))
+    assert "(InUseSubnetCannotBeDeleted)" in out
+
+
+def test_delegating_a_used_subnet_fails(lab):
+    out = attempt_up(lab, lambda d: _vnet(d)["subnets"][0].update(delegations=["Microsoft.Web/serverFarms"]))
+    assert "(SubnetDelegationsCannotChangeWhenSubnetUsedByResource)" in out
+
+
+def test_integration_add_delegates_like_az_and_refuses_a_used_subnet(tmp_path):
+    home = tmp_path / "lab"
+    doc = copy.deepcopy(NOTE)
+    _vnet(doc)["subnets"][1]["delegations"] = []
+    doc["web_apps"][0].pop("vnet_integration")
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    assert cli(home, "up", str(f)).exit_code == 0
+    before = snapshot(home)
+    bad = cli(home, "webapp", "vnet-integration", "add", "--name", "app1", "--vnet", "vnet1", "--subnet", "default")
+    assert bad.exit_code == 2 and "(SubnetDelegationsCannotChangeWhenSubnetUsedByResource)" in bad.output
+    assert snapshot(home) == before
+    ok = cli(home, "webapp", "vnet-integration", "add", "--name", "app1", "--vnet", "vnet1", "--subnet",
+             "integration", "-o", "json")
+    assert ok.exit_code == 0, ok.output
+    sn = next(s for s in Store.open(home).load()["virtual_networks"][0]["subnets"] if s["name"] == "integration")
+    assert [d["service_name"] for d in sn["delegations"]] == ["Microsoft.Web/serverFarms"]
+
+
+def test_unreadable_or_invalid_yaml(lab):
+    home, tmp = lab
+    f = tmp / "broken.yaml"
+    f.write_text("virtual_networks: [\n")
+    before = snapshot(home)
+    assert cli(home, "up", str(f)).exit_code == 2
+    assert cli(home, "up", str(tmp / "missing.yaml")).exit_code == 2
+    assert snapshot(home) == before
