@@ -77,16 +77,26 @@ def _hashed_pick(seed: str, net: IPv4Network, taken: set[IPv4Address]) -> IPv4Ad
         ip = IPv4Address(int(net.network_address) + 10 + (start + i) % size)
         if ip not in taken:
             return ip
-    raise ValueError(f"no free public address left in {net}")
+    return IPv4Address(int(net.network_address) + 10 + start)  # all taken: shared, as platform SNAT addresses are
 
 
 def public_outbound_addresses(topo: Topology) -> dict[tuple[str, str], IPv4Address]:
-    """("web_apps"|"network_interfaces", name) -> the public source address of its internet traffic."""
+    """("web_apps"|"network_interfaces", name) -> the public source address of its internet traffic.
+
+    Each web app has its own; a VM's default outbound access uses one address per VNet."""
     out: dict[tuple[str, str], IPv4Address] = {}
-    for kind, net in (("web_apps", APP_OUTBOUND_NET), ("network_interfaces", VM_OUTBOUND_NET)):
-        taken: set[IPv4Address] = set()
-        for res in sorted(getattr(topo, kind), key=lambda r: r.name.lower()):
-            ip = _hashed_pick(f"{kind}/{res.name.lower()}", net, taken)
-            taken.add(ip)
-            out[(kind, res.name.lower())] = ip
+    taken: set[IPv4Address] = set()
+    for app in sorted(topo.web_apps, key=lambda r: r.name.lower()):
+        ip = _hashed_pick(f"web_apps/{app.name.lower()}", APP_OUTBOUND_NET, taken)
+        taken.add(ip)
+        out[("web_apps", app.name.lower())] = ip
+    per_vnet: dict[str, IPv4Address] = {}
+    taken = set()
+    for vnet in sorted(topo.virtual_networks, key=lambda v: v.name.lower()):
+        per_vnet[vnet.name.lower()] = _hashed_pick(f"vnet/{vnet.name.lower()}", VM_OUTBOUND_NET, taken)
+        taken.add(per_vnet[vnet.name.lower()])
+    for nic in topo.network_interfaces:
+        vnet_name = nic.subnet.split("/")[0].lower()
+        if vnet_name in per_vnet:
+            out[("network_interfaces", nic.name.lower())] = per_vnet[vnet_name]
     return out

@@ -65,13 +65,15 @@ class Sandbox:
     outbound_ip: IPv4Address            # the app's public outbound address
     vnet_iface: str | None = None
 
+    def __post_init__(self):
+        nets = [(r.network, r) for r in self.routes]
+        self._lpm = [(int(n.network_address), int(n.netmask), r)
+                     for n, r in sorted(nets, key=lambda x: -x[0].prefixlen)]
+
     def lookup(self, ip: IPv4Address) -> KernelRoute | None:
         """The kernel's longest-prefix match over the main table."""
-        best = None
-        for r in self.routes:
-            if ip in r.network and (best is None or r.network.prefixlen > best.network.prefixlen):
-                best = r
-        return best
+        value = int(ip)
+        return next((r for net, mask, r in self._lpm if value & mask == net), None)
 
     def route_n(self) -> str:
         """The table exactly as ``route -n`` (net-tools) prints it."""

@@ -12,12 +12,13 @@ from ipaddress import IPv4Network
 
 from ..model import AzureError
 from .network import Endpoint, Network
+from .security import is_public
 from .trace import trace
 
 EXPAND_LIMIT = 400
 
 
-def _prefixes(net: Network) -> list[tuple[int, int]]:
+def _prefixes(net: Network) -> dict[int, set[int]]:
     topo = net.topo
     found: set[str] = set()
     for nsg in topo.network_security_groups:
@@ -30,24 +31,46 @@ def _prefixes(net: Network) -> list[tuple[int, int]]:
                 found.add(r.next_hop_ip_address)
     for view in net.subnets.values():
         found.add(view.subnet.address_prefix)
-    out = []
+    by_mask: dict[int, set[int]] = {}
     for p in found:
         try:
             n = IPv4Network(p.strip(), strict=False)
         except ValueError:
             continue  # service tags: they depend on the VNet, which the subnet already pins
-        out.append((int(n.network_address), int(n.netmask)))
-    return out
+        by_mask.setdefault(int(n.netmask), set()).add(int(n.network_address))
+    return by_mask
 
 
-def _signature(ep: Endpoint, prefixes: list[tuple[int, int]], net: Network) -> tuple:
+def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: Network) -> tuple:
     if ep.kind != "vm":
         return (ep.kind, ep.name.lower())
     ip = int(ep.ip)
-    atoms = tuple(i for i, (n, m) in enumerate(prefixes) if ip & m == n)
+    atoms = tuple(sorted((mask, ip & mask) for mask, nets in prefixes.items() if ip & mask in nets))
     services = frozenset(net.services_of(ep.nic) or ())
     return ("vm", ep.nic.subnet.lower(), (ep.nic.network_security_group or "").lower(),
             ep.nic.enable_ip_forwarding, services, atoms)
+
+
+def _dropped_by_route(net: Network, src: Endpoint):
+    """A function telling, without a full trace, that the source's route to an address drops it
+    (next hop None, or a private address sent to the internet): TimedOut whatever the port."""
+    if src.kind == "webapp":
+        sb = net.sandbox(src.app)
+        view = net.subnet_view(sb.integration_subnet) if sb.integration_subnet else None
+
+        def app_drops(ip) -> bool:
+            route = sb.lookup(ip)
+            if route is None or route.iface != sb.vnet_iface:
+                return not is_public(int(ip))
+            hop = view.lookup.lookup(ip)
+            return hop is None or hop.next_hop_type == "None"
+        return app_drops
+    lookup = net.subnet_view(src.subnet_ref).lookup
+
+    def vm_drops(ip) -> bool:
+        hop = lookup.lookup(ip)
+        return hop is None or hop.next_hop_type == "None" or (hop.next_hop_type == "Internet" and not is_public(int(ip)))
+    return vm_drops
 
 
 def parse_ports(ports: list[str]) -> list[tuple[str, int | None]]:
@@ -73,15 +96,22 @@ def matrix(net: Network, ports: list[str]) -> dict:
         classes.setdefault(_signature(ep, prefixes, net), []).append(ep)
     groups = list(classes.values())
     class_cells: dict[tuple[int, int], dict[str, str]] = {}
+    traced = 0
+    dropped_everywhere = {_label(p, n): "TimedOut" for p, n in flows}
     for i, src_members in enumerate(groups):
+        src = src_members[0]
+        drops = _dropped_by_route(net, src)
         for j, dst_members in enumerate(groups):
-            src = src_members[0]
             dst = dst_members[1] if i == j and len(dst_members) > 1 else dst_members[0]
             if src is dst:
                 continue
+            if drops(dst.ip):
+                class_cells[(i, j)] = dropped_everywhere
+                continue
+            traced += 1
             class_cells[(i, j)] = {_label(p, n): trace(net, src.name, str(dst.ip), n, p).verdict for p, n in flows}
     result = {"ports": [_label(p, n) for p, n in flows], "endpoints": len(endpoints), "classes": len(groups),
-              "traces": len(class_cells) * len(flows)}
+              "traces": traced * len(flows)}
     names = [ep.name for ep in endpoints]
     result["sources"] = result["destinations"] = names
     if len(endpoints) <= EXPAND_LIMIT:

@@ -62,6 +62,9 @@ class Network:
                 for i, ip in enumerate(self.integration.get((app.plan.lower(), app.vnet_integration.lower()), [])):
                     self.app_at.setdefault((vnet_name, int(ip)), (app, i))
         self.internet_at = {int(IPv4Address(h.ip)): h for h in topo.internet_hosts}
+        self.by_name = {kind: {r.name.lower(): r for r in getattr(topo, kind)}
+                        for kind in ("virtual_machines", "network_interfaces", "web_apps")}
+        self.vm_of_nic = {vm.network_interface.lower(): vm for vm in topo.virtual_machines}
         self._nsgs: dict[tuple[str, str, str], CompiledNsg] = {}
         self._tags: dict[str, AddressSet] = {}
         self._sandboxes: dict[tuple[str, int], Sandbox] = {}
@@ -115,15 +118,15 @@ class Network:
     # -- endpoints -------------------------------------------------------------------------
     def endpoint(self, name: str) -> Endpoint:
         """A VM, NIC, web app or internet host by name."""
-        topo = self.topo
-        vm = topo.find("virtual_machines", name)
-        nic = topo.find("network_interfaces", vm.network_interface if vm else name)
+        topo, low = self.topo, name.lower()
+        vm = self.by_name["virtual_machines"].get(low)
+        nic = self.by_name["network_interfaces"].get(vm.network_interface.lower() if vm else low)
         if nic is not None:
             if not nic.private_ip_address:
                 raise AzureError(f"Network interface {nic.name} has no private IP address yet.", "InvalidState")
             return Endpoint("vm" if vm else "nic", (vm or nic).name, IPv4Address(nic.private_ip_address),
                             nic.subnet, nic=nic)
-        app = topo.find("web_apps", name)
+        app = self.by_name["web_apps"].get(low)
         if app is not None:
             sb = self.sandbox(app)
             return Endpoint("webapp", app.name, sb.integration_ip or sb.outbound_ip, sb.integration_subnet, app=app)
@@ -146,7 +149,7 @@ class Network:
     def endpoints(self) -> list[Endpoint]:
         out = []
         for vm in self.topo.virtual_machines:
-            nic = self.topo.find("network_interfaces", vm.network_interface)
+            nic = self.by_name["network_interfaces"].get(vm.network_interface.lower())
             if nic and nic.private_ip_address:
                 out.append(Endpoint("vm", vm.name, IPv4Address(nic.private_ip_address), nic.subnet, nic=nic))
         for app in self.topo.web_apps:

@@ -303,7 +303,7 @@ def _deliver(net: Network, vnet, pkt: Packet, t: Trace) -> None:
         if services is None:
             raise _Done("NoHostAtDestination")
         reason = _answer(services, pkt)
-        vm = net.topo.vm_of_nic(nic.name)
+        vm = net.vm_of_nic[nic.name.lower()]
         t.steps.append(Step("Deliver", net.topo.id_of("virtual_machines", vm), "Answered" if reason == "Reachable"
                             else "Reset", {"virtual_machine": vm.name, "ip": str(pkt.dst), "source_seen": str(pkt.src)}))
         _return_path(net, view, pkt, t)
