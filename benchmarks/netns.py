@@ -139,7 +139,10 @@ def throughput(seconds: int) -> dict:
             vm_ip = str(lab.network().endpoint("rg1vm1").ip)
             lab_bps = iperf(nb.namespace_of(lab, "app1"), nb.namespace_of(lab, "rg1vm1"), vm_ip, seconds)
             t0 = time.perf_counter()
-            lab.change(lambda t: t.find("network_security_groups", "big").security_rules.pop())
+            from vnetlab.model.nsg import SecurityRule
+            lab.change(lambda t: t.find("network_security_groups", "big").security_rules.append(SecurityRule(
+                name="deny-extra", priority=4000, direction="Inbound", access="Deny", protocol="Udp",
+                source_address_prefix="*", destination_address_prefix="*", destination_port_range="9")))
             nsg_reload = time.perf_counter() - t0
         finally:
             lab.down()

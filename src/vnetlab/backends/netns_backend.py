@@ -1,15 +1,124 @@
-"""Placeholder until the netns backend lands: says what is missing."""
+"""The netns backend: the lab on a real kernel (Linux network namespaces, root).
+
+``apply(lab, topology)`` = ``plan`` (pure, from the engine) + ``netns.apply`` (reconcile in
+place, write-ahead records in the lab's store). ``probe`` sends a real packet from inside
+the source's namespace; ``route_n`` runs the real ``route -n`` in a web app's sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
 
 from ..model import AzureError
+from .netns.apply import apply as _kapply, clean as _kclean, process_pid as _process_pid, teardown as _kteardown
+from .netns import exec as nx
+from .netns import kernel
+from .netns.plan import lab_id_for, plan_with_names
 
 
 def check() -> None:
-    raise AzureError("The netns backend is not available in this build yet.", "EmulationUnavailable")
+    problems = kernel.check_prerequisites()
+    if problems:
+        raise AzureError("The netns emulation is not available here: " + "; ".join(problems) + ".",
+                         "EmulationUnavailable")
 
 
-def apply(lab, topology) -> None:
+def lab_id(lab) -> str:
+    return lab_id_for(lab.home)
+
+
+def names(lab, topology=None):
+    topology = topology if topology is not None else lab.topology()
+    return plan_with_names(topology, lab_id(lab))[1]
+
+
+def apply(lab, topology, wait: bool = True):
     check()
+    desired, _ = plan_with_names(topology, lab_id(lab))
+    rep = _kapply(desired, lab.store)
+    if wait:
+        wait_ready(lab, desired, rep.started)
+    return rep
+
+
+def wait_ready(lab, desired, started: list[str], timeout: float = 10.0) -> None:
+    """Wait until newly started services listen (read from /proc/PID/net: no fork per ns)."""
+    want: list[tuple[int, set[int]]] = []
+    by_key = {f"{p.ns}/{p.name}": p for p in desired.processes}
+    for key in started:
+        p = by_key.get(key)
+        if p is None or not any(a.endswith("responder.py") or a.endswith(".responder") for a in p.argv):
+            continue
+        ports = {int(p.argv[i + 1]) for i, a in enumerate(p.argv[:-1]) if a in ("--tcp", "--port")}
+        pid = _process_pid(lab.store, p.ns, p.name)
+        if pid and ports:
+            want.append((pid, ports))
+    deadline = time.monotonic() + timeout
+    while want and time.monotonic() < deadline:
+        want = [(pid, ports) for pid, ports in want if not _listening(pid, ports)]
+        if want:
+            time.sleep(0.01)
+
+
+def _listening(pid: int, ports: set[int]) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/net/tcp").read_text()
+    except OSError:
+        return True  # gone: nothing to wait for
+    seen = set()
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) > 3 and parts[3] == "0A":
+            seen.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports <= seen
 
 
 def teardown(lab) -> None:
-    return None
+    if kernel.check_prerequisites():
+        return
+    _kteardown(lab.store)
+
+
+def clean(lab) -> list[str]:
+    """Remove whatever the store recorded (after a crash), never raising."""
+    check()
+    return _kclean(lab.store)
+
+
+def namespace_of(lab, name: str) -> str:
+    """The namespace of a VM, NIC, web app (its sandbox; ``app#1`` for instance 1), internet
+    host or VNet (its fabric)."""
+    n = names(lab)
+    low = name.lower()
+    if low in n.endpoints:
+        return n.endpoints[low]
+    if low in n.fabrics:
+        return n.fabrics[low]
+    raise AzureError(f"No VM, web app, internet host or virtual network named '{name}' in the lab.",
+                     "ResourceNotFound", 404)
+
+
+def route_n(lab, app_name: str) -> str:
+    return nx.run_in(namespace_of(lab, app_name), ["route", "-n"], timeout=10).stdout
+
+
+_DETAIL = {"Connected": {"Tcp": "TCP handshake completed", "Udp": "UDP reply received",
+                         "Icmp": "ICMP echo reply received"},
+           "Refused": {"Tcp": "TCP reset (connection refused)", "Udp": "ICMP port unreachable"},
+           "TimedOut": "no answer within the timeout (silently dropped)",
+           "Unreachable": "the sender's kernel reported the network unreachable"}
+
+
+def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
+    """Send the traced flow for real from inside the source's namespace."""
+    flow = trace["flow"]
+    ns = namespace_of(lab, flow["source"])
+    proto = flow["protocol"]
+    dst, port = flow["destination_ip"], flow.get("port")
+    verdict = nx.probe_many(ns, [(proto.lower(), dst, port)], timeout)[0]
+    d = _DETAIL.get(verdict, "")
+    if isinstance(d, dict):
+        d = d.get(proto, "")
+    where = f"{dst}:{port}" if port else dst
+    return {"verdict": verdict, "detail": f"{proto} {where} from {ns}: {d}", "namespace": ns}

@@ -340,6 +340,69 @@ def demo(home: Optional[Path] = HomeOpt,
     code = run(lambda: run_demo(home, backend, output == Output.json))
     raise typer.Exit(code or 0)
 
+# -- emulation (netns) ---------------------------------------------------------------------------
+def _netns_lab(home) -> Lab:
+    lab = Lab.open(home)
+    if lab.backend_name != "netns":
+        fail(AzureError("This lab is not emulated: run `vnetlab up FILE --backend netns` first.",
+                        "EmulationNotRunning"))
+    return lab
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="VM, web app, internet host or VNet (fabric)."),
+          home: Optional[Path] = HomeOpt):
+    """Run a real command in an endpoint's namespace: vnetlab exec app1 -- route -n. Exits with its status."""
+    import subprocess
+    from ..backends import netns_backend
+    from ..backends.netns.kernel import ns_exec_argv
+    argv = list(ctx.args)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        fail(AzureError("Give a command after --, e.g. vnetlab exec app1 -- route -n", "InvalidArgument"))
+    lab = _netns_lab(home)
+    ns = run(lambda: netns_backend.namespace_of(lab, name))
+    raise typer.Exit(subprocess.call(ns_exec_argv(ns, argv)))
+
+
+@app.command()
+def capture(name: str = typer.Argument(..., help="VM, web app, internet host or VNet (fabric)."),
+            filter_expr: Optional[str] = typer.Option(None, "--filter", "-f", help="tcpdump filter, e.g. icmp."),
+            count: Optional[int] = typer.Option(None, "-c", "--count", help="Stop after N packets."),
+            write: Optional[Path] = typer.Option(None, "--write", "-w", help="Also save the packets as pcap."),
+            iface: str = typer.Option("any", "--iface", "-i"),
+            home: Optional[Path] = HomeOpt):
+    """tcpdump in an endpoint's namespace: vnetlab capture rg1vm1 --filter icmp -c 4"""
+    import shlex
+    import subprocess
+    from ..backends import netns_backend
+    from ..backends.netns.kernel import ns_exec_argv
+    lab = _netns_lab(home)
+    ns = run(lambda: netns_backend.namespace_of(lab, name))
+    argv = ["tcpdump", "-nn", "-l", "-i", iface]
+    if count:
+        argv += ["-c", str(count)]
+    if write:
+        argv += ["-Z", "root", "-w", str(write.resolve()), "--print"]
+    if filter_expr:
+        argv += shlex.split(filter_expr)
+    raise typer.Exit(subprocess.call(ns_exec_argv(ns, argv)))
+
+
+@app.command()
+def clean(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Remove what an emulated lab left behind (after a crash), by the store's records."""
+    from ..backends import netns_backend
+    lab = Lab.open(home)
+    run(netns_backend.check)
+    problems = netns_backend.clean(lab)
+    if output == Output.json:
+        print_json({"problems": problems})
+    else:
+        console.print("Cleaned." if not problems else "Cleaned, with problems: " + "; ".join(problems))
+    raise typer.Exit(1 if problems else 0)
+
 
 def main():  # pragma: no cover
     app()

@@ -104,6 +104,8 @@ def _route_args(r: Route, verb: str) -> str:
             parts += ["dev", r.dev]
         if r.src and verb != "del":
             parts += ["src", r.src]
+        if r.onlink and verb != "del":
+            parts.append("onlink")
     if r.metric is not None:
         parts += ["metric", str(r.metric)]
     if r.table is not None:
@@ -424,8 +426,8 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         br_names = {b.name for b in desired.bridges if b.ns == ns}
         lines += [cmd for dev, cmd in link_sets[ns].items() if dev in br_names]
         lines += [cmd for dev, cmd in link_sets[ns].items() if dev not in br_names]
-        lines += [f"addr replace {a.cidr} dev {a.dev}" for k, a in D_ad.items()
-                  if a.ns == ns and (is_dirty or k not in P_ad)]
+        lines += [f"addr replace {a.cidr} dev {a.dev}" + (" noprefixroute" if a.noprefixroute else "")
+                  for k, a in D_ad.items() if a.ns == ns and (is_dirty or k not in P_ad or P_ad[k] != a)]
         lines += [_route_args(r, "replace") for k, r in D_rt.items()
                   if r.ns == ns and (is_dirty or P_rt.get(k) != r)]
         lines += [f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud permanent"
@@ -475,12 +477,33 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
     /etc/netns dirs. Objects already missing are fine. With ``strict``, raise
     ``TeardownError`` if something recorded could not be removed; returns the problems."""
     problems: list[str] = []
-    for _, name, data in store.records(K_PROC):
+    procs = store.records(K_PROC)
+    # first SIGTERM every recorded process that is still the one we started (by PID, checked
+    # against its command line), then wait for them together: N processes cost one grace period
+    for _, name, data in procs:
+        pid, ns, argv = data.get("pid"), data.get("ns"), data.get("argv") or []
+        if pid and pid_matches(pid, ns, argv):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(
+            d.get("pid") and pid_alive(d["pid"]) and pid_matches(d["pid"], d.get("ns"), d.get("argv") or [])
+            for _, _, d in procs):
+        time.sleep(0.02)
+    for _, name, data in procs:
         try:
-            _stop_record(store, name, data)
+            _stop_record(store, name, data)  # SIGKILL stragglers, find PID-less records
         except Exception as e:  # noqa: BLE001 - keep going, report at the end
             problems.append(f"process {name}: {e}")
-    for _, ns, _data in store.records(K_NETNS):
+    nss = [ns for _, ns, _data in store.records(K_NETNS)]
+    try:
+        existing = [ns for ns in nss if kernel.netns_exists(ns)]
+        kernel.ip_host_batch([f"netns del {ns}" for ns in existing], force=True)
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"namespaces: {e}")
+    for ns in nss:
         try:
             kernel.assert_ns(ns)
             kernel.netns_del(ns, missing_ok=True)

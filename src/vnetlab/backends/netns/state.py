@@ -152,6 +152,7 @@ class Address(_Obj):
     ns: str
     dev: str
     cidr: str
+    noprefixroute: bool = False  # no connected route: everything goes through the gateway
 
     @field_validator("cidr")
     @classmethod
@@ -174,6 +175,7 @@ class Route(_Obj):
     type: Literal["unicast", "blackhole", "unreachable", "prohibit"] = "unicast"
     metric: int | None = None
     src: str | None = None
+    onlink: bool = False  # gateway is on the link even without a connected route
 
     @field_validator("dest")
     @classmethod

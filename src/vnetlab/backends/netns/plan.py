@@ -1,0 +1,540 @@
+"""Plan: the engine's compiled view of a lab -> the kernel state that realizes it (pure).
+
+``plan(topology, lab_id)`` builds a :class:`DesiredState` from ``Network(topology)`` only:
+effective routes (``SubnetView.routes``/``.lookup``), compiled NSG rules (``CompiledNsg``),
+sandbox tables (``Network.sandbox``), integration and public outbound addresses. It never
+decides an Azure question itself; it places the engine's answers into namespaces.
+
+Layout (every namespace ``vl<lab id>-...``)::
+
+  VM NIC ns  eth0 ip/len noprefixroute, default + subnet via .1 onlink (every neighbour is
+             the gateway, as Azure's SDN answers every ARP with its own MAC)
+      |  veth  (fabric side ``n<hash>``: a routed L3 port, not a bridge port)
+  fabric ns (one per VNet)  bridge ``b<hash>`` per subnet holding the gateway .1/len;
+      policy routing ``ip rule iif <port> lookup <table of the port's subnet>``;
+      tables = the subnet's Active effective routes; nft table ``ip vlfab``:
+      TTL-invisible forwarding, NSGs (forward hook, ``ct state established`` first, one
+      chain per NSG x direction, ports chained NIC->subnet outbound and subnet->NIC
+      inbound), SNAT to the public address by ingress port when leaving to the internet
+      |                       |                       |
+   peer links (veth)     ``inet`` link            worker ports ``w<hash>``
+  other fabrics          internet ns              worker ns (one per web app instance)
+                         (hosts behind it,        wi: integration IP, SNAT, TCP reset in
+                          private dst dropped)    wo -> App Service outbound ns (SNAT to the
+                                                  app's public address) -> internet
+  sandbox ns (one per web app instance): exactly the engine's sandbox interfaces, MTU and
+  routes; eth0 and the vnet interface are veths to the worker (se, sv).
+
+Why routed NIC ports instead of bridge ports: traffic between two NICs of one subnet must
+cross the NSGs. Bridged frames skip the inet forward hook unless br_netfilter is loaded,
+which is host-global. With each NIC as its own L3 port the forward hook sees every flow
+with ``iifname``/``oifname`` naming the NIC, which is what NIC-level NSGs, "NVA without IP
+forwarding" and SNAT-by-NIC need. The subnet bridge keeps the gateway address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import sys
+from pathlib import Path
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from ...engine.network import Network
+from ...engine.security import FULL_PORTS, HOST_VIP, _PRIVATE, _ports_match  # noqa: F401
+from ...model import Topology
+from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process, Route, Rule,
+                    VethPair, mac_for, ttl_preserve_body)
+
+LINK_GW = "169.254.0.1"           # on-link next hop on transit links (never a destination)
+DELIVER_TABLE = 500               # fabric: local delivery (from peerings and the internet)
+SUBNET_TABLE_BASE = 1000
+WORKER_OUT_TABLE = 10
+INTERNAL_NET = IPv4Network("100.127.0.0/16")   # worker -> App Service outbound ns transit sources
+
+
+def lab_id_for(home) -> str:
+    from pathlib import Path
+    return hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:4]
+
+
+def _h(*parts: str, n: int = 8) -> str:
+    return hashlib.sha256("/".join(p.lower() for p in parts).encode()).hexdigest()[:n]
+
+
+def _slug(name: str, n: int = 24) -> str:
+    s = re.sub(r"[^a-z0-9-]", "-", name.lower())[:n].strip("-")
+    return s or "x"
+
+
+def _cidrs(nets) -> list[str]:
+    """(network, mask) pairs -> collapsed CIDR strings (nft interval sets refuse overlaps)."""
+    objs = [IPv4Network((n, str(IPv4Address(m)))) for n, m in nets]
+    return [str(x) for x in ipaddress.collapse_addresses(objs)]
+
+
+def _ports(ranges) -> str:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in merged)
+
+
+@dataclass
+class Names:
+    """Where each endpoint lives: name (lowercase) -> namespace."""
+    endpoints: dict[str, str] = field(default_factory=dict)
+    fabrics: dict[str, str] = field(default_factory=dict)
+
+
+RESPONDER = str(Path(__file__).with_name("responder.py"))
+
+
+def responder_argv(*args: str) -> list[str]:
+    """The stdlib responder run as a plain script in isolated mode (-I -S): no site-packages,
+    no package imports, so 200 of them start in a fraction of the time of ``-m vnetlab...``."""
+    return [sys.executable, "-I", "-S", RESPONDER, *args]
+
+
+class _Builder:
+    def __init__(self, topo: Topology, lab_id: str):
+        self.topo, self.id = topo, lab_id
+        self.net = Network(topo)
+        self.ns: dict[str, Namespace] = {}
+        self.bridges: list[Bridge] = []
+        self.veths: list[VethPair] = []
+        self.addresses: list[Address] = []
+        self.routes: dict[tuple, Route] = {}
+        self.rules: list[Rule] = []
+        self.neigh: list[Neighbour] = []
+        self.nft: list[NftTable] = []
+        self.procs: list[Process] = []
+        self.names = Names()
+        self._used_ns: set[str] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def nsname(self, kind: str, name: str) -> str:
+        base = f"vl{self.id}-{kind}-{_slug(name)}"
+        if base in self._used_ns:
+            base = f"{base[:40]}-{_h(kind, name, n=6)}"
+        self._used_ns.add(base)
+        return base
+
+    def add_ns(self, name: str, forward: bool = False, extra: dict | None = None) -> str:
+        sysctls = {"net.ipv4.ip_forward": "1" if forward else "0",
+                   "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
+                   "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.default.send_redirects": "0",
+                   "net.ipv4.conf.all.accept_redirects": "0"}
+        sysctls.update(extra or {})
+        self.ns[name] = Namespace(name=name, sysctls=sysctls)
+        return name
+
+    def veth(self, ns_a: str, a: str, ns_b: str, b: str, mtu: int = 1500, alias: str | None = None) -> tuple[str, str]:
+        ma, mb = mac_for(f"{self.id}/{ns_a}/{a}"), mac_for(f"{self.id}/{ns_b}/{b}")
+        self.veths.append(VethPair(ns_a=ns_a, name_a=a, ns_b=ns_b, name_b=b, mac_a=ma, mac_b=mb, mtu=mtu,
+                                   alias=alias))
+        return ma, mb
+
+    def route(self, ns: str, dest: str, via: str | None = None, dev: str | None = None, table=None,
+              type: str = "unicast", onlink: bool = False) -> None:
+        if dest == "0.0.0.0/0":
+            dest = "default"
+        r = Route(ns=ns, dest=dest, via=via, dev=dev, table=table, type=type, onlink=onlink)
+        self.routes.setdefault(r.key(), r)
+
+    # -- build -----------------------------------------------------------------------------
+    def build(self) -> tuple[DesiredState, Names]:
+        net, topo = self.net, self.topo
+        self.inet = self.add_ns(f"vl{self.id}-internet", forward=True)
+        self._used_ns.add(self.inet)
+        self.aso = self.add_ns(f"vl{self.id}-appsvc-out", forward=True)
+        self._used_ns.add(self.aso)
+        self.inet_nft_fwd: list[str] = []
+        self.inet_ifaces: list[str] = []
+        # aso <-> internet
+        aso_m, inet_m = self.veth(self.aso, "inet", self.inet, "aso")
+        self.neigh.append(Neighbour(ns=self.aso, dev="inet", ip=LINK_GW, mac=inet_m))
+        self.neigh.append(Neighbour(ns=self.inet, dev="aso", ip=LINK_GW, mac=aso_m))
+        self.route(self.aso, "default", via=LINK_GW, dev="inet", onlink=True)
+        self.inet_ifaces.append("aso")
+        self.fabric_of: dict[str, str] = {}
+        for vnet in topo.virtual_networks:
+            self._fabric(vnet)
+        self._peerings()
+        self._apps()
+        self._internet()
+        for vnet in topo.virtual_networks:
+            self._fabric_nft(vnet)
+        ds = DesiredState(namespaces=list(self.ns.values()), bridges=self.bridges, veths=self.veths,
+                          addresses=self.addresses, routes=list(self.routes.values()), rules=self.rules,
+                          neighbours=self.neigh, nft_tables=self.nft, processes=self.procs)
+        return ds, self.names
+
+    # -- fabrics and VMs ---------------------------------------------------------------------
+    def _fabric(self, vnet) -> None:
+        net, topo = self.net, self.topo
+        fab = self.add_ns(self.nsname("fab", vnet.name), forward=True)
+        self.fabric_of[vnet.name.lower()] = fab
+        self.names.fabrics[vnet.name.lower()] = fab
+        self.ports: dict[str, dict] = getattr(self, "ports", {})
+        # fabric <-> internet
+        f_m, i_m = self.veth(fab, "inet", self.inet, "f" + _h(vnet.name), alias=f"internet link of {vnet.name}")
+        self.neigh.append(Neighbour(ns=fab, dev="inet", ip=LINK_GW, mac=i_m))
+        self.neigh.append(Neighbour(ns=self.inet, dev="f" + _h(vnet.name), ip=LINK_GW, mac=f_m))
+        self.inet_ifaces.append("f" + _h(vnet.name))
+        self.rules.append(Rule(ns=fab, priority=90, iif="inet", table=DELIVER_TABLE))
+        self.route(fab, "default", table=DELIVER_TABLE, type="blackhole")
+        subnets = sorted(vnet.subnets, key=lambda s: s.name.lower())
+        self.subnet_table = getattr(self, "subnet_table", {})
+        for i, sn in enumerate(subnets):
+            ref = f"{vnet.name}/{sn.name}".lower()
+            self.subnet_table[ref] = SUBNET_TABLE_BASE + i
+            netw = sn.network
+            gw = IPv4Address(int(netw.network_address) + 1)
+            self.bridges.append(Bridge(ns=fab, name="b" + _h(vnet.name, sn.name),
+                                       addresses=[f"{gw}/{netw.prefixlen}"], mac=mac_for(f"{self.id}/{fab}/{sn.name}"),
+                                       alias=f"subnet {vnet.name}/{sn.name}"))
+        # VM NICs
+        vm_of = {vm.network_interface.lower(): vm for vm in topo.virtual_machines}
+        for nic in sorted(topo.network_interfaces, key=lambda n: n.name.lower()):
+            if nic.subnet.split("/")[0].lower() != vnet.name.lower() or not nic.private_ip_address:
+                continue
+            vm = vm_of.get(nic.name.lower())
+            if vm is None:
+                continue  # no VM holds it: nothing answers, as in the engine
+            view = net.subnet_view(nic.subnet)
+            sn = view.subnet
+            ns = self.add_ns(self.nsname("vm", vm.name), forward=nic.enable_ip_forwarding)
+            self.names.endpoints[vm.name.lower()] = ns
+            self.names.endpoints.setdefault(nic.name.lower(), ns)
+            port = "n" + _h(nic.name)
+            vm_m, f_m = self.veth(ns, "eth0", fab, port, alias=topo.id_of("network_interfaces", nic))
+            gw = str(IPv4Address(int(sn.network.network_address) + 1))
+            self.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{nic.private_ip_address}/{sn.network.prefixlen}",
+                                          noprefixroute=True))
+            self.route(ns, "default", via=gw, dev="eth0", onlink=True)
+            self.route(ns, str(sn.network), via=gw, dev="eth0", onlink=True)
+            self.neigh.append(Neighbour(ns=ns, dev="eth0", ip=gw, mac=f_m))
+            self.neigh.append(Neighbour(ns=fab, dev=port, ip=nic.private_ip_address, mac=vm_m))
+            self.ports[port + "@" + fab] = {"fab": fab, "port": port, "ip": nic.private_ip_address,
+                                            "subnet": view.ref, "nic": nic, "vnet": vnet}
+            self._services(ns, vm)
+
+    def _services(self, ns: str, vm) -> None:
+        tcp = [s.port for s in vm.services if s.protocol == "Tcp" and not s.command]
+        udp = [s.port for s in vm.services if s.protocol == "Udp" and not s.command]
+        if tcp or udp:
+            args = ["--name", vm.name]
+            for p in tcp:
+                args += ["--tcp", str(p)]
+            for p in udp:
+                args += ["--udp", str(p)]
+            self.procs.append(Process(ns=ns, name="responder", argv=responder_argv(*args)))
+        for s in vm.services:
+            if s.command:
+                self.procs.append(Process(ns=ns, name=f"svc-{s.protocol.lower()}-{s.port}",
+                                          argv=["/bin/sh", "-c", s.command]))
+
+    def _peerings(self) -> None:
+        done = set()
+        for vnet in self.topo.virtual_networks:
+            for rname, (remote, _p) in self.net.peers[vnet.name.lower()].items():
+                pair = tuple(sorted((vnet.name.lower(), rname)))
+                if pair in done:
+                    continue
+                done.add(pair)
+                a, b = pair
+                fa, fb = self.fabric_of[a], self.fabric_of[b]
+                ia, ib = "p" + _h(b), "p" + _h(a)   # each end named after the VNet it leads to
+                ma, mb = self.veth(fa, ia, fb, ib, alias=f"peering {a} <-> {b}")
+                self.neigh.append(Neighbour(ns=fa, dev=ia, ip=LINK_GW, mac=mb))
+                self.neigh.append(Neighbour(ns=fb, dev=ib, ip=LINK_GW, mac=ma))
+                self.rules.append(Rule(ns=fa, priority=100 + len([r for r in self.rules if r.ns == fa]),
+                                       iif=ia, table=DELIVER_TABLE))
+                self.rules.append(Rule(ns=fb, priority=100 + len([r for r in self.rules if r.ns == fb]),
+                                       iif=ib, table=DELIVER_TABLE))
+
+    # -- web apps ----------------------------------------------------------------------------
+    def _apps(self) -> None:
+        net, topo = self.net, self.topo
+        internal = int(INTERNAL_NET.network_address) + 2
+        self.app_public_via: dict[str, str] = {}
+        for app in sorted(topo.web_apps, key=lambda a: a.name.lower()):
+            plan = topo.find("app_service_plans", app.plan)
+            count = plan.instances if plan else 1
+            for inst in range(count):
+                sb = net.sandbox(app, inst)
+                label = app.name if inst == 0 else f"{app.name}-{inst}"
+                sns = self.add_ns(self.nsname("app", label))
+                wns = self.add_ns(self.nsname("wrk", label), forward=True)
+                if inst == 0:
+                    self.names.endpoints[app.name.lower()] = sns
+                self.names.endpoints[f"{app.name.lower()}#{inst}"] = sns
+                self.names.endpoints[f"{app.name.lower()}#{inst}:worker"] = wns
+                peer_of = {sb.interfaces[0].name: "se"}
+                if sb.integrated:
+                    peer_of[sb.vnet_iface] = "sv"
+                macs: dict[str, tuple[str, str]] = {}
+                for itf in sb.interfaces:
+                    wdev = peer_of[itf.name]
+                    macs[itf.name] = self.veth(sns, itf.name, wns, wdev, mtu=itf.mtu)
+                    iface = ipaddress.ip_interface(itf.address)
+                    wip = IPv4Address(int(iface.network.network_address) + 1)
+                    self.addresses.append(Address(ns=sns, dev=itf.name, cidr=itf.address))
+                    self.addresses.append(Address(ns=wns, dev=wdev, cidr=f"{wip}/{iface.network.prefixlen}"))
+                    self.neigh.append(Neighbour(ns=wns, dev=wdev, ip=str(iface.ip), mac=macs[itf.name][0]))
+                    self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=str(wip), mac=macs[itf.name][1]))
+                connected = {(str(ipaddress.ip_interface(i.address).network), i.name) for i in sb.interfaces}
+                for r in sb.routes:
+                    if r.gateway:
+                        self.route(sns, r.destination, via=r.gateway, dev=r.iface)
+                    elif (r.destination, r.iface) not in connected:
+                        self.route(sns, r.destination, dev=r.iface)
+                self.procs.append(Process(ns=sns, name="webapp",
+                                          argv=responder_argv("--webapp", app.name, "--port", "80")))
+                # worker -> App Service outbound -> internet (the sandbox's eth0 path)
+                internal_ip = str(IPv4Address(internal))
+                internal += 1
+                alink = "w" + _h(app.name, str(inst))
+                w_m, a_m = self.veth(wns, "wo", self.aso, alink, alias=f"outbound of {label}")
+                self.neigh.append(Neighbour(ns=wns, dev="wo", ip=LINK_GW, mac=a_m))
+                self.neigh.append(Neighbour(ns=self.aso, dev=alink, ip=internal_ip, mac=w_m))
+                self.route(wns, "default", via=LINK_GW, dev="wo", table=WORKER_OUT_TABLE, onlink=True)
+                self.rules.append(Rule(ns=wns, priority=100, iif="se", table=WORKER_OUT_TABLE))
+                self.route(self.aso, f"{internal_ip}/32", dev=alink)
+                self.aso_snat = getattr(self, "aso_snat", [])
+                self.aso_snat.append((alink, str(sb.outbound_ip)))
+                nat = [f'    oifname "wo" snat to {internal_ip}']
+                filt = ['    ct state established,related accept']
+                if sb.integrated and sb.integration_ip is not None:
+                    view = net.subnet_view(sb.integration_subnet)
+                    vnet = view.vnet
+                    fab = self.fabric_of[vnet.name.lower()]
+                    gw = str(IPv4Address(int(view.subnet.network.network_address) + 1))
+                    port = "w" + _h(app.name, str(inst))
+                    w2, f2 = self.veth(wns, "wi", fab, port, alias=f"VNet integration of {label}")
+                    self.addresses.append(Address(ns=wns, dev="wi", cidr=f"{sb.integration_ip}/32"))
+                    self.neigh.append(Neighbour(ns=wns, dev="wi", ip=gw, mac=f2))
+                    self.neigh.append(Neighbour(ns=fab, dev=port, ip=str(sb.integration_ip), mac=w2))
+                    self.route(wns, "default", via=gw, dev="wi", onlink=True)
+                    self.ports[port + "@" + fab] = {"fab": fab, "port": port, "ip": str(sb.integration_ip),
+                                                    "subnet": view.ref, "nic": None, "app": app, "vnet": vnet,
+                                                    "public": str(sb.outbound_ip)}
+                    nat.append(f'    oifname "wi" snat to {sb.integration_ip}')
+                    # VNet integration is outbound only: TCP answered with a reset, the rest dropped
+                    filt.append('    iifname "wi" meta l4proto tcp reject with tcp reset')
+                    if sb.route_all:
+                        self.app_public_via[str(sb.outbound_ip)] = fab
+                elif sb.integrated:
+                    self.route(wns, "default", type="blackhole")  # no address left: nothing leaves
+                filt.append('    iifname { "wi", "wo" } drop')
+                self.nft.append(NftTable(ns=wns, family="ip", name="vlwrk", text="\n".join([
+                    "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;", *nat, "  }",
+                    "  chain inp {", "    type filter hook input priority filter; policy accept;", *filt, "  }",
+                    "  chain fw {", "    type filter hook forward priority filter; policy drop;",
+                    "    ct state established,related accept", '    iifname { "se", "sv" } accept', "  }"])))
+
+    # -- internet ------------------------------------------------------------------------------
+    def _internet(self) -> None:
+        net, topo = self.net, self.topo
+        inet = self.inet
+        self.route(inet, "default", type="blackhole")
+        for h in topo.internet_hosts:
+            ns = self.add_ns(self.nsname("host", h.name))
+            self.names.endpoints[h.name.lower()] = ns
+            dev = "h" + _h(h.name)
+            hm, im = self.veth(ns, "eth0", inet, dev, alias=f"internet host {h.name}")
+            self.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{h.ip}/32"))
+            self.route(ns, "default", via=LINK_GW, dev="eth0", onlink=True)
+            self.neigh.append(Neighbour(ns=ns, dev="eth0", ip=LINK_GW, mac=im))
+            self.neigh.append(Neighbour(ns=inet, dev=dev, ip=h.ip, mac=hm))
+            self.route(inet, f"{h.ip}/32", dev=dev)
+            tcp = [s.port for s in h.services if s.protocol == "Tcp"]
+            udp = [s.port for s in h.services if s.protocol == "Udp"]
+            args = ["--name", h.name] + [x for p in tcp for x in ("--tcp", str(p))] + \
+                   [x for p in udp for x in ("--udp", str(p))]
+            if tcp or udp:
+                self.procs.append(Process(ns=ns, name="responder", argv=responder_argv(*args)))
+        # public outbound addresses: back to whoever SNATs to them
+        for (kind, name), ip in sorted(net.outbound.items(), key=lambda kv: str(kv[1])):
+            if kind == "network_interfaces":
+                nic = topo.find("network_interfaces", name)
+                fab = self.fabric_of.get(nic.subnet.split("/")[0].lower()) if nic else None
+                if fab is None:
+                    continue
+                vnet_name = nic.subnet.split("/")[0]
+                self.route(inet, f"{ip}/32", via=LINK_GW, dev="f" + _h(vnet_name), onlink=True)
+            else:
+                fab = self.app_public_via.get(str(ip))
+                if fab is not None:
+                    vname = next(k for k, v in self.fabric_of.items() if v == fab)
+                    self.route(inet, f"{ip}/32", via=LINK_GW, dev="f" + _h(vname), onlink=True)
+                else:
+                    self.route(inet, f"{ip}/32", via=LINK_GW, dev="aso", onlink=True)
+        private = ", ".join(str(n) for n in _PRIVATE)
+        self.nft.append(NftTable(ns=inet, family="ip", name="vlinet", text="\n".join([
+            f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
+            "  chain fw {", "    type filter hook forward priority filter; policy accept;",
+            "    ip daddr @private drop", "  }"])))
+        snat = getattr(self, "aso_snat", [])
+        lines = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
+        if snat:
+            m = ", ".join(f'"{d}" : {ip}' for d, ip in snat)
+            lines.append(f'    oifname "inet" snat to iifname map {{ {m} }}')
+        lines += ["  }", "  chain fw {", "    type filter hook forward priority filter; policy accept;",
+                  "    ct state established,related accept", '    iifname "inet" drop', "  }"]
+        self.nft.append(NftTable(ns=self.aso, family="ip", name="vlaso", text="\n".join(lines)))
+
+    # -- fabric routing + nft --------------------------------------------------------------------
+    def _fabric_nft(self, vnet) -> None:
+        net, topo = self.net, self.topo
+        fab = self.fabric_of[vnet.name.lower()]
+        ports = [p for p in self.ports.values() if p["fab"] == fab]
+        ports.sort(key=lambda p: p["port"])
+        peers = self.net.peers[vnet.name.lower()]
+        # delivery: every host port of this VNet
+        for p in ports:
+            self.route(fab, f"{p['ip']}/32", dev=p["port"], table=DELIVER_TABLE)
+        # subnet tables: the engine's Active effective routes
+        for sref, view in sorted(net.subnets.items()):
+            if view.vnet.name.lower() != vnet.name.lower():
+                continue
+            table = self.subnet_table[sref]
+            for p in ports:  # hosts the engine routes VnetLocal from this subnet
+                r = view.lookup.lookup(IPv4Address(p["ip"]))
+                if r is not None and r.next_hop_type == "VnetLocal":
+                    self.route(fab, f"{p['ip']}/32", dev=p["port"], table=table)
+            for r in view.routes:
+                if r.state != "Active":
+                    continue
+                kind = r.next_hop_type
+                if kind == "Internet":
+                    self.route(fab, r.address_prefix, via=LINK_GW, dev="inet", table=table, onlink=True)
+                elif kind == "VNetPeering":
+                    remote, local = peers[r.remote_virtual_network.lower()]
+                    _, back = net.peers[remote.name.lower()][vnet.name.lower()]
+                    if local.allow_virtual_network_access and back.allow_virtual_network_access:
+                        self.route(fab, r.address_prefix, via=LINK_GW, dev="p" + _h(remote.name), table=table,
+                                   onlink=True)
+                    else:
+                        self.route(fab, r.address_prefix, table=table, type="blackhole")
+                elif kind == "VirtualAppliance":
+                    nva = net.nic_at.get((vnet.name.lower(), int(IPv4Address(r.next_hop_ip))))
+                    port = "n" + _h(nva.name) if nva is not None else None
+                    if port and f"{port}@{fab}" in self.ports:
+                        self.route(fab, r.address_prefix, via=r.next_hop_ip, dev=port, table=table, onlink=True)
+                    else:  # no VM behind the next hop (or in a peered VNet: not emulated)
+                        self.route(fab, r.address_prefix, table=table, type="blackhole")
+                else:  # VnetLocal (hosts above), None, VirtualNetworkGateway
+                    self.route(fab, r.address_prefix, table=table, type="blackhole")
+        for i, p in enumerate(ports):
+            self.rules.append(Rule(ns=fab, priority=1000 + i, iif=p["port"],
+                                   table=self.subnet_table[p["subnet"].lower()]))
+        # nft
+        vnet_set = net.vnet_tag(vnet)
+        private = ", ".join(str(n) for n in _PRIVATE)
+        vnet_elems = ", ".join(_cidrs(vnet_set.nets))
+        body = [f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
+                f"  set vnet {{ type ipv4_addr; flags interval; elements = {{ {vnet_elems} }} }}"]
+        chains: dict[str, list[str]] = {}
+        nsg_chain: dict[tuple[str, str], str] = {}
+
+        def nsg(name: str | None, direction: str) -> str | None:
+            compiled = net.nsg(name, direction, vnet)
+            if compiled is None:
+                return None
+            key = (compiled.nsg.name.lower(), direction)
+            if key not in nsg_chain:
+                cname = f"nsg_{_h(compiled.nsg.name, n=6)}_{'in' if direction == 'Inbound' else 'out'}"
+                nsg_chain[key] = cname
+                chains[cname] = _compile_nsg(compiled)
+            return nsg_chain[key]
+
+        out_map, in_map = [], []
+        for p in ports:
+            view = net.subnet_view(p["subnet"])
+            sub_nsg = view.subnet.network_security_group
+            nic = p["nic"]
+            outs = [nsg(nic.network_security_group, "Outbound") if nic else None, nsg(sub_nsg, "Outbound")]
+            outs = [c for c in outs if c]
+            if outs:
+                chains["o_" + p["port"]] = [f"    jump {c}" for c in outs]
+                out_map.append(f'"{p["port"]}" : jump o_{p["port"]}')
+            if nic is not None:
+                ins = [] if nic.enable_ip_forwarding else [f"    ip daddr != {p['ip']} drop"]
+                ins += [f"    jump {c}" for c in (nsg(sub_nsg, "Inbound"), nsg(nic.network_security_group, "Inbound"))
+                        if c]
+                if ins:
+                    chains["i_" + p["port"]] = ins
+                    in_map.append(f'"{p["port"]}" : jump i_{p["port"]}')
+        for cname, lines in chains.items():
+            body.append(f"  chain {cname} {{\n" + "\n".join(lines) + "\n  }")
+        fw = ["    ct state established,related accept", "    ct state invalid drop", '    iifname "inet" drop']
+        if out_map:
+            fw.append(f"    iifname vmap {{ {', '.join(out_map)} }}")
+        if in_map:
+            fw.append(f"    oifname vmap {{ {', '.join(in_map)} }}")
+        fw.append("    accept")
+        body.append("  chain fw {\n    type filter hook forward priority filter; policy drop;\n" + "\n".join(fw)
+                    + "\n  }")
+        body.append("  chain inp {\n    type filter hook input priority filter; policy drop;\n  }")
+        snat = [f'"{p["port"]}" : {net.public_ip("network_interfaces", p["nic"].name)}' for p in ports if p["nic"]]
+        snat += [f'"{p["port"]}" : {p["public"]}' for p in ports if p.get("app")]
+        nat = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
+        if snat:
+            nat.append(f'    oifname "inet" snat to iifname map {{ {", ".join(snat)} }}')
+        nat.append("  }")
+        body += nat
+        iifs = ["inet"] + [p["port"] for p in ports] + ["p" + _h(r) for r in peers]
+        body.append(ttl_preserve_body(iifs, ["0.0.0.0/0"]))
+        self.nft.append(NftTable(ns=fab, family="ip", name="vlfab", text="\n".join(body)))
+
+
+def _addr_alts(s, field_: str) -> list[str]:
+    """Alternatives (OR) for one side of a rule: each is an nft match (AND within)."""
+    if s.any:
+        return [""]
+    alts = []
+    if s.nets:
+        alts.append(f"ip {field_} {{ {', '.join(_cidrs(s.nets))} }}")
+    if s.internet:  # the engine's Internet tag: public space outside VirtualNetwork
+        alts.append(f"ip {field_} != @private ip {field_} != @vnet")
+    return alts
+
+
+def _compile_nsg(compiled) -> list[str]:
+    """One NSG in one direction -> ordered nft rules (allow = return to the caller, deny = drop)."""
+    lines = []
+    for r in compiled.rules:
+        verdict = "return" if r.rule.access == "Allow" else "drop"
+        if not _ports_match(r.source_ports, None):
+            continue  # the engine: a probe's ephemeral source port is not covered by this rule
+        protos = {p.lower() for p in r.protocols}
+        if r.destination_ports == FULL_PORTS:
+            cond_l4 = f"meta l4proto {{ {', '.join(sorted(protos))} }}"
+        else:
+            protos -= {"icmp"}
+            if not protos:
+                continue
+            cond_l4 = f"meta l4proto {{ {', '.join(sorted(protos))} }} th dport {{ {_ports(r.destination_ports)} }}"
+        for sa in _addr_alts(r.sources, "saddr"):
+            for da in _addr_alts(r.destinations, "daddr"):
+                cond = " ".join(x for x in (cond_l4, sa, da) if x)
+                note = re.sub(r"[^A-Za-z0-9_. -]", "", r.rule.name)[:60]
+                lines.append(f'    {cond} {verdict} comment "{note} {r.rule.priority}"')
+    lines.append("    drop")
+    return lines
+
+
+def plan(topology: Topology, lab_id: str) -> DesiredState:
+    """The kernel state realizing ``topology`` (pure: no I/O)."""
+    return _Builder(topology, lab_id).build()[0]
+
+
+def plan_with_names(topology: Topology, lab_id: str) -> tuple[DesiredState, Names]:
+    return _Builder(topology, lab_id).build()

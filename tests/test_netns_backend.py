@@ -1,0 +1,285 @@
+"""The netns backend end to end: the field note, observable by observable, on a real kernel,
+plus NSG / UDR / NVA / peering / route-all scenarios. Expected values come from the model and
+the engine (``lab.network()``, ``lab.trace``), never typed in where the model can give them.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from vnetlab.backends import netns_backend as nb
+from vnetlab.backends.netns import check_prerequisites, kernel
+from vnetlab.backends.netns import exec as nx
+from vnetlab.backends.netns.apply import K_PROC, pid_alive
+from vnetlab.backends.netns.plan import lab_id_for, plan
+from vnetlab.cli.main import integrate
+from vnetlab.engine.app_service import VNET_MTU
+from vnetlab.lab import Lab
+from vnetlab.model import Topology
+from vnetlab.model.nsg import SecurityRule
+from vnetlab.model.routes import Route as UserRoute
+from vnetlab.topology import load
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(bool(check_prerequisites()),
+                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTE = ROOT / "examples" / "app-service-vnet-integration.yaml"
+
+
+def _host_links() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+    import json
+    return {l["ifname"] for l in json.loads(out or "[]")}
+
+
+@pytest.fixture
+def lab(tmp_path):
+    links_before = _host_links()
+    lab = Lab.open(tmp_path / "home")
+    prefix = f"vl{lab_id_for(lab.home)}-"
+    pids: list[int] = []
+    lab.pids = pids
+    try:
+        yield lab
+    finally:
+        pids += [d["pid"] for _, _, d in lab.store.records(K_PROC) if d.get("pid")]
+        lab.down()
+        left = [n for n in kernel.netns_list() if n.startswith(prefix)]
+        assert not left, left
+        assert not [p for p in Path("/etc/netns").glob(prefix + "*")] if Path("/etc/netns").exists() else True
+        assert not [p for p in pids if pid_alive(p)]
+        assert lab.store.records() == []
+        assert _host_links() == links_before
+
+
+def wait_listening(ns: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if nx.probe_tcp(ns, "127.0.0.1", port, 0.5) == "Connected":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {ns}:{port}")
+
+
+def sandbox(lab: Lab, name: str):
+    return lab.network().sandbox(lab.topology().find("web_apps", name))
+
+
+def vm_ip(lab: Lab, name: str) -> str:
+    return str(lab.network().endpoint(name).ip)
+
+
+def real(lab: Lab, src: str, dst: str, port: int | None, proto: str) -> tuple[str, str]:
+    """(engine verdict, real verdict)."""
+    tr = lab.trace(src, dst, port, proto).to_dict()
+    return tr["verdict"], nb.probe(lab, tr)["verdict"]
+
+
+# -- the note --------------------------------------------------------------------------------------
+def test_note_observables(lab):
+    t0 = time.perf_counter()
+    lab.up(load(NOTE), "netns")
+    up_s = time.perf_counter() - t0
+    app_ns, vm_ns = nb.namespace_of(lab, "app1"), nb.namespace_of(lab, "rg1vm1")
+    vm = vm_ip(lab, "rg1vm1")
+
+    # before integration: default via 172.16.2.1 and 172.16.2.0/24 only; ping loses everything
+    before = nb.route_n(lab, "app1")
+    assert before == sandbox(lab, "app1").route_n()
+    rows = [l.split()[:4] for l in before.splitlines()[2:]]
+    assert rows == [["0.0.0.0", "172.16.2.1", "0.0.0.0", "UG"], ["172.16.2.0", "0.0.0.0", "255.255.255.0", "U"]]
+    p = nx.run_in(app_ns, ["ping", "-c", "2", "-i", "0.2", "-W", "1", vm], timeout=10)
+    assert "2 packets transmitted, 0 received, 100% packet loss" in p.stdout, p.stdout
+    assert lab.trace("app1", vm, None, "Icmp").verdict == "TimedOut"
+
+    # az webapp vnet-integration add: the live sandbox gets its vnet interface, nothing restarts
+    vm_pid = next(d["pid"] for _, n, d in lab.store.records(K_PROC) if n.startswith(vm_ns))
+    lab.change(lambda t: integrate(t, "app1", "vnet1", "integration"), create=False)
+    assert pid_alive(vm_pid) and next(d["pid"] for _, n, d in lab.store.records(K_PROC)
+                                      if n.startswith(vm_ns)) == vm_pid
+    sb = sandbox(lab, "app1")
+    after = nb.route_n(lab, "app1")
+    assert after == sb.route_n()                       # byte for byte
+    note_rows = [("0.0.0.0", "169.254.129.1", "0.0.0.0", "UG", "eth0"),
+                 ("10.0.0.0", "169.254.254.1", "255.255.255.0", "UG", "vnet"),
+                 ("10.0.0.0", "169.254.254.1", "255.0.0.0", "UG", "vnet"),
+                 ("169.254.129.0", "0.0.0.0", "255.255.255.0", "U", "eth0"),
+                 ("169.254.254.0", "0.0.0.0", "255.255.255.0", "U", "vnet"),
+                 ("172.16.0.0", "169.254.254.1", "255.240.0.0", "UG", "vnet"),
+                 ("192.168.0.0", "169.254.254.1", "255.255.0.0", "UG", "vnet")]
+    got = [tuple(l.split()[:4]) + ("vnet" if l.split()[7].startswith("vnet") else l.split()[7],)
+           for l in after.splitlines()[2:]]
+    assert got == note_rows
+    link = nx.run_in(app_ns, ["ip", "-o", "link", "show", sb.vnet_iface]).stdout
+    assert f"mtu {VNET_MTU}" in link
+
+    # ping: ttl=63, the VM sees the integration address
+    integ = str(sb.integration_ip)
+    cap = nx.capture(vm_ns, "icmp", 2, iface="eth0")
+    p = nx.run_in(app_ns, ["ping", "-c", "1", "-W", "2", vm], timeout=10)
+    assert "ttl=63" in p.stdout and " 0% packet loss" in p.stdout, p.stdout
+    lines = cap.lines(timeout=5)
+    assert any(f"IP {integ} > {vm}: ICMP echo request" in l for l in lines), lines
+    assert any(f"IP {vm} > {integ}: ICMP echo reply" in l for l in lines), lines
+
+    # index.php: /check says Connection OK; the SYN carries mss 1418 from the integration address
+    cap = nx.capture(vm_ns, "tcp dst port 80 and tcp[tcpflags] & tcp-syn != 0", 1, iface="eth0")
+    body = nx.run_in(app_ns, ["curl", "-sS", "-m", "5", f"http://127.0.0.1/check?host={vm}&port=80"],
+                     timeout=10).stdout
+    assert body == "Connection OK"
+    syn = cap.lines(timeout=5)
+    assert syn and re.search(rf"IP {re.escape(integ)}\.\d+ > {re.escape(vm)}\.80: Flags \[S\]", syn[0]), syn
+    assert f"mss {VNET_MTU - 40}" in syn[0], syn
+
+    # the opposite direction: curl from the VM to the integration address is refused
+    for port, url in ((80, f"http://{integ}:80/"), (443, f"https://{integ}/")):
+        p = nx.run_in(vm_ns, ["curl", "-sS", "-k", "-m", "5", url], timeout=10)
+        assert p.returncode == 7 and f"Failed to connect to {integ} port {port}" in p.stderr, p.stderr
+        assert real(lab, "rg1vm1", integ, port, "Tcp") == ("Refused", "Refused")
+    assert up_s < 5
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+def scenario() -> dict:
+    """hub-spoke: spoke1 <-> hub <-> spoke2 (no spoke1-spoke2 peering); an NVA in spoke1."""
+    return {
+        "name": "scen",
+        "virtual_networks": [
+            {"name": "spoke1", "address_space": ["10.1.0.0/16"], "subnets": [
+                {"name": "vms", "address_prefix": "10.1.1.0/24", "route_table": "rt-vms"},
+                {"name": "nva", "address_prefix": "10.1.2.0/24"},
+                {"name": "other", "address_prefix": "10.1.3.0/24", "network_security_group": "nsg-other"},
+                {"name": "integration", "address_prefix": "10.1.4.0/26", "network_security_group": "nsg-int",
+                 "delegations": ["Microsoft.Web/serverFarms"]}],
+             "peerings": [{"name": "to-hub", "remote_virtual_network": "hub"}]},
+            {"name": "hub", "address_space": ["10.0.0.0/16"], "subnets": [{"name": "s", "address_prefix": "10.0.1.0/24"}],
+             "peerings": [{"name": "to-s1", "remote_virtual_network": "spoke1"},
+                          {"name": "to-s2", "remote_virtual_network": "spoke2"}]},
+            {"name": "spoke2", "address_space": ["10.2.0.0/16"], "subnets": [{"name": "s", "address_prefix": "10.2.1.0/24"}],
+             "peerings": [{"name": "to-hub", "remote_virtual_network": "hub"}]},
+        ],
+        "network_security_groups": [
+            {"name": "nsg-other", "security_rules": []},
+            {"name": "nsg-int", "security_rules": []}],
+        "route_tables": [{"name": "rt-vms", "routes": []}],
+        "virtual_machines": [
+            {"name": "vm1", "subnet": "spoke1/vms", "services": [{"port": 80}]},
+            {"name": "nva", "subnet": "spoke1/nva", "services": [{"port": 22}]},
+            {"name": "vm3", "subnet": "spoke1/other", "services": [{"port": 80}, {"port": 53, "protocol": "Udp"}]},
+            {"name": "hubvm", "subnet": "hub/s", "services": [{"port": 80}]},
+            {"name": "s2vm", "subnet": "spoke2/s", "services": [{"port": 80}]},
+        ],
+        "app_service_plans": [{"name": "plan1", "sku": "P1v3"}],
+        "web_apps": [{"name": "app1", "plan": "plan1", "vnet_integration": "spoke1/integration"}],
+    }
+
+
+def _set(lab: Lab, fn) -> None:
+    lab.change(fn, create=False)
+
+
+def test_scenarios(lab):
+    lab.up(Topology.model_validate(scenario()), "netns")
+    for ns_name in ("vm1", "vm3", "hubvm", "s2vm"):
+        wait_listening(nb.namespace_of(lab, ns_name), 80)
+    vm3, hubvm, s2vm = vm_ip(lab, "vm3"), vm_ip(lab, "hubvm"), vm_ip(lab, "s2vm")
+    nva_ip = vm_ip(lab, "nva")
+    public = str(lab.topology().internet_hosts[0].ip)
+    # baseline
+    assert real(lab, "vm1", vm3, 80, "Tcp") == ("Connected", "Connected")
+    assert real(lab, "vm3", vm3.rsplit(".", 1)[0] + ".99", 80, "Tcp") == ("TimedOut", "TimedOut")
+
+    # NSG deny -> timeout (and UDP still allowed)
+    def deny80(t):
+        t.find("network_security_groups", "nsg-other").security_rules = [SecurityRule(
+            name="deny-80", priority=100, direction="Inbound", access="Deny", protocol="Tcp",
+            source_address_prefix="*", destination_address_prefix="*", destination_port_range="80")]
+    vm3_pid = next(d["pid"] for _, n, d in lab.store.records(K_PROC) if "vm3" in n)
+    _set(lab, deny80)
+    assert real(lab, "vm1", vm3, 80, "Tcp") == ("TimedOut", "TimedOut")
+    assert real(lab, "vm1", vm3, 53, "Udp") == ("Connected", "Connected")
+    assert pid_alive(vm3_pid)  # an NSG change does not restart anything
+
+    # peering is not transitive: spoke1 -> hub works, spoke1 -> spoke2 does not
+    assert real(lab, "vm1", hubvm, 80, "Tcp") == ("Connected", "Connected")
+    assert real(lab, "vm1", s2vm, 80, "Tcp") == ("TimedOut", "TimedOut")
+    assert real(lab, "hubvm", s2vm, 80, "Tcp") == ("Connected", "Connected")
+
+    # UDR None -> timeout
+    def udr(hop_type, ip=None):
+        def fn(t):
+            r = {"name": "r1", "address_prefix": "10.0.0.0/16", "next_hop_type": hop_type}
+            if ip:
+                r["next_hop_ip_address"] = ip
+            t.find("route_tables", "rt-vms").routes = [UserRoute(**r)]
+        return fn
+    _set(lab, udr("None"))
+    assert real(lab, "vm1", hubvm, 80, "Tcp") == ("TimedOut", "TimedOut")
+
+    # NVA: only with IP forwarding on its NIC
+    _set(lab, udr("VirtualAppliance", nva_ip))
+    assert real(lab, "vm1", hubvm, 80, "Tcp") == ("TimedOut", "TimedOut")
+    assert lab.trace("vm1", hubvm, 80).reason == "NextHopNotForwarding"
+
+    def forwarding(t):
+        t.find("network_interfaces", "nvaVMNic").enable_ip_forwarding = True
+    _set(lab, forwarding)
+    cap = nx.capture(nb.namespace_of(lab, "nva"), f"tcp and dst host {hubvm}", 1, iface="eth0")
+    assert real(lab, "vm1", hubvm, 80, "Tcp") == ("Connected", "Connected")
+    assert cap.lines(timeout=5), "the flow did not cross the NVA"
+    assert nx.run_in(nb.namespace_of(lab, "nva"), ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
+
+    # route-all: default route moves into the VNet, internet goes through the integration NSG
+    app_ns = nb.namespace_of(lab, "app1")
+    assert real(lab, "app1", public, 80, "Tcp") == ("Connected", "Connected")
+
+    def deny_internet(t):
+        t.find("network_security_groups", "nsg-int").security_rules = [SecurityRule(
+            name="deny-internet", priority=100, direction="Outbound", access="Deny", protocol="*",
+            source_address_prefix="*", destination_address_prefix="Internet", destination_port_range="*")]
+    _set(lab, deny_internet)
+    assert real(lab, "app1", public, 80, "Tcp") == ("Connected", "Connected")   # route-all off: eth0 path
+
+    def route_all(on):
+        def fn(t):
+            t.find("web_apps", "app1").vnet_route_all_enabled = on
+        return fn
+    _set(lab, route_all(True))
+    sb = sandbox(lab, "app1")
+    default = [l for l in nb.route_n(lab, "app1").splitlines() if l.startswith("0.0.0.0")]
+    assert default == [l for l in sb.route_n().splitlines() if l.startswith("0.0.0.0")]
+    assert default[0].split()[1] == "169.254.254.1" and default[0].split()[7] == sb.vnet_iface
+    assert real(lab, "app1", public, 80, "Tcp") == ("TimedOut", "TimedOut")
+    _set(lab, lambda t: t.find("network_security_groups", "nsg-int").security_rules.clear())
+    assert real(lab, "app1", public, 80, "Tcp") == ("Connected", "Connected")
+    # the internet host sees the app's public outbound address
+    host_ns = nb.namespace_of(lab, lab.topology().internet_hosts[0].name)
+    cap = nx.capture(host_ns, "tcp dst port 80 and tcp[tcpflags] & tcp-syn != 0", 1, iface="eth0")
+    nx.probe_tcp(app_ns, public, 80)
+    assert f"IP {sb.outbound_ip}." in cap.lines(timeout=5)[0]
+    _set(lab, route_all(False))
+    assert nb.route_n(lab, "app1") == sandbox(lab, "app1").route_n()
+    assert real(lab, "app1", public, 80, "Tcp") == ("Connected", "Connected")
+
+
+def test_plan_is_pure_and_deterministic():
+    topo = Topology.model_validate(scenario())
+    from vnetlab.lab import allocate_dynamic_addresses
+    allocate_dynamic_addresses(topo, None)
+    a, b = plan(topo, "abcd"), plan(topo, "abcd")
+    assert a == b
+    assert all(n.name.startswith("vlabcd-") for n in a.namespaces)
+    assert len({n.resolv_conf for n in a.namespaces}) == 1
+    # no fabric has a route out: every fabric default route is a blackhole or to the lab's internet ns
+    for r in a.routes:
+        if "-fab-" in r.ns and r.dest == "default" and r.type == "unicast":
+            assert r.dev == "inet"

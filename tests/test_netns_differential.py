@@ -1,0 +1,158 @@
+"""Differential test: random flows over a generated lab, the engine's verdict against the
+verdict observed on the real kernel (netns backend), flow by flow."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+
+import pytest
+
+from vnetlab.backends import netns_backend as nb
+from vnetlab.backends.netns import check_prerequisites
+from vnetlab.backends.netns import exec as nx
+from vnetlab.lab import Lab
+from vnetlab.model import Topology
+
+from test_netns_backend import lab, wait_listening  # noqa: F401  (fixture: teardown + leftovers check)
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(bool(check_prerequisites()),
+                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
+]
+
+ADDRS = ["*", "VirtualNetwork", "Internet"]
+PORTS = ["*", "80", "53", "80-443", "22,443", "1000-2000"]
+
+
+def generate(seed: int, n_vnets: int = 4) -> dict:
+    """Several VNets (peered 0-1, 1-2 both ways, 2-3 one way only), random NSGs on subnets and
+    NICs, a route table per VNet on the VM subnet (None / VirtualAppliance to an NVA of the same
+    VNet with or without IP forwarding / Internet / VnetLocal), apps with and without VNet
+    integration and route-all."""
+    rnd = random.Random(seed)
+    vnets, nsgs, rts, vms, plans, apps = [], [], [], [], [], []
+    for i in range(n_vnets):
+        peerings = []
+        if i > 0:
+            peerings.append({"name": f"to-v{i-1}", "remote_virtual_network": f"v{i-1}",
+                             "allow_virtual_network_access": rnd.random() > 0.15})
+        if i < n_vnets - 1 and i + 1 != 3:
+            peerings.append({"name": f"to-v{i+1}", "remote_virtual_network": f"v{i+1}"})
+        vnets.append({"name": f"v{i}", "address_space": [f"10.{i}.0.0/16"], "peerings": peerings, "subnets": [
+            {"name": "s0", "address_prefix": f"10.{i}.0.0/24", "route_table": f"rt{i}"},
+            {"name": "s1", "address_prefix": f"10.{i}.1.0/24"},
+            {"name": "int", "address_prefix": f"10.{i}.2.0/26", "delegations": ["Microsoft.Web/serverFarms"]}]})
+        for k in (0, 1, 2):
+            if rnd.random() < 0.4:
+                vnets[-1]["subnets"][k]["network_security_group"] = f"nsg{rnd.randrange(3)}"
+        # VMs: two in s0, an NVA in s1
+        for j in range(2):
+            services = [{"port": 80}] + ([{"port": 53, "protocol": "Udp"}] if rnd.random() < 0.7 else []) \
+                + ([{"port": 443}] if rnd.random() < 0.5 else [])
+            vm = {"name": f"vm{i}{j}", "subnet": f"v{i}/s0", "services": services}
+            if rnd.random() < 0.3:
+                vm["network_security_group"] = f"nsg{rnd.randrange(3)}"
+            vms.append(vm)
+        nva = {"name": f"nva{i}", "subnet": f"v{i}/s1", "private_ip_address": f"10.{i}.1.4",
+               "enable_ip_forwarding": rnd.random() < 0.6, "services": [{"port": 22}]}
+        vms.append(nva)
+        routes = []
+        for r in range(rnd.randrange(0, 3)):
+            other = rnd.randrange(n_vnets)
+            prefix = rnd.choice([f"10.{other}.0.0/16", f"10.{other}.1.0/24", f"10.{other}.2.0/26",
+                                 "192.168.0.0/16", f"10.{i}.1.0/24"])
+            hop = rnd.choice(["None", "VirtualAppliance", "VirtualAppliance", "Internet", "VnetLocal"])
+            route = {"name": f"r{r}", "address_prefix": prefix, "next_hop_type": hop}
+            if hop == "VirtualAppliance":
+                route["next_hop_ip_address"] = f"10.{i}.1.4"
+            if prefix not in {x["address_prefix"] for x in routes}:
+                routes.append(route)
+        rts.append({"name": f"rt{i}", "routes": routes})
+    for n in range(3):
+        rules = []
+        for p, direction in enumerate(rnd.choice(["Inbound", "Outbound"]) for _ in range(rnd.randrange(1, 5))):
+            def addr():
+                x = rnd.random()
+                if x < 0.5:
+                    return rnd.choice(ADDRS)
+                v = rnd.randrange(n_vnets)
+                return rnd.choice([f"10.{v}.0.0/16", f"10.{v}.0.0/24", f"10.{v}.2.0/26", f"10.{v}.0.4"])
+            rules.append({"name": f"rule{p}", "priority": 100 + 10 * p, "direction": direction,
+                          "access": rnd.choice(["Allow", "Deny"]), "protocol": rnd.choice(["Tcp", "Udp", "Icmp", "*"]),
+                          "source_address_prefix": addr(), "destination_address_prefix": addr(),
+                          "source_port_range": "*", "destination_port_range": rnd.choice(PORTS)})
+        nsgs.append({"name": f"nsg{n}", "security_rules": rules})
+    # apps: not integrated, integrated, integrated + route-all
+    for a, (vnet_i, mode) in enumerate([(0, "none"), (1, "int"), (2, "all"), (0, "int")]):
+        plans.append({"name": f"plan{a}", "sku": "P1v3"})
+        app = {"name": f"app{a}", "plan": f"plan{a}"}
+        if mode != "none":
+            app["vnet_integration"] = f"v{vnet_i}/int"
+            app["vnet_route_all_enabled"] = mode == "all"
+        apps.append(app)
+    return {"name": f"diff{seed}", "virtual_networks": vnets, "network_security_groups": nsgs,
+            "route_tables": rts, "virtual_machines": vms, "app_service_plans": plans, "web_apps": apps}
+
+
+def flows(lab: Lab, seed: int, count: int) -> list[tuple[str, str, str, int | None]]:
+    rnd = random.Random(seed * 7919)
+    net = lab.network()
+    eps = net.endpoints()
+    sources = [e.name for e in eps]
+    targets = [str(e.ip) for e in eps if e.kind == "vm" or e.subnet_ref]
+    targets += [h.ip for h in lab.topology().internet_hosts]
+    out = []
+    for _ in range(count):
+        src = rnd.choice(sources)
+        x = rnd.random()
+        if x < 0.7:
+            dst = rnd.choice(targets)
+        elif x < 0.85:
+            dst = f"10.{rnd.randrange(5)}.{rnd.randrange(3)}.{rnd.randrange(100, 120)}"  # nobody there
+        elif x < 0.93:
+            dst = rnd.choice(["192.168.7.7", "203.0.113.77"])
+        else:
+            dst = rnd.choice(["198.18.0.5", lab.topology().internet_hosts[0].ip])
+        if dst == str(net.endpoint(src).ip):
+            continue
+        proto, port = rnd.choice([("tcp", 80), ("tcp", 80), ("tcp", 443), ("tcp", 22), ("udp", 53), ("icmp", None)])
+        out.append((src, proto, dst, port))
+    return out
+
+
+@pytest.mark.parametrize("seed,count", [(1, 230), (2, 130)])
+def test_engine_equals_kernel(lab, seed, count, capsys):
+    lab.up(Topology.model_validate(generate(seed)), "netns")
+    fl = flows(lab, seed, count)
+    expected = [lab.trace(s, d, p, proto.capitalize()) for s, proto, d, p in fl]
+    by_src: dict[str, list[int]] = defaultdict(list)
+    for i, (s, _, _, _) in enumerate(fl):
+        by_src[s].append(i)
+    got: list[str | None] = [None] * len(fl)
+
+    def run(src: str) -> None:
+        idx = by_src[src]
+        res = nx.probe_many(nb.namespace_of(lab, src), [(fl[i][1], fl[i][2], fl[i][3]) for i in idx], 1.0)
+        for i, v in zip(idx, res):
+            got[i] = v
+
+    with ThreadPoolExecutor(max_workers=len(by_src)) as ex:
+        list(ex.map(run, by_src))
+    bad = [(fl[i], expected[i], got[i]) for i in range(len(fl)) if expected[i].verdict != got[i]]
+    with capsys.disabled():
+        print(f"\n[differential seed {seed}] {len(fl)} flows, {len(bad)} mismatches; verdicts: "
+              + ", ".join(f"{v}={sum(1 for t in expected if t.verdict == v)}"
+                          for v in ("Connected", "Refused", "TimedOut", "Unreachable")))
+        reasons: dict[str, int] = defaultdict(int)
+        for t in expected:
+            reasons[t.reason] += 1
+        print("  reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+        for f, tr, real in bad[:15]:
+            print(f"  MISMATCH {f}: engine {tr.verdict} ({tr.reason}) real {real}")
+            for st in tr.steps:
+                print("     ", {k: v for k, v in st.to_dict().items() if k != "resource_id"})
+    assert not bad
