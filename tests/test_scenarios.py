@@ -217,3 +217,13 @@ def test_no_host_and_no_listener():
     assert run(topo, "rg1vm1", "10.0.0.9").reason == "NoHostAtDestination"
     assert run(topo, "app1", "rg1vm1", 22).reason == "NoListener"
     assert run(topo, "rg1vm1", "203.0.113.99").reason == "NoHostAtDestination"
+
+
+def test_reply_routed_to_the_appliance_that_is_its_destination_is_delivered():
+    doc = _hub_doc(False)
+    # vnet1 sends hub traffic via the NVA (no forwarding); the NVA pings rg1vm1, whose reply is for the NVA itself
+    doc["route_tables"][0]["routes"].append({"name": "hub-via-nva", "address_prefix": "10.1.0.0/24",
+                                             "next_hop_type": "VirtualAppliance", "next_hop_ip_address": "10.1.0.4"})
+    t = run(build(doc), "nva1", "rg1vm1", proto="Icmp")
+    assert t.verdict == "Connected", t.to_dict()
+    assert t.return_path[-1].detail["next_hop_ip"] == "10.1.0.4"

@@ -346,6 +346,8 @@ def _return_route(net: Network, view: SubnetView, reply: Packet, t: Trace, hops:
         if reply.origin_vnet != view.vnet.name.lower() and not back.allow_forwarded_traffic:
             raise _Done("ReturnPathDropped")
     if kind == "VirtualAppliance":
+        if IPv4Address(route.next_hop_ip) == reply.dst:
+            return  # the reply is for the appliance itself: delivered, not forwarded
         nic, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))
         if nic is None or not nic.enable_ip_forwarding or hops >= MAX_APPLIANCE_HOPS:
             t.steps[-1].dropped = True
