@@ -404,6 +404,43 @@ def clean(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     raise typer.Exit(1 if problems else 0)
 
 
+# -- ARM -------------------------------------------------------------------------------------------------
+@app.command()
+def serve(port: int = typer.Option(8443, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
+          backend: Optional[str] = typer.Option(None, "--backend", help="sim or netns (default: the lab's)."),
+          require_token: Optional[str] = typer.Option(None, "--require-token",
+                                                      help="Accept only this bearer token."),
+          home: Optional[Path] = HomeOpt):
+    """Serve the lab as a local ARM endpoint over HTTPS for the Azure SDK and az."""
+    from ..api import serve as serve_api
+    from ..store import resolve_home
+    lab = Lab.open(home)
+    if backend is not None:
+        if backend == "netns":
+            from ..backends import netns_backend
+            run(netns_backend.check)
+        lab.store.set_meta("backend", backend)
+    serve_api(resolve_home(home), host, port, lab.backend_name, require_token)
+
+
+@app.command("az-setup")
+def az_setup(port: int = typer.Option(8443, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
+             az: str = typer.Option("az", "--az", help="The az executable."),
+             write: Optional[Path] = typer.Option(None, "--write", help="Write the script to this file."),
+             require_token: Optional[str] = typer.Option(None, "--require-token"),
+             home: Optional[Path] = HomeOpt):
+    """Print (or write) the script that points az at `vnetlab serve`: cloud, login, CA bundle, config dir."""
+    from ..api import az_setup_for
+    from ..store import resolve_home
+    script = az_setup_for(resolve_home(home), host, port, az, require_token)
+    if write:
+        write.write_text(script)
+        write.chmod(0o755)
+        console.print(f"Wrote {write}: run `source {write}`.")
+    else:
+        sys.stdout.write(script)
+
+
 def main():  # pragma: no cover
     app()
 

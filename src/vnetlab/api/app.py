@@ -1,0 +1,130 @@
+"""The ARM-shaped application.
+
+One catch-all route feeds a case-insensitive dispatcher (:class:`vnetlab.api.arm.Router`):
+ARM matches paths without regard to case, and the SDKs disagree on it (``resourcegroups`` in
+the resource SDK, ``resourceGroups`` in network and web). Any api-version is accepted,
+because the az CLI mixes several even for one resource type.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import compute, discovery, groups, network, watcher, web
+from .arm import ArmError, Call, Router, error_response, read_body
+from .state import LabState
+
+log = logging.getLogger("vnetlab.api")
+METHODS = ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS"]
+_WITH_BODY = frozenset({"PUT", "PATCH", "POST"})
+
+
+def create_app(lab_home: Path, require_token: str | None = None, backend: str | None = None) -> FastAPI:
+    """The ASGI app serving the lab at ``lab_home`` in ARM's terms. ``backend="netns"`` makes the
+    lab's changes apply to its emulation; otherwise the lab keeps the backend it was brought up with."""
+    state = LabState(lab_home)
+    if backend == "netns" and state.lab.backend_name != "netns":
+        from ..backends import netns_backend
+        netns_backend.check()
+        state.lab.store.set_meta("backend", "netns")
+    router = build_router(state, require_token)
+    app = FastAPI(title="vnetlab ARM endpoint", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.lab_home, app.state.lab_state, app.state.router = Path(lab_home), state, router
+
+    async def endpoint(request: Request) -> Response:
+        response = await dispatch(router, state, request, require_token)
+        client_id = request.headers.get("x-ms-client-request-id")
+        request_id = str(uuid.uuid4())
+        response.headers["x-ms-request-id"] = request_id
+        response.headers["x-ms-correlation-request-id"] = client_id or request_id
+        if client_id:
+            response.headers["x-ms-client-request-id"] = client_id
+        return response
+
+    app.router.add_route("/{path:path}", endpoint, methods=METHODS, include_in_schema=False)
+    return app
+
+
+def build_router(state: LabState, require_token: str | None) -> Router:
+    router = Router()
+    router.include(discovery.router(require_token, web.site_exists(state)))
+    for family in (groups.handlers(state), network.router(state), compute.router(state), web.router(state),
+                   watcher.router(state)):
+        router.include(family)
+    return router
+
+
+async def dispatch(router: Router, state: LabState, request: Request, require_token: str | None) -> Response:
+    try:
+        try:
+            route, params = router.match(request.method, request.url.path,
+                                         request.query_params.get("api-version", ""))
+        except ArmError:
+            check_auth(request, require_token)  # an unauthenticated caller learns nothing about paths
+            raise
+        if route.auth:
+            check_auth(request, require_token)
+        body = await read_body(request) if request.method in _WITH_BODY else b""
+        call = Call(request, params, body)
+
+        def run() -> Response:
+            if route.auth:
+                call.subscription = _subscription(state, params)
+            return route.handler(call)
+
+        return await run_in_threadpool(run) if route.blocking else run()
+    except ArmError as err:
+        return error_response(err)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence; bad input never lands here
+        mapped = map_error(exc)
+        if mapped is not None:
+            return error_response(mapped)
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(ArmError(500, "InternalServerError", f"{type(exc).__name__}: {exc}"))
+
+
+def _subscription(state: LabState, params: dict[str, str]) -> str:
+    sub = state.subscription
+    if "sub" in params and params["sub"].lower() != sub.lower():
+        raise discovery.subscription_not_found(params["sub"])
+    return sub
+
+
+def map_error(exc: Exception) -> ArmError | None:
+    """The model's typed Azure errors and pydantic's validation errors, as ARM errors."""
+    code, message, status = (getattr(exc, k, None) for k in ("code", "message", "status"))
+    if isinstance(code, str) and isinstance(message, str) and isinstance(status, int):
+        return ArmError(status, code, message)
+    try:
+        from pydantic import ValidationError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return ArmError(400, "InvalidRequestContent", f"{first['msg']}" + (f" ({where})" if where else ""))
+    return None
+
+
+def check_auth(request: Request, require_token: str | None) -> None:
+    """Any bearer token is accepted unless the server was started with --require-token."""
+    if require_token is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("Authentication failed. The 'Authorization' header is missing or not a bearer token.")
+    if not discovery.token_is_valid(token, require_token):
+        raise _unauthorized("The access token is invalid.")
+
+
+def _unauthorized(message: str) -> ArmError:
+    return ArmError(401, "InvalidAuthenticationToken", message,
+                    {"WWW-Authenticate": 'Bearer authorization_uri="", error="invalid_token", '
+                                         f'error_description="{message}"'})

@@ -1,0 +1,139 @@
+"""Microsoft.Resources/resourceGroups, kept in the lab.
+
+Deleting a group deletes what is in it, as in Azure. A lab always has at least one group (the
+topology's default, ``rg1`` unless the file says otherwise): deleting the last one leaves it,
+empty.
+https://learn.microsoft.com/rest/api/resources/resource-groups
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.responses import Response
+
+from ..model import KINDS, ResourceGroup, Topology
+from .arm import (ArmError, Call, Router, bad_request, check_preconditions, conditional, group_not_found,
+                  list_response,
+                  not_modified, resource_response)
+from .discovery import LOCATIONS, normalize_location
+from .state import LabState, Obj
+
+_RG_CHARS = re.compile(r"[^\w\-.()]", re.UNICODE)
+
+
+def wire(topo: Topology, group: ResourceGroup) -> dict:
+    out = {"id": topo.group_id(group.name), "name": group.name, "type": "Microsoft.Resources/resourceGroups",
+           "location": (group.location or topo.location).replace(" ", "").lower()}
+    if group.tags:
+        out["tags"] = dict(group.tags)
+    out["properties"] = {"provisioningState": "Succeeded"}
+    return out
+
+
+def check_name(name: str) -> None:
+    """https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftresources"""
+    bad = "".join(dict.fromkeys(_RG_CHARS.findall(name)))
+    if bad:
+        raise bad_request(f"The provided resource group name '{name}' has these invalid characters: '{bad}'. "
+                          "The name can only be a letter, digit, '-', '.', '(', ')' or '_'.", "InvalidResourceGroup")
+    if len(name) > 90:
+        raise bad_request(f"The provided resource group name '{name}' is too long. "
+                          "Resource group names only allow up to 90 characters.", "InvalidResourceGroup")
+    if name.endswith("."):
+        raise bad_request(f"The provided resource name '{name}' has these invalid trailing characters: '.'. "
+                          "The name can not end with characters: '. '.", "InvalidResourceNameTrailingCharacters")
+
+
+def _location(value) -> str:
+    if not value:
+        raise bad_request("The location property is required for this definition.", "LocationRequired")
+    loc = normalize_location(value)
+    if loc is None:
+        raise bad_request(f"The provided location '{value}' is not available for resource group. List of available "
+                          f"regions is '{','.join(LOCATIONS)}'.", "LocationNotAvailableForResourceGroup")
+    return loc
+
+
+def remove_group(topo: Topology, group: ResourceGroup) -> None:
+    """Delete the group and everything in it."""
+    low = group.name.lower()
+    gone_vnets = {v.name.lower() for v in topo.virtual_networks if topo.rg_of(v).lower() == low}
+    for kind in KINDS:
+        setattr(topo, kind, [r for r in getattr(topo, kind) if topo.rg_of(r).lower() != low])
+    for vnet in topo.virtual_networks:
+        vnet.peerings = [p for p in vnet.peerings if p.remote_virtual_network.lower() not in gone_vnets]
+    topo.resource_groups = [g for g in topo.resource_groups if g.name.lower() != low]
+    if topo.resource_group.lower() == low and topo.resource_groups:
+        topo.resource_group = topo.resource_groups[0].name
+
+
+def handlers(state: LabState) -> Router:
+    def existing(call: Call) -> tuple[Topology, ResourceGroup]:
+        topo = state.read()
+        group = topo.group(call.params["rg"])
+        if group is None:
+            raise group_not_found(call.params["rg"])
+        return topo, group
+
+    def get(call: Call) -> Response:
+        topo, group = existing(call)
+        body = wire(topo, group)
+        return Response(status_code=304) if not_modified(call.headers, body) else resource_response(body)
+
+    def head(call: Call) -> Response:
+        return Response(status_code=204 if state.read().group(call.params["rg"]) else 404)
+
+    def put(call: Call, patch: bool = False) -> Response:
+        name, body = call.params["rg"], Obj(call.resource_body(), "")
+        check_name(name)
+        location = None if patch else _location(body.str("location"))
+        created: list[bool] = []
+
+        def change(topo: Topology) -> None:
+            current = topo.group(name)
+            if conditional(call.headers):
+                check_preconditions(call.headers, wire(topo, current) if current else None)
+            if patch and current is None:
+                raise group_not_found(name)
+            loc = location or (current.location if current else None)
+            if current and not patch and (current.location or topo.location).replace(" ", "").lower() != location:
+                raise ArmError(409, "InvalidResourceGroupLocation",
+                               f"Invalid resource group location '{body.str('location')}'. The Resource group "
+                               f"already exists in location '{current.location or topo.location}'.")
+            tags = dict(body.obj("tags").data) if (not patch or "tags" in body) else dict(current.tags)
+            new = ResourceGroup(name=current.name if current else name, location=loc, tags=tags)
+            if current is None:
+                topo.resource_groups.append(new)
+            else:
+                topo.resource_groups[topo.resource_groups.index(current)] = new
+            created.append(current is None)
+
+        topo = state.change(change)
+        return resource_response(wire(topo, topo.group(name)), 201 if created[0] else 200)
+
+    def delete(call: Call) -> Response:
+
+        def change(topo: Topology) -> None:
+            current = topo.group(call.params["rg"])
+            check_preconditions(call.headers, wire(topo, current) if current else None)
+            if current is None:
+                raise group_not_found(call.params["rg"])
+            remove_group(topo, current)
+
+        state.change(change)
+        return Response(status_code=200)
+
+    def list_(call: Call) -> Response:
+        topo = state.read()
+        return list_response(wire(topo, g) for g in sorted(topo.resource_groups, key=lambda g: g.name.lower()))
+
+    r = Router()
+    base = "subscriptions/{sub}/resourcegroups"
+    r.add("GET", f"{base}/{{rg}}", get)
+    r.add("HEAD", f"{base}/{{rg}}", head)
+    r.add("PUT", f"{base}/{{rg}}", put, blocking=True)
+    r.add("PATCH", f"{base}/{{rg}}", lambda call: put(call, patch=True), blocking=True)
+    r.add("DELETE", f"{base}/{{rg}}", delete, blocking=True)
+    r.add("GET", base, list_)
+    return r

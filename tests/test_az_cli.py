@@ -1,0 +1,173 @@
+"""The real az CLI against the endpoint (make test-az). azure-cli is about 730 MB, so it lives in
+its own venv (.venv-az, or $VNETLAB_AZ naming the az executable); without it these tests skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vnetlab.api import ServerThread, create_app, ensure_tls
+from vnetlab.api.azsetup import az_env, az_setup_for, az_setup_script
+from vnetlab.api.discovery import SUBSCRIPTION
+from vnetlab.lab import Lab
+
+pytestmark = pytest.mark.az
+
+
+def find_az() -> str | None:
+    candidates = [os.environ.get("VNETLAB_AZ"), str(Path(__file__).resolve().parents[1] / ".venv-az/bin/az"),
+                  shutil.which("az")]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+AZ = find_az()
+
+
+@pytest.fixture(scope="module")
+def az(tmp_path_factory):
+    if AZ is None:
+        pytest.skip("azure-cli not installed (python3 -m venv .venv-az && .venv-az/bin/pip install azure-cli)")
+    home = tmp_path_factory.mktemp("azlab")
+    tls = ensure_tls(home)
+    config = home / "azcfg"
+    with ServerThread(create_app(home), tls) as url:
+        script = az_setup_script(url, tls.ca, config, az_bin=AZ)
+        setup = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+        assert setup.returncode == 0, setup.stderr
+        env = {**os.environ, **az_env(tls.ca, config)}
+
+        def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+            proc = subprocess.run([AZ, *args, "--output", "json"], capture_output=True, text=True, env=env,
+                                  timeout=120)
+            if check:
+                assert proc.returncode == 0, f"az {' '.join(args)}: {proc.stderr}"
+            return proc
+
+        run.script, run.url, run.lab = script, url, Lab.open(home)
+        yield run
+
+
+def test_login_landed_on_the_vnetlab_cloud(az):
+    account = json.loads(az("account", "show").stdout)
+    assert account["environmentName"] == "vnetlab" and account["id"] == SUBSCRIPTION
+    assert account["user"]["type"] == "servicePrincipal"
+
+
+def test_setup_script_can_run_twice(az):
+    again = subprocess.run(["bash", "-c", az.script], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+
+
+def test_group_create_show_delete(az):
+    created = json.loads(az("group", "create", "-n", "tmp-rg", "-l", "westeurope").stdout)
+    assert created["id"] == f"/subscriptions/{SUBSCRIPTION}/resourceGroups/tmp-rg"
+    assert created["properties"]["provisioningState"] == "Succeeded"
+    shown = json.loads(az("group", "show", "-n", "TMP-RG").stdout)
+    assert shown["name"] == "tmp-rg" and shown["location"] == "westeurope"
+    assert json.loads(az("group", "exists", "-n", "tmp-rg").stdout) is True
+    az("group", "delete", "-n", "tmp-rg", "--yes")
+    missing = az("group", "show", "-n", "tmp-rg", check=False)
+    assert missing.returncode == 3 and "ResourceGroupNotFound" in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def note(az):
+    """The field note's lab, typed as a user would (README's worked example)."""
+    for args in (
+        "group create -n rg1 -l westeurope",
+        "network vnet create -g rg1 -n vnet1 --address-prefixes 10.0.0.0/24",
+        "network nsg create -g rg1 -n nsg-vm",
+        "network nsg rule create -g rg1 --nsg-name nsg-vm -n deny-https --priority 100 --access Deny "
+        "--protocol Tcp --destination-port-ranges 443 --destination-address-prefixes 10.0.0.4",
+        "network route-table create -g rg1 -n rt1",
+        "network route-table route create -g rg1 --route-table-name rt1 -n to-nva --address-prefix 192.168.0.0/16 "
+        "--next-hop-type VirtualAppliance --next-hop-ip-address 10.0.0.10",
+        "network vnet subnet create -g rg1 --vnet-name vnet1 -n default --address-prefixes 10.0.0.0/26 "
+        "--network-security-group nsg-vm --route-table rt1",
+        "network vnet subnet create -g rg1 --vnet-name vnet1 -n integration --address-prefixes 10.0.0.128/26",
+        "network nic create -g rg1 -n rg1vm1VMNic --vnet-name vnet1 --subnet default",
+        "appservice plan create -g rg1 -n plan1 --sku P1V3 --is-linux",
+        "webapp create -g rg1 -p plan1 -n app1 --container-image-name nginx:latest",
+    ):
+        az(*args.split())
+    nic = json.loads(az("network", "nic", "show", "-g", "rg1", "-n", "rg1vm1VMNic").stdout)["id"]
+    props = json.dumps({"networkProfile": {"networkInterfaces": [{"id": nic}]}})
+    az("resource", "create", "-g", "rg1", "-n", "rg1vm1", "--resource-type", "Microsoft.Compute/virtualMachines",
+       "-l", "westeurope", "--properties", props)
+    az("resource", "tag", "-g", "rg1", "-n", "rg1vm1", "--resource-type", "Microsoft.Compute/virtualMachines",
+       "--tags", "vnetlab-services=80/Tcp")
+    return az
+
+
+def test_note_lab_through_az(note):
+    topo = note.lab.topology()
+    assert topo.vnet("vnet1").subnet("default").network_security_group == "nsg-vm"
+    assert topo.find("route_tables", "rt1").routes[0].next_hop_ip_address == "10.0.0.10"
+    assert topo.find("network_interfaces", "rg1vm1VMNic").private_ip_address == "10.0.0.4"
+    assert topo.find("app_service_plans", "plan1").os == "linux"
+    site = json.loads(note("webapp", "show", "-g", "rg1", "-n", "app1").stdout)
+    assert site["defaultHostName"] == "app1.azurewebsites.net" and site["state"] == "Running"
+
+
+def test_vm_and_network_watcher(note):
+    assert note.lab.topology().find("virtual_machines", "rg1vm1").services[0].port == 80
+    flow = json.loads(note("network", "watcher", "test-ip-flow", "-g", "rg1", "--vm", "rg1vm1", "--direction",
+                           "Inbound", "--protocol", "TCP", "--local", "10.0.0.4:443", "--remote",
+                           "10.0.0.190:5000").stdout)
+    assert flow == {"access": "Deny", "ruleName": "securityRules/deny-https"}
+    hop = json.loads(note("network", "watcher", "show-next-hop", "-g", "rg1", "--vm", "rg1vm1", "--source-ip",
+                          "10.0.0.4", "--dest-ip", "192.168.1.1").stdout)
+    assert hop["nextHopType"] == "VirtualAppliance" and hop["nextHopIpAddress"] == "10.0.0.10"
+    routes = json.loads(note("network", "nic", "show-effective-route-table", "-g", "rg1", "-n",
+                             "rg1vm1VMNic").stdout)["value"]
+    assert {"User", "Default"} == {r["source"] for r in routes}
+
+
+def test_vnet_integration_add_list_remove(note):
+    added = json.loads(note("webapp", "vnet-integration", "add", "-g", "rg1", "-n", "app1", "--vnet", "vnet1",
+                            "--subnet", "integration").stdout)
+    assert added["subnetResourceId"].endswith("/virtualNetworks/vnet1/subnets/integration")
+    app = note.lab.topology().find("web_apps", "app1")
+    assert app.vnet_integration == "vnet1/integration" and app.route_all  # az turns applicationTraffic on
+    trace = note.lab.trace("app1", "rg1vm1", 80)
+    assert trace.verdict == "Connected" and trace.source_ip_seen == "10.0.0.190"
+    # az delegated the subnet on its way (it was not delegated)
+    subnet = json.loads(note("network", "vnet", "subnet", "show", "-g", "rg1", "--vnet-name", "vnet1",
+                             "-n", "integration").stdout)
+    assert subnet["delegations"][0]["serviceName"] == "Microsoft.Web/serverFarms"
+    assert subnet["serviceAssociationLinks"][0]["name"] == "AppServiceLink"
+    listed = json.loads(note("webapp", "vnet-integration", "list", "-g", "rg1", "-n", "app1").stdout)
+    assert [c["name"] for c in listed] == ["integration"]
+    in_use = note("network", "vnet", "subnet", "delete", "-g", "rg1", "--vnet-name", "vnet1", "-n", "integration",
+                  check=False)
+    assert in_use.returncode != 0 and "InUseSubnetCannotBeDeleted" in in_use.stderr
+    note("webapp", "config", "set", "-g", "rg1", "-n", "app1", "--generic-configurations",
+         '{"vnetRouteAllEnabled": false}')
+    assert not note.lab.topology().find("web_apps", "app1").route_all
+    note("webapp", "vnet-integration", "remove", "-g", "rg1", "-n", "app1")
+    assert note.lab.topology().find("web_apps", "app1").vnet_integration is None
+    assert note.lab.trace("app1", "rg1vm1", 80).verdict == "TimedOut"
+
+
+def test_require_token(tmp_path):
+    """With --require-token the service principal's secret is the token; any other is refused."""
+    if AZ is None:
+        pytest.skip("azure-cli not installed")
+    tls = ensure_tls(tmp_path)
+    with ServerThread(create_app(tmp_path, require_token="s3cret"), tls) as url:
+        port = int(url.rsplit(":", 1)[1])
+        wrong = subprocess.run(["bash", "-c", az_setup_for(tmp_path, port=port, az_bin=AZ, require_token="no")],
+                               capture_output=True, text=True, timeout=120)
+        assert wrong.returncode != 0 and "AADSTS7000215" in wrong.stderr
+        right = subprocess.run(["bash", "-c", az_setup_for(tmp_path, port=port, az_bin=AZ, require_token="s3cret")],
+                               capture_output=True, text=True, timeout=120)
+        assert right.returncode == 0, right.stderr
+        env = {**os.environ, **az_env(tls.ca, tmp_path / "azure")}
+        shown = subprocess.run([AZ, "group", "show", "-n", "rg1", "-o", "json"], capture_output=True, text=True,
+                               env=env, timeout=120)
+        assert shown.returncode == 0 and json.loads(shown.stdout)["name"] == "rg1"
