@@ -34,7 +34,7 @@ demo: venv
 	$(BIN)/vnetlab demo
 
 test: venv sysdeps azcli
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 test-az: venv azcli
 	$(BIN)/pytest tests/test_az_cli.py
