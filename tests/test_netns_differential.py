@@ -28,47 +28,65 @@ ADDRS = ["*", "VirtualNetwork", "Internet"]
 PORTS = ["*", "80", "53", "80-443", "22,443", "1000-2000"]
 
 
-def generate(seed: int, n_vnets: int = 4) -> dict:
-    """Several VNets (peered 0-1, 1-2 both ways, 2-3 one way only), random NSGs on subnets and
-    NICs, a route table per VNet on the VM subnet (None / VirtualAppliance to an NVA of the same
-    VNet with or without IP forwarding / Internet / VnetLocal), apps with and without VNet
-    integration and route-all."""
+def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False) -> dict:
+    """Several VNets (peered 0-1, 1-2 both ways, 2-3 one way only: v1 is a hub between v0 and
+    v2), random NSGs on subnets and NICs, a route table per VNet on the VM subnet: None /
+    VirtualAppliance to the NVA of the same VNet or of a peered VNet (the hub's, with or without
+    IP forwarding) / Internet / VnetLocal, for VNet prefixes, 192.168/16, 0.0.0.0/0 and the
+    internet test range (NVA-forwarded traffic to the internet); hub-and-spoke routes through
+    the hub's NVA in both spokes or in one only; peerings with or without virtual network
+    access and forwarded traffic; apps with and without VNet integration and route-all.
+    ``hub``: a working hub (its NVA forwards, peerings allow access, both spokes route the other
+    spoke through it), only forwarded traffic left to chance."""
     rnd = random.Random(seed)
     vnets, nsgs, rts, vms, plans, apps = [], [], [], [], [], []
+    peers_of: dict[int, list[int]] = {i: [] for i in range(n_vnets)}
     for i in range(n_vnets):
         peerings = []
         if i > 0:
             peerings.append({"name": f"to-v{i-1}", "remote_virtual_network": f"v{i-1}",
-                             "allow_virtual_network_access": rnd.random() > 0.15})
+                             "allow_virtual_network_access": hub or rnd.random() > 0.15,
+                             "allow_forwarded_traffic": rnd.random() < 0.6})
         if i < n_vnets - 1 and i + 1 != 3:
-            peerings.append({"name": f"to-v{i+1}", "remote_virtual_network": f"v{i+1}"})
+            peerings.append({"name": f"to-v{i+1}", "remote_virtual_network": f"v{i+1}",
+                             "allow_forwarded_traffic": rnd.random() < 0.6})
+            peers_of[i].append(i + 1)
+            peers_of[i + 1].append(i)
         vnets.append({"name": f"v{i}", "address_space": [f"10.{i}.0.0/16"], "peerings": peerings, "subnets": [
             {"name": "s0", "address_prefix": f"10.{i}.0.0/24", "route_table": f"rt{i}"},
             {"name": "s1", "address_prefix": f"10.{i}.1.0/24"},
             {"name": "int", "address_prefix": f"10.{i}.2.0/26", "delegations": ["Microsoft.Web/serverFarms"]}]})
         for k in (0, 1, 2):
-            if rnd.random() < 0.4:
+            if rnd.random() < nsg_p:
                 vnets[-1]["subnets"][k]["network_security_group"] = f"nsg{rnd.randrange(3)}"
         # VMs: two in s0, an NVA in s1
         for j in range(2):
             services = [{"port": 80}] + ([{"port": 53, "protocol": "Udp"}] if rnd.random() < 0.7 else []) \
                 + ([{"port": 443}] if rnd.random() < 0.5 else [])
             vm = {"name": f"vm{i}{j}", "subnet": f"v{i}/s0", "services": services}
-            if rnd.random() < 0.3:
+            if rnd.random() < 0.75 * nsg_p:
                 vm["network_security_group"] = f"nsg{rnd.randrange(3)}"
             vms.append(vm)
         nva = {"name": f"nva{i}", "subnet": f"v{i}/s1", "private_ip_address": f"10.{i}.1.4",
-               "enable_ip_forwarding": rnd.random() < 0.6, "services": [{"port": 22}]}
+               "enable_ip_forwarding": (hub and i == 1) or rnd.random() < (0.85 if i == 1 else 0.6),
+               "services": [{"port": 22}]}
         vms.append(nva)
+    hub_spoke = 0.0 if hub else rnd.random()  # spoke -> hub NVA -> other spoke: both ways, one way, none
+    for i in range(n_vnets):
         routes = []
-        for r in range(rnd.randrange(0, 3)):
+        if i in (0, 2) and hub_spoke < 0.75:
+            if i == 0 or hub_spoke < 0.5:
+                routes.append({"name": "via-hub", "address_prefix": f"10.{2 - i}.0.0/16",
+                               "next_hop_type": "VirtualAppliance", "next_hop_ip_address": "10.1.1.4"})
+        for r in range(rnd.randrange(0, 4)):
             other = rnd.randrange(n_vnets)
             prefix = rnd.choice([f"10.{other}.0.0/16", f"10.{other}.1.0/24", f"10.{other}.2.0/26",
-                                 "192.168.0.0/16", f"10.{i}.1.0/24"])
-            hop = rnd.choice(["None", "VirtualAppliance", "VirtualAppliance", "Internet", "VnetLocal"])
+                                 "192.168.0.0/16", f"10.{i}.1.0/24", "0.0.0.0/0", "203.0.113.0/24"])
+            hop = rnd.choice(["None", "VirtualAppliance", "VirtualAppliance", "VirtualAppliance", "Internet",
+                              "VnetLocal"])
             route = {"name": f"r{r}", "address_prefix": prefix, "next_hop_type": hop}
-            if hop == "VirtualAppliance":
-                route["next_hop_ip_address"] = f"10.{i}.1.4"
+            if hop == "VirtualAppliance":  # this VNet's NVA or a peer's (e.g. the hub's)
+                route["next_hop_ip_address"] = f"10.{rnd.choice([i] + peers_of[i])}.1.4"
             if prefix not in {x["address_prefix"] for x in routes}:
                 routes.append(route)
         rts.append({"name": f"rt{i}", "routes": routes})
@@ -98,18 +116,27 @@ def generate(seed: int, n_vnets: int = 4) -> dict:
             "route_tables": rts, "virtual_machines": vms, "app_service_plans": plans, "web_apps": apps}
 
 
-def flows(lab: Lab, seed: int, count: int) -> list[tuple[str, str, str, int | None]]:
+def flows(lab: Lab, seed: int, count: int, routed: float = 0.0) -> list[tuple[str, str, str, int | None]]:
+    """Random flows; a share ``routed`` of them from the VM subnets (the ones with route tables)
+    to other VNets and the internet, where next hops, NVAs and peerings matter."""
     rnd = random.Random(seed * 7919)
     net = lab.network()
     eps = net.endpoints()
     sources = [e.name for e in eps]
     targets = [str(e.ip) for e in eps if e.kind == "vm" or e.subnet_ref]
     targets += [h.ip for h in lab.topology().internet_hosts]
+    routed_src = [e for e in eps if e.kind == "vm" and e.subnet_ref and e.subnet_ref.endswith("/s0")]
     out = []
     for _ in range(count):
         src = rnd.choice(sources)
         x = rnd.random()
-        if x < 0.7:
+        if rnd.random() < routed and routed_src:
+            e = rnd.choice(routed_src)
+            src = e.name
+            others = [str(t.ip) for t in eps if t.kind == "vm" and t.subnet_ref
+                      and t.subnet_ref.split("/")[0] != e.subnet_ref.split("/")[0]]
+            dst = rnd.choice(others + [h.ip for h in lab.topology().internet_hosts] * 3)
+        elif x < 0.7:
             dst = rnd.choice(targets)
         elif x < 0.85:
             dst = f"10.{rnd.randrange(5)}.{rnd.randrange(3)}.{rnd.randrange(100, 120)}"  # nobody there
@@ -124,10 +151,29 @@ def flows(lab: Lab, seed: int, count: int) -> list[tuple[str, str, str, int | No
     return out
 
 
-@pytest.mark.parametrize("seed,count", [(1, 230), (2, 130)])
-def test_engine_equals_kernel(lab, seed, count, capsys):
-    lab.up(Topology.model_validate(generate(seed)), "netns")
-    fl = flows(lab, seed, count)
+def coverage(traces) -> dict[str, int]:
+    """How many flows exercised the gaps this generator once avoided (from the engine's steps)."""
+    out = {"via NVA in a peered VNet": 0, "NVA to the internet": 0, "forwarded traffic refused": 0}
+    for t in traces:
+        kinds = [s.kind for s in t.steps]
+        for i, st in enumerate(t.steps):
+            if st.kind == "VirtualAppliance" and i > 0 and t.steps[i - 1].kind == "VNetPeering" \
+                    or st.kind == "VirtualAppliance" and "VNetPeering" in kinds[:i] and st.action == "Forwarded":
+                out["via NVA in a peered VNet"] += 1
+                break
+        if "VirtualAppliance" in kinds and t.steps[-1].kind == "Deliver" and t.steps[-1].detail.get("internet"):
+            out["NVA to the internet"] += 1
+        out["forwarded traffic refused"] += t.reason == "ForwardedTrafficNotAllowed"
+    return out
+
+
+# seeds 10, 15, 17, 23: chosen (see ``coverage``) so that flows go through the hub's NVA, from
+# NVAs to the internet and into peerings that refuse forwarded traffic
+@pytest.mark.parametrize("seed,count,routed", [(1, 230, 0.0), (2, 130, 0.0), (10, 200, 0.6), (15, 200, 0.6),
+                                               (17, 200, 0.6), (23, 200, 0.6)])
+def test_engine_equals_kernel(lab, seed, count, routed, capsys):
+    lab.up(Topology.model_validate(generate(seed, nsg_p=0.4 if not routed else 0.15, hub=seed % 2 == 1)), "netns")
+    fl = flows(lab, seed, count, routed)
     expected = [lab.trace(s, d, p, proto.capitalize()) for s, proto, d, p in fl]
     by_src: dict[str, list[int]] = defaultdict(list)
     for i, (s, _, _, _) in enumerate(fl):
@@ -151,6 +197,7 @@ def test_engine_equals_kernel(lab, seed, count, capsys):
         for t in expected:
             reasons[t.reason] += 1
         print("  reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+        print("  " + ", ".join(f"{k}={v}" for k, v in coverage(expected).items()))
         for f, tr, real in bad[:15]:
             print(f"  MISMATCH {f}: engine {tr.verdict} ({tr.reason}) real {real}")
             for st in tr.steps:

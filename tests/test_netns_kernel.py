@@ -315,3 +315,53 @@ def test_foreign_namespace_is_never_adopted(store):
         assert not (set(ALL) - {VM}) & kernel.netns_list()
     finally:
         kernel.netns_del(VM)
+
+
+def _kernel_dump(namespaces: list[str]) -> dict:
+    """Links (name, MAC, MTU, master, alias, state flags), IPv4 addresses, every route of every
+    table, rules and neighbours of each namespace, without kernel-chosen numbers (ifindex)."""
+    import json as _json
+    import subprocess as _sp
+    out = {}
+    for ns in namespaces:
+        def j(*args):
+            return _json.loads(_sp.run(["ip", "-n", ns, "-j", *args], capture_output=True, text=True).stdout or "[]")
+        links = sorted((l["ifname"], l.get("address"), l.get("mtu"), l.get("master"), l.get("ifalias"),
+                        "UP" in l.get("flags", [])) for l in j("link"))
+        addrs = sorted((a["ifname"], i["local"], i["prefixlen"], i.get("scope"), bool(i.get("noprefixroute")))
+                       for a in j("addr") for i in a.get("addr_info", []) if i.get("family") == "inet")
+        routes = sorted(_json.dumps({k: v for k, v in r.items() if k not in ("flags",)}, sort_keys=True)
+                        for r in j("-4", "route", "show", "table", "all"))
+        rules = sorted(_json.dumps(r, sort_keys=True) for r in j("-4", "rule"))
+        neigh = sorted((n["dev"], n["dst"], n.get("lladdr"), tuple(n.get("state", []))) for n in j("-4", "neigh"))
+        out[ns] = {"links": links, "addrs": addrs, "routes": routes, "rules": rules, "neigh": neigh}
+    return out
+
+
+def test_netlink_equals_ip_batch(tmp_path, monkeypatch):
+    """The in-process netlink configuration (default) makes exactly the kernel state that the
+    same requests sent with ``ip -n NS -batch`` make, on a planned hub-and-spoke lab (NVA in a
+    peered VNet, appliance links, fwmark rules, tables > 255, blackholes, onlink routes,
+    noprefixroute addresses, permanent neighbours, aliases)."""
+    from test_netns_backend import hub_spoke
+    from vnetlab.backends.netns.plan import plan
+    from vnetlab.lab import allocate_dynamic_addresses
+    from vnetlab.model import Topology
+    topo = Topology.model_validate(hub_spoke())
+    allocate_dynamic_addresses(topo, None)
+    ds = DesiredState.model_validate_json(plan(topo, "tnl0").model_dump_json())
+    ds = ds.model_copy(update={"processes": []})
+    names = [n.name for n in ds.namespaces]
+    dumps = []
+    for mode in ("netlink", "ip"):
+        if mode == "ip":
+            monkeypatch.setenv("VNETLAB_NETNS_IP_BATCH", "1")
+        st = Store.open(tmp_path / mode)
+        try:
+            apply(ds, st)
+            dumps.append(_kernel_dump(names))
+        finally:
+            teardown(st)
+    assert dumps[0] == dumps[1]
+    assert sum(len(v["routes"]) for v in dumps[0].values()) > 50
+    assert not (set(names) & kernel.netns_list())

@@ -89,7 +89,12 @@ class Lab:
             netns_backend.check()
         if backend is not None:
             self.store.set_meta("backend", backend)
-        return self.change(lambda _old: desired.model_copy(deep=True))
+        topo = self.change(lambda _old: desired.model_copy(deep=True))
+        from .backends import backend_for
+        realized = backend_for(self)
+        if not getattr(realized, "in_sync", lambda lab: True)(self):
+            realized.apply(self, topo)  # unchanged file, but the last apply did not finish (crash)
+        return topo
 
     def down(self) -> bool:
         existed = self.exists()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..model import AzureError
-from .netns.apply import apply as _kapply, clean as _kclean, process_pid as _process_pid, teardown as _kteardown
+from .netns.apply import K_CAPTURE, apply as _kapply, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
 from .netns.plan import lab_id_for, plan_with_names
@@ -38,20 +38,30 @@ def apply(lab, topology, wait: bool = True):
     desired, _ = plan_with_names(topology, lab_id(lab))
     rep = _kapply(desired, lab.store)
     if wait:
-        wait_ready(lab, desired, rep.started)
+        wait_ready(lab, desired, [k for k in rep.started if k not in set(rep.listening)])
     return rep
 
 
+def in_sync(lab) -> bool:
+    """The kernel holds what the last ``apply`` was asked for: it finished (not killed half-way)
+    and something was applied. ``Lab.up`` re-applies an unchanged topology otherwise."""
+    from .netns.apply import APPLY_META
+    return lab.store.get_meta(APPLY_META) == "ok"
+
+
 def wait_ready(lab, desired, started: list[str], timeout: float = 10.0) -> None:
-    """Wait until newly started services listen (read from /proc/PID/net: no fork per ns)."""
+    """Wait until newly started services listen (read from /proc/PID/net: no fork per ns).
+    Services started by the launcher are already known to listen (``ApplyReport.listening``:
+    they report after binding); only the others need this."""
     want: list[tuple[int, set[int]]] = []
     by_key = {f"{p.ns}/{p.name}": p for p in desired.processes}
+    pids = {n: d.get("pid") for _, n, d in lab.store.records("process")} if started else {}
     for key in started:
         p = by_key.get(key)
         if p is None or not any(a.endswith("responder.py") or a.endswith(".responder") for a in p.argv):
             continue
         ports = {int(p.argv[i + 1]) for i, a in enumerate(p.argv[:-1]) if a in ("--tcp", "--port")}
-        pid = _process_pid(lab.store, p.ns, p.name)
+        pid = pids.get(key)
         if pid and ports:
             want.append((pid, ports))
     deadline = time.monotonic() + timeout
@@ -122,3 +132,52 @@ def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
         d = d.get(proto, "")
     where = f"{dst}:{port}" if port else dst
     return {"verdict": verdict, "detail": f"{proto} {where} from {ns}: {d}", "namespace": ns}
+
+
+def capture_foreground(lab, ns: str, argv: list[str]) -> int:
+    """Run ``argv`` (tcpdump) in ``ns`` in the foreground and return its exit status, leaving
+    nothing behind however it ends:
+
+    - its PID is recorded in the lab's store while it runs, so ``down``/``clean`` (from another
+      terminal) stop it by that PID, and the namespace is not kept alive by it;
+    - SIGTERM/SIGHUP to us stop it (by its PID), Ctrl-C reaches it as part of the foreground
+      process group (it prints its summary and exits);
+    - if we are killed outright (SIGKILL), the kernel sends it SIGTERM (``PR_SET_PDEATHSIG``,
+      kept across the exec because the caller passes ``-Z root``: no credential change).
+    """
+    import ctypes
+    import signal
+    import subprocess
+
+    from .netns.kernel import ns_exec_argv
+
+    def pdeathsig() -> None:  # runs in the child between fork and exec (we are single-threaded)
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    proc = subprocess.Popen(ns_exec_argv(ns, list(argv)), preexec_fn=pdeathsig)
+    key = f"{ns}/{proc.pid}"
+    lab.store.record(K_CAPTURE, key, {"ns": ns, "argv": list(argv), "pid": proc.pid})
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            return proc.wait(timeout=2)  # it got the Ctrl-C too
+        except subprocess.TimeoutExpired:
+            return 130
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # our own child, by its PID
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if not pid_alive(proc.pid):
+            lab.store.forget(K_CAPTURE, key)

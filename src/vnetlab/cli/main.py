@@ -375,19 +375,18 @@ def capture(name: str = typer.Argument(..., help="VM, web app, internet host or 
             home: Optional[Path] = HomeOpt):
     """tcpdump in an endpoint's namespace: vnetlab capture rg1vm1 --filter icmp -c 4"""
     import shlex
-    import subprocess
     from ..backends import netns_backend
-    from ..backends.netns.kernel import ns_exec_argv
     lab = _netns_lab(home)
     ns = run(lambda: netns_backend.namespace_of(lab, name))
-    argv = ["tcpdump", "-nn", "-l", "-i", iface]
+    argv = ["tcpdump", "-nn", "-l", "-i", iface, "-Z", "root"]
     if count:
         argv += ["-c", str(count)]
     if write:
-        argv += ["-Z", "root", "-w", str(write.resolve()), "--print"]
+        argv += ["-w", str(write.resolve()), "--print"]
     if filter_expr:
         argv += shlex.split(filter_expr)
-    raise typer.Exit(subprocess.call(ns_exec_argv(ns, argv)))
+    # recorded while it runs (down/clean stop it), stopped with us however we end
+    raise typer.Exit(netns_backend.capture_foreground(lab, ns, argv))
 
 
 @app.command()

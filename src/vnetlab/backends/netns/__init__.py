@@ -4,10 +4,11 @@ Layers (Azure-agnostic; the engine compiles Azure semantics into a ``DesiredStat
 
 - ``state``: frozen descriptions of namespaces, bridges, veth pairs, addresses, routes,
   policy rules, permanent neighbours, nft tables and processes;
-- ``kernel``: safe wrappers for ``ip -batch``, ``nft -f``, ``sysctl``, /etc/netns;
+- ``kernel``: safe wrappers for ``ip -batch``, ``nft -f``, in-process ``setns`` sysctls, /etc/netns;
 - ``apply``: reconcile (write-ahead records in the store), ``teardown``/``clean``;
 - ``exec``: run commands, tcpdump, probes returning Connected/Refused/TimedOut/Unreachable;
-- ``responder``: the stdlib HTTP/UDP service run in emulated VMs and web apps.
+- ``responder``: the stdlib HTTP/UDP service run in emulated VMs and web apps, and the
+  launcher that starts all of them with one interpreter (fork per service after ``setns``).
 
 Everything lives in namespaces named ``vl*``; nothing is added to the host namespace.
 """
@@ -15,11 +16,11 @@ Everything lives in namespaces named ``vl*``; nothing is added to the host names
 from .apply import ApplyReport, NamespaceConflict, TeardownError, apply, clean, load_applied, process_pid, teardown
 from .kernel import EmulationUnavailable, KernelError, check_prerequisites
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process,
-                    Route, Rule, VethPair, mac_for, ttl_preserve_body)
+                    Route, Rule, VethPair, mac_for, ttl_decrement_body, ttl_preserve_body)
 
 __all__ = [
     "Address", "ApplyReport", "Bridge", "DesiredState", "EmulationUnavailable", "KernelError",
     "Namespace", "NamespaceConflict", "Neighbour", "NftTable", "Process", "Route", "Rule", "TeardownError",
     "VethPair", "apply", "check_prerequisites", "clean", "load_applied", "mac_for",
-    "process_pid", "teardown", "ttl_preserve_body",
+    "process_pid", "teardown", "ttl_decrement_body", "ttl_preserve_body",
 ]

@@ -3,31 +3,43 @@
 ``apply(desired, store, previous)`` diffs ``desired`` against the last applied state and
 touches only what changed:
 
-1. stop processes that are gone or whose spec changed (by recorded PID);
+1. stop processes that are gone or whose spec changed (by recorded PID, all together);
 2. delete namespaces that are gone (``ip netns del NAME``: this also deletes every veth,
    bridge, route and nft table inside it, so per-namespace records are enough);
-3. create new namespaces in one ``ip -batch`` (after writing their resolv.conf);
-4. per namespace, one tolerant ``ip -force -n NS -batch`` of deletions, then the link
-   additions (bridges, then veth pairs created directly in both namespaces with
-   ``ip -n A link add X type veth peer name Y netns B``), then one strict batch setting
-   links up/mtu/master, ``addr replace``, ``route replace``, ``neigh replace ... nud
-   permanent`` and ``rule add``;
-5. sysctls (after links: per-interface keys need the interface);
-6. one atomic ``nft -f -`` per namespace whose tables changed (each table replaced
-   with ``table T {}`` + ``delete table T`` + its full text);
-7. start new/changed processes (and restart recorded ones found dead).
+3. create new namespaces in one ``ip -batch`` (after writing their resolv.conf), then start
+   the built-in responders at once in the background (see "Processes" below);
+4. links: tolerant per-namespace deletions (``ip -force -n NS -batch``), then every new
+   bridge and veth pair from ONE host ``ip -batch`` (``link add name X netns A ... type veth
+   peer name Y netns B``: the kernel creates each end directly in its namespace); then, per
+   namespace, links up/mtu/master, ``addr replace``, ``route replace``, ``neigh replace ...
+   nud permanent`` and ``rule add``, sent in-process over rtnetlink by a thread that
+   ``setns()``'s into each namespace in turn (``netlink.configure_many``; the same requests
+   go through ``ip -n NS -batch`` with ``VNETLAB_NETNS_IP_BATCH=1``);
+5. in the same pass, the namespace's sysctls (after links: per-interface keys need them);
+6. meanwhile, one atomic ``nft -f -`` per namespace whose tables changed (namespaces
+   concurrently; each table replaced with ``table T {}`` + ``delete table T`` + its text);
+7. collect the responders' PIDs, start the other processes (and restart recorded ones found
+   dead).
 
 Write-ahead: every namespace and process is recorded in the store *before* it is
-created, so a crash (even ``kill -9``) mid-apply leaves records that ``teardown`` can
-use. An apply that did not finish leaves the marker ``netns_apply=running``; the next
-``apply`` then cleans everything recorded and rebuilds from scratch instead of diffing
-against a state that was never reached.
+created (one transaction per batch), so a crash (even ``kill -9``) mid-apply leaves records
+that ``teardown`` can use. An apply that did not finish leaves the marker
+``netns_apply=running``; the next ``apply`` then cleans everything recorded and rebuilds from
+scratch instead of diffing against a state that was never reached.
 
-Processes are started as ``ip netns exec NS ARGV`` in a new session (``setsid``
-semantics via ``start_new_session``; ``ip netns exec`` execs in place, so the PID we get
-from Popen is the service's PID). They are stopped by recorded PID only, after checking
-``/proc/PID/cmdline`` still matches (PID reuse), SIGTERM then SIGKILL. Nothing here kills
-by name or pattern, and no ``ip -all netns``.
+Processes: the built-in responder (``python -I -S responder.py ...`` listening on the
+wildcard address) is started by the *launcher* (``responder.py --launch TOKEN``): one
+interpreter that forks one child per service, each entering its namespace (``setns``) and a
+private mount namespace with ``/etc/netns/NS`` bound over ``/etc`` (as ``ip netns exec``
+does), binding its sockets and only then reporting ready. Those children keep the
+launcher's command line, unique per launch, which is recorded with each PID. The launcher
+dies with the applying process (``PR_SET_PDEATHSIG``). Other commands are started as ``ip
+netns exec NS ARGV`` in a new session (``ip netns exec`` execs in place, so the PID from
+Popen is the service's). Processes are stopped by recorded PID only, after checking
+``/proc/PID/cmdline`` still matches (PID reuse), SIGTERM then SIGKILL; a record without a
+PID (crash between intent and PID) is resolved by its namespace *and* exact command line.
+Nothing here kills by name or pattern, and no ``ip -all netns``. ``K_CAPTURE`` records
+(``vnetlab capture`` while it runs) are stopped the same way by ``teardown``.
 
 Example::
 
@@ -39,22 +51,26 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ...store import Store
-from . import kernel
+from . import kernel, netlink
 from .state import DesiredState, Process, Route, Rule, VethPair
 
 STATE_META = "netns_state"
 APPLY_META = "netns_apply"
 K_NETNS = "netns"
 K_PROC = "process"
+K_CAPTURE = "capture"   # a foreground tcpdump (``vnetlab capture``) while it runs: ``down`` stops it
 
 
 @dataclass
@@ -64,6 +80,8 @@ class ApplyReport:
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     nft_loaded: list[str] = field(default_factory=list)
+    listening: list[str] = field(default_factory=list)  # started by the launcher, sockets bound
+    failed: list[str] = field(default_factory=list)     # started but never listening (see their logs)
     rebuilt: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -121,6 +139,8 @@ def _rule_add(r: Rule) -> str:
         parts += ["from", r.from_]
     if r.to:
         parts += ["to", r.to]
+    if r.fwmark is not None:
+        parts += ["fwmark", hex(r.fwmark)]
     parts += ["lookup", str(r.table)]
     return " ".join(parts)
 
@@ -140,6 +160,26 @@ def _link_set(dev: str, mtu: int | None, mac: str | None, master: str | None | b
     return " ".join(parts)
 
 
+def _op_line(op: tuple) -> str:
+    """One ``netlink.configure_many`` op as the ``ip -batch`` line doing the same."""
+    kind = op[0]
+    if kind == "lo":
+        return "link set dev lo up"
+    if kind == "link":
+        return _link_set(*op[1:])
+    if kind == "addr":
+        a = op[1]
+        return f"addr replace {a.cidr} dev {a.dev}" + (" noprefixroute" if a.noprefixroute else "")
+    if kind == "route":
+        return _route_args(op[1], "replace")
+    if kind == "neigh":
+        n = op[1]
+        return f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud permanent"
+    if kind == "rule":
+        return _rule_add(op[1])
+    raise ValueError(f"unknown op {kind!r}")
+
+
 def _veth_end(v: VethPair, side: str) -> tuple[str, str, str | None, str | None]:
     if side == "a":
         return v.ns_a, v.name_a, v.mac_a, v.master_a
@@ -147,6 +187,9 @@ def _veth_end(v: VethPair, side: str) -> tuple[str, str, str | None, str | None]
 
 
 # -- processes ----------------------------------------------------------------------------------
+RESPONDER = str(Path(__file__).with_name("responder.py"))
+
+
 def _proc_key(p: Process) -> str:
     return f"{p.ns}/{p.name}"
 
@@ -182,48 +225,64 @@ def pid_alive(pid: int) -> bool:
     return st is not None and st not in ("Z", "X")
 
 
-def pid_matches(pid: int, ns: str, argv: list[str]) -> bool:
-    """The live process PID is still the one we started (guards against PID reuse)."""
+def pid_matches(pid: int, ns: str, argv: list[str], cmdline: list[str] | None = None) -> bool:
+    """The live process PID is still the one we started (guards against PID reuse): its
+    command line is the service's (``argv``, or ``ip netns exec NS argv``) or, for services
+    forked by the launcher, the launcher's exact command line (unique per launch)."""
     if not pid_alive(pid):
         return False
     cl = _cmdline(pid)
-    return cl == list(argv) or cl == kernel.ns_exec_argv(ns, list(argv))
+    return cl == list(argv) or cl == kernel.ns_exec_argv(ns, list(argv)) or (bool(cmdline) and cl == list(cmdline))
 
 
-def _kill_pid(pid: int, ns: str, argv: list[str], grace: float = 2.0) -> bool:
-    if not pid_matches(pid, ns, argv):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.02)
-    if pid_matches(pid, ns, argv):
+def _rec_matches(data: dict) -> bool:
+    pid = data.get("pid")
+    return bool(pid) and pid_matches(pid, data.get("ns"), data.get("argv") or [], data.get("cmdline"))
+
+
+def _stop_records(store: Store, recs: list[tuple[str, dict]], grace: float = 2.0, kind: str = K_PROC) -> list[str]:
+    """Stop recorded processes, all together, by recorded PID only: SIGTERM each one still
+    matching its record, wait (one grace period for all), SIGKILL the stragglers, then forget
+    the records in one transaction. A record without a PID (crash between "intent recorded"
+    and "PID recorded") is resolved by its namespace *and* its exact command line, never by
+    a pattern. Returns problems (processes that would not die)."""
+    targets: list[tuple[int, dict]] = []
+    for _name, data in recs:
+        ns = data.get("ns")
+        if data.get("pid"):
+            if _rec_matches(data):
+                targets.append((data["pid"], data))
+        elif ns:
+            for p in kernel.netns_pids(ns):
+                if pid_matches(p, ns, data.get("argv") or [], data.get("cmdline")):
+                    targets.append((p, {**data, "pid": p}))
+    for pid, _ in targets:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return True
-        for _ in range(100):
-            if not pid_alive(pid):
-                break
-            time.sleep(0.02)
-    return True
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid, _ in targets):
+        time.sleep(0.01)
+    problems = []
+    for pid, data in targets:
+        if pid_alive(pid) and _rec_matches(data):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            for _ in range(100):
+                if not pid_alive(pid):
+                    break
+                time.sleep(0.02)
+            else:
+                problems.append(f"process {pid} in {data.get('ns')} did not die")
+    store.forget_many(kind, [name for name, _ in recs])
+    return problems
 
 
 def _stop_record(store: Store, name: str, data: dict) -> None:
-    ns, argv, pid = data.get("ns"), data.get("argv") or [], data.get("pid")
-    pids = [pid] if pid else []
-    if not pid and ns:
-        # crashed between "intent recorded" and "pid recorded": find it by its namespace
-        # *and* its exact command line -- never by a pattern.
-        pids = [p for p in kernel.netns_pids(ns) if pid_matches(p, ns, argv)]
-    for p in pids:
-        _kill_pid(p, ns, argv)
-    store.forget(K_PROC, name)
+    _stop_records(store, [(name, data)])
 
 
 def log_path(store: Store, ns: str, name: str) -> Path:
@@ -232,18 +291,95 @@ def log_path(store: Store, ns: str, name: str) -> Path:
     return d / f"{ns}.{name}.log"
 
 
-def _start_process(store: Store, p: Process) -> int:
-    key = _proc_key(p)
-    log = log_path(store, p.ns, p.name)
-    store.record(K_PROC, key, {"ns": p.ns, "argv": list(p.argv), "pid": None, "log": str(log)})
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8",
-           **p.env}
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(kernel.ns_exec_argv(p.ns, list(p.argv)), stdin=subprocess.DEVNULL,
-                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=p.cwd,
-                                start_new_session=True, close_fds=True)
-    store.record(K_PROC, key, {"ns": p.ns, "argv": list(p.argv), "pid": proc.pid, "log": str(log)})
-    return proc.pid
+def _launchable(p: Process) -> bool:
+    """The built-in responder run as a plain script, listening on the wildcard address: started
+    by the launcher (fork per service after setns) instead of one ``ip netns exec`` + one
+    interpreter start each. It only needs its namespace to exist, not its links."""
+    return (len(p.argv) >= 4 and p.argv[1:4] == ["-I", "-S", RESPONDER] and "--bind" not in p.argv
+            and not p.env and p.cwd is None)
+
+
+class _Starter:
+    """Starts services. Write-ahead: every intent is recorded (one transaction) before anything
+    is started, every PID right after (one transaction).
+
+    ``begin()`` starts the launcher(s) for the built-in responders right away, in the
+    background (they bind to the wildcard address, so they only need their namespaces), while
+    the links, addresses, routes and nft tables are being configured; ``finish()`` collects
+    their PIDs (the launcher reports once every socket is bound) and starts the other
+    services (arbitrary commands, which may expect a configured network) with ``ip netns
+    exec``. ``finish()`` also runs on errors, so whatever was started gets recorded."""
+
+    def __init__(self, store: Store, procs: list[Process], rep: "ApplyReport"):
+        self.store, self.procs, self.rep = store, procs, rep
+        self.launch: dict[str, list[Process]] = {}
+        self.others: list[Process] = []
+        for p in procs:
+            (self.launch.setdefault(p.argv[0], []) if _launchable(p) else self.others).append(p)
+        self.cmdlines = {exe: [exe, "-I", "-S", RESPONDER, "--launch", uuid.uuid4().hex[:16]]
+                         for exe in self.launch}
+        self.intents: dict[str, dict] = {}
+        self.running: list[tuple[list[str], list[Process], subprocess.Popen, object]] = []
+        self.done: dict[str, dict] = {}
+        self.finished = False
+
+    def begin(self) -> None:
+        if not self.procs:
+            return
+        for p in self.procs:
+            key = _proc_key(p)
+            self.intents[key] = {"ns": p.ns, "argv": list(p.argv), "pid": None,
+                                 "log": str(log_path(self.store, p.ns, p.name))}
+            if _launchable(p):
+                self.intents[key]["cmdline"] = self.cmdlines[p.argv[0]]
+        self.store.record_many(K_PROC, self.intents)
+        import tempfile
+        for exe, group in self.launch.items():
+            spec = {"parent": os.getpid(), "timeout": 10,
+                    "items": [{"key": _proc_key(p), "ns": p.ns, "args": p.argv[4:],
+                               "log": self.intents[_proc_key(p)]["log"]} for p in group]}
+            out = tempfile.TemporaryFile()
+            proc = subprocess.Popen(self.cmdlines[exe], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                                    env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                                         "LANG": "C.UTF-8"})
+            self.running.append((self.cmdlines[exe], group, proc, out))
+            proc.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+
+    def finish(self, start_others: bool = True) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            errors = []
+            for cmd, group, proc, out in self.running:
+                rc = proc.wait(timeout=60)
+                out.seek(0)
+                text = out.read().decode(errors="replace")
+                out.close()
+                head, _, tail = text.rpartition("\n")   # the result is the last line
+                try:
+                    res = json.loads(tail or head or "{}")
+                except ValueError:
+                    res = {}
+                for key, r in res.items():
+                    self.done[key] = {**self.intents[key], "pid": r["pid"]}
+                    (self.rep.listening if r.get("ready") else self.rep.failed).append(key)
+                if rc != 0 or len(res) != len(group):
+                    errors.append(kernel.KernelError(cmd, rc, text or "launcher failed"))
+            if errors:
+                raise errors[0]
+            env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
+            for p in (self.others if start_others else []):
+                key = _proc_key(p)
+                with open(self.intents[key]["log"], "ab") as fh:
+                    child = subprocess.Popen(kernel.ns_exec_argv(p.ns, list(p.argv)), stdin=subprocess.DEVNULL,
+                                             stdout=fh, stderr=subprocess.STDOUT, env={**env, **p.env}, cwd=p.cwd,
+                                             start_new_session=True, close_fds=True)
+                self.done[key] = {**self.intents[key], "pid": child.pid}
+        finally:
+            self.store.record_many(K_PROC, self.done)
+        self.rep.started += [_proc_key(p) for p in self.procs if _proc_key(p) in self.done]
 
 
 def process_pid(store: Store, ns: str, name: str) -> int | None:
@@ -268,7 +404,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     crashed = store.get_meta(APPLY_META) == "running"
     prev = None if crashed else (previous if previous is not None else load_applied(store))
     if prev is None:
-        if store.records(K_NETNS) or store.records(K_PROC):
+        if store.records(K_NETNS) or store.records(K_PROC) or store.records(K_CAPTURE):
             clean(store)  # leftovers of a crashed or unknown apply: rebuild from nothing
             rep.rebuilt = True
         prev = DesiredState()
@@ -293,15 +429,16 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     resolv_changed = {k[0] for k in D_ns.keys() & P_ns.keys()
                       if D_ns[k].resolv_conf != P_ns[k].resolv_conf}
 
-    # 1. processes to stop
+    # 1. processes to stop (all together: one grace period, one transaction)
     P_pr, D_pr = _idx(prev.processes), _idx(desired.processes)
     recorded = {n: d for _, n, d in store.records(K_PROC)}
     to_start: list[Process] = []
+    to_stop: list[tuple[str, dict]] = []
     for k, p in P_pr.items():
         d = D_pr.get(k)
         if d is None or d != p or p.ns in gone_ns or p.ns in resolv_changed:
             if _proc_key(p) in recorded:
-                _stop_record(store, _proc_key(p), recorded.pop(_proc_key(p)))
+                to_stop.append((_proc_key(p), recorded.pop(_proc_key(p))))
             rep.stopped.append(_proc_key(p))
     for k, d in D_pr.items():
         p = P_pr.get(k)
@@ -309,35 +446,57 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
             to_start.append(d)
         else:
             rec = recorded.get(_proc_key(d))
-            if not rec or not rec.get("pid") or not pid_matches(rec["pid"], d.ns, d.argv):
+            if not rec or not _rec_matches(rec):
                 if rec:
-                    _stop_record(store, _proc_key(d), rec)
+                    to_stop.append((_proc_key(d), rec))
                 to_start.append(d)  # recorded one died: restart it
+    _stop_records(store, to_stop)
     lap("stop-processes")
 
     # 2. namespaces gone
-    for ns in sorted(gone_ns):
-        kernel.netns_del(ns)
-        kernel.remove_etc_netns(ns)
-        store.forget(K_NETNS, ns)
-        rep.deleted_namespaces.append(ns)
-    # 3. namespaces new (write-ahead record, resolv.conf, then one batch)
-    for ns in new_ns:
-        store.record(K_NETNS, ns, {"etc_dir": str(kernel.etc_netns_dir(ns))})
-        kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
-    kernel.ip_host_batch([f"netns add {ns}" for ns in new_ns])
+    if gone_ns:
+        kernel.netns_del_many(sorted(gone_ns))
+        for ns in sorted(gone_ns):
+            kernel.netns_del(ns)  # no-op unless the batch missed it
+            kernel.remove_etc_netns(ns)
+        store.forget_many(K_NETNS, sorted(gone_ns))
+        rep.deleted_namespaces += sorted(gone_ns)
+    # 3. namespaces new (write-ahead records in one transaction, resolv.conf, then one batch)
+    store.record_many(K_NETNS, {ns: {"etc_dir": str(kernel.etc_netns_dir(ns))} for ns in new_ns})
+    kernel.netns_add_with_resolv({ns: D_ns[(ns,)].resolv_conf for ns in new_ns})
     for ns in resolv_changed:
         kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
     rep.created_namespaces = list(new_ns)
+    starter = _Starter(store, to_start, rep)
+    starter.begin()
     lap("namespaces")
+    try:
+        _configure(desired, prev, store, rep, new_ns, gone_ns, D_ns, P_ns, lap)
+        # 7. processes (the built-in responders were started right after the namespaces)
+        starter.finish()
+        lap("processes")
+    finally:
+        starter.finish(start_others=False)  # on an error: record what was started (teardown needs PIDs)
+
+    store.set_meta(STATE_META, desired.model_dump_json())
+    store.set_meta(APPLY_META, "ok")
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+def _configure(desired: DesiredState, prev: DesiredState, store: Store, rep: ApplyReport, new_ns: list[str],
+               gone_ns: set[str], D_ns: dict, P_ns: dict, lap: Callable[[str], None]) -> None:
+    """Stages 4-6: links, addresses/routes/neighbours/rules, sysctls, nft."""
 
     live = [n.name for n in desired.namespaces]
     live_set = set(live)
+    new_set = set(new_ns)
     dirty: set[str] = set(new_ns)          # everything in it must be (re)asserted
     relinked: set[str] = set()             # links re-created: reload nft tables too
     dels: dict[str, list[str]] = {ns: [] for ns in live}
-    adds: dict[str, list[str]] = {ns: [] for ns in live}
-    link_sets: dict[str, dict[str, str]] = {ns: {} for ns in live}
+    bridge_adds: list[str] = []
+    veth_adds: list[str] = []
+    link_sets: dict[str, dict[str, tuple]] = {ns: {} for ns in live}
 
     # 4a. links: bridges
     P_br, D_br = _idx(prev.bridges), _idx(desired.bridges)
@@ -347,12 +506,12 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
             dirty.add(b.ns)
     for k, b in D_br.items():
         old = P_br.get(k)
-        if old is None or b.ns in new_ns:
-            adds[b.ns].append(f"link add name {b.name} "
-                              + (f"address {b.mac} " if b.mac else "") + "type bridge")
+        if old is None or b.ns in new_set:
+            bridge_adds.append(f"link add name {b.name} netns {b.ns} "
+                               + (f"address {b.mac} " if b.mac else "") + "type bridge")
             dirty.add(b.ns)
         if old is None or old != b or b.ns in dirty:
-            link_sets[b.ns][b.name] = _link_set(b.name, b.mtu, b.mac, False, b.alias)
+            link_sets[b.ns][b.name] = ("link", b.name, b.mtu, b.mac, False, b.alias)
 
     # 4b. links: veth pairs
     P_v, D_v = _idx(prev.veths), _idx(desired.veths)
@@ -360,9 +519,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         nv = D_v.get(k)
         if nv is not None and nv.recreate_key() == v.recreate_key():
             continue
-        if v.ns_a in live_set and v.ns_b in live_set:
-            dels[v.ns_a].append(f"link del dev {v.name_a}")
-        elif v.ns_a in live_set:
+        if v.ns_a in live_set:
             dels[v.ns_a].append(f"link del dev {v.name_a}")
         elif v.ns_b in live_set:
             dels[v.ns_b].append(f"link del dev {v.name_b}")
@@ -371,17 +528,25 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     for k, v in D_v.items():
         old = P_v.get(k)
         fresh = (old is None or old.recreate_key() != v.recreate_key()
-                 or v.ns_a in new_ns or v.ns_b in new_ns)
+                 or v.ns_a in new_set or v.ns_b in new_set)
         if fresh:
-            adds[v.ns_a].append(
-                f"link add name {v.name_a} " + (f"address {v.mac_a} " if v.mac_a else "")
-                + f"mtu {v.mtu} type veth peer name {v.name_b} "
-                + (f"address {v.mac_b} " if v.mac_b else "") + f"mtu {v.mtu} netns {v.ns_b}")
+            # One end is set up at creation (its peer still down: no carrier), the other by its
+            # namespace's batch. The end set up first must be the bridge port, if any: its
+            # carrier then comes on with an inactive qdisc, which the kernel's linkwatch treats
+            # as urgent. A port set up *after* its peer gets carrier and qdisc at once and its
+            # linkwatch event is deferred by up to 1 s when the two ends' ifindexes happen to be
+            # equal (the kernel's "stacked device" test), so the bridge would not forward yet.
+            first, second = ((v.ns_b, v.name_b, v.mac_b), (v.ns_a, v.name_a, v.mac_a)) \
+                if v.master_b and not v.master_a else ((v.ns_a, v.name_a, v.mac_a), (v.ns_b, v.name_b, v.mac_b))
+            veth_adds.append(
+                f"link add name {first[1]} netns {first[0]} " + (f"address {first[2]} " if first[2] else "")
+                + f"mtu {v.mtu} up type veth peer name {second[1]} netns {second[0]} "
+                + (f"address {second[2]} " if second[2] else "") + f"mtu {v.mtu}")
             dirty.update((v.ns_a, v.ns_b))
         for side in ("a", "b"):
             ns, name, mac, master = _veth_end(v, side)
             if fresh or old != v or ns in dirty:
-                link_sets[ns][name] = _link_set(name, v.mtu, mac, master, v.alias)
+                link_sets[ns][name] = ("link", name, v.mtu, mac, master, v.alias)
 
     # deletions of addresses etc. (computed before running anything)
     P_ad, D_ad = _idx(prev.all_addresses()), _idx(desired.all_addresses())
@@ -397,54 +562,60 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         if n.ns in live_set and k not in D_nb:
             dels[n.ns].append(f"neigh del {n.ip} dev {n.dev}")
     P_ru, D_ru = _idx(prev.rules), _idx(desired.rules)
-    rules_add: dict[str, list[str]] = {ns: [] for ns in live}
+    rules_add: dict[str, list[Rule]] = {ns: [] for ns in live}
     for k, r in P_ru.items():
         if r.ns in live_set and (k not in D_ru or D_ru[k] != r):
             dels[r.ns].append(f"rule del priority {r.priority}")
     for k, r in D_ru.items():
-        if k not in P_ru or P_ru[k] != r or r.ns in new_ns:
-            rules_add[r.ns].append(_rule_add(r))
+        if k not in P_ru or P_ru[k] != r or r.ns in new_set:
+            rules_add[r.ns].append(r)
     for k, a in P_ad.items():
         if a.ns in live_set and k not in D_ad:
             dirty.add(a.ns)  # removing an address can drop routes: re-assert the rest
 
-    for ns in live:  # tolerant deletions (objects may already be gone with their link)
-        kernel.ip_batch(ns, dels[ns], force=True)
-    for ns in live:  # bridges before veths (ports are enslaved in the config batch)
-        kernel.ip_batch(ns, [l for l in adds[ns] if l.endswith("type bridge")])
-    for ns in live:
-        kernel.ip_batch(ns, [l for l in adds[ns] if not l.endswith("type bridge")])
+    # tolerant deletions (objects may already be gone with their link), concurrently
+    kernel.ip_batch_many({ns: dels[ns] for ns in live if dels[ns]}, force=True)
+    # every new link, directly in its namespace(s), from one process; bridges first
+    kernel.link_add_batch(bridge_adds + veth_adds)
     lap("links")
 
-    # 4c. per-namespace configuration batch
+    # 4c. per-namespace configuration: links up/mtu/master, addresses, routes, neighbours, rules
+    by_ns: dict[str, dict[str, list]] = {ns: {"ad": [], "rt": [], "nb": []} for ns in live}
+    for k, a in D_ad.items():
+        if a.ns in live_set and (a.ns in dirty or k not in P_ad or P_ad[k] != a):
+            by_ns[a.ns]["ad"].append(a)
+    for k, r in D_rt.items():
+        if r.ns in live_set and (r.ns in dirty or P_rt.get(k) != r):
+            by_ns[r.ns]["rt"].append(r)
+    for k, n in D_nb.items():
+        if n.ns in live_set and (n.ns in dirty or P_nb.get(k) != n):
+            by_ns[n.ns]["nb"].append(n)
+    br_names: dict[str, set[str]] = {}
+    for b in desired.bridges:
+        br_names.setdefault(b.ns, set()).add(b.name)
+    ops: dict[str, list[tuple]] = {}
     for ns in live:
-        lines: list[str] = []
-        if ns in new_ns:
-            lines.append("link set dev lo up")
-        is_dirty = ns in dirty
+        o: list[tuple] = []
+        if ns in new_set:
+            o.append(("lo",))
+        brs = br_names.get(ns, set())
         # bridges first so ports can be enslaved, then the rest
-        br_names = {b.name for b in desired.bridges if b.ns == ns}
-        lines += [cmd for dev, cmd in link_sets[ns].items() if dev in br_names]
-        lines += [cmd for dev, cmd in link_sets[ns].items() if dev not in br_names]
-        lines += [f"addr replace {a.cidr} dev {a.dev}" + (" noprefixroute" if a.noprefixroute else "")
-                  for k, a in D_ad.items() if a.ns == ns and (is_dirty or k not in P_ad or P_ad[k] != a)]
-        lines += [_route_args(r, "replace") for k, r in D_rt.items()
-                  if r.ns == ns and (is_dirty or P_rt.get(k) != r)]
-        lines += [f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud permanent"
-                  for k, n in D_nb.items() if n.ns == ns and (is_dirty or P_nb.get(k) != n)]
-        lines += rules_add[ns]
-        kernel.ip_batch(ns, lines)
-    lap("config")
-
-    # 5. sysctls
+        o += [op for dev, op in link_sets[ns].items() if dev in brs]
+        o += [op for dev, op in link_sets[ns].items() if dev not in brs]
+        o += [("addr", a) for a in by_ns[ns]["ad"]]
+        o += [("route", r) for r in by_ns[ns]["rt"]]
+        o += [("neigh", n) for n in by_ns[ns]["nb"]]
+        o += [("rule", r) for r in rules_add[ns]]
+        if o:
+            ops[ns] = o
+    # 5. sysctls (per-interface keys need the links)
+    changed: dict[str, dict[str, str]] = {}
     for ns in live:
         d, p = D_ns[(ns,)], P_ns.get((ns,))
-        changed = d.sysctls if p is None else {k: v for k, v in d.sysctls.items()
-                                               if p.sysctls.get(k) != v}
-        kernel.sysctl(ns, changed)
-    lap("sysctl")
+        changed[ns] = d.sysctls if p is None else {k: v for k, v in d.sysctls.items() if p.sysctls.get(k) != v}
 
-    # 6. nft: one atomic transaction per namespace
+    # 6. nft: one atomic transaction per namespace, loaded (namespaces concurrently) while the
+    # addresses/routes/sysctls are being set: tables name interfaces, which exist by now
     P_nt, D_nt = _idx(prev.nft_tables), _idx(desired.nft_tables)
     scripts: dict[str, list[str]] = {}
     for k, t in P_nt.items():
@@ -452,23 +623,32 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
             scripts.setdefault(t.ns, []).append(
                 f"table {t.family} {t.name} {{}}\ndelete table {t.family} {t.name}\n")
     for k, t in D_nt.items():
-        if P_nt.get(k) != t or t.ns in new_ns or t.ns in relinked:
+        if P_nt.get(k) != t or t.ns in new_set or t.ns in relinked:
             scripts.setdefault(t.ns, []).append(t.load_script())
             rep.nft_loaded.append(f"{t.ns}:{t.family} {t.name}")
-    for ns, parts in scripts.items():
-        kernel.nft_load(ns, "".join(parts))
+    nft_errors: list[BaseException] = []
+
+    def load_nft() -> None:
+        try:
+            kernel.nft_load_many({ns: "".join(parts) for ns, parts in scripts.items()})
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            nft_errors.append(e)
+
+    nft_thread = threading.Thread(target=load_nft, name="vnetlab-nft")
+    nft_thread.start()
+    try:
+        if os.environ.get("VNETLAB_NETNS_IP_BATCH"):  # the same requests through ``ip -n NS -batch``
+            kernel.ip_batch_many({ns: [_op_line(op) for op in o] for ns, o in ops.items()})
+            kernel.sysctl_many(changed)
+        else:  # in-process: one setns per namespace for its netlink requests and its sysctls
+            netlink.configure_many(ops, changed)
+        lap("config")
+        lap("sysctl")
+    finally:
+        nft_thread.join()
+    if nft_errors:
+        raise nft_errors[0]
     lap("nft")
-
-    # 7. processes
-    for p in to_start:
-        _start_process(store, p)
-        rep.started.append(_proc_key(p))
-    lap("processes")
-
-    store.set_meta(STATE_META, desired.model_dump_json())
-    store.set_meta(APPLY_META, "ok")
-    rep.seconds = time.perf_counter() - t0
-    return rep
 
 
 # -- teardown ----------------------------------------------------------------------------------
@@ -477,40 +657,30 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
     /etc/netns dirs. Objects already missing are fine. With ``strict``, raise
     ``TeardownError`` if something recorded could not be removed; returns the problems."""
     problems: list[str] = []
-    procs = store.records(K_PROC)
-    # first SIGTERM every recorded process that is still the one we started (by PID, checked
-    # against its command line), then wait for them together: N processes cost one grace period
-    for _, name, data in procs:
-        pid, ns, argv = data.get("pid"), data.get("ns"), data.get("argv") or []
-        if pid and pid_matches(pid, ns, argv):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and any(
-            d.get("pid") and pid_alive(d["pid"]) and pid_matches(d["pid"], d.get("ns"), d.get("argv") or [])
-            for _, _, d in procs):
-        time.sleep(0.02)
-    for _, name, data in procs:
+    for kind in (K_CAPTURE, K_PROC):
+        procs = [(name, data) for _, name, data in store.records(kind)]
         try:
-            _stop_record(store, name, data)  # SIGKILL stragglers, find PID-less records
+            # SIGTERM every recorded process still matching its record, wait for all of them
+            # together (N processes cost one grace period), SIGKILL stragglers, resolve PID-less
+            # records by namespace + exact command line
+            problems += _stop_records(store, procs, kind=kind)
         except Exception as e:  # noqa: BLE001 - keep going, report at the end
-            problems.append(f"process {name}: {e}")
+            problems.append(f"{kind}: {e}")
     nss = [ns for _, ns, _data in store.records(K_NETNS)]
     try:
-        existing = [ns for ns in nss if kernel.netns_exists(ns)]
-        kernel.ip_host_batch([f"netns del {ns}" for ns in existing], force=True)
+        kernel.netns_del_many([ns for ns in nss if kernel.assert_ns(ns)])
     except Exception as e:  # noqa: BLE001
         problems.append(f"namespaces: {e}")
+    gone = []
     for ns in nss:
         try:
             kernel.assert_ns(ns)
             kernel.netns_del(ns, missing_ok=True)
             kernel.remove_etc_netns(ns)
-            store.forget(K_NETNS, ns)
+            gone.append(ns)
         except Exception as e:  # noqa: BLE001
             problems.append(f"namespace {ns}: {e}")
+    store.forget_many(K_NETNS, gone)
     if not problems:
         store.set_meta(STATE_META, "")
         store.set_meta(APPLY_META, "")

@@ -9,7 +9,11 @@ Safety rules enforced here (not just by convention):
 
 - every namespace name starts with ``vl`` (``assert_ns``);
 - ``ip`` commands run with ``-n NS`` (or under ``ip netns exec NS``); the only commands
-  run without ``-n`` are ``netns add``/``netns del`` (``ip_host_batch`` refuses others);
+  run without ``-n`` are ``netns add``/``netns del`` (``ip_host_batch`` refuses others) and
+  ``link add`` of bridges/veths *into* ``vl*`` namespaces (``link_add_batch`` checks that
+  every created device names its namespace: none ever exists in the host namespace);
+- sysctls are only ``net.*`` keys (per namespace), written after ``setns()`` into the
+  namespace by a short-lived thread (``sysctl_many``);
 - ``/etc/netns/NS/resolv.conf`` is written *before* anything runs in the namespace,
   because ``ip netns exec`` bind-mounts the files of ``/etc/netns/NS`` over ``/etc``.
 
@@ -24,16 +28,22 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .state import check_ns_name
 
 RUN_NETNS = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
+CLONE_NEWNET = 0x40000000
+# subprocesses run concurrently by the *_many helpers (they mostly wait on the kernel/fork)
+PARALLEL = max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
 class EmulationUnavailable(RuntimeError):
@@ -121,6 +131,33 @@ def netns_add(names: list[str]) -> None:
     ip_host_batch([f"netns add {assert_ns(n)}" for n in names])
 
 
+def netns_add_with_resolv(items: dict[str, str]) -> None:
+    """Create namespaces (one ``ip -batch``) and write their ``/etc/netns/NS/resolv.conf``
+    meanwhile (nothing runs in a namespace before both are done)."""
+    if not items:
+        return
+    lines = [f"netns add {assert_ns(n)}" for n in items]
+    proc = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("\n".join(lines) + "\n")  # type: ignore[union-attr]
+    proc.stdin.close()  # type: ignore[union-attr]
+    try:
+        for ns, text in items.items():
+            write_resolv_conf(ns, text)
+    finally:
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        proc.wait(timeout=120)
+    if proc.returncode != 0:
+        raise KernelError(["ip", "-batch", "-"], proc.returncode, err, "\n".join(lines))
+
+
+def netns_del_many(names: list[str]) -> None:
+    """Delete many namespaces in one ``ip -force -batch`` (each by name; never ``-all``)."""
+    existing = [assert_ns(n) for n in names if netns_exists(n)]
+    ip_host_batch([f"netns del {n}" for n in existing], force=True)
+
+
 def netns_del(name: str, missing_ok: bool = True) -> bool:
     """Delete one namespace by name (never ``-all``). Returns True if it existed."""
     assert_ns(name)
@@ -137,7 +174,80 @@ def netns_pids(name: str) -> list[int]:
     return [int(x) for x in p.stdout.split() if x.isdigit()]
 
 
+# -- links created directly in their namespaces, from one process ----------------------------
+_LINK_OPTS = {"address", "mtu"}
+
+
+def _check_link_add(line: str) -> None:
+    """Accept only ``link add name X netns vl.. [address M] [mtu N] [up] type bridge`` and
+    ``link add name X netns vl.. [...] type veth peer name Y netns vl.. [...]``: the kernel
+    creates such a device directly in the named namespace (``IFLA_NET_NS_FD``), so nothing
+    ever appears in the host namespace."""
+    p = line.split()
+    bad = ValueError(f"refusing host-namespace ip command: {line!r}")
+    if p[:3] != ["link", "add", "name"] or len(p) < 8 or p[4] != "netns":
+        raise bad
+    assert_ns(p[5])
+
+    def opts(i: int, stop: str | None) -> int:
+        while i < len(p) and p[i] != stop:
+            if p[i] == "up" and stop == "type":
+                i += 1
+                continue
+            if p[i] not in _LINK_OPTS or i + 1 >= len(p):
+                raise bad
+            i += 2
+        return i
+
+    i = opts(6, "type")
+    if i + 1 >= len(p) or p[i] != "type":
+        raise bad
+    if p[i + 1] == "bridge" and i + 2 == len(p):
+        return
+    if p[i + 1] != "veth" or p[i + 2:i + 4] != ["peer", "name"] or len(p) < i + 7 or p[i + 5] != "netns":
+        raise bad
+    assert_ns(p[i + 6])
+    if opts(i + 7, None) != len(p):
+        raise bad
+
+
+def link_add_batch(lines: list[str]) -> subprocess.CompletedProcess | None:
+    """Create bridges and veth pairs in their namespaces with ONE ``ip -batch`` (see
+    ``_check_link_add``): ~0.3 ms per link instead of one ``ip -n NS`` process per namespace."""
+    for line in lines:
+        _check_link_add(line)
+    if not lines:
+        return None
+    return _run(["ip", "-batch", "-"], "\n".join(lines) + "\n")
+
+
 # -- per-namespace configuration ----------------------------------------------------------
+def run_many(jobs: list[tuple[list[str], str | None, bool]]) -> list[subprocess.CompletedProcess]:
+    """Run ``(argv, stdin, check)`` jobs concurrently (``PARALLEL`` at a time); raises the first
+    ``KernelError`` after all finished."""
+    if not jobs:
+        return []
+    if len(jobs) == 1:
+        return [_run(jobs[0][0], jobs[0][1], check=jobs[0][2])]
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(jobs))) as ex:
+        futs = [ex.submit(_run, argv, stdin, check) for argv, stdin, check in jobs]
+    errors = [f.exception() for f in futs if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futs]
+
+
+def ip_batch_many(batches: dict[str, list[str]], force: bool = False) -> None:
+    """``ip_batch`` for many namespaces, concurrently (one ``ip -n NS -batch`` each)."""
+    run_many([(["ip", "-n", assert_ns(ns), *(["-force"] if force else []), "-batch", "-"],
+               "\n".join(lines) + "\n", not force) for ns, lines in batches.items() if lines])
+
+
+def nft_load_many(scripts: dict[str, str]) -> None:
+    """``nft_load`` for many namespaces, concurrently (each still one atomic transaction)."""
+    run_many([(ns_exec_argv(ns, ["nft", "-f", "-"]), s, True) for ns, s in scripts.items() if s.strip()])
+
+
 def ip_batch(ns: str, lines: list[str], force: bool = False) -> subprocess.CompletedProcess | None:
     """Run ``ip -n NS -batch -``; with ``force`` errors are tolerated (for deletions)."""
     assert_ns(ns)
@@ -164,8 +274,68 @@ def nft_list(ns: str) -> str:
 
 
 def sysctl(ns: str, values: dict[str, str]) -> None:
-    if values:
-        _run(ns_exec_argv(ns, ["sysctl", "-qw", *(f"{k}={v}" for k, v in sorted(values.items()))]))
+    sysctl_many({ns: values})
+
+
+_libc = None
+
+
+def _setns(fd: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns: {os.strerror(e)}")
+
+
+def _sysctl_path(key: str) -> Path:
+    if "/" in key or ".." in key or not key.startswith("net."):
+        raise ValueError(f"sysctl {key!r}: only net.* keys (per-namespace) are set")
+    return Path("/proc/sys") / key.replace(".", "/")
+
+
+def sysctl_many(values: dict[str, dict[str, str]]) -> None:
+    """Set per-namespace sysctls for many namespaces without a process per namespace: one
+    short-lived thread ``setns()``'s into each namespace in turn and writes
+    ``/proc/sys/net/...`` (which always reflects the writing thread's network namespace),
+    then the thread ends. Only ``net.*`` keys, which are per-namespace, are accepted."""
+    todo = {assert_ns(ns): v for ns, v in values.items() if v}
+    if not todo:
+        return
+    for v in todo.values():
+        for k in v:
+            _sysctl_path(k)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            for ns, vals in todo.items():
+                fd = os.open(RUN_NETNS / ns, os.O_RDONLY)
+                try:
+                    _setns(fd)
+                finally:
+                    os.close(fd)
+                for k, v in sorted(vals.items()):
+                    try:
+                        _sysctl_path(k).write_text(f"{v}\n")
+                    except OSError as e:
+                        raise KernelError(["sysctl", "-w", f"{k}={v}"], e.errno or 1,
+                                          f"in {ns}: {e.strerror}") from None
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            errors.append(e)
+        finally:
+            try:
+                _setns(home)  # the thread ends anyway; leave it where it started
+            finally:
+                os.close(home)
+
+    t = threading.Thread(target=work, name="vnetlab-sysctl")
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
 
 
 def etc_netns_dir(ns: str) -> Path:
@@ -174,10 +344,15 @@ def etc_netns_dir(ns: str) -> Path:
 
 def write_resolv_conf(ns: str, text: str) -> None:
     d = etc_netns_dir(ns)
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / ".resolv.conf.tmp"
-    tmp.write_text(text if text.endswith("\n") else text + "\n")
-    os.replace(tmp, d / "resolv.conf")
+    text = text if text.endswith("\n") else text + "\n"
+    try:
+        d.mkdir(parents=True)
+    except FileExistsError:  # replace atomically: something may be reading it
+        tmp = d / ".resolv.conf.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, d / "resolv.conf")
+        return
+    (d / "resolv.conf").write_text(text)  # a fresh directory: nobody reads it yet
 
 
 def remove_etc_netns(ns: str) -> None:

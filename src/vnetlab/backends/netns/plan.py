@@ -15,15 +15,30 @@ Layout (every namespace ``vl<lab id>-...``)::
       tables = the subnet's Active effective routes; nft table ``ip vlfab``:
       TTL-invisible forwarding, NSGs (forward hook, ``ct state established`` first, one
       chain per NSG x direction, ports chained NIC->subnet outbound and subnet->NIC
-      inbound), SNAT to the public address by ingress port when leaving to the internet
-      |                       |                       |
-   peer links (veth)     ``inet`` link            worker ports ``w<hash>``
-  other fabrics          internet ns              worker ns (one per web app instance)
-                         (hosts behind it,        wi: integration IP, SNAT, TCP reset in
-                          private dst dropped)    wo -> App Service outbound ns (SNAT to the
-                                                  app's public address) -> internet
+      inbound), forwarded-traffic checks on peering links, SNAT to the public address by
+      ingress port when leaving to the internet
+      |                   |                  |                         |
+   peer links ``p..``   appliance links    ``inet`` link            app ports ``w<hash>``
+   (other fabrics)      ``a..`` (to an     internet ns (hosts        = the sandbox's VNet
+                        NVA in a peered    behind it, private        interface (VNet
+                        VNet's fabric)     dst dropped)              integration)
   sandbox ns (one per web app instance): exactly the engine's sandbox interfaces, MTU and
-  routes; eth0 and the vnet interface are veths to the worker (se, sv).
+  routes; when integrated, its VNet interface is a routed port of the integration subnet's
+  fabric and an nft table ``vlsnat`` SNATs it to the instance's integration address; eth0
+  is a veth to the worker ns (``se``), which SNATs to an internal address and forwards to
+  the App Service outbound ns (SNAT to the app's public address) -> internet ns.
+
+The platform hop of a web app (the one hop the note's ``ttl=63`` counts) is the fabric for
+the VNet path: no +1 for what comes from an app port, one more -1 for what leaves on one.
+New connections to an integration address get a TCP reset from the fabric (``i_<port>``);
+the reset leaves by the integration subnet's routes (``ip rule from <addr> iif lo``).
+
+NVAs: a route to an NVA of the same VNet goes ``via <nva> dev <its port>``; to an NVA of a
+peered VNet over an appliance link (one veth per source VNet x NVA) whose far end is
+policy-routed to the NVA's port. What an NVA forwards to the internet is SNATed to its
+public address by the fabric of the NVA's VNet, in a conntrack zone of its own (the flow
+crossed the fabric once already on its way to the NVA); the replies go back through the
+NVA (conntrack mark -> ``fwmark`` rule -> the NVA's table).
 
 Why routed NIC ports instead of bridge ports: traffic between two NICs of one subnet must
 cross the NSGs. Bridged frames skip the inet forward hook unless br_netfilter is loaded,
@@ -44,13 +59,18 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ...engine.network import Network
 from ...engine.security import FULL_PORTS, HOST_VIP, _PRIVATE, _ports_match  # noqa: F401
+from ...engine.trace import _holder_of
 from ...model import Topology
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process, Route, Rule,
-                    VethPair, mac_for, ttl_preserve_body)
+                    VethPair, mac_for, ttl_decrement_body, ttl_preserve_body)
 
 LINK_GW = "169.254.0.1"           # on-link next hop on transit links (never a destination)
 DELIVER_TABLE = 500               # fabric: local delivery (from peerings and the internet)
 SUBNET_TABLE_BASE = 1000
+NVA_TABLE_BASE = 4000             # fabric: "to this NVA" (appliance links, internet replies of its flows)
+NVA_MARK_BASE = 0x100             # fabric: ct mark of a flow an NVA sent to the internet
+# fabric policy rule priorities (each block holds one rule per link/port)
+PRIO_PEER, PRIO_ALINK, PRIO_NVA_RETURN, PRIO_INET, PRIO_PORT, PRIO_APP_RST = 100, 300, 500, 900, 1000, 20000
 WORKER_OUT_TABLE = 10
 INTERNAL_NET = IPv4Network("100.127.0.0/16")   # worker -> App Service outbound ns transit sources
 
@@ -116,6 +136,10 @@ class _Builder:
         self.procs: list[Process] = []
         self.names = Names()
         self._used_ns: set[str] = set()
+        self.nva_tables: dict[str, dict[str, int]] = {}
+        self.alink_rules: dict[str, list[str]] = {}
+        self.alinks: dict[tuple[str, str], dict] = {}
+        self.peer_links: dict[str, list[str]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def nsname(self, kind: str, name: str) -> str:
@@ -125,11 +149,18 @@ class _Builder:
         self._used_ns.add(base)
         return base
 
-    def add_ns(self, name: str, forward: bool = False, extra: dict | None = None) -> str:
+    def add_ns(self, name: str, forward: bool = False, extra: dict | None = None, infra: bool = False) -> str:
         sysctls = {"net.ipv4.ip_forward": "1" if forward else "0",
                    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
                    "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.default.send_redirects": "0",
                    "net.ipv4.conf.all.accept_redirects": "0"}
+        if infra:
+            # The lab's own forwarding namespaces (fabrics, workers, outbound, internet) have policy
+            # rules, which make the kernel check every forwarded packet's source with a full
+            # reverse FIB lookup even with rp_filter off; accept_local skips that lookup (its only
+            # other effect: a packet whose source is one of the namespace's own addresses, e.g. a
+            # subnet gateway, is not dropped as a martian). Emulated hosts keep the defaults.
+            sysctls["net.ipv4.conf.all.accept_local"] = "1"
         sysctls.update(extra or {})
         self.ns[name] = Namespace(name=name, sysctls=sysctls)
         return name
@@ -150,9 +181,9 @@ class _Builder:
     # -- build -----------------------------------------------------------------------------
     def build(self) -> tuple[DesiredState, Names]:
         net, topo = self.net, self.topo
-        self.inet = self.add_ns(f"vl{self.id}-internet", forward=True)
+        self.inet = self.add_ns(f"vl{self.id}-internet", forward=True, infra=True)
         self._used_ns.add(self.inet)
-        self.aso = self.add_ns(f"vl{self.id}-appsvc-out", forward=True)
+        self.aso = self.add_ns(f"vl{self.id}-appsvc-out", forward=True, infra=True)
         self._used_ns.add(self.aso)
         self.inet_nft_fwd: list[str] = []
         self.inet_ifaces: list[str] = []
@@ -167,6 +198,7 @@ class _Builder:
             self._fabric(vnet)
         self._peerings()
         self._apps()
+        self._appliance_links()
         self._internet()
         for vnet in topo.virtual_networks:
             self._fabric_nft(vnet)
@@ -178,7 +210,7 @@ class _Builder:
     # -- fabrics and VMs ---------------------------------------------------------------------
     def _fabric(self, vnet) -> None:
         net, topo = self.net, self.topo
-        fab = self.add_ns(self.nsname("fab", vnet.name), forward=True)
+        fab = self.add_ns(self.nsname("fab", vnet.name), forward=True, infra=True)
         self.fabric_of[vnet.name.lower()] = fab
         self.names.fabrics[vnet.name.lower()] = fab
         self.ports: dict[str, dict] = getattr(self, "ports", {})
@@ -187,7 +219,7 @@ class _Builder:
         self.neigh.append(Neighbour(ns=fab, dev="inet", ip=LINK_GW, mac=i_m))
         self.neigh.append(Neighbour(ns=self.inet, dev="f" + _h(vnet.name), ip=LINK_GW, mac=f_m))
         self.inet_ifaces.append("f" + _h(vnet.name))
-        self.rules.append(Rule(ns=fab, priority=90, iif="inet", table=DELIVER_TABLE))
+        self.rules.append(Rule(ns=fab, priority=PRIO_INET, iif="inet", table=DELIVER_TABLE))
         self.route(fab, "default", table=DELIVER_TABLE, type="blackhole")
         subnets = sorted(vnet.subnets, key=lambda s: s.name.lower())
         self.subnet_table = getattr(self, "subnet_table", {})
@@ -242,6 +274,7 @@ class _Builder:
 
     def _peerings(self) -> None:
         done = set()
+        self.peer_links: dict[str, list[str]] = {}
         for vnet in self.topo.virtual_networks:
             for rname, (remote, _p) in self.net.peers[vnet.name.lower()].items():
                 pair = tuple(sorted((vnet.name.lower(), rname)))
@@ -254,10 +287,10 @@ class _Builder:
                 ma, mb = self.veth(fa, ia, fb, ib, alias=f"peering {a} <-> {b}")
                 self.neigh.append(Neighbour(ns=fa, dev=ia, ip=LINK_GW, mac=mb))
                 self.neigh.append(Neighbour(ns=fb, dev=ib, ip=LINK_GW, mac=ma))
-                self.rules.append(Rule(ns=fa, priority=100 + len([r for r in self.rules if r.ns == fa]),
-                                       iif=ia, table=DELIVER_TABLE))
-                self.rules.append(Rule(ns=fb, priority=100 + len([r for r in self.rules if r.ns == fb]),
-                                       iif=ib, table=DELIVER_TABLE))
+                for f, dev in ((fa, ia), (fb, ib)):
+                    n = self.peer_links.setdefault(f, [])
+                    self.rules.append(Rule(ns=f, priority=PRIO_PEER + len(n), iif=dev, table=DELIVER_TABLE))
+                    n.append(dev)
 
     # -- web apps ----------------------------------------------------------------------------
     def _apps(self) -> None:
@@ -271,24 +304,33 @@ class _Builder:
                 sb = net.sandbox(app, inst)
                 label = app.name if inst == 0 else f"{app.name}-{inst}"
                 sns = self.add_ns(self.nsname("app", label))
-                wns = self.add_ns(self.nsname("wrk", label), forward=True)
+                wns = self.add_ns(self.nsname("wrk", label), forward=True, infra=True)
                 if inst == 0:
                     self.names.endpoints[app.name.lower()] = sns
                 self.names.endpoints[f"{app.name.lower()}#{inst}"] = sns
                 self.names.endpoints[f"{app.name.lower()}#{inst}:worker"] = wns
-                peer_of = {sb.interfaces[0].name: "se"}
-                if sb.integrated:
-                    peer_of[sb.vnet_iface] = "sv"
-                macs: dict[str, tuple[str, str]] = {}
+                direct = sb.integrated and sb.integration_ip is not None
+                if direct:
+                    view = net.subnet_view(sb.integration_subnet)
+                    fab = self.fabric_of[view.vnet.name.lower()]
+                    port = "w" + _h(app.name, str(inst))
                 for itf in sb.interfaces:
-                    wdev = peer_of[itf.name]
-                    macs[itf.name] = self.veth(sns, itf.name, wns, wdev, mtu=itf.mtu)
                     iface = ipaddress.ip_interface(itf.address)
-                    wip = IPv4Address(int(iface.network.network_address) + 1)
+                    gw_ip = str(IPv4Address(int(iface.network.network_address) + 1))
                     self.addresses.append(Address(ns=sns, dev=itf.name, cidr=itf.address))
-                    self.addresses.append(Address(ns=wns, dev=wdev, cidr=f"{wip}/{iface.network.prefixlen}"))
-                    self.neigh.append(Neighbour(ns=wns, dev=wdev, ip=str(iface.ip), mac=macs[itf.name][0]))
-                    self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=str(wip), mac=macs[itf.name][1]))
+                    if direct and itf.name == sb.vnet_iface:
+                        # the VNet interface is a routed port of the integration subnet's fabric
+                        # (no worker hop on the VNet path); the fabric answers as its gateway
+                        s_m, f_m = self.veth(sns, itf.name, fab, port, mtu=itf.mtu,
+                                             alias=f"VNet integration of {label}")
+                        self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=gw_ip, mac=f_m))
+                        self.neigh.append(Neighbour(ns=fab, dev=port, ip=str(sb.integration_ip), mac=s_m))
+                        continue
+                    wdev = "se" if itf.name == sb.interfaces[0].name else "sv"
+                    s_m, w_m = self.veth(sns, itf.name, wns, wdev, mtu=itf.mtu)
+                    self.addresses.append(Address(ns=wns, dev=wdev, cidr=f"{gw_ip}/{iface.network.prefixlen}"))
+                    self.neigh.append(Neighbour(ns=wns, dev=wdev, ip=str(iface.ip), mac=s_m))
+                    self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=gw_ip, mac=w_m))
                 connected = {(str(ipaddress.ip_interface(i.address).network), i.name) for i in sb.interfaces}
                 for r in sb.routes:
                     if r.gateway:
@@ -309,35 +351,72 @@ class _Builder:
                 self.route(self.aso, f"{internal_ip}/32", dev=alink)
                 self.aso_snat = getattr(self, "aso_snat", [])
                 self.aso_snat.append((alink, str(sb.outbound_ip)))
-                nat = [f'    oifname "wo" snat to {internal_ip}']
-                filt = ['    ct state established,related accept']
-                if sb.integrated and sb.integration_ip is not None:
-                    view = net.subnet_view(sb.integration_subnet)
+                if direct:
                     vnet = view.vnet
-                    fab = self.fabric_of[vnet.name.lower()]
-                    gw = str(IPv4Address(int(view.subnet.network.network_address) + 1))
-                    port = "w" + _h(app.name, str(inst))
-                    w2, f2 = self.veth(wns, "wi", fab, port, alias=f"VNet integration of {label}")
-                    self.addresses.append(Address(ns=wns, dev="wi", cidr=f"{sb.integration_ip}/32"))
-                    self.neigh.append(Neighbour(ns=wns, dev="wi", ip=gw, mac=f2))
-                    self.neigh.append(Neighbour(ns=fab, dev=port, ip=str(sb.integration_ip), mac=w2))
-                    self.route(wns, "default", via=gw, dev="wi", onlink=True)
                     self.ports[port + "@" + fab] = {"fab": fab, "port": port, "ip": str(sb.integration_ip),
                                                     "subnet": view.ref, "nic": None, "app": app, "vnet": vnet,
                                                     "public": str(sb.outbound_ip)}
-                    nat.append(f'    oifname "wi" snat to {sb.integration_ip}')
-                    # VNet integration is outbound only: TCP answered with a reset, the rest dropped
-                    filt.append('    iifname "wi" meta l4proto tcp reject with tcp reset')
+                    # SNAT to the instance's integration address, as the platform does, on the
+                    # sandbox's own way out (conntrack de-NATs the replies there)
+                    self.nft.append(NftTable(ns=sns, family="ip", name="vlsnat", text="\n".join([
+                        "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;",
+                        f'    oifname "{sb.vnet_iface}" snat to {sb.integration_ip}', "  }"])))
                     if sb.route_all:
                         self.app_public_via[str(sb.outbound_ip)] = fab
                 elif sb.integrated:
                     self.route(wns, "default", type="blackhole")  # no address left: nothing leaves
-                filt.append('    iifname { "wi", "wo" } drop')
                 self.nft.append(NftTable(ns=wns, family="ip", name="vlwrk", text="\n".join([
-                    "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;", *nat, "  }",
-                    "  chain inp {", "    type filter hook input priority filter; policy accept;", *filt, "  }",
+                    "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;",
+                    f'    oifname "wo" snat to {internal_ip}', "  }",
+                    "  chain inp {", "    type filter hook input priority filter; policy accept;",
+                    "    ct state established,related accept", '    iifname "wo" drop', "  }",
                     "  chain fw {", "    type filter hook forward priority filter; policy drop;",
                     "    ct state established,related accept", '    iifname { "se", "sv" } accept', "  }"])))
+
+    # -- NVAs in peered VNets -------------------------------------------------------------------
+    def nva_table(self, fab: str, port: str, ip: str) -> int:
+        """The fabric's table sending everything to the NVA behind ``port`` (one per NVA)."""
+        tables = self.nva_tables.setdefault(fab, {})
+        if port not in tables:
+            tables[port] = NVA_TABLE_BASE + len(tables)
+            self.route(fab, "default", via=ip, dev=port, table=tables[port], onlink=True)
+        return tables[port]
+
+    def _appliance_links(self) -> None:
+        """A route whose next hop is an NVA in a peered VNet (the engine's ``_holder_of``) goes
+        over an *appliance link*: a veth between the two fabrics dedicated to that NVA, whose
+        far end is policy-routed to the NVA's port. (A peering link cannot carry it: the
+        packet's destination is not the NVA, and the far fabric would deliver it by destination.)
+        Created when the engine would let the packet cross (virtual network access both ways)
+        and a VM holds the NIC; otherwise the route stays a blackhole, as the engine drops it."""
+        net = self.net
+        self.alinks: dict[tuple[str, str], dict] = {}
+        for _sref, view in sorted(net.subnets.items()):
+            for r in view.routes:
+                if r.state != "Active" or r.next_hop_type != "VirtualAppliance":
+                    continue
+                nva, where = _holder_of(net, view, IPv4Address(r.next_hop_ip))
+                src = view.vnet.name.lower()
+                if nva is None or where.name.lower() == src or (src, nva.name.lower()) in self.alinks:
+                    continue
+                dst = where.name.lower()
+                fab, rfab = self.fabric_of[src], self.fabric_of[dst]
+                nva_port = "n" + _h(nva.name)
+                if f"{nva_port}@{rfab}" not in self.ports:
+                    continue  # no VM holds the NIC
+                _, local = net.peers[src][dst]
+                _, back = net.peers[dst][src]
+                if not (local.allow_virtual_network_access and back.allow_virtual_network_access):
+                    continue
+                dev, rdev = "a" + _h(nva.name), "a" + _h(src, nva.name)
+                _, r_m = self.veth(fab, dev, rfab, rdev, alias=f"{where.name} NVA {nva.name} for {view.vnet.name}")
+                self.neigh.append(Neighbour(ns=fab, dev=dev, ip=nva.private_ip_address, mac=r_m))
+                table = self.nva_table(rfab, nva_port, nva.private_ip_address)
+                n = self.alink_rules.setdefault(rfab, [])
+                self.rules.append(Rule(ns=rfab, priority=PRIO_ALINK + len(n), iif=rdev, table=table))
+                n.append(rdev)
+                self.alinks[(src, nva.name.lower())] = {"dev": dev, "rdev": rdev, "src": src, "dst": dst,
+                                                        "fab": fab, "rfab": rfab}
 
     # -- internet ------------------------------------------------------------------------------
     def _internet(self) -> None:
@@ -424,16 +503,26 @@ class _Builder:
                     else:
                         self.route(fab, r.address_prefix, table=table, type="blackhole")
                 elif kind == "VirtualAppliance":
-                    nva = net.nic_at.get((vnet.name.lower(), int(IPv4Address(r.next_hop_ip))))
+                    nva, where = _holder_of(net, view, IPv4Address(r.next_hop_ip))
                     port = "n" + _h(nva.name) if nva is not None else None
-                    if port and f"{port}@{fab}" in self.ports:
+                    link = self.alinks.get((vnet.name.lower(), nva.name.lower())) if nva is not None else None
+                    if nva is not None and where.name.lower() == vnet.name.lower() and f"{port}@{fab}" in self.ports:
                         self.route(fab, r.address_prefix, via=r.next_hop_ip, dev=port, table=table, onlink=True)
-                    else:  # no VM behind the next hop (or in a peered VNet: not emulated)
+                    elif link is not None:  # the NVA is in a peered VNet
+                        self.route(fab, r.address_prefix, via=r.next_hop_ip, dev=link["dev"], table=table,
+                                   onlink=True)
+                    else:  # no VM behind the next hop, or the peering refuses access: dropped
                         self.route(fab, r.address_prefix, table=table, type="blackhole")
                 else:  # VnetLocal (hosts above), None, VirtualNetworkGateway
                     self.route(fab, r.address_prefix, table=table, type="blackhole")
         for i, p in enumerate(ports):
-            self.rules.append(Rule(ns=fab, priority=1000 + i, iif=p["port"],
+            self.rules.append(Rule(ns=fab, priority=PRIO_PORT + i, iif=p["port"],
+                                   table=self.subnet_table[p["subnet"].lower()]))
+        apps = [p for p in ports if p.get("app")]
+        for i, p in enumerate(apps):
+            # the fabric's own resets for TCP to an integration address leave by the integration
+            # subnet's routes, as the engine's return path does
+            self.rules.append(Rule(ns=fab, priority=PRIO_APP_RST + i, iif="lo", from_=f"{p['ip']}/32",
                                    table=self.subnet_table[p["subnet"].lower()]))
         # nft
         vnet_set = net.vnet_tag(vnet)
@@ -465,6 +554,11 @@ class _Builder:
             if outs:
                 chains["o_" + p["port"]] = [f"    jump {c}" for c in outs]
                 out_map.append(f'"{p["port"]}" : jump o_{p["port"]}')
+            if p.get("app"):
+                # VNet integration is outbound only: a new TCP connection to the integration
+                # address is answered with a reset (from that address), anything else dropped
+                chains["i_" + p["port"]] = ["    meta l4proto tcp reject with tcp reset", "    drop"]
+                in_map.append(f'"{p["port"]}" : jump i_{p["port"]}')
             if nic is not None:
                 ins = [] if nic.enable_ip_forwarding else [f"    ip daddr != {p['ip']} drop"]
                 ins += [f"    jump {c}" for c in (nsg(sub_nsg, "Inbound"), nsg(nic.network_security_group, "Inbound"))
@@ -474,7 +568,33 @@ class _Builder:
                     in_map.append(f'"{p["port"]}" : jump i_{p["port"]}')
         for cname, lines in chains.items():
             body.append(f"  chain {cname} {{\n" + "\n".join(lines) + "\n  }")
-        fw = ["    ct state established,related accept", "    ct state invalid drop", '    iifname "inet" drop']
+        # Forwarded traffic (the engine's ``_cross_peering``/return path): what arrives from a
+        # peered VNet S but did not originate in S is dropped unless this VNet's peering to S
+        # allows forwarded traffic. "Originated in S" = its source is in S's address space;
+        # sources outside every VNet (internet hosts answering a flow that left through an NVA)
+        # are not checked, as the engine does not walk internet return paths. Stateless, before
+        # ``ct state established``: the engine checks replies too.
+        lab_nets = _cidrs([(str(n.network_address), str(n.netmask))
+                           for v in topo.virtual_networks for n in v.networks])
+        body.append(f"  set labnets {{ type ipv4_addr; flags interval; elements = {{ {', '.join(lab_nets)} }} }}")
+        fwd = []
+        for rname, (remote, local_p) in sorted(peers.items()):
+            if not local_p.allow_forwarded_traffic:
+                space = ", ".join(_cidrs([(str(n.network_address), str(n.netmask)) for n in remote.networks]))
+                fwd.append(f'    iifname "p{_h(remote.name)}" ip saddr != {{ {space} }} ip saddr @labnets drop')
+        for link in sorted(self.alinks.values(), key=lambda l: l["rdev"]):
+            if link["rfab"] != fab:
+                continue
+            src_vnet, local_p = net.peers[link["dst"]][link["src"]]
+            if not local_p.allow_forwarded_traffic:
+                space = ", ".join(_cidrs([(str(n.network_address), str(n.netmask)) for n in src_vnet.networks]))
+                fwd.append(f'    iifname "{link["rdev"]}" ip saddr != {{ {space} }} ip saddr @labnets drop')
+        # A flow routed through an NVA crosses this fabric's conntrack twice. A connection refused
+        # with a reset is forgotten by conntrack at the reset's first pass, so the reset's second
+        # pass (on its way back from the NVA) is "invalid": let resets through (they open nothing).
+        fw = fwd + ["    ct state established,related accept",
+                    "    ct state invalid tcp flags & rst == rst accept", "    ct state invalid drop",
+                    '    iifname "inet" drop']
         if out_map:
             fw.append(f"    iifname vmap {{ {', '.join(out_map)} }}")
         if in_map:
@@ -486,12 +606,43 @@ class _Builder:
         snat = [f'"{p["port"]}" : {net.public_ip("network_interfaces", p["nic"].name)}' for p in ports if p["nic"]]
         snat += [f'"{p["port"]}" : {p["public"]}' for p in ports if p.get("app")]
         nat = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
+        # A flow an NVA (a NIC with IP forwarding) sends to the internet is SNATed to the NVA's
+        # public address (the engine's ``public_src``); its replies, de-NATed to the original
+        # source, go back through that NVA: the flow's conntrack mark names the NVA, a policy
+        # rule on the mark sends the replies to the NVA's table.
+        #
+        # Such a flow crosses this fabric twice (source -> NVA, NVA -> internet) with the same
+        # addresses; on the first pass conntrack already fixed "no NAT" for it. So what an NVA
+        # forwards to outside the VNets gets its own conntrack entry: a conntrack zone for the
+        # original direction only (its de-NATed reply direction stays in the default zone, where
+        # the internet's replies find it). What it forwards inside the VNets keeps the first
+        # entry, as any routed flow.
+        nvas = [p for p in ports if p["nic"] is not None and p["nic"].enable_ip_forwarding]
+        if nvas:
+            ifs = ", ".join(f'"{p["port"]}"' for p in nvas)
+            body.append("  chain nvazone {\n    type filter hook prerouting priority raw; policy accept;\n"
+                        f"    iifname {{ {ifs} }} ip daddr != @labnets ct original zone set 1\n  }}")
+            m = ", ".join(f'"{p["port"]}" : {hex(NVA_MARK_BASE + i)}' for i, p in enumerate(nvas))
+            nat.append(f'    oifname "inet" ct mark set iifname map {{ {m} }}')
+            body.append('  chain nvamark {\n    type filter hook prerouting priority mangle; policy accept;\n'
+                        '    iifname "inet" meta mark set ct mark\n  }')
+            for i, p in enumerate(nvas):
+                self.rules.append(Rule(ns=fab, priority=PRIO_NVA_RETURN + i, iif="inet", fwmark=NVA_MARK_BASE + i,
+                                       table=self.nva_table(fab, p["port"], p["ip"])))
         if snat:
             nat.append(f'    oifname "inet" snat to iifname map {{ {", ".join(snat)} }}')
         nat.append("  }")
         body += nat
-        iifs = ["inet"] + [p["port"] for p in ports] + ["p" + _h(r) for r in peers]
-        body.append(ttl_preserve_body(iifs, ["0.0.0.0/0"]))
+        # every interface of the fabric forwards without a visible hop (its bridges hold only the
+        # gateway addresses and never receive); what is delivered to the fabric itself is dropped
+        # by ``inp``, so no per-packet ``fib daddr type != local`` is needed
+        # web apps' traffic is the exception: the platform's hop decrements it once each way
+        # (the note's ttl=63): no +1 for what comes from an app port, one more -1 for what
+        # leaves on one (whatever route it took through the fabric, e.g. via an NVA)
+        app_ports = [p["port"] for p in apps]
+        body.append(ttl_preserve_body(except_iifnames=app_ports))
+        if app_ports:
+            body.append(ttl_decrement_body(app_ports))
         self.nft.append(NftTable(ns=fab, family="ip", name="vlfab", text="\n".join(body)))
 
 

@@ -14,11 +14,27 @@ TCP connect (2 s) from inside the sandbox and answers ``Connection OK`` or
 
 No reverse DNS: ``http.server`` logs the client via ``address_string()``, which by default
 may resolve names; it is overridden so nothing ever leaves the namespace for a resolver.
+
+Launcher mode (what the backend uses to start every built-in service of a lab at once)::
+
+    python -I -S responder.py --launch TOKEN < spec.json
+
+reads ``{"parent": PID, "items": [{"key", "ns", "args", "log"}, ...]}`` and, for each item,
+forks a child that becomes a session leader, enters the namespace (``setns`` on
+``/run/netns/NS``), gets its own mount namespace with ``/etc/netns/NS/*`` bound over
+``/etc/*`` (what ``ip netns exec`` does, so it has the namespace's resolv.conf), binds its
+sockets and only then reports ready on a pipe. The launcher waits for every child to be
+listening (or to have died), prints ``{key: {"pid": PID, "ready": bool}}`` as JSON and exits.
+Starting N services this way costs one interpreter start and N forks instead of N
+``ip netns exec`` + N interpreter starts (~60 ms each). The children keep the launcher's
+command line (``... --launch TOKEN``, TOKEN unique per launch), which is what the backend
+records next to each PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import threading
@@ -83,16 +99,20 @@ def _handler(name: str, webapp: bool, backend: tuple[str, int] | None, check_tim
     return H
 
 
-def _udp_echo(port: int) -> None:
+def _udp_socket(bind: str, port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    s.bind((bind, port))
+    return s
+
+
+def _udp_echo(s: socket.socket) -> None:
     while True:
         data, addr = s.recvfrom(65535)
         s.sendto(data, addr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vnetlab-responder")
     ap.add_argument("--name", default="vm")
     ap.add_argument("--tcp", type=int, action="append", default=[])
@@ -102,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", help="HOST:PORT for /check without parameters")
     ap.add_argument("--check-timeout", type=float, default=2.0)
     ap.add_argument("--bind", default="0.0.0.0")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None) -> int:
+    a = parsed if parsed is not None else _parser().parse_args(argv)
     webapp = a.webapp is not None
     name = a.webapp if webapp else a.name
     tcp_ports = a.tcp + a.port or ([80] if webapp else [])
@@ -111,13 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         h, _, p = a.backend.rpartition(":")
         backend = (h, int(p))
     handler = _handler(name, webapp, backend, a.check_timeout)
-    servers = [_Server((a.bind, p), handler) for p in tcp_ports]
+    servers = [_Server((a.bind, p), handler) for p in tcp_ports]  # bound and listening
+    udp = [_udp_socket(a.bind, p) for p in a.udp]
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    threads += [threading.Thread(target=_udp_echo, args=(p,), daemon=True) for p in a.udp]
+    threads += [threading.Thread(target=_udp_echo, args=(s,), daemon=True) for s in udp]
     for t in threads:
         t.start()
     sys.stderr.write(f"responder {name}: tcp {tcp_ports} udp {a.udp}\n")
     sys.stderr.flush()
+    if ready_fd is not None:  # every socket is bound: tell the launcher
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -125,5 +153,120 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# -- launcher --------------------------------------------------------------------------------
+CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
+MS_BIND, MS_REC, MS_SLAVE = 0x1000, 0x4000, 0x80000
+PR_SET_PDEATHSIG = 1
+
+
+def _libc():
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        import ctypes
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _enter(libc, ns: str) -> None:
+    """Become what ``ip netns exec NS`` would make us (network + private /etc/netns view)."""
+    if not ns.startswith("vl") or "/" in ns:
+        raise ValueError(f"bad namespace {ns!r}")
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _check(libc.setns(fd, CLONE_NEWNET), f"setns {ns}")
+    finally:
+        os.close(fd)
+    etc = f"/etc/netns/{ns}"
+    if os.path.isdir(etc):
+        _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        _check(libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "mount --make-rslave /")
+        for f in sorted(os.listdir(etc)):
+            if f.startswith("."):
+                continue
+            src, dst = os.path.join(etc, f).encode(), os.path.join("/etc", f).encode()
+            _check(libc.mount(src, dst, b"none", MS_BIND, None), f"bind {etc}/{f} on /etc/{f}")
+
+
+def _child(libc, item: dict, ready_w: int) -> None:
+    os.setsid()
+    log = os.open(item["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    keep = {0, 1, 2, ready_w}
+    for fd in [int(x) for x in os.listdir("/proc/self/fd")]:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    try:
+        _enter(libc, item["ns"])
+        main(ready_fd=ready_w, parsed=item["parsed"])
+    except BaseException as e:  # noqa: BLE001 - the log says why; the launcher sees no "ready"
+        sys.stderr.write(f"responder in {item.get('ns')}: {type(e).__name__}: {e}\n")
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
+
+
+def launch(token: str) -> int:
+    import json
+    import select
+    import signal
+    import time
+    libc = _libc()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the applying process (kill -9 mid-up)
+    spec = json.loads(sys.stdin.read())
+    if spec.get("parent") and os.getppid() != spec["parent"]:
+        return 3  # the applying process is already gone
+    timeout = float(spec.get("timeout", 10))
+    pending: dict[int, str] = {}
+    result: dict[str, dict] = {}
+    ap = _parser()
+    for item in spec["items"]:  # parse once here, not in every child
+        item["parsed"] = ap.parse_args(list(item["args"]))
+    import gc
+    gc.freeze()  # children share these pages: their GC must not touch (and so copy) them
+    for item in spec["items"]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.close(r)
+                _child(libc, item, w)
+            finally:
+                os._exit(1)
+        os.close(w)
+        pending[r] = item["key"]
+        result[item["key"]] = {"pid": pid, "ready": False}
+    deadline = time.monotonic() + timeout
+    poller = select.poll()  # not select(): more than 1024 descriptors with big labs
+    for r in pending:
+        poller.register(r, select.POLLIN | select.POLLHUP)
+    while pending and time.monotonic() < deadline:
+        events = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+        for r, _ev in events:
+            if r not in pending:
+                continue
+            poller.unregister(r)
+            data = os.read(r, 1)
+            result[pending.pop(r)]["ready"] = data == b"1"
+            os.close(r)
+    sys.stdout.write(json.dumps(result))
+    sys.stdout.flush()
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--launch":
+        sys.exit(launch(sys.argv[2]))
     sys.exit(main())

@@ -12,7 +12,7 @@ Objects and the identity used to diff them (``key()``)::
     VethPair(ns_a, name_a)               a veth pair, each end created directly in its netns
     Address(ns, dev, cidr)
     Route(ns, table, dest)               unicast (via/dev) or blackhole, any table
-    Rule(ns, priority)                   policy routing: ``ip rule add iif BR lookup T``
+    Rule(ns, priority)                   policy routing: ``ip rule add iif X [from P] [fwmark M] lookup T``
     Neighbour(ns, dev, ip)               permanent ARP entry
     NftTable(ns, family, name)           one whole nft table, loaded atomically
     Process(ns, name)                    a long-running service in a netns
@@ -201,6 +201,7 @@ class Rule(_Obj):
     iif: str | None = None
     from_: str | None = None
     to: str | None = None
+    fwmark: int | None = None
 
     def key(self) -> tuple:
         return (self.ns, self.priority)
@@ -329,20 +330,56 @@ def _namespaces_of(o) -> list[str]:
     return [o.ns]
 
 
-def ttl_preserve_body(iifnames: list[str], daddrs: list[str], chain: str = "ttlpre") -> str:
+def ttl_preserve_body(iifnames: list[str] | None = None, daddrs: list[str] | None = None,
+                      chain: str = "ttlpre", skip_local: bool = False,
+                      except_iifnames: list[str] | None = None, except_daddrs: list[str] | None = None) -> str:
     """nft table body (family ip) that makes a forwarding namespace *not* decrement TTL for
-    packets arriving on ``iifnames`` towards ``daddrs`` (not for the namespace itself): a
-    prerouting mangle hook adds 1 (the kernel's forward path then subtracts it again).
+    packets arriving on ``iifnames`` towards ``daddrs`` (``None``: any), except those arriving
+    on ``except_iifnames`` or going to ``except_daddrs``: a prerouting hook adds 1, the kernel's
+    forward path then subtracts it again. The hook runs just after destination NAT, so
+    ``daddrs``/``except_daddrs`` see de-NATed reply destinations.
 
     nft 1.0.x cannot do ``ip ttl set ip ttl + 1`` nor ``ip ttl set ip ttl map {...}``, so this
     uses a verdict map on the TTL jumping to one tiny chain per value (O(1) per packet,
     ~12 ms to load). Use it for an L3 hop that must be invisible to ``ping``/``traceroute``.
+
+    Packets delivered to the namespace itself get the +1 too, which nothing can observe (the
+    packet is consumed there); ``skip_local`` excludes them with ``fib daddr type != local``,
+    at the price of one more FIB lookup for every forwarded packet.
     """
     chains = "\n".join(f"  chain {chain}{t} {{ ip ttl set {t + 1}; }}" for t in range(1, 255))
     vmap = ", ".join(f"{t} : jump {chain}{t}" for t in range(1, 255))
-    ifs = ", ".join(f'"{i}"' for i in iifnames)
-    dst = ", ".join(daddrs)
+
+    def names(xs: list[str]) -> str:
+        return "{ " + ", ".join(f'"{i}"' for i in xs) + " }"
+
+    match = []
+    if iifnames:
+        match.append("iifname " + names(iifnames))
+    if except_iifnames:
+        match.append("iifname != " + names(except_iifnames))
+    if daddrs and "0.0.0.0/0" not in daddrs:
+        match.append("ip daddr { " + ", ".join(daddrs) + " }")
+    if except_daddrs:
+        match.append("ip daddr != { " + ", ".join(except_daddrs) + " }")
+    if skip_local:
+        match.append("fib daddr type != local")
+    cond = " ".join(match + [f"ip ttl vmap {{ {vmap} }}"])
     return (f"{chains}\n  chain {chain} {{\n"
-            f"    type filter hook prerouting priority mangle; policy accept;\n"
-            f"    iifname {{ {ifs} }} ip daddr {{ {dst} }} fib daddr type != local ip ttl vmap {{ {vmap} }}\n"
+            f"    type filter hook prerouting priority dstnat + 10; policy accept;\n"
+            f"    {cond}\n"
+            f"  }}")
+
+
+def ttl_decrement_body(oifnames: list[str], chain: str = "ttldec") -> str:
+    """nft table body (family ip): packets leaving on ``oifnames`` lose one more TTL (a
+    postrouting hook, same verdict-map technique as ``ttl_preserve_body``). Together they make
+    a namespace invisible except on some ports, which then count as exactly one hop whatever
+    the route through the namespace was."""
+    chains = "\n".join(f"  chain {chain}{t} {{ ip ttl set {t - 1}; }}" for t in range(2, 256))
+    vmap = ", ".join(f"{t} : jump {chain}{t}" for t in range(2, 256))
+    ifs = ", ".join(f'"{i}"' for i in oifnames)
+    return (f"{chains}\n  chain {chain} {{\n"
+            f"    type filter hook postrouting priority mangle; policy accept;\n"
+            f"    oifname {{ {ifs} }} ip ttl vmap {{ {vmap} }}\n"
             f"  }}")

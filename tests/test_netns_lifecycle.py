@@ -1,0 +1,254 @@
+"""Lifecycle of an emulated lab driven through the real CLI (``python -m vnetlab.cli.main``):
+``kill -9`` in the middle of ``up``, then ``up`` again converges and ``down`` leaves nothing;
+``clean`` after a crash; ``capture`` never leaves a tcpdump behind.
+
+"Nothing" means: no namespace with the lab's prefix, no ``/etc/netns`` dir of it, no new link
+or nft table in the host namespace, no process still running among those the lab recorded
+(by PID) or started (by the launcher's exact, per-launch command line). The checks only read;
+they never kill anything themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vnetlab.backends import netns_backend as nb
+from vnetlab.backends.netns import check_prerequisites, kernel
+from vnetlab.backends.netns.apply import APPLY_META, K_CAPTURE, K_NETNS, K_PROC, pid_alive
+from vnetlab.backends.netns.plan import lab_id_for
+from vnetlab.lab import Lab
+from vnetlab.store import Store
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(bool(check_prerequisites()),
+                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTE = ROOT / "examples" / "app-service-vnet-integration.yaml"
+
+
+def cli(*args: str, home: Path, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "vnetlab.cli.main", *args, "--home", str(home)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True, **kw)
+
+
+def run_cli(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    p = cli(*args, home=home)
+    out, err = p.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def lab_file(tmp_path: Path, vms: int = 90, apps: int = 6) -> Path:
+    """~100 endpoints in 3 peered VNets: big enough that ``up`` takes a while to apply."""
+    vnets = [{"name": f"v{i}", "address_space": [f"10.{i}.0.0/16"],
+              "peerings": [{"name": f"to-v{j}", "remote_virtual_network": f"v{j}"} for j in range(3) if abs(i - j) == 1],
+              "subnets": [{"name": "vms", "address_prefix": f"10.{i}.0.0/22"},
+                          {"name": "int", "address_prefix": f"10.{i}.8.0/24", "delegations": ["Microsoft.Web/serverFarms"]}]}
+             for i in range(3)]
+    doc = {"name": "lifecycle", "virtual_networks": vnets,
+           "virtual_machines": [{"name": f"vm{k}", "subnet": f"v{k % 3}/vms", "services": [{"port": 80}]}
+                                for k in range(vms)],
+           "app_service_plans": [{"name": f"plan{a}", "sku": "P1v3"} for a in range(apps)],
+           "web_apps": [{"name": f"app{a}", "plan": f"plan{a}", **({"vnet_integration": f"v{a % 3}/int"} if a % 2 else {})}
+                        for a in range(apps)]}
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def host_links() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+    return {l["ifname"] for l in json.loads(out or "[]")}
+
+
+def host_nft_tables() -> str:
+    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0") if raw else None
+
+
+class Witness:
+    """What a lab created, noted while it runs, to check afterwards that all of it is gone."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.prefix = f"vl{lab_id_for(home)}-"
+        self.pids: set[int] = set()
+        self.cmdlines: set[tuple[str, ...]] = set()
+        self.links, self.nft = host_links(), host_nft_tables()
+
+    def note(self) -> None:
+        for kind in (K_PROC, K_CAPTURE):
+            for _, _, d in Store.open(self.home).records(kind):
+                if d.get("pid"):
+                    self.pids.add(d["pid"])
+                if d.get("cmdline"):
+                    self.cmdlines.add(tuple(d["cmdline"]))
+
+    def namespaces(self) -> list[str]:
+        return sorted(n for n in kernel.netns_list() if n.startswith(self.prefix))
+
+    def running(self) -> list[int]:
+        """Recorded PIDs still alive, and any live process with a recorded launcher command line."""
+        alive = [p for p in self.pids if pid_alive(p)]
+        if self.cmdlines:
+            for d in Path("/proc").iterdir():
+                if d.name.isdigit() and int(d.name) not in alive:
+                    cl = cmdline(int(d.name))
+                    if cl and tuple(cl) in self.cmdlines and pid_alive(int(d.name)):
+                        alive.append(int(d.name))
+        return sorted(alive)
+
+    def assert_nothing_left(self) -> None:
+        assert self.namespaces() == []
+        etc = Path("/etc/netns")
+        assert not (etc.exists() and list(etc.glob(self.prefix + "*")))
+        assert host_links() == self.links
+        assert host_nft_tables() == self.nft
+        deadline = time.monotonic() + 3  # a SIGKILLed launcher's children are reaped by init
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.running() == []
+        st = Store.open(self.home)
+        assert st.records(K_NETNS) == [] and st.records(K_PROC) == [] and st.records(K_CAPTURE) == []
+
+
+def kill_mid_up(file: Path, home: Path, w: Witness, at: str) -> None:
+    """Start ``vnetlab up FILE --backend netns`` and SIGKILL it once ``at`` is reached: some
+    namespaces exist ("namespaces") or services are being started ("processes")."""
+    p = cli("up", str(file), "--backend", "netns", home=home)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and p.poll() is None:
+            if at == "namespaces" and len(w.namespaces()) >= 3:
+                break
+            if at == "processes" and (home / "lab.db").exists() and Store.open(home).records(K_PROC):
+                break
+            time.sleep(0.003)
+        assert p.poll() is None, f"up finished before the kill point {at}: {p.communicate()}"
+        os.kill(p.pid, signal.SIGKILL)
+    finally:
+        p.wait(timeout=10)
+        p.stdout.close()
+        p.stderr.close()
+    assert p.returncode == -signal.SIGKILL
+    assert Store.open(home).get_meta(APPLY_META) == "running"  # it really stopped half-way
+    assert w.namespaces()
+    w.note()
+
+
+def lab_works(home: Path) -> None:
+    lab = Lab.open(home)
+    net = lab.network()
+    for src, dst in (("vm0", "vm3"), ("vm1", "vm5"), ("app1", "vm4")):  # same VNet, peered, from an app
+        tr = lab.trace(src, str(net.endpoint(dst).ip), 80).to_dict()
+        assert tr["verdict"] == "Connected"
+        assert nb.probe(lab, tr)["verdict"] == "Connected", (src, dst)
+    for _, name, d in lab.store.records(K_PROC):
+        assert d.get("pid") and pid_alive(d["pid"]), name
+
+
+@pytest.mark.parametrize("at", ["namespaces", "processes"])
+def test_kill9_mid_up_then_up_converges_and_down_leaves_nothing(tmp_path, at):
+    home, file = tmp_path / "home", lab_file(tmp_path)
+    w = Witness(home)
+    try:
+        kill_mid_up(file, home, w, at)
+        up = run_cli("up", str(file), "--backend", "netns", home=home)
+        assert up.returncode == 0, up.stderr
+        w.note()
+        assert Store.open(home).get_meta(APPLY_META) == "ok"
+        lab_works(home)
+        down = run_cli("down", home=home)
+        assert down.returncode == 0, down.stderr
+        w.assert_nothing_left()
+    finally:
+        if w.namespaces():  # a failed assertion above: still leave nothing behind
+            nb.clean(Lab.open(home))
+
+
+def test_clean_after_kill9(tmp_path):
+    home, file = tmp_path / "home", lab_file(tmp_path)
+    w = Witness(home)
+    try:
+        kill_mid_up(file, home, w, "processes")
+        clean = run_cli("clean", home=home)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        w.assert_nothing_left()
+        down = run_cli("down", home=home)
+        assert down.returncode == 0, down.stderr
+        w.assert_nothing_left()
+    finally:
+        if w.namespaces():
+            nb.clean(Lab.open(home))
+
+
+def start_capture(home: Path, w: Witness) -> tuple[subprocess.Popen, int]:
+    p = cli("capture", "rg1vm1", "--filter", "icmp", home=home)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        live = [d["pid"] for _, _, d in Store.open(home).records(K_CAPTURE) if pid_alive(d["pid"])]
+        if live:
+            w.note()
+            time.sleep(0.2)  # let tcpdump open its socket
+            return p, live[0]
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.02)
+    raise AssertionError("vnetlab capture did not start tcpdump")
+
+
+def ended(p: subprocess.Popen, tcpdump: int, timeout: float = 5) -> None:
+    p.wait(timeout=timeout)
+    p.stdout.close()
+    p.stderr.close()
+    deadline = time.monotonic() + timeout
+    while pid_alive(tcpdump) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(tcpdump)
+
+
+def test_capture_leaves_no_tcpdump(tmp_path):
+    home = tmp_path / "home"
+    w = Witness(home)
+    try:
+        up = run_cli("up", str(NOTE), "--backend", "netns", home=home)
+        assert up.returncode == 0, up.stderr
+        w.note()
+        # SIGTERM, SIGHUP (terminal closed), Ctrl-C (SIGINT to the foreground group), SIGKILL
+        for how in ("term", "hup", "ctrl-c", "kill"):
+            p, tcpdump = start_capture(home, w)
+            if how == "ctrl-c":
+                os.killpg(p.pid, signal.SIGINT)
+            else:
+                os.kill(p.pid, {"term": signal.SIGTERM, "hup": signal.SIGHUP, "kill": signal.SIGKILL}[how])
+            ended(p, tcpdump)
+            if how != "kill":  # a SIGKILLed CLI cannot forget its record; down/clean will
+                assert Store.open(home).records(K_CAPTURE) == [], how
+        # the lab torn down under a running capture: down stops it by its recorded PID
+        p, tcpdump = start_capture(home, w)
+        down = run_cli("down", home=home)
+        assert down.returncode == 0, down.stderr
+        ended(p, tcpdump)
+        w.assert_nothing_left()
+    finally:
+        if w.namespaces():
+            nb.clean(Lab.open(home))
