@@ -227,3 +227,13 @@ def test_reply_routed_to_the_appliance_that_is_its_destination_is_delivered():
     t = run(build(doc), "nva1", "rg1vm1", proto="Icmp")
     assert t.verdict == "Connected", t.to_dict()
     assert t.return_path[-1].detail["next_hop_ip"] == "10.1.0.4"
+
+
+def test_packet_for_an_appliance_in_a_peer_still_crosses_the_peering():
+    doc = _hub_doc(True)
+    doc["route_tables"][0]["routes"].append({"name": "hub-via-nva", "address_prefix": "10.1.0.0/24",
+                                             "next_hop_type": "VirtualAppliance", "next_hop_ip_address": "10.1.0.4"})
+    assert run(build(doc), "rg1vm1", "10.1.0.4", proto="Icmp").verdict == "Connected"
+    doc["virtual_networks"][0]["peerings"][0]["allow_virtual_network_access"] = False
+    t = run(build(doc), "rg1vm1", "10.1.0.4", proto="Icmp")
+    assert (t.verdict, t.reason) == ("TimedOut", "PeeringAccessDisabled")

@@ -247,10 +247,12 @@ def _holder_of(net: Network, view: SubnetView, ip: IPv4Address):
 
 def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
     hop_ip = IPv4Address(route.next_hop_ip)
-    if hop_ip == pkt.dst:
-        _deliver(net, net.topo.vnet_of_ip(hop_ip) or view.vnet, pkt, t)
-        return
     nic, vnet = _holder_of(net, view, hop_ip)
+    if hop_ip == pkt.dst:  # addressed to the appliance itself: delivered, across the peering if it is in a peer
+        if vnet is not None and vnet is not view.vnet:
+            _cross_peering(net, view, vnet.name, pkt, t)
+        _deliver(net, vnet or view.vnet, pkt, t)
+        return
     if nic is None or net.services_of(nic) is None:
         raise _Done("NextHopUnreachable")
     if vnet is not view.vnet:
