@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from starlette.responses import Response
 
 from ..engine.network import Network
-from ..engine.security import _PRIVATE, HOST_VIP, parse_ports
+from ..engine.security import PRIVATE_RANGES, HOST_VIP, parse_ports
 from ..model import AzureError, NetworkInterface
 from ..model.ids import parse_id
 from ..model.nsg import DEFAULT_SECURITY_RULES
@@ -192,7 +192,7 @@ def _ranges(values: list[str]) -> list[str]:
 def _internet(vnet_ranges: list[IPv4Network]) -> list[str]:
     """The Internet tag as the engine reads it: public space outside VirtualNetwork."""
     remaining = [IPv4Network("0.0.0.0/0")]
-    for hole in list(_PRIVATE) + vnet_ranges:
+    for hole in list(PRIVATE_RANGES) + vnet_ranges:
         out = []
         for net in remaining:
             if hole.subnet_of(net):

@@ -54,9 +54,9 @@ class AddressSet:
         return self.internet and is_public(ip) and not vnet_set.contains(ip, vnet_set)
 
 
-_PRIVATE = [IPv4Network(p) for p in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+PRIVATE_RANGES = [IPv4Network(p) for p in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
                                      "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3")]
-_PRIVATE_MASKS = [(int(n.network_address), int(n.netmask)) for n in _PRIVATE]
+_PRIVATE_MASKS = [(int(n.network_address), int(n.netmask)) for n in PRIVATE_RANGES]
 
 
 def is_public(ip: int) -> bool:
@@ -126,10 +126,10 @@ class CompiledRule:
 
     def matches_addresses(self, src: int, dst: int, sport: int | None, vnet_set: AddressSet) -> bool:
         return (self.sources.contains(src, vnet_set) and self.destinations.contains(dst, vnet_set)
-                and _ports_match(self.source_ports, sport))
+                and ports_match(self.source_ports, sport))
 
 
-def _ports_match(ranges, port: int | None) -> bool:
+def ports_match(ranges, port: int | None) -> bool:
     if ranges == FULL_PORTS:
         return True
     lo, hi = (port, port) if port is not None else EPHEMERAL
@@ -204,7 +204,7 @@ def evaluate_naive(nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressS
         if protocol == "Icmp":
             if c.destination_ports != FULL_PORTS:
                 continue
-        elif not _ports_match(c.destination_ports, port):
+        elif not ports_match(c.destination_ports, port):
             continue
         if c.matches_addresses(src, dst, sport, vnet_set):
             return rule

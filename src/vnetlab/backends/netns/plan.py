@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from ...engine.network import Network
-from ...engine.security import FULL_PORTS, HOST_VIP, _PRIVATE, _ports_match  # noqa: F401
+from ...engine.security import FULL_PORTS, HOST_VIP, PRIVATE_RANGES, ports_match  # noqa: F401
 from ...engine.trace import _holder_of
 from ...model import Topology
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process, Route, Rule,
@@ -455,7 +455,7 @@ class _Builder:
                     self.route(inet, f"{ip}/32", via=LINK_GW, dev="f" + _h(vname), onlink=True)
                 else:
                     self.route(inet, f"{ip}/32", via=LINK_GW, dev="aso", onlink=True)
-        private = ", ".join(str(n) for n in _PRIVATE)
+        private = ", ".join(str(n) for n in PRIVATE_RANGES)
         self.nft.append(NftTable(ns=inet, family="ip", name="vlinet", text="\n".join([
             f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
             "  chain fw {", "    type filter hook forward priority filter; policy accept;",
@@ -526,7 +526,7 @@ class _Builder:
                                    table=self.subnet_table[p["subnet"].lower()]))
         # nft
         vnet_set = net.vnet_tag(vnet)
-        private = ", ".join(str(n) for n in _PRIVATE)
+        private = ", ".join(str(n) for n in PRIVATE_RANGES)
         vnet_elems = ", ".join(_cidrs(vnet_set.nets))
         body = [f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
                 f"  set vnet {{ type ipv4_addr; flags interval; elements = {{ {vnet_elems} }} }}"]
@@ -663,7 +663,7 @@ def _compile_nsg(compiled) -> list[str]:
     lines = []
     for r in compiled.rules:
         verdict = "return" if r.rule.access == "Allow" else "drop"
-        if not _ports_match(r.source_ports, None):
+        if not ports_match(r.source_ports, None):
             continue  # the engine: a probe's ephemeral source port is not covered by this rule
         protos = {p.lower() for p in r.protocols}
         if r.destination_ports == FULL_PORTS:
