@@ -67,7 +67,7 @@ class Lab:
             if doc is None and not create:
                 raise AzureError("There is no lab here: run `vnetlab up FILE` first.", "LabNotFound", 404)
             old = parse(doc) if doc is not None else None
-            draft = (old or Topology()).model_copy(deep=True)
+            draft = parse(doc) if doc is not None else Topology()  # a second parse is cheaper than a deep copy
             new = fn(draft) or draft
             try:
                 new = Topology.model_validate(new.model_dump())

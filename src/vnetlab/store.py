@@ -72,13 +72,16 @@ class Store:
     def open(cls, home: str | os.PathLike | None = None) -> "Store":
         store = cls(resolve_home(home))
         store.home.mkdir(parents=True, exist_ok=True)
-        with store._connect() as conn:
-            conn.executescript(SCHEMA)
+        conn = store._connect()
+        conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file: once is enough
+        conn.executescript(SCHEMA)
+        # Kept open for the store's life: closing the last connection to a WAL database checkpoints
+        # it, which made every short-lived connection's close cost a fsync.
+        store._keeper = conn
         return store
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
