@@ -295,34 +295,23 @@ def _sysctl_path(key: str) -> Path:
     return Path("/proc/sys") / key.replace(".", "/")
 
 
-def sysctl_many(values: dict[str, dict[str, str]]) -> None:
-    """Set per-namespace sysctls for many namespaces without a process per namespace: one
-    short-lived thread ``setns()``'s into each namespace in turn and writes
-    ``/proc/sys/net/...`` (which always reflects the writing thread's network namespace),
-    then the thread ends. Only ``net.*`` keys, which are per-namespace, are accepted."""
-    todo = {assert_ns(ns): v for ns, v in values.items() if v}
-    if not todo:
-        return
-    for v in todo.values():
-        for k in v:
-            _sysctl_path(k)
+def in_namespaces(names, fn, thread_name: str = "vnetlab-setns") -> None:
+    """Call ``fn(ns)`` inside each namespace in turn, without a process per namespace: one
+    short-lived thread ``setns()``'s into each namespace (sockets it opens and ``/proc/sys``
+    writes it makes belong to that namespace), then returns home and ends. The first error is
+    re-raised in the caller."""
     errors: list[BaseException] = []
 
     def work() -> None:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
-            for ns, vals in todo.items():
+            for ns in names:
                 fd = os.open(RUN_NETNS / ns, os.O_RDONLY)
                 try:
                     _setns(fd)
                 finally:
                     os.close(fd)
-                for k, v in sorted(vals.items()):
-                    try:
-                        _sysctl_path(k).write_text(f"{v}\n")
-                    except OSError as e:
-                        raise KernelError(["sysctl", "-w", f"{k}={v}"], e.errno or 1,
-                                          f"in {ns}: {e.strerror}") from None
+                fn(ns)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller
             errors.append(e)
         finally:
@@ -331,11 +320,30 @@ def sysctl_many(values: dict[str, dict[str, str]]) -> None:
             finally:
                 os.close(home)
 
-    t = threading.Thread(target=work, name="vnetlab-sysctl")
+    t = threading.Thread(target=work, name=thread_name)
     t.start()
     t.join()
     if errors:
         raise errors[0]
+
+
+def write_sysctls(ns: str, values: dict[str, str]) -> None:
+    """Write ``net.*`` sysctls of the namespace the calling thread is in (see in_namespaces)."""
+    for k, v in sorted(values.items()):
+        try:
+            _sysctl_path(k).write_text(f"{v}\n")
+        except OSError as e:
+            raise KernelError(["sysctl", "-w", f"{k}={v}"], e.errno or 1, f"in {ns}: {e.strerror}") from None
+
+
+def sysctl_many(values: dict[str, dict[str, str]]) -> None:
+    """Set per-namespace sysctls for many namespaces from one thread (see in_namespaces).
+    Only ``net.*`` keys, which are per-namespace, are accepted."""
+    todo = {assert_ns(ns): v for ns, v in values.items() if v}
+    for v in todo.values():
+        for k in v:
+            _sysctl_path(k)
+    in_namespaces(list(todo), lambda ns: write_sysctls(ns, todo[ns]), "vnetlab-sysctl")
 
 
 def etc_netns_dir(ns: str) -> Path:

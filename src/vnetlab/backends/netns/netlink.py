@@ -32,9 +32,8 @@ import ipaddress
 import os
 import socket
 import struct
-import threading
 
-from .kernel import RUN_NETNS, KernelError, _setns, _sysctl_path, assert_ns
+from .kernel import KernelError, _sysctl_path, assert_ns, in_namespaces, write_sysctls
 from .state import Address, Neighbour, Route, Rule
 
 NETLINK_ROUTE = 0
@@ -221,51 +220,26 @@ def configure_many(ops: dict[str, list[tuple]], sysctls: dict[str, dict[str, str
             if ops.get(ns) or sysctls.get(ns)}
     if not todo:
         return
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            for ns, items in todo.items():
-                fd = os.open(RUN_NETNS / ns, os.O_RDONLY)
-                try:
-                    _setns(fd)
-                finally:
-                    os.close(fd)
-                b = _Batch(ns)
-                for op in items:
-                    kind = op[0]
-                    if kind == "lo":
-                        b.link("lo", None, None, False, None)
-                    elif kind == "link":
-                        b.link(*op[1:])
-                    elif kind == "addr":
-                        b.addr(op[1])
-                    elif kind == "route":
-                        b.route(op[1])
-                    elif kind == "neigh":
-                        b.neigh(op[1])
-                    elif kind == "rule":
-                        b.rule(op[1])
-                    else:
-                        raise ValueError(f"unknown op {kind!r}")
-                b.run()
-                for k, v in sorted(sysctls.get(ns, {}).items()):
-                    try:
-                        _sysctl_path(k).write_text(f"{v}\n")
-                    except OSError as e:
-                        raise KernelError(["sysctl", "-w", f"{k}={v}"], e.errno or 1,
-                                          f"in {ns}: {e.strerror}") from None
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            errors.append(e)
-        finally:
-            try:
-                _setns(home)
-            finally:
-                os.close(home)
+    def one(ns: str) -> None:
+        b = _Batch(ns)
+        for op in todo[ns]:
+            kind = op[0]
+            if kind == "lo":
+                b.link("lo", None, None, False, None)
+            elif kind == "link":
+                b.link(*op[1:])
+            elif kind == "addr":
+                b.addr(op[1])
+            elif kind == "route":
+                b.route(op[1])
+            elif kind == "neigh":
+                b.neigh(op[1])
+            elif kind == "rule":
+                b.rule(op[1])
+            else:
+                raise ValueError(f"unknown op {kind!r}")
+        b.run()
+        write_sysctls(ns, sysctls.get(ns, {}))
 
-    t = threading.Thread(target=work, name="vnetlab-netlink")
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
+    in_namespaces(list(todo), one, "vnetlab-netlink")
