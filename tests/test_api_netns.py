@@ -6,20 +6,16 @@ import ssl
 from pathlib import Path
 
 import httpx
-import pytest
 
 from vnetlab.api import ServerThread, create_app, ensure_tls
 from vnetlab.backends import netns_backend as nb
-from vnetlab.backends.netns import check_prerequisites, kernel
+from vnetlab.backends.netns import kernel
 from vnetlab.backends.netns.plan import lab_id_for
 from vnetlab.lab import Lab
 from vnetlab.topology import load
+from netns_support import NETNS_MARKS  # noqa: E402
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(bool(check_prerequisites()),
-                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
-]
+pytestmark = NETNS_MARKS
 
 NOTE = Path(__file__).resolve().parents[1] / "examples" / "app-service-vnet-integration.yaml"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vnetlab.backends import netns_backend as nb
-from vnetlab.backends.netns import check_prerequisites, kernel
+from vnetlab.backends.netns import kernel
 from vnetlab.backends.netns import exec as nx
 from vnetlab.backends.netns.apply import K_PROC, pid_alive
 from vnetlab.backends.netns.plan import lab_id_for, plan
@@ -24,12 +24,9 @@ from vnetlab.model import Topology
 from vnetlab.model.nsg import SecurityRule
 from vnetlab.model.routes import Route as UserRoute
 from vnetlab.topology import load
+from netns_support import NETNS_MARKS, wait_listening  # noqa: E402
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(bool(check_prerequisites()),
-                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
-]
+pytestmark = NETNS_MARKS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTE = ROOT / "examples" / "app-service-vnet-integration.yaml"
@@ -61,13 +58,6 @@ def lab(tmp_path):
         assert _host_links() == links_before
 
 
-def wait_listening(ns: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if nx.probe_tcp(ns, "127.0.0.1", port, 0.5) == "Connected":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {ns}:{port}")
 
 
 def sandbox(lab: Lab, name: str):

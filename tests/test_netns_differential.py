@@ -6,23 +6,18 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Address
 
 import pytest
 
 from vnetlab.backends import netns_backend as nb
-from vnetlab.backends.netns import check_prerequisites
 from vnetlab.backends.netns import exec as nx
 from vnetlab.lab import Lab
 from vnetlab.model import Topology
 
-from test_netns_backend import lab, wait_listening  # noqa: F401  (fixture: teardown + leftovers check)
+from test_netns_backend import lab  # noqa: F401  (fixture: teardown + leftovers check)
+from netns_support import NETNS_MARKS  # noqa: E402
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(bool(check_prerequisites()),
-                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
-]
+pytestmark = NETNS_MARKS
 
 ADDRS = ["*", "VirtualNetwork", "Internet"]
 PORTS = ["*", "80", "53", "80-443", "22,443", "1000-2000"]

@@ -24,18 +24,15 @@ from pathlib import Path
 import pytest
 
 from vnetlab.backends.netns import (Address, Bridge, DesiredState, Namespace, Neighbour,
-                                    NftTable, Process, Route, VethPair, apply, check_prerequisites,
+                                    NftTable, Process, Route, VethPair, apply,
                                     clean, mac_for, process_pid, teardown, ttl_preserve_body)
 from vnetlab.backends.netns import exec as nx
 from vnetlab.backends.netns import kernel
 from vnetlab.backends.netns.apply import pid_alive
 from vnetlab.store import Store
+from netns_support import NETNS_MARKS, wait_listening  # noqa: E402
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(bool(check_prerequisites()),
-                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
-]
+pytestmark = NETNS_MARKS
 
 APP, WRK, FAB, VM = "vl-t-app", "vl-t-wrk", "vl-t-fab", "vl-t-vm"
 ALL = (APP, WRK, FAB, VM)
@@ -142,13 +139,6 @@ def store(tmp_path):
     assert not (set(ALL) & kernel.netns_list())
 
 
-def wait_listening(ns: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if nx.probe_tcp(ns, "127.0.0.1", port, 0.5) == "Connected":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {ns}:{port}")
 
 
 def netns_inode(ns: str) -> str:

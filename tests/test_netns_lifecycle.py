@@ -22,17 +22,14 @@ import pytest
 import yaml
 
 from vnetlab.backends import netns_backend as nb
-from vnetlab.backends.netns import check_prerequisites, kernel
+from vnetlab.backends.netns import kernel
 from vnetlab.backends.netns.apply import APPLY_META, K_CAPTURE, K_NETNS, K_PROC, pid_alive
 from vnetlab.backends.netns.plan import lab_id_for
 from vnetlab.lab import Lab
 from vnetlab.store import Store
+from netns_support import NETNS_MARKS  # noqa: E402
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(bool(check_prerequisites()),
-                       reason="netns emulation unavailable: " + "; ".join(check_prerequisites())),
-]
+pytestmark = NETNS_MARKS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTE = ROOT / "examples" / "app-service-vnet-integration.yaml"

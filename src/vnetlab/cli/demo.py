@@ -9,7 +9,6 @@ quotes the note.
 from __future__ import annotations
 
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from ..lab import Lab

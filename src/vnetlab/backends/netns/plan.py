@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from ...engine.network import Network
-from ...engine.security import FULL_PORTS, HOST_VIP, PRIVATE_RANGES, ports_match  # noqa: F401
+from ...engine.security import FULL_PORTS, PRIVATE_RANGES, ports_match
 from ...engine.trace import _holder_of
 from ...model import Topology
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process, Route, Rule,
@@ -180,7 +180,7 @@ class _Builder:
 
     # -- build -----------------------------------------------------------------------------
     def build(self) -> tuple[DesiredState, Names]:
-        net, topo = self.net, self.topo
+        topo = self.topo
         self.inet = self.add_ns(f"vl{self.id}-internet", forward=True, infra=True)
         self._used_ns.add(self.inet)
         self.aso = self.add_ns(f"vl{self.id}-appsvc-out", forward=True, infra=True)
