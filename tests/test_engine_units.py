@@ -153,3 +153,17 @@ def test_route_all_moves_the_default_route():
     sb = Network(topo).sandbox(topo.web_apps[0])
     default = next(r for r in sb.routes if r.destination == "0.0.0.0/0")
     assert (default.gateway, default.iface) == ("169.254.254.1", sb.vnet_iface)
+
+
+def test_tag_map_expands_service_tags_in_the_vnet_context():
+    from ipaddress import collapse_addresses
+
+    from vnetlab.engine.security import tag_map
+    topo = build()
+    tags = tag_map(virtual_network_tag(topo, topo.vnet("vnet1")))
+    assert tags["VirtualNetwork"] == ["10.0.0.0/24", "168.63.129.16/32"]
+    internet = [IPv4Network(p) for p in tags["Internet"]]
+    assert any(IPv4Address("203.0.113.10") in n for n in internet)
+    assert not any(IPv4Address("10.0.0.4") in n or IPv4Address("192.168.1.1") in n for n in internet)
+    assert not any(IPv4Address("168.63.129.16") in n for n in internet)
+    assert list(collapse_addresses(internet)) == internet

@@ -13,12 +13,12 @@ https://learn.microsoft.com/azure/network-watcher/network-watcher-overview
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network, collapse_addresses
+from ipaddress import IPv4Address, IPv4Network
 
 from starlette.responses import Response
 
 from ..engine.network import Network
-from ..engine.security import PRIVATE_RANGES, HOST_VIP, parse_ports
+from ..engine.security import parse_ports, tag_map
 from ..model import AzureError, NetworkInterface
 from ..model.ids import parse_id
 from ..model.nsg import DEFAULT_SECURITY_RULES
@@ -189,20 +189,6 @@ def _ranges(values: list[str]) -> list[str]:
     return [f"{lo}-{hi}" for lo, hi in parse_ports(values)]
 
 
-def _internet(vnet_ranges: list[IPv4Network]) -> list[str]:
-    """The Internet tag as the engine reads it: public space outside VirtualNetwork."""
-    remaining = [IPv4Network("0.0.0.0/0")]
-    for hole in list(PRIVATE_RANGES) + vnet_ranges:
-        out = []
-        for net in remaining:
-            if hole.subnet_of(net):
-                out.extend(net.address_exclude(hole))
-            elif not net.subnet_of(hole):
-                out.append(net)
-        remaining = out
-    return [str(n) for n in collapse_addresses(remaining)]
-
-
 def _expand(prefix: str, tags: dict[str, list[str]]) -> list[str]:
     low = prefix.strip().lower()
     if low in ("*", "any"):
@@ -235,9 +221,7 @@ def effective_nsgs(state: LabState, call: Call) -> Response:
     """POST networkInterfaces/{nic}/effectiveNetworkSecurityGroups, service tags expanded."""
     net, nic = _nic_of(state, call)
     topo, view = net.topo, net.subnet_view(nic.subnet)
-    vnet_set = [IPv4Network(f"{IPv4Address(n)}/{bin(m).count('1')}") for n, m in net.vnet_tag(view.vnet).nets]
-    tags = {"VirtualNetwork": [str(n) for n in vnet_set], "AzureLoadBalancer": [str(HOST_VIP)],
-            "Internet": _internet(vnet_set)}
+    tags = tag_map(net.vnet_tag(view.vnet))
     value = []
     for name, association in ((view.subnet.network_security_group, {"subnet": {"id": view.id}}),
                               (nic.network_security_group,

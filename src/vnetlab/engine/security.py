@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 
 from ..model import NetworkSecurityGroup, SecurityRule, Topology, VirtualNetwork
 from .routing import connected_peers
@@ -72,6 +72,22 @@ def virtual_network_tag(topo: Topology, vnet: VirtualNetwork | None) -> AddressS
         return AddressSet(nets=_nets([HOST_VIP]))
     ranges = list(vnet.networks) + [n for remote, _ in connected_peers(topo, vnet) for n in remote.networks]
     return AddressSet(nets=_nets(ranges + [HOST_VIP]))
+
+
+def tag_map(vnet_set: AddressSet) -> dict[str, list[str]]:
+    """The service tags as prefixes, for a VNet context: what Azure lists as an NSG's tag map."""
+    vnet_ranges = [IPv4Network((net, bin(mask).count("1"))) for net, mask in vnet_set.nets]
+    remaining = [IPv4Network("0.0.0.0/0")]
+    for hole in PRIVATE_RANGES + vnet_ranges:  # Internet: public space outside VirtualNetwork
+        out = []
+        for net in remaining:
+            if hole.subnet_of(net):
+                out.extend(net.address_exclude(hole))
+            elif not net.subnet_of(hole):
+                out.append(net)
+        remaining = out
+    return {"VirtualNetwork": [str(n) for n in vnet_ranges], "AzureLoadBalancer": [str(HOST_VIP)],
+            "Internet": [str(n) for n in collapse_addresses(remaining)]}
 
 
 def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
