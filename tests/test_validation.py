@@ -148,3 +148,29 @@ def test_unreadable_or_invalid_yaml(lab):
     assert cli(home, "up", str(f)).exit_code == 2
     assert cli(home, "up", str(tmp / "missing.yaml")).exit_code == 2
     assert snapshot(home) == before
+
+
+def _with_nsg_and_table(d):
+    d["network_security_groups"] = [{"name": "nsg-vm", "security_rules": []}]
+    d["route_tables"] = [{"name": "rt1", "routes": []}]
+    _vnet(d)["subnets"][0].update(network_security_group="nsg-vm", route_table="rt1")
+
+
+@pytest.mark.parametrize("code,drop", [
+    ("InUseNetworkSecurityGroupCannotBeDeleted", "network_security_groups"),
+    ("InUseRouteTableCannotBeDeleted", "route_tables"),
+    ("Conflict", "app_service_plans"),
+])
+def test_a_resource_still_referenced_cannot_be_deleted(tmp_path, code, drop):
+    home = tmp_path / "lab"
+    doc = copy.deepcopy(NOTE)
+    _with_nsg_and_table(doc)
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    assert cli(home, "up", str(f)).exit_code == 0
+    doc[drop] = []
+    f.write_text(yaml.safe_dump(doc))
+    before = snapshot(home)
+    result = cli(home, "up", str(f))
+    assert result.exit_code == 2 and f"({code})" in result.output, result.output
+    assert snapshot(home) == before

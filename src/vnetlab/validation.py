@@ -243,6 +243,7 @@ def _integration(topo: Topology, app) -> None:
 
 
 def _transitions(new: Topology, old: Topology) -> None:
+    _deleted_while_in_use(new, old)
     for vnet in old.virtual_networks:
         new_vnet = new.vnet(vnet.name)
         for sn in vnet.subnets:
@@ -280,3 +281,36 @@ def _delegation_change(new: Topology, old: Topology, vnet, old_sn, new_sn) -> No
         raise AzureError(f"Subnet {old_sn.name} requires any of the following delegation(s) [{WEB_SERVER_FARMS}] "
                          f"to reference service association link {sal}.",
                          "SubnetMissingRequiredDelegation")
+
+
+def _deleted_while_in_use(new: Topology, old: Topology) -> None:
+    """A resource still referenced cannot be deleted: Azure asks to remove the association first."""
+    for nsg in old.network_security_groups:
+        if new.find("network_security_groups", nsg.name) is None:
+            users = new.subnets_using("network_security_group", nsg.name) + [
+                new.id_of("network_interfaces", n) for n in new.nics_using_nsg(nsg.name)]
+            if users:
+                raise AzureError(f"Network security group {old.id_of('network_security_groups', nsg)} cannot be "
+                                 f"deleted because it is in use by the following resources: {', '.join(users)}. In "
+                                 "order to delete the Network security group, remove the association with the "
+                                 "resource(s). To learn how to do this, see aka.ms/deletensg.",
+                                 "InUseNetworkSecurityGroupCannotBeDeleted")
+    for table in old.route_tables:
+        if new.find("route_tables", table.name) is None:
+            users = new.subnets_using("route_table", table.name)
+            if users:
+                raise AzureError(f"Route table {old.id_of('route_tables', table)} is in use by subnet(s) "
+                                 f"{', '.join(users)} and cannot be deleted.", "InUseRouteTableCannotBeDeleted")
+    for nic in old.network_interfaces:
+        vm = new.vm_of_nic(nic.name)
+        if new.find("network_interfaces", nic.name) is None and vm is not None:
+            raise AzureError(f"Network Interface {old.id_of('network_interfaces', nic)} is used by existing "
+                             f"resource {new.id_of('virtual_machines', vm)}. In order to delete the network "
+                             "interface, it must be dissociated from the resource. To learn more, see "
+                             "aka.ms/deletenic.", "NicInUse")
+    for plan in old.app_service_plans:
+        if new.find("app_service_plans", plan.name) is None:
+            sites = [a.name for a in new.web_apps if a.plan.lower() == plan.name.lower()]
+            if sites:
+                raise Conflict(f"Server farm '{plan.name}' cannot be deleted because it has web app(s) "
+                               f"{', '.join(sites)} assigned to it.", "Conflict")

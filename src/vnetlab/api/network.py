@@ -9,7 +9,7 @@ https://learn.microsoft.com/rest/api/virtualnetwork/
 from __future__ import annotations
 
 from ..engine.routing import peering_state
-from ..model import (AzureError, Delegation, NetworkInterface, NetworkSecurityGroup, Route, RouteTable,
+from ..model import (Delegation, NetworkInterface, NetworkSecurityGroup, Route, RouteTable,
                      SecurityRule, Subnet, Topology, VirtualNetwork, VirtualNetworkPeering)
 from ..model.ids import resource_id
 from ..model.nsg import DEFAULT_SECURITY_RULES
@@ -250,10 +250,8 @@ def nsg_wire(topo: Topology, nsg: NetworkSecurityGroup) -> dict:
                    "securityRules": RULES.embedded(topo, nsg),
                    "defaultSecurityRules": [rule_wire(topo, nsg, r, "defaultSecurityRules")
                                             for r in DEFAULT_SECURITY_RULES]}
-    subnets = [topo.subnet_id(f"{v.name}/{s.name}") for v in topo.virtual_networks for s in v.subnets
-               if (s.network_security_group or "").lower() == nsg.name.lower()]
-    nics = [topo.id_of("network_interfaces", n) for n in topo.network_interfaces
-            if (n.network_security_group or "").lower() == nsg.name.lower()]
+    subnets = topo.subnets_using("network_security_group", nsg.name)
+    nics = [topo.id_of("network_interfaces", n) for n in topo.nics_using_nsg(nsg.name)]
     if subnets:
         props["subnets"] = [{"id": s} for s in subnets]
     if nics:
@@ -269,16 +267,6 @@ def nsg_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> Net
     draft.security_rules = [rule_from_wire(topo, item, draft, None, _name(item))
                             for item in props.objs("securityRules")]
     return draft
-
-
-def nsg_before_delete(topo: Topology, nsg: NetworkSecurityGroup) -> None:
-    users = nsg_wire(topo, nsg)["properties"]
-    ids = [x["id"] for x in users.get("subnets", []) + users.get("networkInterfaces", [])]
-    if ids:
-        raise AzureError(f"Network security group {topo.id_of('network_security_groups', nsg)} cannot be deleted "
-                         f"because it is in use by the following resources: {', '.join(ids)}. In order to delete "
-                         "the Network security group, remove the association with the resource(s). To learn how "
-                         "to do this, see aka.ms/deletensg.", "InUseNetworkSecurityGroupCannotBeDeleted")
 
 
 # -- route tables ------------------------------------------------------------------------------
@@ -304,8 +292,7 @@ def route_table_wire(topo: Topology, table: RouteTable) -> dict:
     props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
                    "disableBgpRoutePropagation": table.disable_bgp_route_propagation,
                    "routes": ROUTES.embedded(topo, table)}
-    subnets = [topo.subnet_id(f"{v.name}/{s.name}") for v in topo.virtual_networks for s in v.subnets
-               if (s.route_table or "").lower() == table.name.lower()]
+    subnets = topo.subnets_using("route_table", table.name)
     if subnets:
         props["subnets"] = [{"id": s} for s in subnets]
     return envelope(rid, table.name, f"{NS}/routeTables", topo.location_of(table), table.tags, props)
@@ -318,14 +305,6 @@ def route_table_from_wire(topo: Topology, body: Obj, current, rg: str, name: str
                        location=location_of(body, f"{NS}/routeTables", current and topo.location_of(current)))
     draft.routes = [route_from_wire(topo, item, draft, None, _name(item)) for item in props.objs("routes")]
     return draft
-
-
-def route_table_before_delete(topo: Topology, table: RouteTable) -> None:
-    subnets = route_table_wire(topo, table)["properties"].get("subnets")
-    if subnets:
-        raise AzureError(f"Route table {topo.id_of('route_tables', table)} is in use by subnet(s) "
-                         f"{', '.join(s['id'] for s in subnets)} and cannot be deleted.",
-                         "InUseRouteTableCannotBeDeleted")
 
 
 # -- network interfaces ------------------------------------------------------------------------
@@ -377,28 +356,17 @@ def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> Net
                                                  current and topo.location_of(current)))
 
 
-def nic_before_delete(topo: Topology, nic: NetworkInterface) -> None:
-    vm = topo.vm_of_nic(nic.name)
-    if vm is not None:
-        raise AzureError(f"Network Interface {topo.id_of('network_interfaces', nic)} is used by existing resource "
-                         f"{topo.id_of('virtual_machines', vm)}. In order to delete the network interface, it must "
-                         "be dissociated from the resource. To learn more, see aka.ms/deletenic.", "NicInUse")
-
-
 # -- the types ---------------------------------------------------------------------------------
 
 VNETS = TopLevel("virtual_networks", NS, "virtualNetworks", vnet_wire, vnet_from_wire,
                  before_delete=vnet_before_delete)
 SUBNETS = Child(VNETS, "subnets", lambda v: v.subnets, subnet_wire, subnet_from_wire)
 PEERINGS = Child(VNETS, "virtualNetworkPeerings", lambda v: v.peerings, peering_wire, peering_from_wire)
-NSGS = TopLevel("network_security_groups", NS, "networkSecurityGroups", nsg_wire, nsg_from_wire,
-                before_delete=nsg_before_delete)
+NSGS = TopLevel("network_security_groups", NS, "networkSecurityGroups", nsg_wire, nsg_from_wire)
 RULES = Child(NSGS, "securityRules", lambda n: n.security_rules, rule_wire, rule_from_wire)
-ROUTE_TABLES = TopLevel("route_tables", NS, "routeTables", route_table_wire, route_table_from_wire,
-                        before_delete=route_table_before_delete)
+ROUTE_TABLES = TopLevel("route_tables", NS, "routeTables", route_table_wire, route_table_from_wire)
 ROUTES = Child(ROUTE_TABLES, "routes", lambda t: t.routes, route_wire, route_from_wire)
-NICS = TopLevel("network_interfaces", NS, "networkInterfaces", nic_wire, nic_from_wire,
-                before_delete=nic_before_delete)
+NICS = TopLevel("network_interfaces", NS, "networkInterfaces", nic_wire, nic_from_wire)
 
 
 def default_rule(call, state: LabState):

@@ -17,7 +17,6 @@ from starlette.responses import Response
 
 from ..engine.addressing import integration_addresses, public_outbound_addresses, usable_count
 from ..model import AppServicePlan, OutboundVnetRouting, Topology, WebApp
-from ..model.errors import Conflict
 from .arm import ArmError, Call, Router, json_response, resource_response
 from .discovery import LOCATIONS
 from .network import subnet_of_id
@@ -82,13 +81,6 @@ def plan_from_wire(topo: Topology, body: Obj, current: AppServicePlan | None, rg
                           os="linux" if reserved else "windows",
                           instances=sku.int("capacity", current.instances if current else 1),
                           location=location_of(body, f"{NS}/serverfarms", current and topo.location_of(current)))
-
-
-def plan_before_delete(topo: Topology, plan: AppServicePlan) -> None:
-    sites = [a.name for a in topo.web_apps if a.plan.lower() == plan.name.lower()]
-    if sites:
-        raise Conflict(f"Server farm '{plan.name}' cannot be deleted because it has web app(s) {', '.join(sites)} "
-                       "assigned to it.", "Conflict")
 
 
 # -- sites -------------------------------------------------------------------------------------
@@ -235,8 +227,7 @@ def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, n
     return draft
 
 
-PLANS = TopLevel("app_service_plans", NS, "serverfarms", plan_wire, plan_from_wire, created=200,
-                 before_delete=plan_before_delete)
+PLANS = TopLevel("app_service_plans", NS, "serverfarms", plan_wire, plan_from_wire, created=200)
 SITES = TopLevel("web_apps", NS, "sites", site_wire, site_from_wire, created=200)
 
 

@@ -136,6 +136,16 @@ class Topology(Model):
         ref = f"{vnet_name}/{subnet_name}".lower()
         return [n for n in self.network_interfaces if n.subnet.lower() == ref]
 
+    def subnets_using(self, attr: str, name: str) -> list[str]:
+        """Ids of the subnets whose ``attr`` (network_security_group or route_table) is ``name``."""
+        low = name.lower()
+        return [self.subnet_id(f"{v.name}/{s.name}") for v in self.virtual_networks for s in v.subnets
+                if (getattr(s, attr) or "").lower() == low]
+
+    def nics_using_nsg(self, name: str) -> list[NetworkInterface]:
+        low = name.lower()
+        return [n for n in self.network_interfaces if (n.network_security_group or "").lower() == low]
+
     def apps_integrated_with(self, vnet_name: str, subnet_name: str | None = None) -> list[WebApp]:
         out = []
         for app in self.web_apps:
