@@ -56,13 +56,9 @@ def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
     say = (lambda *a: None) if as_json else console.print
     try:
         lab.up(load(example_path()), backend)
-        net = lab.network()
-        app = lab.topology().find("web_apps", "app1")
         say("[bold]1. The web app's container before VNet integration[/] (`route -n`)")
-        before = _route_table(lab, "app1")
-        say(before)
-        checks.append(_compare("route table before integration", route_rows(before), route_rows(NOTE_BEFORE),
-                               note="default via 172.16.2.1 and 172.16.2.0/24 on eth0", shown="the table above"))
+        checks.append(_table_check(lab, say, "route table before integration", NOTE_BEFORE,
+                                   "default via 172.16.2.1 and 172.16.2.0/24 on eth0"))
         ping = lab.trace("app1", "10.0.0.4", None, "Icmp")
         seen = _observed(lab, ping)
         checks.append(_compare("ping 10.0.0.4 before", seen, "TimedOut",
@@ -74,10 +70,8 @@ def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
         say(f"   subnet delegated to Microsoft.Web/serverFarms; app1 has {net.sandbox(app).integration_ip} "
             "in the integration subnet")
         say("\n[bold]3. The container after integration[/] (`route -n`)")
-        after = _route_table(lab, "app1")
-        say(after)
-        checks.append(_compare("route table after integration", route_rows(after), route_rows(NOTE_AFTER),
-                               note="the same 7 rows (its interface is vnet00sfpui6f)", shown="the table above"))
+        checks.append(_table_check(lab, say, "route table after integration", NOTE_AFTER,
+                                   "the same 7 rows (its interface is vnet00sfpui6f)"))
         ping = lab.trace("app1", "10.0.0.4", None, "Icmp")
         checks.append(_compare("ping 10.0.0.4 after", _observed(lab, ping), "Connected",
                                note="64 bytes from 10.0.0.4: icmp_seq=1 ttl=63"))
@@ -91,11 +85,9 @@ def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
             checks.append(_compare(f"curl from the VM to 10.0.0.190:{port}", _observed(lab, back), "Refused",
                                    note=f"Failed to connect to 10.0.0.190 port {port}: Connection refused"))
     finally:
-        if backend == "netns":
+        if backend == "netns" or tmp is not None:  # a kernel lab never outlives the demo
             lab.down()
         if tmp is not None:
-            if backend != "netns":
-                lab.down()
             tmp.cleanup()
     ok = all(c["match"] for c in checks)
     if as_json:
@@ -106,6 +98,12 @@ def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
             mark = "[green]match[/]" if c["match"] else "[red]DIFFERS[/]"
             console.print(f"  {mark}  {c['what']}: vnetlab [bold]{c['got']}[/]  |  note: {c['note']}")
     return 0 if ok else 1
+
+
+def _table_check(lab: Lab, say, what: str, note_table: str, note: str) -> dict:
+    table = _route_table(lab, "app1")
+    say(table)
+    return _compare(what, route_rows(table), route_rows(note_table), note=note, shown="the table above")
 
 
 def _route_table(lab: Lab, app_name: str) -> str:
