@@ -84,6 +84,18 @@ class Network:
         return {v.name.lower(): {r.name.lower(): (r, p) for r, p in connected_peers(self.topo, v)}
                 for v in self.topo.virtual_networks}
 
+    def peering_open(self, a: str, b: str) -> bool:
+        """Traffic may cross the connected peering a <-> b: both sides allow virtual network access."""
+        _, there = self.peers[a.lower()][b.lower()]
+        _, back = self.peers[b.lower()][a.lower()]
+        return there.allow_virtual_network_access and back.allow_virtual_network_access
+
+    def accepts_forwarded(self, into: str, sender: str) -> bool:
+        """VNet ``into`` accepts, from its peer ``sender``, traffic that did not originate in
+        ``sender`` (forwarded by an appliance): its own peering to ``sender`` must allow it.
+        https://learn.microsoft.com/azure/virtual-network/virtual-network-peering-overview"""
+        return self.peers[into.lower()][sender.lower()][1].allow_forwarded_traffic
+
     def vnet_tag(self, vnet: VirtualNetwork) -> AddressSet:
         key = vnet.name.lower()
         if key not in self._tags:

@@ -222,14 +222,13 @@ def _route_from(net: Network, view: SubnetView, pkt: Packet, t: Trace, hops: int
 
 def _cross_peering(net: Network, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
     remote, local_peering = net.peers[view.vnet.name.lower()][remote_name.lower()]
-    _, back = net.peers[remote.name.lower()][view.vnet.name.lower()]
     detail = {"from_vnet": view.vnet.name, "to_vnet": remote.name, "peering": local_peering.name}
     pid = net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings", local_peering.name)
-    if not (local_peering.allow_virtual_network_access and back.allow_virtual_network_access):
+    if not net.peering_open(view.vnet.name, remote.name):
         t.steps.append(Step("VNetPeering", pid, "Dropped", detail, True))
         raise _Done("PeeringAccessDisabled")
     forwarded = pkt.origin_vnet != view.vnet.name.lower()
-    if forwarded and not back.allow_forwarded_traffic:
+    if forwarded and not net.accepts_forwarded(remote.name, view.vnet.name):
         t.steps.append(Step("VNetPeering", pid, "Dropped", {**detail, "forwarded": True}, True))
         raise _Done("ForwardedTrafficNotAllowed")
     t.steps.append(Step("VNetPeering", pid, "Forwarded", detail))
@@ -343,9 +342,8 @@ def _return_route(net: Network, view: SubnetView, reply: Packet, t: Trace, hops:
     if not ok:
         raise _Done("ReturnPathDropped")
     if kind == "VNetPeering":
-        remote, _ = net.peers[view.vnet.name.lower()][route.remote_virtual_network.lower()]
-        _, back = net.peers[remote.name.lower()][view.vnet.name.lower()]
-        if reply.origin_vnet != view.vnet.name.lower() and not back.allow_forwarded_traffic:
+        remote = route.remote_virtual_network
+        if reply.origin_vnet != view.vnet.name.lower() and not net.accepts_forwarded(remote, view.vnet.name):
             raise _Done("ReturnPathDropped")
     if kind == "VirtualAppliance":
         if IPv4Address(route.next_hop_ip) == reply.dst:

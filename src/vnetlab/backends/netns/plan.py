@@ -404,9 +404,7 @@ class _Builder:
                 nva_port = "n" + _h(nva.name)
                 if f"{nva_port}@{rfab}" not in self.ports:
                     continue  # no VM holds the NIC
-                _, local = net.peers[src][dst]
-                _, back = net.peers[dst][src]
-                if not (local.allow_virtual_network_access and back.allow_virtual_network_access):
+                if not net.peering_open(src, dst):
                     continue
                 dev, rdev = "a" + _h(nva.name), "a" + _h(src, nva.name)
                 _, r_m = self.veth(fab, dev, rfab, rdev, alias=f"{where.name} NVA {nva.name} for {view.vnet.name}")
@@ -495,9 +493,8 @@ class _Builder:
                 if kind == "Internet":
                     self.route(fab, r.address_prefix, via=LINK_GW, dev="inet", table=table, onlink=True)
                 elif kind == "VNetPeering":
-                    remote, local = peers[r.remote_virtual_network.lower()]
-                    _, back = net.peers[remote.name.lower()][vnet.name.lower()]
-                    if local.allow_virtual_network_access and back.allow_virtual_network_access:
+                    remote, _ = peers[r.remote_virtual_network.lower()]
+                    if net.peering_open(vnet.name, remote.name):
                         self.route(fab, r.address_prefix, via=LINK_GW, dev="p" + _h(remote.name), table=table,
                                    onlink=True)
                     else:
@@ -578,15 +575,15 @@ class _Builder:
                            for v in topo.virtual_networks for n in v.networks])
         body.append(f"  set labnets {{ type ipv4_addr; flags interval; elements = {{ {', '.join(lab_nets)} }} }}")
         fwd = []
-        for rname, (remote, local_p) in sorted(peers.items()):
-            if not local_p.allow_forwarded_traffic:
+        for rname, (remote, _) in sorted(peers.items()):
+            if not net.accepts_forwarded(vnet.name, remote.name):
                 space = ", ".join(_cidrs([(str(n.network_address), str(n.netmask)) for n in remote.networks]))
                 fwd.append(f'    iifname "p{_h(remote.name)}" ip saddr != {{ {space} }} ip saddr @labnets drop')
         for link in sorted(self.alinks.values(), key=lambda l: l["rdev"]):
             if link["rfab"] != fab:
                 continue
-            src_vnet, local_p = net.peers[link["dst"]][link["src"]]
-            if not local_p.allow_forwarded_traffic:
+            src_vnet, _ = net.peers[link["dst"]][link["src"]]
+            if not net.accepts_forwarded(link["dst"], link["src"]):
                 space = ", ".join(_cidrs([(str(n.network_address), str(n.netmask)) for n in src_vnet.networks]))
                 fwd.append(f'    iifname "{link["rdev"]}" ip saddr != {{ {space} }} ip saddr @labnets drop')
         # A flow routed through an NVA crosses this fabric's conntrack twice. A connection refused
