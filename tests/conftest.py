@@ -1,7 +1,10 @@
 import copy
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from vnetlab.cli.main import app
 from vnetlab.lab import allocate_dynamic_addresses
 from vnetlab.model import Topology
 from vnetlab.validation import validate
@@ -30,3 +33,20 @@ def build(base=None, **changes) -> Topology:
 @pytest.fixture
 def note_doc():
     return copy.deepcopy(NOTE)
+
+
+runner = CliRunner()
+
+
+def cli(home, *args):
+    """The vnetlab CLI on the lab at ``home``."""
+    return runner.invoke(app, [*args, "--home", str(home)])
+
+
+def up_note(tmp_path, doc=None):
+    """A lab made with `vnetlab up` from the note's lab (or ``doc``); returns its home."""
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(doc or NOTE))
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(f)).exit_code == 0
+    return home

@@ -3,28 +3,15 @@
 import json
 
 import pytest
-import yaml
-from conftest import NOTE
-from typer.testing import CliRunner
+from conftest import cli, runner, up_note
 
 from vnetlab.cli.main import app
 from vnetlab.engine.network import Network
 from vnetlab.lab import Lab
 
-runner = CliRunner()
-
-
-def cli(home, *args):
-    return runner.invoke(app, [*args, "--home", str(home)])
-
-
 @pytest.fixture
 def home(tmp_path):
-    f = tmp_path / "lab.yaml"
-    f.write_text(yaml.safe_dump(NOTE))
-    h = tmp_path / "lab"
-    assert cli(h, "up", str(f)).exit_code == 0
-    return h
+    return up_note(tmp_path)
 
 
 def test_up_twice_changes_nothing(home, tmp_path):

@@ -4,26 +4,13 @@ import copy
 
 import pytest
 import yaml
-from conftest import NOTE
-from typer.testing import CliRunner
+from conftest import NOTE, cli, up_note
 
-from vnetlab.cli.main import app
 from vnetlab.store import Store
-
-runner = CliRunner()
-
-
-def cli(home, *args):
-    return runner.invoke(app, [*args, "--home", str(home)])
-
 
 @pytest.fixture
 def lab(tmp_path):
-    home = tmp_path / "lab"
-    f = tmp_path / "lab.yaml"
-    f.write_text(yaml.safe_dump(NOTE))
-    assert cli(home, "up", str(f)).exit_code == 0
-    return home, tmp_path
+    return up_note(tmp_path), tmp_path
 
 
 def snapshot(home):
