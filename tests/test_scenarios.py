@@ -237,3 +237,54 @@ def test_packet_for_an_appliance_in_a_peer_still_crosses_the_peering():
     doc["virtual_networks"][0]["peerings"][0]["allow_virtual_network_access"] = False
     t = run(build(doc), "rg1vm1", "10.1.0.4", proto="Icmp")
     assert (t.verdict, t.reason) == ("TimedOut", "PeeringAccessDisabled")
+
+
+# -- service tags ---------------------------------------------------------------------------------------------
+def _hub_and_spokes_doc():
+    """Two spokes peered with a hub (not with each other), each spoke subnet with the default NSG rules only
+    and a 0.0.0.0/0 UDR to the hub's NVA."""
+    doc = {"name": "hs", "virtual_networks": [
+        {"name": "hub", "address_space": ["10.0.0.0/24"], "subnets": [{"name": "nva", "address_prefix": "10.0.0.0/27"}],
+         "peerings": [{"name": "to-s1", "remote_virtual_network": "spoke1", "allow_forwarded_traffic": True},
+                      {"name": "to-s2", "remote_virtual_network": "spoke2", "allow_forwarded_traffic": True}]},
+        *({"name": f"spoke{i}", "address_space": [f"10.{i}.0.0/24"],
+           "subnets": [{"name": "s", "address_prefix": f"10.{i}.0.0/27", "network_security_group": "nsg-default",
+                        "route_table": "to-nva"}],
+           "peerings": [{"name": "to-hub", "remote_virtual_network": "hub", "allow_forwarded_traffic": True}]}
+          for i in (1, 2))],
+        "network_security_groups": [{"name": "nsg-default"}],
+        "route_tables": [{"name": "to-nva", "routes": [{"name": "default", "address_prefix": "0.0.0.0/0",
+                                                        "next_hop_type": "VirtualAppliance",
+                                                        "next_hop_ip_address": "10.0.0.4"}]}],
+        "virtual_machines": [{"name": "nva", "subnet": "hub/nva", "private_ip_address": "10.0.0.4",
+                              "enable_ip_forwarding": True},
+                             {"name": "vm1", "subnet": "spoke1/s", "services": [{"port": 80}]},
+                             {"name": "vm2", "subnet": "spoke2/s", "services": [{"port": 80}]}]}
+    return doc
+
+
+def test_virtual_network_tag_includes_udr_prefixes_so_spoke_to_spoke_through_an_nva_is_allowed():
+    # VirtualNetwork: "... and address prefixes used on user-defined routes"; a 0.0.0.0/0 UDR makes it match all
+    # https://learn.microsoft.com/azure/virtual-network/service-tags-overview#available-service-tags
+    topo = build(_hub_and_spokes_doc())
+    t = run(topo, "vm1", "vm2")
+    assert t.verdict == "Connected", t.to_dict()
+    rules = [s.detail["rule"] for s in t.steps if s.kind == "NetworkSecurityGroup"]
+    assert rules == ["AllowVnetOutBound", "AllowVNetInBound"]
+    assert any(s.kind == "VirtualAppliance" and s.action == "Forwarded" for s in t.steps)
+    # the user 0.0.0.0/0 route to the appliance leaves the private ranges' None routes Invalid
+    states = {(r.address_prefix, r.next_hop_type): r.state for r in Network(topo).subnet_view("spoke1/s").routes}
+    assert states[("10.0.0.0/8", "None")] == "Invalid" and states[("0.0.0.0/0", "VirtualAppliance")] == "Active"
+    from vnetlab.engine.security import tag_map
+    assert "0.0.0.0/0" in tag_map(Network(topo).vnet_tag(topo.vnet("spoke1")))["VirtualNetwork"]
+
+
+def test_a_udr_prefix_does_not_shrink_the_internet_tag():
+    doc = _hub_and_spokes_doc()
+    doc["network_security_groups"][0]["security_rules"] = [
+        {"name": "deny-internet", "priority": 100, "direction": "Outbound", "access": "Deny",
+         "destination_address_prefix": "Internet"}]
+    topo = build(doc)
+    t = run(topo, "vm1", "203.0.113.10", 443)
+    assert (t.verdict, t.reason) == ("TimedOut", "NsgDenied")
+    assert run(topo, "vm1", "vm2").verdict == "Connected"

@@ -81,6 +81,16 @@ def user_routes(topo: Topology, route_table_name: str | None) -> list[EffectiveR
                            r.next_hop_ip_address, r.name, table.name) for r in table.routes]
 
 
+def overrides_default_route(routes: list[EffectiveRoute]) -> bool:
+    """A user route for 0.0.0.0/0 to an appliance or a gateway: "Azure sends all traffic to the
+    next hop type specified in the route", so the default None routes of the private ranges no
+    longer apply (effective routes show them Invalid), and a spoke reaches another spoke through
+    the hub's appliance with that one route.
+    https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview#default-route"""
+    return any(r.source == "User" and r.address_prefix == "0.0.0.0/0"
+               and r.next_hop_type in ("VirtualAppliance", "VirtualNetworkGateway") for r in routes)
+
+
 def resolve(routes: list[EffectiveRoute]) -> list[EffectiveRoute]:
     """Mark, for each prefix, the best source Active and the others Invalid."""
     best: dict[str, EffectiveRoute] = {}
@@ -88,8 +98,14 @@ def resolve(routes: list[EffectiveRoute]) -> list[EffectiveRoute]:
         cur = best.get(r.address_prefix)
         if cur is None or SOURCE_RANK[r.source] < SOURCE_RANK[cur.source]:
             best[r.address_prefix] = r
-    return [r if best[r.address_prefix] is r else EffectiveRoute(**{**r.__dict__, "state": "Invalid"})
-            for r in routes]
+    reserved_off = overrides_default_route(routes)
+
+    def active(r: EffectiveRoute) -> bool:
+        if reserved_off and r.source == "Default" and r.next_hop_type == "None" and r.address_prefix in RESERVED_NONE:
+            return False
+        return best[r.address_prefix] is r
+
+    return [r if active(r) else EffectiveRoute(**{**r.__dict__, "state": "Invalid"}) for r in routes]
 
 
 def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet) -> list[EffectiveRoute]:

@@ -9,9 +9,11 @@ of an allowed flow are not evaluated.
 https://learn.microsoft.com/azure/virtual-network/network-security-group-how-it-works
 
 Service tags are resolved in the context of the VNet where the NSG is applied:
-``VirtualNetwork`` is that VNet's ranges, its connected peers' ranges and the host's virtual
-IP 168.63.129.16; ``AzureLoadBalancer`` is 168.63.129.16; ``Internet`` is public address
-space outside ``VirtualNetwork``. https://learn.microsoft.com/azure/virtual-network/service-tags-overview
+``VirtualNetwork`` is that VNet's ranges, its connected peers' ranges, the host's virtual
+IP 168.63.129.16 and the address prefixes of the user-defined routes on the VNet's subnets
+(so a 0.0.0.0/0 UDR makes it match every address); ``AzureLoadBalancer`` is 168.63.129.16;
+``Internet`` is public address space outside the VNet and its peers (UDR prefixes do not
+take addresses out of it). https://learn.microsoft.com/azure/virtual-network/service-tags-overview
 
 ICMP has no ports: an ICMP packet matches only rules whose port ranges cover every port.
 
@@ -44,6 +46,9 @@ class AddressSet:
     any: bool = False
     internet: bool = False
     nets: tuple[tuple[int, int], ...] = ()   # (network, mask)
+    # for a VirtualNetwork tag: the VNet's own and peered ranges and the host VIP, outside which
+    # Internet lies (``nets`` adds the UDR prefixes); None: ``nets`` itself
+    local: tuple[tuple[int, int], ...] | None = None
 
     def contains(self, ip: int, vnet_set: "AddressSet") -> bool:
         if self.any:
@@ -51,7 +56,14 @@ class AddressSet:
         for net, mask in self.nets:
             if ip & mask == net:
                 return True
-        return self.internet and is_public(ip) and not vnet_set.contains(ip, vnet_set)
+        return self.internet and is_public(ip) and not vnet_set.is_local(ip)
+
+    def is_local(self, ip: int) -> bool:
+        return any(ip & mask == net for net, mask in (self.nets if self.local is None else self.local))
+
+    @property
+    def local_nets(self) -> tuple[tuple[int, int], ...]:
+        return self.nets if self.local is None else self.local
 
 
 PRIVATE_RANGES = [IPv4Network(p) for p in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
@@ -67,18 +79,38 @@ def _nets(prefixes) -> tuple[tuple[int, int], ...]:
     return tuple((int(n.network_address), int(n.netmask)) for n in prefixes)
 
 
+def udr_prefixes(topo: Topology, vnet: VirtualNetwork) -> list[IPv4Network]:
+    """The IPv4 prefixes of the user-defined routes in the route tables on the VNet's subnets."""
+    tables = {sn.route_table.lower() for sn in vnet.subnets if sn.route_table}
+    out = []
+    for table in topo.route_tables:
+        if table.name.lower() in tables:
+            for route in table.routes:
+                try:
+                    out.append(IPv4Network(route.address_prefix, strict=False))
+                except ValueError:
+                    continue  # a service tag as route prefix adds no addresses of its own
+    return out
+
+
 def virtual_network_tag(topo: Topology, vnet: VirtualNetwork | None) -> AddressSet:
+    """VirtualNetwork: "the virtual network address space, ... peered virtual networks, ... the
+    virtual IP address of the host, and address prefixes used on user-defined routes".
+    https://learn.microsoft.com/azure/virtual-network/service-tags-overview#available-service-tags"""
     if vnet is None:
         return AddressSet(nets=_nets([HOST_VIP]))
     ranges = list(vnet.networks) + [n for remote, _ in connected_peers(topo, vnet) for n in remote.networks]
-    return AddressSet(nets=_nets(ranges + [HOST_VIP]))
+    local = _nets(ranges + [HOST_VIP])
+    extra = tuple(n for n in _nets(udr_prefixes(topo, vnet)) if n not in local)
+    return AddressSet(nets=local + tuple(dict.fromkeys(extra)), local=local)
 
 
 def tag_map(vnet_set: AddressSet) -> dict[str, list[str]]:
     """The service tags as prefixes, for a VNet context: what Azure lists as an NSG's tag map."""
     vnet_ranges = [IPv4Network((net, bin(mask).count("1"))) for net, mask in vnet_set.nets]
+    local_ranges = [IPv4Network((net, bin(mask).count("1"))) for net, mask in vnet_set.local_nets]
     remaining = [IPv4Network("0.0.0.0/0")]
-    for hole in PRIVATE_RANGES + vnet_ranges:  # Internet: public space outside VirtualNetwork
+    for hole in PRIVATE_RANGES + local_ranges:  # Internet: public space outside the VNet and its peers
         out = []
         for net in remaining:
             if hole.subnet_of(net):

@@ -524,7 +524,7 @@ class _Builder:
         # nft
         vnet_set = net.vnet_tag(vnet)
         private = ", ".join(str(n) for n in PRIVATE_RANGES)
-        vnet_elems = ", ".join(_cidrs(vnet_set.nets))
+        vnet_elems = ", ".join(_cidrs(vnet_set.local_nets))  # for Internet: outside the VNet and peers
         body = [f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
                 f"  set vnet {{ type ipv4_addr; flags interval; elements = {{ {vnet_elems} }} }}"]
         chains: dict[str, list[str]] = {}
