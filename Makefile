@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 SYSPKGS := iproute2 nftables tcpdump iperf3 iputils-ping curl net-tools procps
 
-.PHONY: demo test venv sysdeps azcli test-az bench
+.PHONY: demo test lint venv sysdeps azcli test-az bench
 
 $(BIN)/vnetlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,7 +33,11 @@ sysdeps:
 demo: venv
 	$(BIN)/vnetlab demo
 
-test: venv sysdeps azcli
+# Lint (ruff: pyflakes, bugbear, syntax errors; config in pyproject.toml) before the tests.
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+test: venv sysdeps azcli lint
 	$(BIN)/pytest -q
 
 test-az: venv azcli

@@ -118,7 +118,7 @@ class IperfServer:
 
 def iperf_once(client_ns: str, server_ip: str, seconds: int) -> float:
     """One TCP stream for ``seconds``: Gbit/s received."""
-    for attempt in range(3):
+    for _attempt in range(3):
         out = nx.run_in(client_ns, ["iperf3", "-c", server_ip, "-t", str(seconds), "-J"], timeout=seconds + 20)
         try:
             return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9

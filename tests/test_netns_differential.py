@@ -14,10 +14,11 @@ from vnetlab.backends.netns import exec as nx
 from vnetlab.lab import Lab
 from vnetlab.model import Topology
 
-from test_netns_backend import lab  # noqa: F401  (fixture: teardown + leftovers check)
+import test_netns_backend
 from netns_support import NETNS_MARKS  # noqa: E402
 
 pytestmark = NETNS_MARKS
+lab = test_netns_backend.lab  # the fixture: teardown + leftovers check
 
 ADDRS = ["*", "VirtualNetwork", "Internet"]
 PORTS = ["*", "80", "53", "80-443", "22,443", "1000-2000"]
@@ -178,7 +179,7 @@ def test_engine_equals_kernel(lab, seed, count, routed, capsys):
     def run(src: str) -> None:
         idx = by_src[src]
         res = nx.probe_many(nb.namespace_of(lab, src), [(fl[i][1], fl[i][2], fl[i][3]) for i in idx], 1.0)
-        for i, v in zip(idx, res):
+        for i, v in zip(idx, res, strict=True):
             got[i] = v
 
     with ThreadPoolExecutor(max_workers=len(by_src)) as ex:

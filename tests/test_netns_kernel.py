@@ -314,7 +314,7 @@ def _kernel_dump(namespaces: list[str]) -> dict:
     import subprocess as _sp
     out = {}
     for ns in namespaces:
-        def j(*args):
+        def j(*args, ns=ns):
             return _json.loads(_sp.run(["ip", "-n", ns, "-j", *args], capture_output=True, text=True).stdout or "[]")
         links = sorted((l["ifname"], l.get("address"), l.get("mtu"), l.get("master"), l.get("ifalias"),
                         "UP" in l.get("flags", [])) for l in j("link"))

@@ -65,7 +65,7 @@ def _vnet(topo: Topology, vnet) -> None:
         if net.prefixlen > 29:
             raise AzureError(f"Subnet '{sn.name}' has an invalid address prefix {net}: the smallest supported "
                              "IPv4 subnet is /29.", "InvalidAddressPrefix")
-        for other_name, other in subnets:
+        for _other_name, other in subnets:
             if net.overlaps(other):
                 raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range overlaps with "
                                  f"that of an existing subnet in virtual network '{vnet.name}'.",
@@ -205,7 +205,7 @@ def _plans_and_apps(topo: Topology) -> None:
         if app.vnet_integration:
             _integration(topo, app)
     demand: dict[str, int] = {}
-    for (plan, ref), ips in integration_addresses(topo).items():
+    for plan, ref in integration_addresses(topo):
         p = topo.find("app_service_plans", plan)
         demand[ref] = demand.get(ref, 0) + (p.instances if p else 1)
     for ref, needed in demand.items():

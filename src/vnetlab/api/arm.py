@@ -263,7 +263,7 @@ class Router:
 
 def _match(segments: tuple[str, ...], parts: list[str], lowered: list[str]) -> dict[str, str] | None:
     params = {}
-    for seg, part, low in zip(segments, parts, lowered):
+    for seg, part, low in zip(segments, parts, lowered, strict=True):
         if seg[0] == "{":
             params[seg[1:-1]] = part
         elif seg != low:

@@ -14,6 +14,7 @@ https://learn.microsoft.com/azure/network-watcher/network-watcher-overview
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
+from itertools import pairwise
 
 from starlette.responses import Response
 
@@ -299,7 +300,7 @@ def connectivity_result(net: Network, doc: dict) -> dict:
         culprit = next((s for s in steps if s["dropped"]), last)
         where = dest if culprit is last and culprit.get("kind") == "Deliver" else hops[-2]
         where["issues"].append(_issue(culprit, doc["reason"]))
-    for a, b in zip(hops, hops[1:]):
+    for a, b in pairwise(hops):
         a["nextHopIds"] = [b["id"]]
     sent = 66
     return {"hops": hops, "connectionStatus": "Reachable" if connected else "Unreachable",

@@ -95,7 +95,7 @@ def describe(lab: Lab) -> list[dict]:
                     sn["id"] = topo.subnet_id(f"{res.name}/{sn['name']}")
                     if topo.apps_integrated_with(res.name, sn["name"]):
                         sn["service_association_links"] = [sn["id"] + "/serviceAssociationLinks/AppServiceLink"]
-                for p, peering in zip(props["peerings"], res.peerings):
+                for p, peering in zip(props["peerings"], res.peerings, strict=True):
                     p["peering_state"] = peering_state(topo, res, peering)
             if kind == "web_apps":
                 sb = net.sandbox(res)

@@ -276,7 +276,7 @@ class _Builder:
         done = set()
         self.peer_links: dict[str, list[str]] = {}
         for vnet in self.topo.virtual_networks:
-            for rname, (remote, _p) in self.net.peers[vnet.name.lower()].items():
+            for rname in self.net.peers[vnet.name.lower()]:
                 pair = tuple(sorted((vnet.name.lower(), rname)))
                 if pair in done:
                     continue
@@ -575,7 +575,7 @@ class _Builder:
                            for v in topo.virtual_networks for n in v.networks])
         body.append(f"  set labnets {{ type ipv4_addr; flags interval; elements = {{ {', '.join(lab_nets)} }} }}")
         fwd = []
-        for rname, (remote, _) in sorted(peers.items()):
+        for _rname, (remote, _) in sorted(peers.items()):
             if not net.accepts_forwarded(vnet.name, remote.name):
                 space = ", ".join(_cidrs([(str(n.network_address), str(n.netmask)) for n in remote.networks]))
                 fwd.append(f'    iifname "p{_h(remote.name)}" ip saddr != {{ {space} }} ip saddr @labnets drop')
