@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from .engine.addressing import lowest_free
 from .engine.network import Network
 from .engine.trace import Trace, trace
-from .model import AzureError, Topology
+from .model import WEB_SERVER_FARMS, AzureError, Delegation, Topology, VirtualNetwork, WebApp
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -63,38 +63,70 @@ class Lab:
     # -- changing ------------------------------------------------------------------------
     def change(self, fn: Callable[[Topology], Topology | None], create: bool = True) -> Topology:
         with self.store.write() as tx:
-            doc = tx.load()
-            if doc is None and not create:
-                raise AzureError("There is no lab here: run `vnetlab up FILE` first.", "LabNotFound", 404)
-            old = parse(doc) if doc is not None else None
-            draft = parse(doc) if doc is not None else Topology()  # a second parse is cheaper than a deep copy
-            new = fn(draft) or draft
-            try:
-                new = Topology.model_validate(new.model_dump())
-            except ValidationError as exc:
-                raise pydantic_error(exc) from None
-            allocate_dynamic_addresses(new, old)
-            validate(new, old)
+            old, new = self._draft(tx.load(), fn, create)
             if old is not None and new == old:
                 return old
             tx.save(new.model_dump(mode="json"))
         self._after_change(old, new)
         return new
 
-    def up(self, desired: Topology, backend: str | None = None) -> Topology:
-        if backend is not None and backend not in BACKENDS:
-            raise AzureError(f"Unknown backend '{backend}': use sim or netns.", "InvalidBackend")
-        if backend == "netns":
-            from .backends import netns_backend
-            netns_backend.check()
+    def preview(self, fn: Callable[[Topology], Topology | None], create: bool = True) -> Topology:
+        """What ``change(fn)`` would make of the lab, checked the same way, without saving it."""
+        return self._draft(self.store.load(), fn, create)[1]
+
+    @staticmethod
+    def _draft(doc: dict | None, fn, create: bool) -> tuple[Topology | None, Topology]:
+        """(the lab as it is, the lab after ``fn``: addressed and validated)."""
+        if doc is None and not create:
+            raise AzureError("There is no lab here: run `vnetlab up FILE` first.", "LabNotFound", 404)
+        old = parse(doc) if doc is not None else None
+        draft = parse(doc) if doc is not None else Topology()  # a second parse is cheaper than a deep copy
+        new = fn(draft) or draft
+        try:
+            new = Topology.model_validate(new.model_dump())
+        except ValidationError as exc:
+            raise pydantic_error(exc) from None
+        allocate_dynamic_addresses(new, old)
+        validate(new, old)
+        return old, new
+
+    def up(self, desired: Topology, backend: str | None = None, replace: bool = False) -> Topology:
+        """Create the lab from ``desired`` or reconcile it, on ``backend`` (default: the lab's own).
+
+        Refused before anything changes (the stored backend included): an unknown or unavailable
+        backend, a lab of another name unless ``replace``, a topology Azure would refuse.
+        """
         if backend is not None:
-            self.store.set_meta("backend", backend)
+            check_backend(backend)
+        self._check_same_lab(desired, replace)
+        self.preview(lambda _old: desired.model_copy(deep=True))
+        if backend is not None and backend != self.backend_name:
+            self.switch_backend(backend, apply=False)
         topo = self.change(lambda _old: desired.model_copy(deep=True))
         from .backends import backend_for
         realized = backend_for(self)
         if not getattr(realized, "in_sync", lambda lab: True)(self):
             realized.apply(self, topo)  # unchanged file, but the last apply did not finish (crash)
         return topo
+
+    def switch_backend(self, backend: str, apply: bool = True) -> None:
+        """Move the lab to another backend: the old one is torn down from its records first, then
+        the new one is recorded and (``apply``) given the lab."""
+        check_backend(backend)
+        if backend == self.backend_name:
+            return
+        from .backends import backend_for
+        backend_for(self).teardown(self)
+        self.store.set_meta("backend", backend)
+        if apply and self.exists():
+            backend_for(self).apply(self, self.topology())
+
+    def _check_same_lab(self, desired: Topology, replace: bool) -> None:
+        running = self.store.load()
+        name = (running or {}).get("name", "lab")
+        if running is not None and not replace and name.lower() != desired.name.lower():
+            raise AzureError(f"Lab '{name}' is running here and the file describes lab '{desired.name}'. "
+                             "Use --replace to replace it, or `vnetlab down` first.", "LabNameMismatch", 409)
 
     def down(self) -> bool:
         existed = self.exists()
@@ -106,18 +138,91 @@ class Lab:
         self._net = None
         return existed
 
+    # -- verbs -----------------------------------------------------------------------------
+    def integrate(self, app: str, subnet_ref: str, delegate: bool = True) -> Topology:
+        """`az webapp vnet-integration add`: the web app joins ``VNET/SUBNET``."""
+        return self.change(lambda t: integrate(t, web_app(t, app), subnet_ref, delegate), create=False)
+
+    def disconnect(self, app: str) -> Topology:
+        """`az webapp vnet-integration remove`: the subnet and its delegation stay."""
+        return self.change(lambda t: disconnect(web_app(t, app)), create=False)
+
+    def set_route_all(self, app: str, on: bool) -> Topology:
+        """`az webapp config set --vnet-route-all-enabled`: every Route All setting agrees."""
+        return self.change(lambda t: web_app(t, app).set_route_all(on), create=False)
+
+    def delete_vnet(self, name: str) -> Topology:
+        """`az network vnet delete`, with the cascade Azure does to the remote peerings."""
+        def remove(t: Topology) -> None:
+            vnet = t.vnet(name)
+            if vnet is None:
+                raise AzureError(f"The Resource 'Microsoft.Network/virtualNetworks/{name}' under resource group "
+                                 f"'{t.resource_group}' was not found.", "ResourceNotFound", 404)
+            delete_vnet(t, vnet)
+        return self.change(remove, create=False)
+
     def _after_change(self, old: Topology | None, new: Topology) -> None:
         from .backends import backend_for
         backend_for(self).apply(self, new)
 
 
+def check_backend(backend: str) -> None:
+    """An unknown backend, or netns where it cannot run, is refused before anything changes."""
+    if backend not in BACKENDS:
+        raise AzureError(f"Unknown backend '{backend}': use sim or netns.", "InvalidBackend")
+    if backend == "netns":
+        from .backends import netns_backend
+        netns_backend.check()
+
+
+# -- the verbs' changes, on a draft inside a transaction (the API runs them in its own) --------------
+def web_app(topo: Topology, name: str) -> WebApp:
+    app = topo.find("web_apps", name)
+    if app is None:
+        raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' under resource group "
+                         f"'{topo.resource_group}' was not found.", "ResourceNotFound", 404)
+    return app
+
+
+def integrate(topo: Topology, app: WebApp, subnet_ref: str, delegate: bool = True) -> None:
+    """Regional VNet integration of ``app`` with ``VNET/SUBNET``; ``delegate`` delegates the subnet to
+    Microsoft.Web/serverFarms first, as `az webapp vnet-integration add` does (the ARM call does not).
+    A subnet that does not exist is refused by validation.
+    https://learn.microsoft.com/azure/app-service/configure-vnet-integration-enable"""
+    found = topo.subnet(subnet_ref)
+    if found is None:
+        app.vnet_integration = subnet_ref
+        return
+    vnet, subnet = found
+    if delegate and not subnet.delegated_to(WEB_SERVER_FARMS):
+        subnet.delegations.append(Delegation(service_name=WEB_SERVER_FARMS))
+    app.vnet_integration = f"{vnet.name}/{subnet.name}"
+
+
+def disconnect(app: WebApp) -> None:
+    app.vnet_integration = None
+
+
+def delete_vnet(topo: Topology, vnet: VirtualNetwork) -> None:
+    """The VNet goes, and with it the remote side's peerings to it (the model cannot hold a peering
+    to a VNet that no longer exists)."""
+    for other in topo.virtual_networks:
+        other.peerings = [p for p in other.peerings if p.remote_virtual_network.lower() != vnet.name.lower()]
+    topo.virtual_networks.remove(vnet)
+
+
 def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
-    """Dynamic NICs keep the address they had; new ones take the lowest free from .4."""
+    """Dynamic NICs keep the address they had in the same subnet; new ones, and dynamic NICs moved
+    to another subnet, take the lowest free address from .4.
+    https://learn.microsoft.com/azure/virtual-network/ip-services/private-ip-addresses#allocation-method"""
     previous = {n.name.lower(): n for n in (old.network_interfaces if old else [])}
     for nic in new.network_interfaces:
         before = previous.get(nic.name.lower())
-        if nic.private_ip_allocation_method == "Dynamic" and not nic.private_ip_address and before is not None \
-                and before.subnet.lower() == nic.subnet.lower():
+        if nic.private_ip_allocation_method != "Dynamic" or before is None:
+            continue
+        if before.subnet.lower() != nic.subnet.lower():
+            nic.private_ip_address = None  # moved: re-addressed in its new subnet
+        elif not nic.private_ip_address:
             nic.private_ip_address = before.private_ip_address
     for nic in new.network_interfaces:
         if nic.private_ip_address or not new.subnet(nic.subnet):

@@ -42,6 +42,12 @@ def load(path: str | Path) -> Topology:
         raise AzureError(f"Topology file {path} is not valid YAML: {exc}", "InvalidTemplate") from None
     if not isinstance(doc, dict):
         raise AzureError(f"Topology file {path} must hold a mapping at the top.", "InvalidTemplate")
+    if not doc:
+        raise AzureError(f"Topology file {path} is empty: it must name the lab and list its resources.",
+                         "InvalidTemplate")
+    if not str(doc.get("name") or "").strip():
+        raise AzureError(f"Topology file {path} does not name its lab: add `name: LAB` at the top.",
+                         "InvalidTemplate")
     return parse(doc)
 
 

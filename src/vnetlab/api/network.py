@@ -9,6 +9,7 @@ https://learn.microsoft.com/rest/api/virtualnetwork/
 from __future__ import annotations
 
 from ..engine.routing import peering_state
+from ..lab import delete_vnet
 from ..model import (Delegation, NetworkInterface, NetworkSecurityGroup, Route, RouteTable,
                      SecurityRule, Subnet, Topology, VirtualNetwork, VirtualNetworkPeering)
 from ..model.ids import resource_id
@@ -108,13 +109,6 @@ def _child(parent, attr: str, item: Obj):
         return None
     name = (item.str("name") or "").lower()
     return next((c for c in getattr(parent, attr) if c.name.lower() == name), None)
-
-
-def vnet_before_delete(topo: Topology, vnet: VirtualNetwork) -> None:
-    # The model cannot hold a peering to a VNet that no longer exists (Azure shows it
-    # Disconnected): the remote side's peerings go with the VNet.
-    for other in topo.virtual_networks:
-        other.peerings = [p for p in other.peerings if p.remote_virtual_network.lower() != vnet.name.lower()]
 
 
 # -- subnets -----------------------------------------------------------------------------------
@@ -344,8 +338,6 @@ def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> Net
     ref = require(subnet_ref(topo, primary, "subnet"), f"{primary.path}.subnet.id")
     ip = primary.str("privateIPAddress")
     method = (primary.str("privateIPAllocationMethod") or ("Static" if ip else "Dynamic")).capitalize()
-    if method == "Dynamic" and current is not None and current.subnet.lower() != ref.lower():
-        ip = None  # a dynamic NIC moved to another subnet gets a new address there
     return NetworkInterface(name=name, resource_group=rg, tags=_tags(body), subnet=ref,
                             private_ip_address=ip,
                             private_ip_allocation_method=method,
@@ -359,7 +351,7 @@ def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> Net
 # -- the types ---------------------------------------------------------------------------------
 
 VNETS = TopLevel("virtual_networks", NS, "virtualNetworks", vnet_wire, vnet_from_wire,
-                 before_delete=vnet_before_delete)
+                 remove=delete_vnet)
 SUBNETS = Child(VNETS, "subnets", lambda v: v.subnets, subnet_wire, subnet_from_wire)
 PEERINGS = Child(VNETS, "virtualNetworkPeerings", lambda v: v.peerings, peering_wire, peering_from_wire)
 NSGS = TopLevel("network_security_groups", NS, "networkSecurityGroups", nsg_wire, nsg_from_wire)

@@ -84,7 +84,7 @@ class TopLevel:
     from_wire: Callable[[Topology, Obj, Any, str, str], Any]  # (topo, body, current, rg, name) -> model
     created: int = 201                                      # Microsoft.Web answers 200, never 201
     missing_delete: int = 204                               # DELETE of nothing: network 204
-    before_delete: Callable[[Topology, Any], None] | None = None
+    remove: Callable[[Topology, Any], None] | None = None      # the service layer's delete, if it cascades
 
     @property
     def arm_type(self) -> str:
@@ -160,9 +160,10 @@ class TopLevel:
                 check_preconditions(call.headers, self.to_wire(topo, current) if current is not None else None)
             if current is None:
                 raise _Missing()
-            if self.before_delete:
-                self.before_delete(topo, current)
-            getattr(topo, self.kind).remove(current)
+            if self.remove:
+                self.remove(topo, current)
+            else:
+                getattr(topo, self.kind).remove(current)
 
         try:
             state.change(change)

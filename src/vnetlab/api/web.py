@@ -15,6 +15,7 @@ from xml.sax.saxutils import quoteattr
 
 from starlette.responses import Response
 
+from ..lab import disconnect, integrate
 from ..engine.addressing import integration_addresses, public_outbound_addresses, usable_count
 from ..model import AppServicePlan, OutboundVnetRouting, Topology, WebApp
 from .arm import ArmError, Call, Router, json_response, resource_response
@@ -85,18 +86,10 @@ def plan_from_wire(topo: Topology, body: Obj, current: AppServicePlan | None, rg
 
 # -- sites -------------------------------------------------------------------------------------
 
-def route_all(app: WebApp) -> bool:
-    """vnetRouteAllEnabled and outboundVnetRouting.applicationTraffic are one setting
-    (the latter replaces the former in API 2024-11-01)."""
-    ovr = app.outbound_vnet_routing
-    return bool(app.vnet_route_all_enabled or (ovr and ovr.application_traffic))
-
-
 def outbound_wire(app: WebApp) -> dict:
-    ovr = app.outbound_vnet_routing or OutboundVnetRouting()
-    out = {wire: getattr(ovr, field) for wire, field in OUTBOUND_FIELDS.items()}
-    out["applicationTraffic"] = route_all(app)
-    return out
+    """outboundVnetRouting as it acts, from the model's one Route All truth table."""
+    ovr = app.effective_outbound_routing()
+    return {wire: getattr(ovr, field) for wire, field in OUTBOUND_FIELDS.items()}
 
 
 def vnet_name(topo: Topology, app: WebApp) -> str | None:
@@ -137,7 +130,7 @@ def _linux(topo: Topology, app: WebApp) -> bool:
 def site_config_wire(topo: Topology, app: WebApp) -> dict:
     out = site_config_defaults(app, _linux(topo, app))
     out.update(app.site_config)
-    out.update(vnetName=vnet_name(topo, app) or "", vnetRouteAllEnabled=route_all(app),
+    out.update(vnetName=vnet_name(topo, app) or "", vnetRouteAllEnabled=app.route_all,
                publishingUsername=f"${app.name}", appSettings=None)
     return out
 
@@ -156,6 +149,13 @@ def merge_site_config(app: WebApp, config: Obj, linux: bool) -> dict:
     return out
 
 
+def legacy_routing_wire(app: WebApp) -> dict:
+    """The site properties that preceded outboundVnetRouting's configuration channels."""
+    ovr = app.effective_outbound_routing()
+    return {"vnetImagePullEnabled": ovr.image_pull_traffic, "vnetContentShareEnabled": ovr.content_share_traffic,
+            "vnetBackupRestoreEnabled": ovr.backup_restore_traffic}
+
+
 def site_wire(topo: Topology, app: WebApp) -> dict:
     rid = topo.id_of("web_apps", app)
     rg, loc = topo.rg_of(app), topo.location_of(app)
@@ -172,8 +172,7 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
              "serverFarmId": topo.id_of("app_service_plans", plan) if plan else None,
              "reserved": linux, "isXenon": False, "hyperV": False, "storageRecoveryDefaultState": "Running",
              "contentAvailabilityState": "Normal", "runtimeAvailabilityState": "Normal",
-             "vnetRouteAllEnabled": route_all(app), "vnetImagePullEnabled": False, "vnetContentShareEnabled": False,
-             "vnetBackupRestoreEnabled": False, "outboundVnetRouting": outbound_wire(app),
+             "vnetRouteAllEnabled": app.route_all, **legacy_routing_wire(app), "outboundVnetRouting": outbound_wire(app),
              "siteConfig": site_config_wire(topo, app), "deploymentId": app.name,
              "sku": plan.tier if plan else "PremiumV3", "scmSiteAlsoStopped": False, "clientAffinityEnabled": True,
              "clientCertEnabled": False, "clientCertMode": "Required", "hostNamesDisabled": False,
@@ -186,17 +185,23 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
     return envelope(rid, app.name, f"{NS}/sites", display_location(loc), app.tags, props, kind=kind)
 
 
-def _route_all_from(props: Obj, config: Obj, current: WebApp | None) -> tuple[bool, OutboundVnetRouting | None]:
-    if "outboundVnetRouting" in props:
-        given = props.obj("outboundVnetRouting")
-        ovr = OutboundVnetRouting(**{f: given.bool(w, False) for w, f in OUTBOUND_FIELDS.items()})
-        return ovr.application_traffic, ovr
-    ovr = current.outbound_vnet_routing if current else None
-    for source in (props, config):
-        if "vnetRouteAllEnabled" in source:
-            value = source.bool("vnetRouteAllEnabled")
-            return value, ovr.model_copy(update={"application_traffic": value}) if ovr else None
-    return (route_all(current) if current else False), ovr
+def _route_all_asked(props: Obj, config: Obj, given: OutboundVnetRouting | None, current: WebApp | None) -> bool | None:
+    """The Route All the body asks for, or None when it says nothing. A body read back from a GET
+    repeats the current value in several places: the one that differs from it is the change."""
+    asked = [source.bool("vnetRouteAllEnabled") for source in (props, config) if "vnetRouteAllEnabled" in source]
+    if given is not None:
+        asked.append(given.application_traffic or given.all_traffic)
+    if not asked:
+        return None
+    now = current.route_all if current else False
+    return next((value for value in asked if value != now), now)
+
+
+def _outbound_from(props: Obj, current: WebApp | None) -> OutboundVnetRouting | None:
+    if "outboundVnetRouting" not in props:
+        return current.outbound_vnet_routing.model_copy() if current and current.outbound_vnet_routing else None
+    given = props.obj("outboundVnetRouting")
+    return OutboundVnetRouting(**{f: given.bool(w, False) for w, f in OUTBOUND_FIELDS.items()})
 
 
 def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, name: str) -> WebApp:
@@ -213,15 +218,19 @@ def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, n
     if "virtualNetworkSubnetId" in props.data:
         rid = props.str("virtualNetworkSubnetId")
         integration = subnet_of_id(topo, rid, "properties.virtualNetworkSubnetId") if rid else None
-    all_on, ovr = _route_all_from(props, config, current)
-    settings = current.app_settings if current else {}
+    ovr = _outbound_from(props, current)
+    settings = dict(current.app_settings) if current else {}
     if "appSettings" in config:
         settings = {require(s.str("name"), f"{s.path}.name"): s.str("value") or "" for s in config.objs("appSettings")}
     draft = WebApp(name=name, resource_group=rg, tags=dict(body.obj("tags").data), plan=plan,
-                   vnet_integration=integration, vnet_route_all_enabled=all_on, outbound_vnet_routing=ovr,
+                   vnet_integration=integration, outbound_vnet_routing=ovr,
+                   vnet_route_all_enabled=current.vnet_route_all_enabled if current else False,
                    app_settings=settings, https_only=props.bool("httpsOnly", current.https_only if current else False),
                    site_config=current.site_config if current else {},
                    location=location_of(body, f"{NS}/sites", current and topo.location_of(current)))
+    asked = _route_all_asked(props, config, ovr if "outboundVnetRouting" in props else None, current)
+    if asked is not None:
+        draft.set_route_all(asked)
     linux_plan = topo.find("app_service_plans", plan)
     draft.site_config = merge_site_config(draft, config, bool(linux_plan and linux_plan.os == "linux"))
     return draft
@@ -267,10 +276,7 @@ def set_config_web(state: LabState, call: Call) -> Response:
 
     def apply(topo: Topology, app: WebApp) -> None:
         if "vnetRouteAllEnabled" in config:
-            value = config.bool("vnetRouteAllEnabled")
-            app.vnet_route_all_enabled = value
-            if app.outbound_vnet_routing is not None:
-                app.outbound_vnet_routing.application_traffic = value
+            app.set_route_all(config.bool("vnetRouteAllEnabled"))
         app.site_config = merge_site_config(app, config, _linux(topo, app))
 
     topo, app = _change_site(state, call, apply)
@@ -338,17 +344,14 @@ def put_swift(state: LabState, call: Call) -> Response:
 
     def apply(topo: Topology, app: WebApp) -> None:
         rid = require(props.str("subnetResourceId"), "properties.subnetResourceId")
-        app.vnet_integration = subnet_of_id(topo, rid, "properties.subnetResourceId")
+        integrate(topo, app, subnet_of_id(topo, rid, "properties.subnetResourceId"), delegate=False)
 
     topo, app = _change_site(state, call, apply)
     return resource_response(swift_doc(topo, app))
 
 
 def delete_swift(state: LabState, call: Call) -> Response:
-    def apply(topo: Topology, app: WebApp) -> None:
-        app.vnet_integration = None
-
-    _change_site(state, call, apply)
+    _change_site(state, call, lambda _topo, app: disconnect(app))
     return Response(status_code=200)
 
 

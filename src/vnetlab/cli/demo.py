@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..lab import Lab
 from ..topology import load
-from .main import integrate
 from .render import console, print_json
 
 NOTE_BEFORE = """default         172.16.2.1      0.0.0.0         UG    0      0        0 eth0
@@ -64,7 +63,7 @@ def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
         checks.append(_compare("ping 10.0.0.4 before", seen, "TimedOut",
                                note="2 packets transmitted, 0 received, 100% packet loss", shown=f"{seen} ({ping.reason})"))
         say("\n[bold]2. az webapp vnet-integration add --name app1 --vnet vnet1 --subnet integration[/]")
-        lab.change(lambda t: integrate(t, "app1", "vnet1", "integration"), create=False)
+        lab.integrate("app1", "vnet1/integration")
         net = lab.network()
         app = lab.topology().find("web_apps", "app1")
         say(f"   subnet delegated to Microsoft.Web/serverFarms; app1 has {net.sandbox(app).integration_ip} "

@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from ..engine.routing import peering_state
-from ..lab import Lab
-from ..model import AzureError, WEB_SERVER_FARMS, Delegation, Topology
+from ..lab import Lab, web_app
+from ..model import AzureError, Topology
 from ..topology import load, schema as topology_schema
 from .render import Output, console, err_console, print_json, table, trace_table
 
@@ -47,11 +47,12 @@ def run(fn):
 @app.command()
 def up(file: Path = typer.Argument(..., help="Topology YAML."),
        backend: Optional[str] = typer.Option(None, "--backend", help="sim (default) or netns (Linux, root)."),
+       replace: bool = typer.Option(False, "--replace", help="Replace a running lab of another name."),
        home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Create the lab from FILE, or reconcile it with FILE (running it twice changes nothing)."""
     lab = Lab.open(home)
     before = lab.store.version()
-    topo = run(lambda: lab.up(load(file), backend))
+    topo = run(lambda: lab.up(load(file), backend, replace))
     summary = {"lab": topo.name, "backend": lab.backend_name, "changed": lab.store.version() != before,
                "resources": {k: len(getattr(topo, k)) for k in ("virtual_networks", "network_security_groups",
                                                                 "route_tables", "virtual_machines",
@@ -218,31 +219,14 @@ def schema():
 
 
 # -- az's words --------------------------------------------------------------------------------------
-def _resolve_subnet(topo: Topology, vnet: str, subnet: str) -> tuple[str, str]:
+def _resolve_subnet(vnet: str, subnet: str) -> tuple[str, str]:
+    """(vnet, subnet) names from az's --vnet and --subnet, each a name or a resource id."""
     from ..model.ids import parse_id
     parsed = parse_id(subnet) if subnet.startswith("/") else None
     if parsed is not None:
         return parsed.names[0], parsed.names[-1]
     parsed = parse_id(vnet) if vnet.startswith("/") else None
     return (parsed.names[0] if parsed else vnet), subnet
-
-
-def integrate(topo: Topology, name: str, vnet: str, subnet: str, skip_delegation_check: bool = False) -> Topology:
-    """What `az webapp vnet-integration add` does: delegate the subnet if needed, then integrate."""
-    app_ = topo.find("web_apps", name)
-    if app_ is None:
-        raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' under resource group "
-                         f"'{topo.resource_group}' was not found.", "ResourceNotFound", 404)
-    vnet_name, subnet_name = _resolve_subnet(topo, vnet, subnet)
-    found = topo.subnet(f"{vnet_name}/{subnet_name}")
-    if not found:
-        raise AzureError(f"Subnet '{subnet_name}' of virtual network '{vnet_name}' was not found.",
-                         "ResourceNotFound", 404)
-    vnet_, sn = found
-    if not skip_delegation_check and not sn.delegated_to(WEB_SERVER_FARMS):
-        sn.delegations.append(Delegation(service_name=WEB_SERVER_FARMS))
-    app_.vnet_integration = f"{vnet_.name}/{sn.name}"
-    return topo
 
 
 @integration.command("add")
@@ -253,7 +237,8 @@ def integration_add(name: str = typer.Option(..., "--name", "-n"), vnet: str = t
                     home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Integrate a web app with a subnet (delegating it to Microsoft.Web/serverFarms if needed)."""
     lab = Lab.open(home)
-    topo = run(lambda: lab.change(lambda t: integrate(t, name, vnet, subnet, skip_delegation_check), create=False))
+    vnet_name, subnet_name = _resolve_subnet(vnet, subnet)
+    topo = run(lambda: lab.integrate(name, f"{vnet_name}/{subnet_name}", delegate=not skip_delegation_check))
     _print_integrations(lab, topo, name, output)
 
 
@@ -263,13 +248,7 @@ def integration_remove(name: str = typer.Option(..., "--name", "-n"),
                        home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Disconnect a web app from its VNet. The subnet and its delegation stay."""
     lab = Lab.open(home)
-
-    def remove(t: Topology):
-        app_ = t.find("web_apps", name)
-        if app_ is None:
-            raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404)
-        app_.vnet_integration = None
-    run(lambda: lab.change(remove, create=False))
+    run(lambda: lab.disconnect(name))
     if output == Output.json:
         print_json({"removed": True})
 
@@ -316,19 +295,17 @@ def config_set(name: str = typer.Option(..., "--name", "-n"),
         fail(AzureError(f"--vnet-route-all-enabled takes true or false, not '{vnet_route_all_enabled}'.",
                         "InvalidArgumentValue"))
 
-    def set_route_all(t: Topology):
-        app_ = t.find("web_apps", name)
-        if app_ is None:
-            raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404)
-        if value is not None:
-            app_.vnet_route_all_enabled = value == "true"
-    topo = run(lambda: lab.change(set_route_all, create=False))
+    if value is None:
+        topo = lab.topology()
+        run(lambda: web_app(topo, name))
+    else:
+        topo = run(lambda: lab.set_route_all(name, value == "true"))
     app_ = topo.find("web_apps", name)
-    result = {"name": app_.name, "vnetRouteAllEnabled": app_.vnet_route_all_enabled}
+    result = {"name": app_.name, "vnetRouteAllEnabled": app_.route_all}
     if output == Output.json:
         print_json(result)
     else:
-        console.print(f"{app_.name}: vnetRouteAllEnabled = {str(app_.vnet_route_all_enabled).lower()}")
+        console.print(f"{app_.name}: vnetRouteAllEnabled = {str(app_.route_all).lower()}")
 
 
 @app.command()
@@ -415,10 +392,7 @@ def serve(port: int = typer.Option(8443, "--port"), host: str = typer.Option("12
     from ..store import resolve_home
     lab = Lab.open(home)
     if backend is not None:
-        if backend == "netns":
-            from ..backends import netns_backend
-            run(netns_backend.check)
-        lab.store.set_meta("backend", backend)
+        run(lambda: lab.switch_backend(backend))
     serve_api(resolve_home(home), host, port, lab.backend_name, require_token)
 
 

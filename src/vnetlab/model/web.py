@@ -55,13 +55,20 @@ class AppServicePlan(Resource):
 
 
 class OutboundVnetRouting(Model):
-    """The 2024-11-01 site property; applicationTraffic was vnetRouteAllEnabled."""
+    """The 2024-11-01 site property; applicationTraffic was vnetRouteAllEnabled.
+    https://learn.microsoft.com/azure/app-service/configure-vnet-integration-routing"""
 
     all_traffic: bool = False
     application_traffic: bool = False
     content_share_traffic: bool = False
     image_pull_traffic: bool = False
     backup_restore_traffic: bool = False
+
+
+# The legacy app setting that also turns Route All on ("1"; "true" is accepted too).
+# https://learn.microsoft.com/azure/app-service/configure-vnet-integration-routing#configure-application-routing
+ROUTE_ALL_SETTING = "WEBSITE_VNET_ROUTE_ALL"
+CONFIGURATION_CHANNELS = ("content_share_traffic", "image_pull_traffic", "backup_restore_traffic")
 
 
 class WebApp(Resource):
@@ -78,11 +85,51 @@ class WebApp(Resource):
     def _v_settings(cls, v):
         return {str(k): str(val) for k, val in (v or {}).items()}
 
+    # -- Route All: the one truth table ---------------------------------------------------------
+    # Application traffic goes into the VNet when ANY of these is on: the site's vnetRouteAllEnabled,
+    # outboundVnetRouting.applicationTraffic (its new name), outboundVnetRouting.allTraffic (which
+    # "enables all other routing options"), or the app setting WEBSITE_VNET_ROUTE_ALL=1.
+    # https://learn.microsoft.com/azure/app-service/configure-vnet-integration-routing
+    def route_all_sources(self) -> dict[str, bool]:
+        """Each setting that can turn Route All on, and whether it does."""
+        ovr = self.outbound_vnet_routing or OutboundVnetRouting()
+        key = self._route_all_setting_key()
+        setting = self.app_settings[key].strip().lower() if key else ""
+        return {"vnetRouteAllEnabled": self.vnet_route_all_enabled,
+                "outboundVnetRouting.applicationTraffic": ovr.application_traffic,
+                "outboundVnetRouting.allTraffic": ovr.all_traffic,
+                ROUTE_ALL_SETTING: setting in ("1", "true")}
+
     @property
     def route_all(self) -> bool:
-        """Any of the settings that send all outbound traffic into the VNet.
-        https://learn.microsoft.com/azure/app-service/configure-vnet-integration-routing"""
+        """Whether all outbound application traffic goes through the VNet integration."""
+        return any(self.route_all_sources().values())
+
+    def effective_outbound_routing(self) -> OutboundVnetRouting:
+        """outboundVnetRouting as it acts (what ARM shows): allTraffic turns every channel on."""
+        ovr = self.outbound_vnet_routing or OutboundVnetRouting()
+        channels = {c: getattr(ovr, c) or ovr.all_traffic for c in CONFIGURATION_CHANNELS}
+        return OutboundVnetRouting(all_traffic=ovr.all_traffic, application_traffic=self.route_all, **channels)
+
+    def set_route_all(self, on: bool) -> None:
+        """Turn Route All on or off through every setting, so that no other one contradicts it.
+
+        On: the site property and applicationTraffic. Off: all of them; allTraffic is cleared and the
+        configuration channels it turned on are kept on explicitly; the legacy app setting is removed.
+        """
+        if on == self.route_all:
+            return
+        self.vnet_route_all_enabled = on
         ovr = self.outbound_vnet_routing
-        return bool(self.vnet_route_all_enabled
-                    or self.app_settings.get("WEBSITE_VNET_ROUTE_ALL", "").strip() in ("1", "true", "True")
-                    or (ovr and (ovr.all_traffic or ovr.application_traffic)))
+        if ovr is not None:
+            if not on and ovr.all_traffic:
+                for channel in CONFIGURATION_CHANNELS:
+                    setattr(ovr, channel, True)
+                ovr.all_traffic = False
+            ovr.application_traffic = on
+        if not on:
+            self.app_settings.pop(self._route_all_setting_key() or ROUTE_ALL_SETTING, None)
+
+    def _route_all_setting_key(self) -> str | None:
+        """The app setting's key as the user spelled it (app setting names are case-insensitive)."""
+        return next((k for k in self.app_settings if k.upper() == ROUTE_ALL_SETTING), None)
