@@ -17,7 +17,6 @@ from vnetlab.backends.netns import kernel
 from vnetlab.backends.netns import exec as nx
 from vnetlab.backends.netns.apply import K_PROC, pid_alive
 from vnetlab.backends.netns.plan import lab_id_for, plan
-from vnetlab.cli.main import integrate
 from vnetlab.engine.app_service import VNET_MTU
 from vnetlab.lab import Lab
 from vnetlab.model import Topology
@@ -93,7 +92,7 @@ def test_note_observables(lab):
 
     # az webapp vnet-integration add: the live sandbox gets its vnet interface, nothing restarts
     vm_pid = next(d["pid"] for _, n, d in lab.store.records(K_PROC) if n.startswith(vm_ns))
-    lab.change(lambda t: integrate(t, "app1", "vnet1", "integration"), create=False)
+    lab.integrate("app1", "vnet1/integration")
     assert pid_alive(vm_pid) and next(d["pid"] for _, n, d in lab.store.records(K_PROC)
                                       if n.startswith(vm_ns)) == vm_pid
     sb = sandbox(lab, "app1")
