@@ -9,7 +9,6 @@ import json
 import warnings
 
 import pytest
-import yaml
 from conftest import NOTE, cli, up_note
 
 from vnetlab.api import create_app
