@@ -363,3 +363,48 @@ def test_hub_spoke_nva(lab):
     _set(lab, lambda t: setattr(t.find("network_interfaces", "nvaVMNic"), "enable_ip_forwarding", False))
     assert real(lab, "s1vm", s2vm, 80, "Tcp") == ("TimedOut", "TimedOut")
     assert real(lab, "s1vm", public.ip, 80, "Tcp") == ("TimedOut", "TimedOut")
+
+
+# -- apps sharing a plan instance ------------------------------------------------------------------
+def shared_plan() -> dict:
+    """Two apps of one plan (two instances) integrated in the same subnet: each instance's
+    integration address is shared by both apps, as in Azure; a third app of the plan is not
+    integrated."""
+    return {
+        "name": "shared",
+        "virtual_networks": [{"name": "vnet1", "address_space": ["10.0.0.0/24"], "subnets": [
+            {"name": "default", "address_prefix": "10.0.0.0/26"},
+            {"name": "integration", "address_prefix": "10.0.0.128/26",
+             "delegations": ["Microsoft.Web/serverFarms"]}]}],
+        "virtual_machines": [{"name": "vm1", "subnet": "vnet1/default", "services": [{"port": 80}]}],
+        "app_service_plans": [{"name": "plan1", "sku": "P1v3", "instances": 2}],
+        "web_apps": [{"name": name, "plan": "plan1", **({"vnet_integration": "vnet1/integration"} if i < 2 else {})}
+                     for i, name in enumerate(("appa", "appb", "appc"))],
+    }
+
+
+def test_apps_sharing_a_plan_instance_each_reach_the_vnet(lab):
+    lab.up(Topology.model_validate(shared_plan()), "netns")
+    vm = vm_ip(lab, "vm1")
+    wait_listening(nb.namespace_of(lab, "vm1"), 80)
+    a, b = sandbox(lab, "appa"), sandbox(lab, "appb")
+    assert a.integration_ip == b.integration_ip  # the engine: one address per plan instance
+    for app in ("appa", "appb"):
+        for inst in (0, 1):
+            ns = nb.namespace_of(lab, f"{app}#{inst}")
+            verdicts = nx.probe_many(ns, [("tcp", vm, 80), ("icmp", vm, None)] * 3, 2.0)
+            assert verdicts == ["Connected"] * 6, (app, inst, verdicts)
+            body = nx.run_in(ns, ["curl", "-sS", "-m", "5", f"http://127.0.0.1/check?host={vm}&port=80"],
+                             timeout=10).stdout
+            assert body == "Connection OK", (app, inst)
+        assert real(lab, app, vm, 80, "Tcp") == ("Connected", "Connected")
+    # the VM sees each instance's integration address, whichever app sends
+    ips = {str(lab.network().sandbox(lab.topology().find("web_apps", "appb"), i).integration_ip) for i in (0, 1)}
+    cap = nx.capture(nb.namespace_of(lab, "vm1"), "icmp[icmptype] == icmp-echo", 2, iface="eth0")
+    for inst in (0, 1):
+        nx.run_in(nb.namespace_of(lab, f"appb#{inst}"), ["ping", "-c", "1", "-W", "2", vm], timeout=10)
+    seen = {l.split()[2] for l in cap.lines(timeout=5)}
+    assert seen == ips, seen
+    # still refused from the VM, and the unintegrated app has no VNet path
+    assert real(lab, "vm1", str(a.integration_ip), 80, "Tcp") == ("Refused", "Refused")
+    assert nx.probe_tcp(nb.namespace_of(lab, "appc"), vm, 80) == "TimedOut"

@@ -108,6 +108,14 @@ def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False)
             app["vnet_integration"] = f"v{vnet_i}/int"
             app["vnet_route_all_enabled"] = mode == "all"
         apps.append(app)
+    # a plan of several instances with several apps integrated in one subnet (they share each
+    # instance's integration address), one of them maybe with route-all, and one not integrated
+    shared_vnet = rnd.randrange(n_vnets)
+    plans.append({"name": "shared", "sku": "P1v3", "instances": rnd.choice([2, 3])})
+    for a in range(rnd.choice([2, 3])):
+        apps.append({"name": f"sh{a}", "plan": "shared", "vnet_integration": f"v{shared_vnet}/int",
+                     "vnet_route_all_enabled": a == 0 and rnd.random() < 0.5})
+    apps.append({"name": "shx", "plan": "shared"})
     return {"name": f"diff{seed}", "virtual_networks": vnets, "network_security_groups": nsgs,
             "route_tables": rts, "virtual_machines": vms, "app_service_plans": plans, "web_apps": apps}
 
@@ -118,7 +126,7 @@ def flows(lab: Lab, seed: int, count: int, routed: float = 0.0) -> list[tuple[st
     rnd = random.Random(seed * 7919)
     net = lab.network()
     eps = net.endpoints()
-    sources = [e.name for e in eps]
+    sources = [e.name for e in eps] + instances(lab)
     targets = [str(e.ip) for e in eps if e.kind == "vm" or e.subnet_ref]
     targets += [h.ip for h in lab.topology().internet_hosts]
     routed_src = [e for e in eps if e.kind == "vm" and e.subnet_ref and e.subnet_ref.endswith("/s0")]
@@ -140,11 +148,26 @@ def flows(lab: Lab, seed: int, count: int, routed: float = 0.0) -> list[tuple[st
             dst = rnd.choice(["192.168.7.7", "203.0.113.77"])
         else:
             dst = rnd.choice(["198.18.0.5", lab.topology().internet_hosts[0].ip])
-        if dst == str(net.endpoint(src).ip):
+        if dst == str(net.endpoint(src.split("#")[0]).ip):
             continue
         proto, port = rnd.choice([("tcp", 80), ("tcp", 80), ("tcp", 443), ("tcp", 22), ("udp", 53), ("icmp", None)])
         out.append((src, proto, dst, port))
+    # every instance of the apps sharing a plan, towards the VMs (their shared address at work)
+    vms = [str(e.ip) for e in eps if e.kind == "vm"]
+    for src in instances(lab) + [f"{s}#0" for s in {i.split("#")[0] for i in instances(lab)}]:
+        for _ in range(3):
+            proto, port = rnd.choice([("tcp", 80), ("tcp", 80), ("udp", 53), ("icmp", None)])
+            out.append((src, proto, rnd.choice(vms), port))
     return out
+
+
+def instances(lab: Lab) -> list[str]:
+    """``app#k`` for the other instances of multi-instance plans: probed from that instance's
+    sandbox, checked against the app's trace (the generated NSGs name whole subnets, never one
+    instance's integration address, so every instance gets the same verdict)."""
+    topo = lab.topology()
+    return [f"{app.name}#{k}" for app in topo.web_apps
+            for k in range(1, topo.find("app_service_plans", app.plan).instances)]
 
 
 def coverage(traces) -> dict[str, int]:
@@ -170,7 +193,7 @@ def coverage(traces) -> dict[str, int]:
 def test_engine_equals_kernel(lab, seed, count, routed, capsys):
     lab.up(Topology.model_validate(generate(seed, nsg_p=0.4 if not routed else 0.15, hub=seed % 2 == 1)), "netns")
     fl = flows(lab, seed, count, routed)
-    expected = [lab.trace(s, d, p, proto.capitalize()) for s, proto, d, p in fl]
+    expected = [lab.trace(s.split("#")[0], d, p, proto.capitalize()) for s, proto, d, p in fl]
     by_src: dict[str, list[int]] = defaultdict(list)
     for i, (s, _, _, _) in enumerate(fl):
         by_src[s].append(i)
@@ -185,6 +208,9 @@ def test_engine_equals_kernel(lab, seed, count, routed, capsys):
     with ThreadPoolExecutor(max_workers=len(by_src)) as ex:
         list(ex.map(run, by_src))
     bad = [(fl[i], expected[i], got[i]) for i in range(len(fl)) if expected[i].verdict != got[i]]
+    # apps sharing a plan instance's integration address, answered inside the VNets
+    shared = [f for f, t in zip(fl, expected) if f[0].startswith("sh") and not f[0].startswith("shx")
+              and t.verdict == "Connected" and f[2].startswith("10.")]
     with capsys.disabled():
         print(f"\n[differential seed {seed}] {len(fl)} flows, {len(bad)} mismatches; verdicts: "
               + ", ".join(f"{v}={sum(1 for t in expected if t.verdict == v)}"
@@ -194,8 +220,11 @@ def test_engine_equals_kernel(lab, seed, count, routed, capsys):
             reasons[t.reason] += 1
         print("  reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
         print("  " + ", ".join(f"{k}={v}" for k, v in coverage(expected).items()))
+        print(f"  shared plan instances into the VNets={len(shared)} (from instances > 0: "
+              f"{sum('#' in f[0] for f in shared)})")
         for f, tr, real in bad[:15]:
             print(f"  MISMATCH {f}: engine {tr.verdict} ({tr.reason}) real {real}")
             for st in tr.steps:
                 print("     ", {k: v for k, v in st.to_dict().items() if k != "resource_id"})
     assert not bad
+    assert shared and any("#" in f[0] for f in shared)

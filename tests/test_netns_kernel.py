@@ -16,6 +16,7 @@ either): ``ttl_preserve_body`` adds 1 in prerouting, the forward path subtracts 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -34,7 +35,9 @@ from netns_support import NETNS_MARKS, wait_listening  # noqa: E402
 
 pytestmark = NETNS_MARKS
 
-APP, WRK, FAB, VM = "vl-t-app", "vl-t-wrk", "vl-t-fab", "vl-t-vm"
+# one set of names per test process: several runs of this file may share the machine
+T = f"vl-t{os.getpid():x}"
+APP, WRK, FAB, VM = f"{T}-app", f"{T}-wrk", f"{T}-fab", f"{T}-vm"
 ALL = (APP, WRK, FAB, VM)
 M = {k: mac_for("vl-t/" + k) for k in
      ("app-eth0", "app-vnet", "wrk-se", "wrk-sv", "wrk-int", "fab-int", "fab-vm", "vm-eth0", "b0", "b1")}

@@ -23,10 +23,13 @@ Layout (every namespace ``vl<lab id>-...``)::
                         NVA in a peered    behind it, private        interface (VNet
                         VNet's fabric)     dst dropped)              integration)
   sandbox ns (one per web app instance): exactly the engine's sandbox interfaces, MTU and
-  routes; when integrated, its VNet interface is a routed port of the integration subnet's
-  fabric and an nft table ``vlsnat`` SNATs it to the instance's integration address; eth0
-  is a veth to the worker ns (``se``), which SNATs to an internal address and forwards to
-  the App Service outbound ns (SNAT to the app's public address) -> internet ns.
+  routes; when integrated, its VNet interface leads to the plan instance ns (one per plan
+  x integration subnet x instance), which holds the instance's integration address for
+  every app of the plan behind it, SNATs each app's traffic to it (a conntrack zone per
+  app) and sends it to the fabric on the app's own port ``w<hash>``; replies return on the
+  first app's port and reach the right sandbox by conntrack mark; eth0 is a veth to the
+  worker ns (``se``), which SNATs to an internal address and forwards to the App Service
+  outbound ns (SNAT to the app's public address) -> internet ns.
 
 The platform hop of a web app (the one hop the note's ``ttl=63`` counts) is the fabric for
 the VNet path: no +1 for what comes from an app port, one more -1 for what leaves on one.
@@ -72,6 +75,8 @@ NVA_MARK_BASE = 0x100             # fabric: ct mark of a flow an NVA sent to the
 # fabric policy rule priorities (each block holds one rule per link/port)
 PRIO_PEER, PRIO_ALINK, PRIO_NVA_RETURN, PRIO_INET, PRIO_PORT, PRIO_APP_RST = 100, 300, 500, 900, 1000, 20000
 WORKER_OUT_TABLE = 10
+# plan instance: per app k, a table out to the fabric (``iif`` rule) and one back to its sandbox (``fwmark``)
+PIN_OUT_TABLE_BASE, PIN_BACK_TABLE_BASE, PRIO_PIN_OUT, PRIO_PIN_BACK = 200, 400, 1000, 2000
 INTERNAL_NET = IPv4Network("100.127.0.0/16")   # worker -> App Service outbound ns transit sources
 
 
@@ -140,6 +145,7 @@ class _Builder:
         self.alink_rules: dict[str, list[str]] = {}
         self.alinks: dict[tuple[str, str], dict] = {}
         self.peer_links: dict[str, list[str]] = {}
+        self.plan_instances: dict[tuple[str, str, int], dict] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def nsname(self, kind: str, name: str) -> str:
@@ -198,6 +204,7 @@ class _Builder:
             self._fabric(vnet)
         self._peerings()
         self._apps()
+        self._plan_instance_links()
         self._appliance_links()
         self._internet()
         for vnet in topo.virtual_networks:
@@ -314,17 +321,20 @@ class _Builder:
                     view = net.subnet_view(sb.integration_subnet)
                     fab = self.fabric_of[view.vnet.name.lower()]
                     port = "w" + _h(app.name, str(inst))
+                    pin = self._plan_instance(app, inst, view, sb)
                 for itf in sb.interfaces:
                     iface = ipaddress.ip_interface(itf.address)
                     gw_ip = str(IPv4Address(int(iface.network.network_address) + 1))
                     self.addresses.append(Address(ns=sns, dev=itf.name, cidr=itf.address))
                     if direct and itf.name == sb.vnet_iface:
-                        # the VNet interface is a routed port of the integration subnet's fabric
-                        # (no worker hop on the VNet path); the fabric answers as its gateway
-                        s_m, f_m = self.veth(sns, itf.name, fab, port, mtu=itf.mtu,
+                        # the VNet interface leads to the plan instance, which holds the
+                        # integration address for every app of the plan behind it
+                        s_m, p_m = self.veth(sns, itf.name, pin["ns"], "s" + _h(app.name), mtu=itf.mtu,
                                              alias=f"VNet integration of {label}")
-                        self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=gw_ip, mac=f_m))
-                        self.neigh.append(Neighbour(ns=fab, dev=port, ip=str(sb.integration_ip), mac=s_m))
+                        self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=gw_ip, mac=p_m))
+                        pin["apps"].append({"app": app, "sdev": "s" + _h(app.name), "fdev": "f" + _h(app.name),
+                                            "sandbox_ip": str(iface.ip), "sandbox_mac": s_m, "port": port,
+                                            "mtu": itf.mtu, "label": label})
                         continue
                     wdev = "se" if itf.name == sb.interfaces[0].name else "sv"
                     s_m, w_m = self.veth(sns, itf.name, wns, wdev, mtu=itf.mtu)
@@ -353,14 +363,13 @@ class _Builder:
                 self.aso_snat.append((alink, str(sb.outbound_ip)))
                 if direct:
                     vnet = view.vnet
+                    # the integration address is reached through one port per plan instance
+                    # (its first app's); the others only send
+                    owner = not any(q.get("pin") == pin["ns"] for q in self.ports.values())
                     self.ports[port + "@" + fab] = {"fab": fab, "port": port, "ip": str(sb.integration_ip),
                                                     "subnet": view.ref, "nic": None, "app": app, "vnet": vnet,
-                                                    "public": str(sb.outbound_ip)}
-                    # SNAT to the instance's integration address, as the platform does, on the
-                    # sandbox's own way out (conntrack de-NATs the replies there)
-                    self.nft.append(NftTable(ns=sns, family="ip", name="vlsnat", text="\n".join([
-                        "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;",
-                        f'    oifname "{sb.vnet_iface}" snat to {sb.integration_ip}', "  }"])))
+                                                    "public": str(sb.outbound_ip), "pin": pin["ns"],
+                                                    "owner": owner}
                     if sb.route_all:
                         self.app_public_via[str(sb.outbound_ip)] = fab
                 elif sb.integrated:
@@ -372,6 +381,57 @@ class _Builder:
                     "    ct state established,related accept", '    iifname "wo" drop', "  }",
                     "  chain fw {", "    type filter hook forward priority filter; policy drop;",
                     "    ct state established,related accept", '    iifname { "se", "sv" } accept', "  }"])))
+
+    def _plan_instance(self, app, inst: int, view, sb) -> dict:
+        """The namespace of one plan instance in one integration subnet: it holds the instance's
+        integration address, shared by every app of the plan integrated there (as in Azure)."""
+        key = (app.plan.lower(), view.ref.lower(), inst)
+        if key not in self.plan_instances:
+            ns = self.add_ns(self.nsname("pin", f"{app.plan}-{inst}-{view.subnet.name}"), forward=True, infra=True)
+            self.names.endpoints[f"{app.plan.lower()}#{inst}:plan"] = ns
+            self.plan_instances[key] = {"ns": ns, "ip": str(sb.integration_ip),
+                                        "fab": self.fabric_of[view.vnet.name.lower()], "apps": []}
+        return self.plan_instances[key]
+
+    def _plan_instance_links(self) -> None:
+        """Each app's sandbox is a port of its plan instance, which SNATs what it sends to the
+        fabric to the integration address (one conntrack zone per app, as two sandboxes may send
+        identical flows) and routes the replies back to the app that sent them (the flow's
+        conntrack mark names the app, a ``fwmark`` rule its table). Each app leaves towards the
+        fabric on a link of its own (the fabric's port for the app: its NSG chains, its public
+        SNAT); the replies all come back on the first one, which owns the address."""
+        for pin in self.plan_instances.values():
+            ns, zones, marks = pin["ns"], [], []
+            for k, a in enumerate(sorted(pin["apps"], key=lambda a: a["app"].name.lower())):
+                p_m, f_m = self.veth(ns, a["fdev"], pin["fab"], a["port"], mtu=a["mtu"],
+                                     alias=f"VNet integration of {a['label']}")
+                self.neigh.append(Neighbour(ns=ns, dev=a["fdev"], ip=LINK_GW, mac=f_m))
+                self.neigh.append(Neighbour(ns=ns, dev=a["sdev"], ip=a["sandbox_ip"], mac=a["sandbox_mac"]))
+                self.neigh.append(Neighbour(ns=pin["fab"], dev=a["port"], ip=pin["ip"], mac=p_m))
+                if k == 0:
+                    self.addresses.append(Address(ns=ns, dev=a["fdev"], cidr=f"{pin['ip']}/32"))
+                out_table, back_table = PIN_OUT_TABLE_BASE + k, PIN_BACK_TABLE_BASE + k
+                self.route(ns, "default", via=LINK_GW, dev=a["fdev"], table=out_table, onlink=True)
+                self.route(ns, "default", dev=a["sdev"], table=back_table)
+                self.rules.append(Rule(ns=ns, priority=PRIO_PIN_OUT + k, iif=a["sdev"], table=out_table))
+                self.rules.append(Rule(ns=ns, priority=PRIO_PIN_BACK + k, fwmark=k + 1, table=back_table))
+                zones.append(f'"{a["sdev"]}" : {k + 1}')
+                marks.append(f'"{a["sdev"]}" : {k + 1}')
+            sdevs = ", ".join(f'"{a["sdev"]}"' for a in pin["apps"])
+            fdevs = ", ".join(f'"{a["fdev"]}"' for a in pin["apps"])
+            self.nft.append(NftTable(ns=ns, family="ip", name="vlpin", text="\n".join([
+                "  chain appzone {", "    type filter hook prerouting priority raw; policy accept;",
+                f"    ct original zone set iifname map {{ {', '.join(zones)} }}", "  }",
+                "  chain appmark {", "    type filter hook prerouting priority mangle; policy accept;",
+                f"    ct direction original ct mark set iifname map {{ {', '.join(marks)} }}",
+                "    ct direction reply meta mark set ct mark", "  }",
+                "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;",
+                f"    oifname {{ {fdevs} }} snat to {pin['ip']}", "  }",
+                "  chain fw {", "    type filter hook forward priority filter; policy drop;",
+                "    ct state established,related accept", f"    iifname {{ {sdevs} }} accept", "  }",
+                "  chain inp {", "    type filter hook input priority filter; policy accept;",
+                "    ct state established,related accept", f"    iifname {{ {fdevs} }} drop", "  }",
+                ttl_preserve_body()])))
 
     # -- NVAs in peered VNets -------------------------------------------------------------------
     def nva_table(self, fab: str, port: str, ip: str) -> int:
@@ -474,15 +534,17 @@ class _Builder:
         ports = [p for p in self.ports.values() if p["fab"] == fab]
         ports.sort(key=lambda p: p["port"])
         peers = self.net.peers[vnet.name.lower()]
-        # delivery: every host port of this VNet
-        for p in ports:
+        # delivery: every host port of this VNet (for an address shared by several apps of a
+        # plan instance, the port that owns it)
+        receiving = [p for p in ports if p.get("owner", True)]
+        for p in receiving:
             self.route(fab, f"{p['ip']}/32", dev=p["port"], table=DELIVER_TABLE)
         # subnet tables: the engine's Active effective routes
         for sref, view in sorted(net.subnets.items()):
             if view.vnet.name.lower() != vnet.name.lower():
                 continue
             table = self.subnet_table[sref]
-            for p in ports:  # hosts the engine routes VnetLocal from this subnet
+            for p in receiving:  # hosts the engine routes VnetLocal from this subnet
                 r = view.lookup.lookup(IPv4Address(p["ip"]))
                 if r is not None and r.next_hop_type == "VnetLocal":
                     self.route(fab, f"{p['ip']}/32", dev=p["port"], table=table)
@@ -516,7 +578,7 @@ class _Builder:
             self.rules.append(Rule(ns=fab, priority=PRIO_PORT + i, iif=p["port"],
                                    table=self.subnet_table[p["subnet"].lower()]))
         apps = [p for p in ports if p.get("app")]
-        for i, p in enumerate(apps):
+        for i, p in enumerate(p for p in apps if p["owner"]):
             # the fabric's own resets for TCP to an integration address leave by the integration
             # subnet's routes, as the engine's return path does
             self.rules.append(Rule(ns=fab, priority=PRIO_APP_RST + i, iif="lo", from_=f"{p['ip']}/32",
