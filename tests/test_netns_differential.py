@@ -209,7 +209,7 @@ def test_engine_equals_kernel(lab, seed, count, routed, capsys):
         list(ex.map(run, by_src))
     bad = [(fl[i], expected[i], got[i]) for i in range(len(fl)) if expected[i].verdict != got[i]]
     # apps sharing a plan instance's integration address, answered inside the VNets
-    shared = [f for f, t in zip(fl, expected) if f[0].startswith("sh") and not f[0].startswith("shx")
+    shared = [f for f, t in zip(fl, expected, strict=True) if f[0].startswith("sh") and not f[0].startswith("shx")
               and t.verdict == "Connected" and f[2].startswith("10.")]
     with capsys.disabled():
         print(f"\n[differential seed {seed}] {len(fl)} flows, {len(bad)} mismatches; verdicts: "
