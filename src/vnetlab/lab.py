@@ -19,6 +19,7 @@ from .engine.addressing import lowest_free
 from .engine.network import Network
 from .engine.trace import Trace, trace
 from .model import WEB_SERVER_FARMS, AzureError, Delegation, Topology, VirtualNetwork, WebApp
+from .model.errors import SubnetIsFull
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -232,6 +233,6 @@ def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
                  if n.private_ip_address and n.subnet.split("/")[0].lower() == vnet.name.lower()}
         ip = lowest_free(sn.network, taken)
         if ip is None:
-            raise AzureError(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
-                             "capacity for 1 IP addresses.", "SubnetIsFull")
+            raise SubnetIsFull(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
+                               "capacity for 1 IP addresses.")
         nic.private_ip_address = str(ip)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from .model import AzureError, Topology
+from .model.errors import InvalidRequestContent, InvalidTemplate
 
 
 def pydantic_error(exc: ValidationError) -> AzureError:
@@ -21,7 +22,7 @@ def pydantic_error(exc: ValidationError) -> AzureError:
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         parts.append(f"{loc}: {err['msg']}")
-    return AzureError("The lab definition is not valid: " + "; ".join(parts), "InvalidRequestContent")
+    return InvalidRequestContent("The lab definition is not valid: " + "; ".join(parts))
 
 
 def parse(doc: dict) -> Topology:
@@ -35,19 +36,17 @@ def load(path: str | Path) -> Topology:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise AzureError(f"Cannot read topology file {path}: {exc.strerror}.", "InvalidTemplate") from None
+        raise InvalidTemplate(f"Cannot read topology file {path}: {exc.strerror}.") from None
     try:
         doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise AzureError(f"Topology file {path} is not valid YAML: {exc}", "InvalidTemplate") from None
+        raise InvalidTemplate(f"Topology file {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
-        raise AzureError(f"Topology file {path} must hold a mapping at the top.", "InvalidTemplate")
+        raise InvalidTemplate(f"Topology file {path} must hold a mapping at the top.")
     if not doc:
-        raise AzureError(f"Topology file {path} is empty: it must name the lab and list its resources.",
-                         "InvalidTemplate")
+        raise InvalidTemplate(f"Topology file {path} is empty: it must name the lab and list its resources.")
     if not str(doc.get("name") or "").strip():
-        raise AzureError(f"Topology file {path} does not name its lab: add `name: LAB` at the top.",
-                         "InvalidTemplate")
+        raise InvalidTemplate(f"Topology file {path} does not name its lab: add `name: LAB` at the top.")
     return parse(doc)
 
 

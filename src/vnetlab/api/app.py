@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..model.errors import AzureError, InvalidRequestContent
 from . import compute, discovery, groups, network, watcher, web
 from .arm import ArmError, Call, Router, error_response, read_body
 from .state import LabState
@@ -80,7 +81,7 @@ async def dispatch(router: Router, state: LabState, request: Request, require_to
             return route.handler(call)
 
         return await run_in_threadpool(run) if route.blocking else run()
-    except ArmError as err:
+    except AzureError as err:
         return error_response(err)
     except Exception as exc:  # noqa: BLE001 - the last line of defence; bad input never lands here
         mapped = map_error(exc)
@@ -97,11 +98,8 @@ def _subscription(state: LabState, params: dict[str, str]) -> str:
     return sub
 
 
-def map_error(exc: Exception) -> ArmError | None:
-    """The model's typed Azure errors and pydantic's validation errors, as ARM errors."""
-    code, message, status = (getattr(exc, k, None) for k in ("code", "message", "status"))
-    if isinstance(code, str) and isinstance(message, str) and isinstance(status, int):
-        return ArmError(status, code, message)
+def map_error(exc: Exception) -> AzureError | None:
+    """Pydantic's validation errors as ARM errors."""
     try:
         from pydantic import ValidationError
     except ImportError:  # pragma: no cover
@@ -109,7 +107,7 @@ def map_error(exc: Exception) -> ArmError | None:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return ArmError(400, "InvalidRequestContent", f"{first['msg']}" + (f" ({where})" if where else ""))
+        return InvalidRequestContent(f"{first['msg']}" + (f" ({where})" if where else ""))
     return None
 
 

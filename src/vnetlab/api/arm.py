@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..model.errors import AzureError, NotFound, ResourceGroupNotFound
+
 MAX_BODY = 4 * 1024 * 1024
 # Top-level members of an ARM resource definition; anything else is a client mistake (for
 # example a snake_case dict handed to the TypeSpec SDKs, which send it verbatim).
@@ -29,25 +31,25 @@ _TOP_LEVEL_TYPES = {"location": str, "tags": dict, "properties": dict, "sku": di
                     "zones": list, "extendedLocation": dict, "managedBy": str, "plan": dict}
 
 
-class ArmError(Exception):
-    """An error answered as ``{"error": {"code", "message"}}`` with ``status``."""
+class ArmError(AzureError):
+    """An error only the ARM endpoint raises (an HTTP matter such as a method, a token, an ETag),
+    with the response ``headers`` it needs. Every :class:`AzureError` is answered alike."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(message, code, status)
         self.headers = headers or {}
 
 
-def bad_request(message: str, code: str = "InvalidRequestContent") -> ArmError:
-    return ArmError(400, code, message)
+def bad_request(message: str, code: str = "InvalidRequestContent") -> AzureError:
+    return AzureError(message, code, 400)
 
 
-def invalid_content(detail: str) -> ArmError:
+def invalid_content(detail: str) -> AzureError:
     return bad_request(f"The request content was invalid and could not be deserialized: '{detail}'.")
 
 
-def group_not_found(rg: str) -> ArmError:
-    return ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+def group_not_found(rg: str) -> AzureError:
+    return ResourceGroupNotFound(group=rg)
 
 
 def precondition_failed() -> ArmError:
@@ -64,8 +66,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(dumps(body), status, headers, media_type="application/json; charset=utf-8")
 
 
-def error_response(err: ArmError) -> Response:
-    return json_response({"error": {"code": err.code, "message": err.message}}, err.status, err.headers)
+def error_response(err: AzureError) -> Response:
+    return json_response(err.to_body(), err.status, getattr(err, "headers", None))
 
 
 def etag_of(resource: dict) -> str:
@@ -271,7 +273,7 @@ def _match(segments: tuple[str, ...], parts: list[str], lowered: list[str]) -> d
     return params
 
 
-def no_route(path: str, api_version: str = "") -> ArmError:
+def no_route(path: str, api_version: str = "") -> AzureError:
     parts = [p for p in path.split("/") if p]
     low = [p.lower() for p in parts]
     if "providers" in low:
@@ -281,4 +283,4 @@ def no_route(path: str, api_version: str = "") -> ArmError:
             version = f" for api version '{api_version}'" if api_version else ""
             return ArmError(400, "InvalidResourceType",
                             f"The resource type '{type_}' could not be found in the namespace '{ns}'{version}.")
-    return ArmError(404, "NotFound", f"No HTTP resource was found that matches the request URI '{path}'.")
+    return NotFound(f"No HTTP resource was found that matches the request URI '{path}'.")

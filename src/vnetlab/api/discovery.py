@@ -19,6 +19,7 @@ from typing import Callable
 
 from starlette.responses import Response
 
+from ..model.errors import InvalidRequestContent
 from ..model.ids import DEFAULT_SUBSCRIPTION
 from .arm import ArmError, Call, Router, json_response
 
@@ -292,7 +293,7 @@ def check_name_availability(site_exists: Callable[[str], bool]):
         body = call.json()
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str) or not name:
-            raise ArmError(400, "InvalidRequestContent", "The 'name' property is required.")
+            raise InvalidRequestContent("The 'name' property is required.")
         if not _SITE_NAME.match(name):
             return json_response({"nameAvailable": False, "reason": "Invalid",
                                   "message": f"The name '{name}' is not valid: use 2 to 60 letters, digits and "

@@ -12,6 +12,7 @@ import re
 
 from starlette.responses import Response
 
+from ..model.errors import InvalidResourceGroup, LocationRequired
 from ..model import KINDS, ResourceGroup, Topology
 from .arm import (ArmError, Call, Router, bad_request, check_preconditions, conditional, group_not_found,
                   list_response,
@@ -35,11 +36,11 @@ def check_name(name: str) -> None:
     """https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftresources"""
     bad = "".join(dict.fromkeys(_RG_CHARS.findall(name)))
     if bad:
-        raise bad_request(f"The provided resource group name '{name}' has these invalid characters: '{bad}'. "
-                          "The name can only be a letter, digit, '-', '.', '(', ')' or '_'.", "InvalidResourceGroup")
+        raise InvalidResourceGroup(f"The provided resource group name '{name}' has these invalid characters: "
+                                   f"'{bad}'. The name can only be a letter, digit, '-', '.', '(', ')' or '_'.")
     if len(name) > 90:
-        raise bad_request(f"The provided resource group name '{name}' is too long. "
-                          "Resource group names only allow up to 90 characters.", "InvalidResourceGroup")
+        raise InvalidResourceGroup(f"The provided resource group name '{name}' is too long. "
+                                   "Resource group names only allow up to 90 characters.")
     if name.endswith("."):
         raise bad_request(f"The provided resource name '{name}' has these invalid trailing characters: '.'. "
                           "The name can not end with characters: '. '.", "InvalidResourceNameTrailingCharacters")
@@ -47,7 +48,7 @@ def check_name(name: str) -> None:
 
 def _location(value) -> str:
     if not value:
-        raise bad_request("The location property is required for this definition.", "LocationRequired")
+        raise LocationRequired("The location property is required for this definition.")
     loc = normalize_location(value)
     if loc is None:
         raise bad_request(f"The provided location '{value}' is not available for resource group. List of available "

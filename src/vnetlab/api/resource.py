@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from starlette.responses import Response
 
+from ..model.errors import AzureError, LocationRequired, NotFound, ResourceNotFound
 from ..model import Topology
 from .arm import (ArmError, Call, Router, bad_request, check_preconditions, conditional, list_response,
                   not_modified, resource_response, with_etag)
@@ -42,7 +43,7 @@ def location_of(body: Obj, type_: str, current_location: str | None) -> str:
     if value is None:
         if current_location is not None:
             return current_location
-        raise bad_request("The location property is required for this definition.", "LocationRequired")
+        raise LocationRequired("The location property is required for this definition.")
     loc = normalize_location(value)
     if loc is None:
         raise bad_request(f"The provided location '{value}' is not available for resource type '{type_}'. "
@@ -90,10 +91,8 @@ class TopLevel:
     def arm_type(self) -> str:
         return f"{self.namespace}/{self.type}"
 
-    def not_found(self, rg: str, name: str) -> ArmError:
-        return ArmError(404, "ResourceNotFound",
-                        f"The Resource '{self.arm_type}/{name}' under resource group '{rg}' was not found. "
-                        "For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+    def not_found(self, rg: str, name: str) -> AzureError:
+        return ResourceNotFound(type=self.arm_type, name=name, group=rg)
 
     # -- reading ----------------------------------------------------------------------------
     def lookup(self, state: LabState, call: Call) -> tuple[Topology, Any]:
@@ -210,9 +209,9 @@ class Child:
             raise self.parent.not_found(rg, call.params["name"])
         return parent
 
-    def not_found(self, topo: Topology, parent, name: str) -> ArmError:
+    def not_found(self, topo: Topology, parent, name: str) -> AzureError:
         rid = topo.id_of(self.parent.kind, parent, self.segment, name)
-        return ArmError(404, "NotFound", f"Resource {rid} not found.")
+        return NotFound(f"Resource {rid} not found.")
 
     def get(self, state: LabState, call: Call) -> Response:
         topo = state.read()

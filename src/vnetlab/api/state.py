@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from ..model.errors import InvalidResourceReference
 from ..lab import Lab
 from ..model import Topology
 from ..model.ids import parse_id
@@ -189,8 +190,8 @@ def parse_ref(rid: str, namespace: str, types: tuple[str, ...], path: str, topo:
                        f"Property id '{rid}' at path '{path}' is invalid. Expect fully qualified resource Id "
                        f"that start with '/subscriptions/{{subscriptionId}}' of the form '{expected}'.")
     if parsed.subscription.lower() != topo.subscription_id.lower():
-        raise ArmError(400, "InvalidResourceReference",
-                       f"Resource {rid} referenced by {path} was not found: it is in another subscription.")
+        raise InvalidResourceReference(f"Resource {rid} referenced by {path} was not found: it is in another "
+                                       "subscription.", status=400)
     return parsed.names + (parsed.resource_group,)
 
 
@@ -198,5 +199,4 @@ def check_ref_group(topo: Topology, kind: str, name: str, rg: str, rid: str, pat
     """A reference whose resource exists under another resource group does not point at it."""
     res = topo.find(kind, name)
     if res is not None and topo.rg_of(res).lower() != rg.lower():
-        raise ArmError(404, "InvalidResourceReference",
-                       f"Resource {rid} referenced by {path} was not found.")
+        raise InvalidResourceReference(f"Resource {rid} referenced by {path} was not found.")

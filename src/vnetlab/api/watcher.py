@@ -18,12 +18,13 @@ from itertools import pairwise
 
 from starlette.responses import Response
 
+from ..model.errors import InvalidPort, InvalidProtocol, InvalidTargetResourceId, NotFound
 from ..engine.network import Network
 from ..engine.security import parse_ports, tag_map
-from ..model import AzureError, NetworkInterface
+from ..model import NetworkInterface
 from ..model.ids import parse_id
 from ..model.nsg import DEFAULT_SECURITY_RULES
-from .arm import ArmError, Call, Router, bad_request, json_response, list_response, resource_response
+from .arm import Call, Router, bad_request, json_response, list_response, resource_response
 from .discovery import LOCATIONS
 from .network import NICS, NS
 from .state import LabState, Obj, guid, require
@@ -67,11 +68,11 @@ def _target(net: Network, rid: str | None, path: str) -> tuple[str, str]:
     kind = kinds.get((parsed.namespace.lower(), parsed.types[0].lower())) if parsed and len(parsed.types) == 1 \
         else None
     if kind is None:
-        raise bad_request(f"Target resource id '{rid}' at '{path}' is not a virtual machine, network interface "
-                          "or web app.", "InvalidTargetResourceId")
+        raise InvalidTargetResourceId(f"Target resource id '{rid}' at '{path}' is not a virtual machine, "
+                                      "network interface or web app.")
     res = net.topo.find(kind, parsed.name)
     if res is None or net.topo.rg_of(res).lower() != parsed.resource_group.lower():
-        raise ArmError(404, "NotFound", f"Resource {rid} not found.")
+        raise NotFound(f"Resource {rid} not found.")
     return kind, res.name
 
 
@@ -79,8 +80,7 @@ def _nic(net: Network, body: Obj) -> NetworkInterface:
     rid = body.str("targetNicResourceId") or body.str("targetResourceId")
     kind, name = _target(net, rid, "targetResourceId")
     if kind == "web_apps":
-        raise bad_request("This operation needs a virtual machine or network interface target.",
-                          "InvalidTargetResourceId")
+        raise InvalidTargetResourceId("This operation needs a virtual machine or network interface target.")
     if kind == "virtual_machines":
         name = net.topo.find("virtual_machines", name).network_interface
     return net.topo.find("network_interfaces", name)
@@ -98,14 +98,14 @@ def _port(value: str | None, path: str) -> int | None:
         return None
     text = str(value).strip()
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise bad_request(f"'{value}' at '{path}' is not a valid port (1-65535).", "InvalidPort")
+        raise InvalidPort(f"'{value}' at '{path}' is not a valid port (1-65535).")
     return int(text)
 
 
 def _protocol(value: str | None) -> str:
     canon = PROTOCOLS.get((value or "Tcp").lower())
     if canon is None:
-        raise bad_request(f"Protocol '{value}' is not supported: use TCP, UDP or ICMP.", "InvalidProtocol")
+        raise InvalidProtocol(f"Protocol '{value}' is not supported: use TCP, UDP or ICMP.")
     return canon
 
 
@@ -273,10 +273,7 @@ def connectivity_check(state: LabState, call: Call) -> Response:
     port = _port(destination.str("port"), "destination.port")
     if port is None and protocol_in.lower() in ("http", "https"):
         port = 80 if protocol_in.lower() == "http" else 443
-    try:
-        trace = state.lab.trace(src_name, dst, port, protocol)
-    except AzureError as err:
-        raise ArmError(err.status, err.code, err.message) from None
+    trace = state.lab.trace(src_name, dst, port, protocol)
     doc = trace.to_dict()
     return json_response(connectivity_result(net, doc))
 

@@ -16,9 +16,10 @@ from xml.sax.saxutils import quoteattr
 from starlette.responses import Response
 
 from ..lab import disconnect, integrate
+from ..model.errors import NotFound
 from ..engine.addressing import integration_addresses, public_outbound_addresses, usable_count
 from ..model import AppServicePlan, OutboundVnetRouting, Topology, WebApp
-from .arm import ArmError, Call, Router, json_response, resource_response
+from .arm import Call, Router, json_response, resource_response
 from .discovery import LOCATIONS
 from .network import subnet_of_id
 from .resource import TopLevel, envelope, location_of
@@ -212,7 +213,7 @@ def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, n
     if plan_id:
         plan, plan_rg = parse_ref(plan_id, NS, ("serverfarms",), "properties.serverFarmId", topo)
         if find(topo, "app_service_plans", plan_rg, plan) is None:
-            raise ArmError(404, "NotFound", f"Cannot find ServerFarm with name {plan}.")
+            raise NotFound(f"Cannot find ServerFarm with name {plan}.")
     require(plan, "properties.serverFarmId")
     integration = current.vnet_integration if current else None
     if "virtualNetworkSubnetId" in props.data:
@@ -334,7 +335,7 @@ def swift_doc(topo: Topology, app: WebApp) -> dict:
 def get_swift(state: LabState, call: Call) -> Response:
     topo, app = _site(state, call)
     if not app.vnet_integration:
-        raise ArmError(404, "NotFound", f"Web app {app.name} has no regional virtual network integration.")
+        raise NotFound(f"Web app {app.name} has no regional virtual network integration.")
     return resource_response(swift_doc(topo, app))
 
 
@@ -373,8 +374,7 @@ def site_vnet_connections(state: LabState, call: Call) -> Response:
         return json_response(items)
     hit = next((i for i in items if i["name"].lower() == call.params["conn"].lower()), None)
     if hit is None:
-        raise ArmError(404, "NotFound", f"Virtual network connection {call.params['conn']} of web app {app.name} "
-                                        "was not found.")
+        raise NotFound(f"Virtual network connection {call.params['conn']} of web app {app.name} was not found.")
     return json_response(hit)
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..model import AzureError
+from ..model.errors import EmulationUnavailable
 from .netns.apply import K_CAPTURE, apply as _kapply, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
@@ -20,8 +21,7 @@ from .netns.plan import lab_id_for, plan_with_names
 def check() -> None:
     problems = kernel.check_prerequisites()
     if problems:
-        raise AzureError("The netns emulation is not available here: " + "; ".join(problems) + ".",
-                         "EmulationUnavailable")
+        raise EmulationUnavailable("The netns emulation is not available here: " + "; ".join(problems) + ".")
 
 
 def lab_id(lab) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ..engine.routing import peering_state
 from ..lab import Lab, web_app
@@ -18,7 +19,24 @@ from ..model import AzureError, Topology
 from ..topology import load, schema as topology_schema
 from .render import Output, console, err_console, print_json, table, trace_table
 
-app = typer.Typer(help="A local lab for Azure virtual networking and App Service VNet integration.",
+
+def fail(exc: AzureError) -> None:
+    err_console.print(f"[bold red]ERROR[/]: ({exc.code}) {exc.message}")
+    raise typer.Exit(2)
+
+
+class Commands(TyperGroup):
+    """The top level: any Azure error a command lets through, a backend failure (``BackendError``)
+    included, is printed as ``ERROR: (code) message`` with exit status 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AzureError as exc:
+            fail(exc)
+
+
+app = typer.Typer(cls=Commands, help="A local lab for Azure virtual networking and App Service VNet integration.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 webapp = typer.Typer(help="App Service web apps, with az's words.", no_args_is_help=True)
 integration = typer.Typer(help="Regional VNet integration (az webapp vnet-integration).", no_args_is_help=True)
@@ -29,11 +47,6 @@ webapp.add_typer(config, name="config")
 
 HomeOpt = typer.Option(None, "--home", envvar="VNETLAB_HOME", help="Lab directory (default ./.vnetlab).")
 OutOpt = typer.Option(Output.table, "-o", "--output", help="table or json.")
-
-
-def fail(exc: AzureError) -> None:
-    err_console.print(f"[bold red]ERROR[/]: ({exc.code}) {exc.message}")
-    raise typer.Exit(2)
 
 
 def run(fn):

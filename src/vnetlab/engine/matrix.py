@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from ..model import AzureError
+from ..model.errors import InvalidPort
 from .network import Endpoint, Network
 from .security import is_public
 from .trace import trace
@@ -83,7 +83,7 @@ def parse_ports(ports: list[str]) -> list[tuple[str, int | None]]:
         try:
             out.append(({"udp": "Udp"}.get(proto.lower(), "Tcp"), int(num)))
         except ValueError:
-            raise AzureError(f"'{p}' is not a port: use numbers, udp/53 or icmp.", "InvalidPort") from None
+            raise InvalidPort(f"'{p}' is not a port: use numbers, udp/53 or icmp.") from None
     return out
 
 

@@ -12,7 +12,7 @@ from functools import cached_property
 from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology, VirtualNetwork, WebApp
-from ..model.errors import NotFound
+from ..model.errors import ResourceNotFound
 from .addressing import integration_addresses, public_outbound_addresses
 from .app_service import Sandbox, sandbox
 from .routing import EffectiveRoute, RouteLookup, connected_peers, effective_routes
@@ -145,7 +145,7 @@ class Network:
         host = next((h for h in topo.internet_hosts if h.name.lower() == name.lower()), None)
         if host is not None:
             return Endpoint("internet", host.name, IPv4Address(host.ip))
-        raise NotFound(f"No VM, network interface, web app or internet host named '{name}' in the lab.")
+        raise ResourceNotFound(f"No VM, network interface, web app or internet host named '{name}' in the lab.")
 
     def destination_ip(self, name_or_ip: str) -> tuple[IPv4Address, str]:
         try:

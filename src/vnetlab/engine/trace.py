@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
+from ..model.errors import InvalidPort, InvalidProtocol
 from .network import Endpoint, Network, SubnetView
 from .security import is_public
 
@@ -91,7 +92,7 @@ class _Done(Exception):
 def _normalize_protocol(protocol: str) -> str:
     canon = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp"}.get(protocol.lower())
     if canon is None:
-        raise AzureError(f"Protocol '{protocol}' is not supported: use Tcp, Udp or Icmp.", "InvalidProtocol")
+        raise InvalidProtocol(f"Protocol '{protocol}' is not supported: use Tcp, Udp or Icmp.")
     return canon
 
 
@@ -100,9 +101,9 @@ def trace(net: Network | Topology, source: str, destination: str, port: int | No
     net = net if isinstance(net, Network) else Network(net)
     protocol = _normalize_protocol(protocol)
     if protocol != "Icmp" and port is None:
-        raise AzureError("A port is required for Tcp and Udp flows.", "InvalidPort")
+        raise InvalidPort("A port is required for Tcp and Udp flows.")
     if port is not None and not 0 < port < 65536:
-        raise AzureError(f"Port {port} is out of range 1-65535.", "InvalidPort")
+        raise InvalidPort(f"Port {port} is out of range 1-65535.")
     src = net.endpoint(source)
     dst_ip, dst_name = net.destination_ip(destination)
     t = Trace(flow={"source": src.name, "source_kind": src.kind, "source_ip": str(src.ip),

@@ -1,7 +1,7 @@
 """The Azure network model: pydantic resources named as in ARM, ids, typed errors."""
 
 from .compute import Service, VirtualMachine
-from .errors import AzureError, Conflict, InvalidRequest, NotFound
+from .errors import AzureError, BackendError, Conflict, NotFound, ResourceNotFound
 from .network import Delegation, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkPeering, WEB_SERVER_FARMS
 from .nsg import DEFAULT_SECURITY_RULES, NetworkSecurityGroup, SecurityRule
 from .routes import Route, RouteTable
@@ -9,8 +9,8 @@ from .topology import KINDS, InternetHost, ResourceGroup, Topology
 from .web import AppServicePlan, OutboundVnetRouting, WebApp
 
 __all__ = [
-    "AppServicePlan", "AzureError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost",
-    "InvalidRequest", "KINDS", "NetworkInterface", "NetworkSecurityGroup", "NotFound", "OutboundVnetRouting",
-    "ResourceGroup", "Route", "RouteTable", "SecurityRule", "Service", "Subnet", "Topology", "VirtualMachine",
+    "AppServicePlan", "AzureError", "BackendError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost",
+    "KINDS", "NetworkInterface", "NetworkSecurityGroup", "NotFound", "OutboundVnetRouting",
+    "ResourceGroup", "ResourceNotFound", "Route", "RouteTable", "SecurityRule", "Service", "Subnet", "Topology", "VirtualMachine",
     "VirtualNetwork", "VirtualNetworkPeering", "WEB_SERVER_FARMS", "WebApp",
 ]
