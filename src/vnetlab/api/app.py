@@ -67,7 +67,7 @@ async def dispatch(router: Router, state: LabState, request: Request, require_to
         try:
             route, params = router.match(request.method, request.url.path,
                                          request.query_params.get("api-version", ""))
-        except ArmError:
+        except AzureError:
             check_auth(request, require_token)  # an unauthenticated caller learns nothing about paths
             raise
         if route.auth:
