@@ -350,3 +350,48 @@ def test_az_setup_for_a_lab_home(tmp_path, monkeypatch):
     assert f"export AZURE_CONFIG_DIR={tmp_path}/lab/azure" in script
     assert f"export REQUESTS_CA_BUNDLE={tmp_path}/lab/tls/ca.pem" in script
     assert "https://127.0.0.1:9443/" in script and "--password tok" in script
+
+
+# -- vnetlab serve stops on SIGTERM and Ctrl-C ---------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_serve_stops_within_2s_while_a_client_holds_a_keep_alive_connection(tmp_path, signum):
+    """The SDK keeps its TLS connection open between calls; serve must not wait for it (issue 8 §2)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vnetlab.cli.main", "serve", "--port", str(port),
+                             "--home", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "vnetlab serve did not start"
+                time.sleep(0.1)
+        client = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem")).wrap_socket(
+            raw, server_hostname="127.0.0.1")
+        client.sendall(b"GET /metadata/endpoints HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n")
+        assert client.recv(64).startswith(b"HTTP/1.1 200")   # answered; the connection stays open, idle
+        proc.send_signal(getattr(signal, signum))
+        time.sleep(2)
+        assert proc.poll() is not None, f"vnetlab serve still running 2 s after {signum}"
+        client.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)

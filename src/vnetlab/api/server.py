@@ -26,9 +26,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but SIGTERM and Ctrl-C stop it at once even while clients hold idle
+    keep-alive connections (the SDK and az do): closing a TLS connection politely waits for the
+    client's close_notify, which an idle client never sends, so idle connections are aborted.
+    A request still running gets ``timeout_graceful_shutdown`` seconds to finish."""
+
+    async def shutdown(self, sockets=None) -> None:
+        for connection in list(self.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            transport = getattr(connection, "transport", None)
+            if transport is not None and (cycle is None or cycle.response_complete):
+                transport.abort()
+        await super().shutdown(sockets)
+
+
 def _config(app, tls: TlsFiles, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, ssl_certfile=str(tls.chain), ssl_keyfile=str(tls.key),
-                          log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
+                          log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30,
+                          timeout_graceful_shutdown=1)
 
 
 def serve(home: str | os.PathLike, host: str = "127.0.0.1", port: int = 8443, backend: str = "sim",
@@ -44,7 +60,7 @@ def serve(home: str | os.PathLike, host: str = "127.0.0.1", port: int = 8443, ba
     print(f"vnetlab ARM endpoint: https://{shown}:{port}/  (backend {backend})")
     print(f"CA certificate: {tls.ca}  (SDK: connection_verify=...; az: REQUESTS_CA_BUNDLE=...)")
     app = create_app(home, require_token=require_token, backend=backend)
-    uvicorn.Server(_config(app, tls, host, port)).run()
+    _Server(_config(app, tls, host, port)).run()
 
 
 class ServerThread:
@@ -59,7 +75,7 @@ class ServerThread:
         self.sock.bind((host, port))
         self.port = self.sock.getsockname()[1]
         self.url = f"https://{host}:{self.port}"
-        self.server = uvicorn.Server(_config(app, tls, host, self.port))
+        self.server = _Server(_config(app, tls, host, self.port))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
                                        name=f"vnetlab-api-{self.port}")
 
