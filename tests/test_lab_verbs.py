@@ -155,3 +155,57 @@ def test_verbs_on_a_missing_web_app_are_not_found_and_change_nothing(tmp_path):
             verb()
         assert info.value.code == "ResourceNotFound"
     assert lab.store.version() == version
+
+
+# -- one definition each, in the engine -------------------------------------------------------------
+
+def test_every_face_refuses_a_protocol_the_same_way(tmp_path):
+    from vnetlab.engine.matrix import parse_flows
+    home = up_note(tmp_path)
+    lab = Lab.open(home)
+    with pytest.raises(Exception) as traced:
+        lab.trace("app1", "rg1vm1", 80, "sctp")
+    with pytest.raises(Exception) as matrixed:
+        parse_flows(["sctp/80"])  # was read as Tcp
+    assert traced.value.code == matrixed.value.code == "InvalidProtocol"
+    res = cli(home, "check", "app1", "rg1vm1", "--protocol", "sctp")
+    assert res.exit_code == 2 and "InvalidProtocol" in res.output
+    assert parse_flows(["80", "TCP/443", "udp/53", "icmp"]) == [("Tcp", 80), ("Tcp", 443), ("Udp", 53), ("Icmp", None)]
+
+
+def test_network_watcher_and_the_trace_meet_the_nsgs_in_one_order(tmp_path):
+    """Inbound the subnet's NSG then the NIC's: with both denying, the subnet's rule is the one named."""
+    from starlette.testclient import TestClient
+
+    from vnetlab.api import create_app
+    from vnetlab.api.discovery import SUBSCRIPTION
+    doc = copy.deepcopy(NOTE)
+    deny = {"name": "deny80", "priority": 100, "direction": "Inbound", "access": "Deny", "protocol": "Tcp",
+            "destination_port_range": "80"}
+    doc["network_security_groups"] = [{"name": "subnet-nsg", "security_rules": [deny]},
+                                      {"name": "nic-nsg", "security_rules": [{**deny, "name": "nic-deny80"}]}]
+    doc["virtual_networks"][0]["subnets"][0]["network_security_group"] = "subnet-nsg"
+    doc["virtual_machines"][0]["network_security_group"] = "nic-nsg"
+    home = up_note(tmp_path, doc)
+    step = next(s for s in Lab.open(home).trace("app1", "rg1vm1", 80).to_dict()["steps"]
+                if s["kind"] == "NetworkSecurityGroup")
+    rg = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg1"
+    client = TestClient(create_app(home))
+    verdict = client.post(f"{rg}/providers/Microsoft.Network/networkWatchers/nw/ipFlowVerify",
+                          params={"api-version": "2024-05-01"},
+                          json={"targetResourceId": f"{rg}/providers/Microsoft.Compute/virtualMachines/rg1vm1",
+                                "direction": "Inbound", "protocol": "TCP", "localIPAddress": "10.0.0.4",
+                                "localPort": "80", "remoteIPAddress": "10.0.0.190", "remotePort": "40000"}).json()
+    assert (step["nsg"], step["rule"]) == ("subnet-nsg", "deny80")
+    assert verdict == {"access": "Deny", "ruleName": "securityRules/deny80"}
+
+
+def test_a_user_rule_named_like_a_default_rule_is_a_security_rule():
+    from vnetlab.engine.security import AddressSet, CompiledNsg
+    from vnetlab.model import DEFAULT_SECURITY_RULES, NetworkSecurityGroup
+    from vnetlab.model.nsg import is_default_rule
+    nsg = NetworkSecurityGroup(name="n", security_rules=[{"name": "DenyAllInbound", "priority": 4000,
+                                                          "access": "Deny"}])
+    compiled = CompiledNsg(nsg, "Inbound", AddressSet())
+    assert [c.default for c in compiled.rules] == [False, True, True, True]
+    assert all(is_default_rule(r) for r in DEFAULT_SECURITY_RULES)

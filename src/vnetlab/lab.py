@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from .engine.addressing import lowest_free
 from .engine.network import Network
 from .engine.trace import Trace, trace
-from .model import WEB_SERVER_FARMS, AzureError, Delegation, Topology, VirtualNetwork, WebApp
-from .model.errors import SubnetIsFull
+from .model import (WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, SecurityRule, Topology,
+                    VirtualNetwork, WebApp)
+from .model.errors import ResourceNotFound, SubnetIsFull
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -152,13 +153,16 @@ class Lab:
         """`az webapp config set --vnet-route-all-enabled`: every Route All setting agrees."""
         return self.change(lambda t: web_app(t, app).set_route_all(on), create=False)
 
+    def set_security_rule(self, nsg: str, rule: SecurityRule) -> Topology:
+        """`az network nsg rule create`: the rule is added, or replaces the NSG's rule of that name."""
+        return self.change(lambda t: set_security_rule(network_security_group(t, nsg), rule), create=False)
+
     def delete_vnet(self, name: str) -> Topology:
         """`az network vnet delete`, with the cascade Azure does to the remote peerings."""
         def remove(t: Topology) -> None:
             vnet = t.vnet(name)
             if vnet is None:
-                raise AzureError(f"The Resource 'Microsoft.Network/virtualNetworks/{name}' under resource group "
-                                 f"'{t.resource_group}' was not found.", "ResourceNotFound", 404)
+                raise ResourceNotFound(type="Microsoft.Network/virtualNetworks", name=name, group=t.resource_group)
             delete_vnet(t, vnet)
         return self.change(remove, create=False)
 
@@ -180,8 +184,7 @@ def check_backend(backend: str) -> None:
 def web_app(topo: Topology, name: str) -> WebApp:
     app = topo.find("web_apps", name)
     if app is None:
-        raise AzureError(f"The Resource 'Microsoft.Web/sites/{name}' under resource group "
-                         f"'{topo.resource_group}' was not found.", "ResourceNotFound", 404)
+        raise ResourceNotFound(type="Microsoft.Web/sites", name=name, group=topo.resource_group)
     return app
 
 
@@ -196,8 +199,25 @@ def integrate(topo: Topology, app: WebApp, subnet_ref: str, delegate: bool = Tru
         return
     vnet, subnet = found
     if delegate and not subnet.delegated_to(WEB_SERVER_FARMS):
-        subnet.delegations.append(Delegation(service_name=WEB_SERVER_FARMS))
+        subnet.delegations.append(Delegation(name="delegation", service_name=WEB_SERVER_FARMS))  # as az names it
     app.vnet_integration = f"{vnet.name}/{subnet.name}"
+
+
+def network_security_group(topo: Topology, name: str) -> NetworkSecurityGroup:
+    nsg = topo.find("network_security_groups", name)
+    if nsg is None:
+        raise ResourceNotFound(type="Microsoft.Network/networkSecurityGroups", name=name, group=topo.resource_group)
+    return nsg
+
+
+def set_security_rule(nsg: NetworkSecurityGroup, rule: SecurityRule) -> None:
+    """Add ``rule``, or put it in the place of the rule of the same name (names are case-insensitive)."""
+    rules = nsg.security_rules
+    same = next((i for i, r in enumerate(rules) if r.name.lower() == rule.name.lower()), None)
+    if same is None:
+        rules.append(rule)
+    else:
+        rules[same] = rule
 
 
 def disconnect(app: WebApp) -> None:

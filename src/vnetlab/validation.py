@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from .engine.addressing import integration_addresses, reserved, usable_count
-from .engine.security import RuleError, parse_ports
+from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag
 from .model import WEB_SERVER_FARMS, AzureError, Conflict, Topology
 from .model.errors import NotFound
 from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
@@ -109,7 +109,7 @@ def _nsg(nsg) -> None:
             raise AzureError(f"Security rule {rule.name} has an invalid port range: {exc}.",
                              "SecurityRuleInvalidPortRange") from None
         for value in rule.sources() + rule.destinations():
-            if value.strip().lower() in ("*", "any", "virtualnetwork", "internet", "azureloadbalancer"):
+            if value.strip().lower() in ANY_ADDRESS or service_tag(value):
                 continue
             try:
                 IPv4Network(value.strip(), strict=False)

@@ -18,19 +18,20 @@ from itertools import pairwise
 
 from starlette.responses import Response
 
-from ..model.errors import InvalidPort, InvalidProtocol, InvalidTargetResourceId, NotFound
+from ..model.errors import InvalidPort, InvalidTargetResourceId, NotFound
 from ..engine.network import Network
-from ..engine.security import parse_ports, tag_map
+from ..engine.security import ANY_ADDRESS, flow_protocol, nsg_chain, parse_ports, service_tag, tag_map
 from ..model import NetworkInterface
 from ..model.ids import parse_id
-from ..model.nsg import DEFAULT_SECURITY_RULES
+from ..model.nsg import is_default_rule
 from .arm import Call, Router, bad_request, json_response, list_response, resource_response
 from .discovery import LOCATIONS
 from .network import NICS, NS
 from .state import LabState, Obj, guid, require
 
-_DEFAULT_NAMES = {r.name for r in DEFAULT_SECURITY_RULES}
-PROTOCOLS = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp", "http": "Tcp", "https": "Tcp"}
+# connectivityCheck's protocols: Http and Https are TCP to their default ports.
+# https://learn.microsoft.com/rest/api/network-watcher/network-watchers/check-connectivity
+WEB_PROTOCOLS = {"http": 80, "https": 443}
 
 
 # -- the watcher resource (virtual) ------------------------------------------------------------
@@ -103,18 +104,16 @@ def _port(value: str | None, path: str) -> int | None:
 
 
 def _protocol(value: str | None) -> str:
-    canon = PROTOCOLS.get((value or "Tcp").lower())
-    if canon is None:
-        raise InvalidProtocol(f"Protocol '{value}' is not supported: use TCP, UDP or ICMP.")
-    return canon
+    value = value or "Tcp"
+    if value.strip().lower() in WEB_PROTOCOLS:
+        return "Tcp"
+    return flow_protocol(value)
 
 
 # -- ipFlowVerify, nextHop -----------------------------------------------------------------------
 
-def rule_label(compiled_rule) -> str:
-    rule = compiled_rule.rule
-    default = compiled_rule.default or (rule.priority >= 65000 and rule.name in _DEFAULT_NAMES)
-    return f"{'defaultSecurityRules' if default else 'securityRules'}/{rule.name}"
+def rule_label(rule) -> str:
+    return f"{'defaultSecurityRules' if is_default_rule(rule) else 'securityRules'}/{rule.name}"
 
 
 def verify_ip_flow(state: LabState, call: Call) -> Response:
@@ -134,16 +133,13 @@ def verify_ip_flow(state: LabState, call: Call) -> Response:
     else:
         src, dst, port, sport = remote, local, local_port, remote_port
     view = net.subnet_view(nic.subnet)
-    names = [nic.network_security_group, view.subnet.network_security_group]
-    if direction == "Inbound":
-        names.reverse()
     verdict: dict = {"access": "Allow"}
-    for name in names:
+    for _, name in nsg_chain(direction, nic.network_security_group, view.subnet.network_security_group):
         compiled = net.nsg(name, direction, view.vnet)
         if compiled is None:
             continue
         hit = compiled.evaluate(protocol, src, dst, port, sport)
-        verdict = {"access": hit.rule.access, "ruleName": rule_label(hit)}
+        verdict = {"access": hit.rule.access, "ruleName": rule_label(hit.rule)}
         if hit.rule.access == "Deny":
             break
     return json_response(verdict)
@@ -191,19 +187,18 @@ def _ranges(values: list[str]) -> list[str]:
 
 
 def _expand(prefix: str, tags: dict[str, list[str]]) -> list[str]:
-    low = prefix.strip().lower()
-    if low in ("*", "any"):
+    if prefix.strip().lower() in ANY_ADDRESS:
         return ["0.0.0.0/0"]
-    canon = {"virtualnetwork": "VirtualNetwork", "azureloadbalancer": "AzureLoadBalancer", "internet": "Internet"}
-    if low in canon:
-        return tags[canon[low]]
+    tag = service_tag(prefix)
+    if tag is not None:
+        return tags[tag]
     return [str(IPv4Network(prefix.strip(), strict=False))]
 
 
-def effective_rule(rule, default: bool, tags: dict[str, list[str]]) -> dict:
+def effective_rule(rule, tags: dict[str, list[str]]) -> dict:
     sources, destinations = rule.sources(), rule.destinations()
     single = lambda values: values[0] if len(values) == 1 else None  # noqa: E731
-    out = {"name": f"{'defaultSecurityRules' if default else 'securityRules'}/{rule.name}",
+    out = {"name": rule_label(rule),
            "protocol": "All" if rule.protocol == "*" else rule.protocol,
            "sourcePortRange": single(_ranges(rule.source_ports())),
            "destinationPortRange": single(_ranges(rule.destination_ports())),
@@ -230,9 +225,7 @@ def effective_nsgs(state: LabState, call: Call) -> Response:
         nsg = topo.find("network_security_groups", name) if name else None
         if nsg is None:
             continue
-        rules = [effective_rule(r, r.priority >= 65000 and r.name in _DEFAULT_NAMES and r in DEFAULT_SECURITY_RULES,
-                                tags)
-                 for direction in ("Inbound", "Outbound") for r in nsg.rules(direction)]
+        rules = [effective_rule(r, tags) for direction in ("Inbound", "Outbound") for r in nsg.rules(direction)]
         value.append({"networkSecurityGroup": {"id": topo.id_of("network_security_groups", nsg)},
                       "association": association, "effectiveSecurityRules": rules, "tagMap": tags})
     return json_response({"value": value})
@@ -271,8 +264,8 @@ def connectivity_check(state: LabState, call: Call) -> Response:
     protocol_in = body.str("protocol") or "Tcp"
     protocol = _protocol(protocol_in)
     port = _port(destination.str("port"), "destination.port")
-    if port is None and protocol_in.lower() in ("http", "https"):
-        port = 80 if protocol_in.lower() == "http" else 443
+    if port is None:
+        port = WEB_PROTOCOLS.get(protocol_in.strip().lower())
     trace = state.lab.trace(src_name, dst, port, protocol)
     doc = trace.to_dict()
     return json_response(connectivity_result(net, doc))

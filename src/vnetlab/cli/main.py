@@ -12,11 +12,13 @@ from typing import Optional
 
 import typer
 from typer.core import TyperGroup
+from pydantic import ValidationError
 
 from ..engine.routing import peering_state
+from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
-from ..model import AzureError, Topology
-from ..topology import load, schema as topology_schema
+from ..model import AzureError, SecurityRule, Topology
+from ..topology import load, pydantic_error, schema as topology_schema
 from .render import Output, console, err_console, print_json, table, trace_table
 
 
@@ -41,6 +43,14 @@ app = typer.Typer(cls=Commands, help="A local lab for Azure virtual networking a
 webapp = typer.Typer(help="App Service web apps, with az's words.", no_args_is_help=True)
 integration = typer.Typer(help="Regional VNet integration (az webapp vnet-integration).", no_args_is_help=True)
 config = typer.Typer(help="Site configuration (az webapp config).", no_args_is_help=True)
+network = typer.Typer(help="Virtual networks and network security groups, with az's words.", no_args_is_help=True)
+network_vnet = typer.Typer(help="Virtual networks (az network vnet).", no_args_is_help=True)
+network_nsg = typer.Typer(help="Network security groups (az network nsg).", no_args_is_help=True)
+nsg_rule = typer.Typer(help="Security rules (az network nsg rule).", no_args_is_help=True)
+app.add_typer(network, name="network")
+network.add_typer(network_vnet, name="vnet")
+network.add_typer(network_nsg, name="nsg")
+network_nsg.add_typer(nsg_rule, name="rule")
 app.add_typer(webapp, name="webapp")
 webapp.add_typer(integration, name="vnet-integration")
 webapp.add_typer(config, name="config")
@@ -150,7 +160,7 @@ def check(source: str = typer.Argument(..., help="VM or web app name."),
           home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Can SOURCE reach DESTINATION? The trace, hop by hop. Exit 0 when Connected, 1 otherwise."""
     lab = Lab.open(home)
-    if protocol.lower() != "icmp" and port is None:
+    if run(lambda: flow_protocol(protocol)) != "Icmp" and port is None:
         port = 80
     result = run(lambda: lab.trace(source, destination, port, protocol)).to_dict()
     observed = None
@@ -319,6 +329,62 @@ def config_set(name: str = typer.Option(..., "--name", "-n"),
         print_json(result)
     else:
         console.print(f"{app_.name}: vnetRouteAllEnabled = {str(app_.route_all).lower()}")
+
+
+@network_vnet.command("delete")
+def vnet_delete(name: str = typer.Option(..., "--name", "-n"),
+                resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Delete a virtual network (its remote peerings go with it)."""
+    lab = Lab.open(home)
+    run(lambda: lab.delete_vnet(name))
+    if output == Output.json:
+        print_json({"deleted": True})
+
+
+def _values(text: str) -> list[str]:
+    """az takes several values after one option, space-separated; commas work too."""
+    return [v for v in text.replace(",", " ").split() if v]
+
+
+def _rule(name: str, priority: int, direction: str, access: str, protocol: str, sources: str, source_ports: str,
+          destinations: str, destination_ports: str) -> SecurityRule:
+    """The rule as az sends it: one value in the singular property, several in the plural one."""
+    fields: dict = {"name": name, "priority": priority, "direction": direction, "access": access,
+                    "protocol": protocol}
+    for single, plural, text in (("source_address_prefix", "source_address_prefixes", sources),
+                                 ("source_port_range", "source_port_ranges", source_ports),
+                                 ("destination_address_prefix", "destination_address_prefixes", destinations),
+                                 ("destination_port_range", "destination_port_ranges", destination_ports)):
+        values = _values(text)
+        fields.update({single: values[0]} if len(values) == 1 else {plural: values})
+    try:
+        return SecurityRule(**fields)
+    except ValidationError as exc:
+        raise pydantic_error(exc) from None
+
+
+@nsg_rule.command("create")
+def nsg_rule_create(nsg_name: str = typer.Option(..., "--nsg-name"), name: str = typer.Option(..., "--name", "-n"),
+                    priority: int = typer.Option(..., "--priority"),
+                    direction: str = typer.Option("Inbound", "--direction"),
+                    access: str = typer.Option("Allow", "--access"),
+                    protocol: str = typer.Option("*", "--protocol"),
+                    source_address_prefixes: str = typer.Option("*", "--source-address-prefixes"),
+                    source_port_ranges: str = typer.Option("*", "--source-port-ranges"),
+                    destination_address_prefixes: str = typer.Option("*", "--destination-address-prefixes"),
+                    destination_port_ranges: str = typer.Option("80", "--destination-port-ranges"),
+                    resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                    home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Add a security rule to an NSG (or replace the rule of that name), with az's defaults."""
+    lab = Lab.open(home)
+    rule = run(lambda: _rule(name, priority, direction, access, protocol, source_address_prefixes,
+                             source_port_ranges, destination_address_prefixes, destination_port_ranges))
+    run(lambda: lab.set_security_rule(nsg_name, rule))
+    if output == Output.json:
+        print_json(rule.model_dump(mode="json", exclude_defaults=True))
+    else:
+        console.print(f"{nsg_name}: rule {rule.name} ({rule.direction}, {rule.priority}, {rule.access}) set.")
 
 
 @app.command()

@@ -12,7 +12,7 @@ from ipaddress import IPv4Network
 
 from ..model.errors import InvalidPort
 from .network import Endpoint, Network
-from .security import is_public
+from .security import flow_protocol, is_public
 from .trace import trace
 
 EXPAND_LIMIT = 400
@@ -73,22 +73,23 @@ def _dropped_by_route(net: Network, src: Endpoint):
     return vm_drops
 
 
-def parse_ports(ports: list[str]) -> list[tuple[str, int | None]]:
+def parse_flows(specs: list[str]) -> list[tuple[str, int | None]]:
+    """(protocol, port) of each ``--ports`` item: ``80``, ``tcp/80``, ``udp/53`` or ``icmp``."""
     out = []
-    for p in ports:
-        if p.lower() == "icmp":
+    for spec in specs:
+        proto, _, num = spec.strip().rpartition("/")
+        if not proto and num.lower() == "icmp":
             out.append(("Icmp", None))
             continue
-        proto, _, num = p.rpartition("/")
-        try:
-            out.append(({"udp": "Udp"}.get(proto.lower(), "Tcp"), int(num)))
-        except ValueError:
-            raise InvalidPort(f"'{p}' is not a port: use numbers, udp/53 or icmp.") from None
+        protocol, port = flow_protocol(proto or "Tcp"), num.strip()
+        if protocol == "Icmp" or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidPort(f"'{spec}' is not a port: use numbers, udp/53 or icmp.")
+        out.append((protocol, int(port)))
     return out
 
 
 def matrix(net: Network, ports: list[str]) -> dict:
-    flows = parse_ports(ports)
+    flows = parse_flows(ports)
     endpoints = net.endpoints()
     prefixes = _prefixes(net)
     classes: dict[tuple, list[Endpoint]] = {}

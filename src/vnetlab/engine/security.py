@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 
 from ..model import NetworkSecurityGroup, SecurityRule, Topology, VirtualNetwork
+from ..model.errors import InvalidProtocol
+from ..model.nsg import canonical_protocol, is_default_rule
 from .routing import connected_peers
 
 HOST_VIP = IPv4Network("168.63.129.16/32")
@@ -122,7 +124,38 @@ def tag_map(vnet_set: AddressSet) -> dict[str, list[str]]:
             "Internet": [str(n) for n in collapse_addresses(remaining)]}
 
 
+# The service tags vnetlab resolves, as Azure spells them: the one list every face and check imports.
+# https://learn.microsoft.com/azure/virtual-network/service-tags-overview#available-service-tags
+SERVICE_TAGS = ("VirtualNetwork", "AzureLoadBalancer", "Internet")
+_TAG_BY_LOWER = {t.lower(): t for t in SERVICE_TAGS}
+ANY_ADDRESS = ("*", "any", "0.0.0.0/0")
+
+
+def service_tag(value: str) -> str | None:
+    """The service tag ``value`` names (case-insensitive), as Azure spells it; None otherwise."""
+    return _TAG_BY_LOWER.get(value.strip().lower())
+
+
+def flow_protocol(value: str) -> str:
+    """The protocol of a flow (a trace, a probe, a Network Watcher check): Tcp, Udp or Icmp."""
+    canon = canonical_protocol(value)
+    if canon not in PROTOCOLS:
+        raise InvalidProtocol(f"Protocol '{value}' is not supported: use Tcp, Udp or Icmp.")
+    return canon
+
+
+def nsg_chain(direction: str, nic_nsg: str | None, subnet_nsg: str | None) -> list[tuple[str, str]]:
+    """The NSGs a flow meets at a network interface, in Azure's order: outbound the NIC's then the
+    subnet's, inbound the subnet's then the NIC's. ``(attached_to, nsg)`` with ``nic`` or ``subnet``.
+    https://learn.microsoft.com/azure/virtual-network/network-security-group-how-it-works"""
+    chain = [("nic", nic_nsg), ("subnet", subnet_nsg)]
+    if direction == "Inbound":
+        chain.reverse()
+    return [(where, name) for where, name in chain if name]
+
+
 def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
+    """Port ranges as a rule gives them ('*', '80', '1000-2000', '22,443'), as inclusive pairs."""
     out = []
     for value in values:
         for part in str(value).split(","):
@@ -144,21 +177,21 @@ def address_set(values: list[str], vnet_set: AddressSet) -> AddressSet:
     nets: list[tuple[int, int]] = []
     internet = False
     for value in values:
-        low = value.strip().lower()
-        if low in ("*", "any", "0.0.0.0/0"):
+        tag = service_tag(value)
+        if value.strip().lower() in ANY_ADDRESS:
             return AddressSet(any=True)
-        if low == "virtualnetwork":
+        if tag == "VirtualNetwork":
             nets += vnet_set.nets
-        elif low == "azureloadbalancer":
+        elif tag == "AzureLoadBalancer":
             nets += _nets([HOST_VIP])
-        elif low == "internet":
+        elif tag == "Internet":
             internet = True
         else:
             try:
                 nets += _nets([IPv4Network(value.strip(), strict=False)])
             except ValueError:
                 raise RuleError(f"{value!r} is not an address prefix or a supported service tag "
-                                "(VirtualNetwork, Internet, AzureLoadBalancer)") from None
+                                f"({', '.join(SERVICE_TAGS)})") from None
     return AddressSet(internet=internet, nets=tuple(nets))
 
 
@@ -222,8 +255,7 @@ class CompiledNsg:
 
     def __init__(self, nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet):
         self.nsg, self.direction, self.vnet_set = nsg, direction, vnet_set
-        self.rules = [compile_rule(r, vnet_set, r.priority >= 65000 and r.name in _DEFAULT_NAMES)
-                      for r in nsg.rules(direction)]
+        self.rules = [compile_rule(r, vnet_set, is_default_rule(r)) for r in nsg.rules(direction)]
         self._index = {p: _PortIndex.build([r for r in self.rules if p in r.protocols]) for p in ("Tcp", "Udp")}
         self._icmp = [r for r in self.rules if "Icmp" in r.protocols and r.destination_ports == FULL_PORTS]
 
@@ -238,8 +270,6 @@ class CompiledNsg:
         return self.rules[-1]
 
 
-_DEFAULT_NAMES = {"AllowVNetInBound", "AllowAzureLoadBalancerInBound", "DenyAllInbound", "AllowVnetOutBound",
-                  "AllowInternetOutBound", "DenyAllOutBound"}
 
 
 def evaluate_naive(nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet, protocol: str,

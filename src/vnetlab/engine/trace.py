@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
-from ..model.errors import InvalidPort, InvalidProtocol
+from ..model.errors import InvalidPort
 from .network import Endpoint, Network, SubnetView
-from .security import is_public
+from .security import flow_protocol, is_public, nsg_chain
 
 MAX_APPLIANCE_HOPS = 8
 
@@ -89,17 +89,10 @@ class _Done(Exception):
         self.reason = reason
 
 
-def _normalize_protocol(protocol: str) -> str:
-    canon = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp"}.get(protocol.lower())
-    if canon is None:
-        raise InvalidProtocol(f"Protocol '{protocol}' is not supported: use Tcp, Udp or Icmp.")
-    return canon
-
-
 def trace(net: Network | Topology, source: str, destination: str, port: int | None = None,
           protocol: str = "Tcp") -> Trace:
     net = net if isinstance(net, Network) else Network(net)
-    protocol = _normalize_protocol(protocol)
+    protocol = flow_protocol(protocol)
     if protocol != "Icmp" and port is None:
         raise InvalidPort("A port is required for Tcp and Udp flows.")
     if port is not None and not 0 < port < 65536:
@@ -171,25 +164,30 @@ def _nsg_check(net: Network, nsg_name: str | None, direction: str, view: SubnetV
     compiled = net.nsg(nsg_name, direction, view.vnet)
     if compiled is None:
         return
-    rule = compiled.evaluate(pkt.protocol, pkt.src, pkt.dst, pkt.port).rule
+    hit = compiled.evaluate(pkt.protocol, pkt.src, pkt.dst, pkt.port)
+    rule = hit.rule
     denied = rule.access == "Deny"
     t.steps.append(Step("NetworkSecurityGroup", net.topo.id_of("network_security_groups", compiled.nsg),
                         "Denied" if denied else "Allowed",
                         {"nsg": compiled.nsg.name, "attached_to": attached_to, "direction": direction,
                          "rule": rule.name, "priority": rule.priority, "access": rule.access,
-                         "default_rule": rule.priority >= 65000}, denied))
+                         "default_rule": hit.default}, denied))
     if denied:
         raise _Done("NsgDenied")
 
 
+def _nsgs_at(net: Network, direction: str, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
+    for where, name in nsg_chain(direction, nic.network_security_group, view.subnet.network_security_group):
+        attached_to = "network interface " + nic.name if where == "nic" else "subnet " + view.ref
+        _nsg_check(net, name, direction, view, pkt, t, attached_to)
+
+
 def _outbound_nsgs(net: Network, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
-    _nsg_check(net, nic.network_security_group, "Outbound", view, pkt, t, "network interface " + nic.name)
-    _nsg_check(net, view.subnet.network_security_group, "Outbound", view, pkt, t, "subnet " + view.ref)
+    _nsgs_at(net, "Outbound", view, nic, pkt, t)
 
 
 def _inbound_nsgs(net: Network, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
-    _nsg_check(net, view.subnet.network_security_group, "Inbound", view, pkt, t, "subnet " + view.ref)
-    _nsg_check(net, nic.network_security_group, "Inbound", view, pkt, t, "network interface " + nic.name)
+    _nsgs_at(net, "Inbound", view, nic, pkt, t)
 
 
 # -- routing ----------------------------------------------------------------------------------

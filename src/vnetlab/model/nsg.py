@@ -11,7 +11,14 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import Model, Resource
 
+# The protocols a rule takes, as Azure spells them: every face normalises a protocol with this table.
+# https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview#security-rules
 PROTOCOLS = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp", "esp": "Esp", "ah": "Ah", "*": "*", "any": "*"}
+
+
+def canonical_protocol(value) -> str | None:
+    """``value`` as Azure spells the protocol (case-insensitive), or None if it is not one."""
+    return PROTOCOLS.get(str(value).strip().lower())
 
 
 def _as_list(v):
@@ -58,7 +65,7 @@ class SecurityRule(Model):
     @field_validator("protocol")
     @classmethod
     def _v_protocol(cls, v):
-        canon = PROTOCOLS.get(str(v).lower())
+        canon = canonical_protocol(v)
         if canon is None:
             raise ValueError(f"protocol {v!r} is not one of Tcp, Udp, Icmp, Esp, Ah, *")
         return canon
@@ -94,6 +101,14 @@ DEFAULT_SECURITY_RULES: tuple[SecurityRule, ...] = (
     _default("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", "Internet"),
     _default("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*"),
 )
+
+
+_DEFAULT_RULE_IDS = frozenset(id(r) for r in DEFAULT_SECURITY_RULES)
+
+
+def is_default_rule(rule: SecurityRule) -> bool:
+    """One of the six default rules (NetworkSecurityGroup.rules hands out these very objects)."""
+    return id(rule) in _DEFAULT_RULE_IDS
 
 
 class NetworkSecurityGroup(Resource):
