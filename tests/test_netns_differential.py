@@ -180,7 +180,7 @@ def coverage(traces) -> dict[str, int]:
                     or st.kind == "VirtualAppliance" and "VNetPeering" in kinds[:i] and st.action == "Forwarded":
                 out["via NVA in a peered VNet"] += 1
                 break
-        if "VirtualAppliance" in kinds and t.steps[-1].kind == "Deliver" and t.steps[-1].detail.get("internet"):
+        if "VirtualAppliance" in kinds and t.steps[-1].kind == "Deliver" and t.steps[-1].detail.internet:
             out["NVA to the internet"] += 1
         out["forwarded traffic refused"] += t.reason == "ForwardedTrafficNotAllowed"
     return out

@@ -28,7 +28,15 @@ def test_note_before_integration_ping_times_out_as_a_private_address_on_the_inte
     topo = build(with_(web_apps=[{"name": "app1", "plan": "plan1"}]))
     t = run(topo, "app1", "10.0.0.4", proto="Icmp")
     assert (t.verdict, t.reason) == ("TimedOut", "PrivateAddressOnInternet")
-    assert t.steps[0].detail["iface"] == "eth0"
+    assert t.steps[0].detail.iface == "eth0"
+
+
+def test_an_integrated_app_sends_to_the_internet_from_eth0_not_from_the_vnet_interface():
+    topo = build()  # no Route All: the default route stays on eth0 (169.254.129.2)
+    t = run(topo, "app1", "203.0.113.10", 443)
+    route, snat = t.steps[0].detail, t.steps[1].detail
+    assert route.iface == "eth0" and t.flow.source_ip == "169.254.129.2"
+    assert (snat.from_, snat.to) == ("169.254.129.2", str(Network(topo).sandbox(topo.web_apps[0]).outbound_ip))
 
 
 def test_note_after_integration_connects_with_the_integration_address_as_source():
@@ -39,7 +47,7 @@ def test_note_after_integration_connects_with_the_integration_address_as_source(
         t = run(topo, "app1", "rg1vm1", proto=proto)
         assert t.verdict == "Connected" and t.source_ip_seen == integration_ip
         snat = next(s for s in t.steps if s.kind == "SNAT")
-        assert snat.detail["to"] == integration_ip
+        assert snat.detail.to == integration_ip
     assert run(topo, "app1", "rg1vm1", port=81).verdict == "Refused"
 
 
@@ -83,10 +91,10 @@ def test_route_all_off_internet_leaves_directly_from_the_app():
 def test_route_all_on_sends_internet_traffic_through_the_integration_subnet_nsg():
     t = run(build(_internet_doc(True, True)), "app1", "203.0.113.10", 443)
     assert (t.verdict, t.reason) == ("TimedOut", "NsgDenied")
-    assert [s.detail["rule"] for s in t.steps if s.kind == "NetworkSecurityGroup"] == ["deny-internet"]
+    assert [s.detail.rule for s in t.steps if s.kind == "NetworkSecurityGroup"] == ["deny-internet"]
     t = run(build(_internet_doc(True, False)), "app1", "203.0.113.10", 443)
     assert t.verdict == "Connected"
-    assert any(s.kind == "Route" and s.detail["next_hop_type"] == "Internet" for s in t.steps)
+    assert any(s.kind == "Route" and s.detail.next_hop_type == "Internet" for s in t.steps)
 
 
 def test_route_all_off_non_rfc1918_vnet_destination_still_goes_through_the_vnet():
@@ -96,7 +104,7 @@ def test_route_all_off_non_rfc1918_vnet_destination_still_goes_through_the_vnet(
     doc["virtual_machines"].append({"name": "vmpub", "subnet": "vnet1/pub", "services": [{"port": 80}]})
     topo = build(doc)
     t = run(topo, "app1", "vmpub")
-    assert t.verdict == "Connected" and t.steps[0].detail["iface"].startswith("vnet")
+    assert t.verdict == "Connected" and t.steps[0].detail.iface.startswith("vnet")
 
 
 # -- NSGs ------------------------------------------------------------------------------------------------------
@@ -125,7 +133,7 @@ def test_nsg_deny_inbound_on_the_vm_subnet_or_nic(where):
     denied = run(topo, "app1", "rg1vm1", 443)
     assert (denied.verdict, denied.reason) == ("TimedOut", "NsgDenied")
     step = next(s for s in denied.steps if s.kind == "NetworkSecurityGroup" and s.dropped)
-    assert step.detail["attached_to"].startswith("subnet" if where == "subnet" else "network interface")
+    assert step.detail.attached_to.startswith("subnet" if where == "subnet" else "network interface")
     assert run(topo, "app1", "rg1vm1", 80).verdict == "Connected"
 
 
@@ -138,7 +146,7 @@ def test_outbound_nic_nsg_is_evaluated_before_subnet_nsg():
     doc["virtual_machines"][0]["network_security_group"] = "nic-nsg"
     doc["virtual_networks"][0]["subnets"][0]["network_security_group"] = "sub-nsg"
     t = run(build(doc), "rg1vm1", "203.0.113.10", 443)
-    assert [s.detail["rule"] for s in t.steps if s.kind == "NetworkSecurityGroup"] == ["nic-allow", "sub-deny"]
+    assert [s.detail.rule for s in t.steps if s.kind == "NetworkSecurityGroup"] == ["nic-allow", "sub-deny"]
     assert t.reason == "NsgDenied"
 
 
@@ -178,7 +186,7 @@ def test_peering_is_not_transitive():
     topo = build(doc)
     t = run(topo, "rg1vm1", "vm2")
     assert (t.verdict, t.reason) == ("TimedOut", "RouteNone")
-    assert t.steps[-1].detail["address_prefix"] == "10.0.0.0/8"
+    assert t.steps[-1].detail.address_prefix == "10.0.0.0/8"
     assert run(topo, "rg1vm1", "nva1", proto="Icmp").verdict == "Connected"
 
 
@@ -193,7 +201,7 @@ def test_udr_to_an_nva_works_only_with_ip_forwarding():
 def test_udr_none_drops():
     t = run(build(_hub_doc(True, "None")), "app1", "10.2.0.4")
     assert (t.verdict, t.reason) == ("TimedOut", "RouteNone")
-    assert t.steps[-1].detail["source"] == "User"
+    assert t.steps[-1].detail.source == "User"
 
 
 def test_forwarded_traffic_needs_allow_forwarded_traffic_on_the_receiving_peering():
@@ -226,7 +234,7 @@ def test_reply_routed_to_the_appliance_that_is_its_destination_is_delivered():
                                              "next_hop_type": "VirtualAppliance", "next_hop_ip_address": "10.1.0.4"})
     t = run(build(doc), "nva1", "rg1vm1", proto="Icmp")
     assert t.verdict == "Connected", t.to_dict()
-    assert t.return_path[-1].detail["next_hop_ip"] == "10.1.0.4"
+    assert t.return_path[-1].detail.next_hop_ip == "10.1.0.4"
 
 
 def test_packet_for_an_appliance_in_a_peer_still_crosses_the_peering():
@@ -269,7 +277,7 @@ def test_virtual_network_tag_includes_udr_prefixes_so_spoke_to_spoke_through_an_
     topo = build(_hub_and_spokes_doc())
     t = run(topo, "vm1", "vm2")
     assert t.verdict == "Connected", t.to_dict()
-    rules = [s.detail["rule"] for s in t.steps if s.kind == "NetworkSecurityGroup"]
+    rules = [s.detail.rule for s in t.steps if s.kind == "NetworkSecurityGroup"]
     assert rules == ["AllowVnetOutBound", "AllowVNetInBound"]
     assert any(s.kind == "VirtualAppliance" and s.action == "Forwarded" for s in t.steps)
     # the user 0.0.0.0/0 route to the appliance leaves the private ranges' None routes Invalid

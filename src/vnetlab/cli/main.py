@@ -232,7 +232,7 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
 
 
 def _short(verdict: str) -> str:
-    return {"Connected": "ok", "Refused": "ref", "TimedOut": "x", "Unreachable": "unr"}[verdict]
+    return {"Connected": "ok", "Refused": "ref", "TimedOut": "x"}[verdict]
 
 
 @app.command()

@@ -56,14 +56,28 @@ class KernelRoute:
 class Sandbox:
     app: str
     instance: int
-    integrated: bool
     route_all: bool
-    interfaces: list[SandboxInterface]
+    eth0: SandboxInterface
+    vnet: SandboxInterface | None       # the interface integration mounts (None before integration)
     routes: list[KernelRoute]
     integration_ip: IPv4Address | None
     integration_subnet: str | None      # VNET/SUBNET
     outbound_ip: IPv4Address            # the app's public outbound address
-    vnet_iface: str | None = None
+
+    @property
+    def integrated(self) -> bool:
+        return self.vnet is not None
+
+    @property
+    def interfaces(self) -> list[SandboxInterface]:
+        return [self.eth0] + ([self.vnet] if self.vnet else [])
+
+    @property
+    def vnet_iface(self) -> str | None:
+        return self.vnet.name if self.vnet else None
+
+    def interface(self, name: str) -> SandboxInterface:
+        return next(i for i in self.interfaces if i.name == name)
 
     def __post_init__(self):
         nets = [(r.network, r) for r in self.routes]
@@ -105,7 +119,7 @@ def sandbox(topo: Topology, app: WebApp, instance: int = 0,
     if not found:
         eth0 = SandboxInterface("eth0", "172.16.2.2/24")
         routes = [KernelRoute("0.0.0.0/0", "172.16.2.1", "eth0"), KernelRoute("172.16.2.0/24", None, "eth0")]
-        return Sandbox(app.name, instance, False, False, [eth0], routes, None, None, public_ip)
+        return Sandbox(app.name, instance, False, eth0, None, routes, None, None, public_ip)
     vnet, _ = found
     ref = app.vnet_integration.lower()
     ips = addresses.get((app.plan.lower(), ref), [])
@@ -123,5 +137,5 @@ def sandbox(topo: Topology, app: WebApp, instance: int = 0,
         if prefix not in seen:
             seen.add(prefix)
             routes.append(KernelRoute(prefix, "169.254.254.1", vname))
-    return Sandbox(app.name, instance, True, app.route_all, [eth0, viface], routes, integration_ip,
-                   f"{vnet.name}/{found[1].name}", public_ip, vname)
+    return Sandbox(app.name, instance, app.route_all, eth0, viface, routes, integration_ip,
+                   f"{vnet.name}/{found[1].name}", public_ip)

@@ -7,56 +7,216 @@ destination's inbound NSGs (subnet then NIC), and what the destination host does
 The return path is walked too: replies need a route back to the address the destination saw.
 
 Verdicts are what a real client sees: ``Connected`` (handshake or echo reply), ``Refused``
-(TCP reset or ICMP port unreachable), ``TimedOut`` (silently dropped), ``Unreachable`` (the
-sender's own kernel has no route). Each comes with one reason from :data:`REASONS`.
+(TCP reset or ICMP port unreachable), ``TimedOut`` (silently dropped); each trace ends with one
+:class:`Reason`, which carries its verdict. Each step has a kind, an action and one typed detail.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
-from ..model.errors import InvalidPort
+from ..model.errors import InvalidPort, SubnetIsFull
 from .network import Endpoint, Network, SubnetView
 from .security import flow_protocol, is_public, nsg_chain
 
 MAX_APPLIANCE_HOPS = 8
 
-REASONS = {
-    "Reachable": "the destination answered",
-    "NoListener": "nothing listens on that port: the host answered with a reset (ICMP port unreachable for UDP)",
-    "IntegrationInboundRefused": "VNet integration is outbound only: TCP to an integration address is reset",
-    "IntegrationInboundNotAnswered": "VNet integration is outbound only: the integration address does not answer",
-    "NsgDenied": "a network security group rule denied the flow",
-    "RouteNone": "the effective route's next hop is None: Azure drops the packet",
-    "PrivateAddressOnInternet": "a private destination was sent to the internet, where nothing routes it",
-    "NoHostAtDestination": "no host holds the destination address",
-    "NextHopUnreachable": "no network interface holds the route's next hop address",
-    "NextHopNotForwarding": "the next hop's network interface does not have IP forwarding enabled",
-    "ForwardedTrafficNotAllowed": "the peering does not allow forwarded traffic",
-    "PeeringAccessDisabled": "the peering does not allow virtual network access",
-    "NoGateway": "the route points to a virtual network gateway, which the lab does not have",
-    "RoutingLoop": "the packet went through too many appliances",
-    "IntegrationAddressUnavailable": "the integration subnet has no address left for this plan instance",
-    "ReturnPathDropped": "the destination's reply has no route back to the address it saw",
-    "NoRoute": "the sender's kernel has no route to the destination",
-}
-VERDICT_OF = {"Reachable": "Connected", "NoListener": "Refused", "IntegrationInboundRefused": "Refused",
-              "NoRoute": "Unreachable"}
+
+class Verdict(StrEnum):
+    """What a real client sees."""
+    CONNECTED = "Connected"   # handshake or echo reply
+    REFUSED = "Refused"       # TCP reset or ICMP port unreachable
+    TIMED_OUT = "TimedOut"    # silently dropped
+
+
+class Reason(StrEnum):
+    """Why a trace ended, with the verdict a client sees and the explanation shown to the user."""
+
+    def __new__(cls, value: str, verdict: Verdict, explanation: str):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.verdict = verdict
+        member.explanation = explanation
+        return member
+
+    REACHABLE = "Reachable", Verdict.CONNECTED, "the destination answered"
+    NO_LISTENER = ("NoListener", Verdict.REFUSED,
+                   "nothing listens on that port: the host answered with a reset (ICMP port unreachable for UDP)")
+    INTEGRATION_INBOUND_REFUSED = ("IntegrationInboundRefused", Verdict.REFUSED,
+                                   "VNet integration is outbound only: TCP to an integration address is reset")
+    INTEGRATION_INBOUND_NOT_ANSWERED = ("IntegrationInboundNotAnswered", Verdict.TIMED_OUT,
+                                        "VNet integration is outbound only: the integration address does not answer")
+    NSG_DENIED = "NsgDenied", Verdict.TIMED_OUT, "a network security group rule denied the flow"
+    ROUTE_NONE = "RouteNone", Verdict.TIMED_OUT, "the effective route's next hop is None: Azure drops the packet"
+    PRIVATE_ADDRESS_ON_INTERNET = ("PrivateAddressOnInternet", Verdict.TIMED_OUT,
+                                   "a private destination was sent to the internet, where nothing routes it")
+    NO_HOST_AT_DESTINATION = "NoHostAtDestination", Verdict.TIMED_OUT, "no host holds the destination address"
+    NEXT_HOP_UNREACHABLE = ("NextHopUnreachable", Verdict.TIMED_OUT,
+                            "no network interface holds the route's next hop address")
+    NEXT_HOP_NOT_FORWARDING = ("NextHopNotForwarding", Verdict.TIMED_OUT,
+                               "the next hop's network interface does not have IP forwarding enabled")
+    FORWARDED_TRAFFIC_NOT_ALLOWED = ("ForwardedTrafficNotAllowed", Verdict.TIMED_OUT,
+                                     "the peering does not allow forwarded traffic")
+    PEERING_ACCESS_DISABLED = ("PeeringAccessDisabled", Verdict.TIMED_OUT,
+                               "the peering does not allow virtual network access")
+    NO_GATEWAY = ("NoGateway", Verdict.TIMED_OUT,
+                  "the route points to a virtual network gateway, which the lab does not have")
+    ROUTING_LOOP = "RoutingLoop", Verdict.TIMED_OUT, "the packet went through too many appliances"
+    RETURN_PATH_DROPPED = ("ReturnPathDropped", Verdict.TIMED_OUT,
+                           "the destination's reply has no route back to the address it saw")
+
+
+class StepKind(StrEnum):
+    KERNEL_ROUTE = "KernelRoute"
+    SNAT = "SNAT"
+    NSG = "NetworkSecurityGroup"
+    ROUTE = "Route"
+    PEERING = "VNetPeering"
+    APPLIANCE = "VirtualAppliance"
+    INTERNET = "Internet"
+    DELIVER = "Deliver"
+
+
+class Action(StrEnum):
+    FORWARDED = "Forwarded"
+    TRANSLATED = "Translated"
+    ALLOWED = "Allowed"
+    DENIED = "Denied"
+    DROPPED = "Dropped"
+    ANSWERED = "Answered"
+    RESET = "Reset"
+
+
+# -- one detail per step kind ---------------------------------------------------------------------
+class Detail:
+    """A step's detail; ``to_dict`` names a field ``from_`` as ``from`` and leaves out optional
+    fields (default None) that are not set."""
+    kind: StepKind
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            out[f.name.rstrip("_")] = value
+        return out
+
+
+@dataclass(frozen=True)
+class KernelRouteDetail(Detail):
+    """The web app sandbox's own kernel route (``route -n``)."""
+    kind = StepKind.KERNEL_ROUTE
+    sandbox: str
+    instance: int
+    route: str
+    gateway: str | None
+    iface: str
+
+
+@dataclass(frozen=True)
+class SnatDetail(Detail):
+    kind = StepKind.SNAT
+    from_: str
+    to: str
+    why: str
+
+
+@dataclass(frozen=True)
+class NsgDetail(Detail):
+    kind = StepKind.NSG
+    nsg: str
+    attached_to: str
+    direction: str
+    rule: str
+    priority: int
+    access: str
+    default_rule: bool
+
+
+@dataclass(frozen=True)
+class RouteDetail(Detail):
+    """The subnet's effective route for the packet."""
+    kind = StepKind.ROUTE
+    subnet: str
+    address_prefix: str
+    source: str
+    next_hop_type: str
+    next_hop_ip: str | None
+    route_name: str | None
+    route_table: str | None
+
+
+@dataclass(frozen=True)
+class PeeringDetail(Detail):
+    kind = StepKind.PEERING
+    from_vnet: str
+    to_vnet: str
+    peering: str
+    forwarded: bool | None = None   # set when forwarded traffic is what the peering refused
+
+
+@dataclass(frozen=True)
+class ApplianceDetail(Detail):
+    kind = StepKind.APPLIANCE
+    network_interface: str
+    ip: str
+    enable_ip_forwarding: bool
+
+
+@dataclass(frozen=True)
+class InternetDetail(Detail):
+    kind = StepKind.INTERNET
+    destination: str
+    why: str
+
+
+@dataclass(frozen=True)
+class DeliverDetail(Detail):
+    """Who holds the destination address: a VM, a web app's integration address, an internet host, or nobody."""
+    kind = StepKind.DELIVER
+    ip: str
+    virtual_machine: str | None = None
+    source_seen: str | None = None
+    web_app: str | None = None
+    instance: int | None = None
+    host: str | None = None
+    internet: bool | None = None
+    vnet: str | None = None
+    why: str | None = None
 
 
 @dataclass
 class Step:
-    kind: str             # KernelRoute | Route | NetworkSecurityGroup | SNAT | VNetPeering | VirtualAppliance | Deliver
     resource_id: str | None
-    action: str           # Forwarded | Allowed | Denied | Dropped | Translated | Delivered | Answered ...
-    detail: dict
+    action: Action
+    detail: Detail
     dropped: bool = False
+
+    @property
+    def kind(self) -> StepKind:
+        return self.detail.kind
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "resource_id": self.resource_id, "action": self.action, "dropped": self.dropped,
-                **self.detail}
+                **self.detail.to_dict()}
+
+
+@dataclass
+class Flow:
+    source: str
+    source_kind: str
+    source_ip: str
+    destination: str
+    destination_ip: str
+    protocol: str
+    port: int | None
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
 
 
 @dataclass
@@ -71,22 +231,28 @@ class Packet:
 
 @dataclass
 class Trace:
-    flow: dict
+    flow: Flow
     steps: list[Step] = field(default_factory=list)
-    verdict: str = "TimedOut"
-    reason: str = "NoHostAtDestination"
+    reason: Reason | None = None
     source_ip_seen: str | None = None
     return_path: list[Step] = field(default_factory=list)
 
+    @property
+    def verdict(self) -> Verdict:
+        return self.reason.verdict
+
     def to_dict(self) -> dict:
-        return {"flow": self.flow, "verdict": self.verdict, "reason": self.reason,
-                "explanation": REASONS[self.reason], "source_ip_seen": self.source_ip_seen,
+        return {"flow": self.flow.to_dict(), "verdict": self.verdict, "reason": self.reason,
+                "explanation": self.reason.explanation, "source_ip_seen": self.source_ip_seen,
                 "steps": [s.to_dict() for s in self.steps], "return_path": [s.to_dict() for s in self.return_path]}
 
 
 class _Done(Exception):
-    def __init__(self, reason: str):
-        self.reason = reason
+    """Ends the walk; ``reason`` must be one of :class:`Reason` (an unknown one is a ValueError)."""
+
+    def __init__(self, reason: Reason):
+        super().__init__(reason)
+        self.reason = Reason(reason)
 
 
 def trace(net: Network | Topology, source: str, destination: str, port: int | None = None,
@@ -99,10 +265,9 @@ def trace(net: Network | Topology, source: str, destination: str, port: int | No
         raise InvalidPort(f"Port {port} is out of range 1-65535.")
     src = net.endpoint(source)
     dst_ip, dst_name = net.destination_ip(destination)
-    t = Trace(flow={"source": src.name, "source_kind": src.kind, "source_ip": str(src.ip),
-                    "destination": dst_name, "destination_ip": str(dst_ip), "protocol": protocol,
-                    "port": port if protocol != "Icmp" else None})
-    pkt = Packet(src.ip, dst_ip, protocol, port if protocol != "Icmp" else None)
+    port = port if protocol != "Icmp" else None
+    t = Trace(Flow(src.name, src.kind, str(src.ip), dst_name, str(dst_ip), protocol, port))
+    pkt = Packet(src.ip, dst_ip, protocol, port)
     try:
         if src.kind == "webapp":
             _from_app(net, src, pkt, t)
@@ -112,8 +277,9 @@ def trace(net: Network | Topology, source: str, destination: str, port: int | No
             _from_nic(net, src.nic, pkt, t)
     except _Done as done:
         t.reason = done.reason
-    t.verdict = VERDICT_OF.get(t.reason, "TimedOut")
-    if t.verdict in ("Connected", "Refused"):
+    if t.reason is None:  # every walk ends in _Done: a path that does not is a bug, not a TimedOut
+        raise RuntimeError(f"the trace of {t.flow} ended without a reason")
+    if t.verdict in (Verdict.CONNECTED, Verdict.REFUSED):
         t.source_ip_seen = str(pkt.src)
     return t
 
@@ -129,22 +295,19 @@ def _from_nic(net: Network, nic: NetworkInterface, pkt: Packet, t: Trace) -> Non
 
 def _from_app(net: Network, src: Endpoint, pkt: Packet, t: Trace) -> None:
     sb = net.sandbox(src.app)
-    pkt.src = sb.interfaces[-1].ip if sb.integrated else sb.interfaces[0].ip
-    t.flow["source_ip"] = str(pkt.src)
-    route = sb.lookup(pkt.dst)
-    if route is None:
-        t.steps.append(Step("KernelRoute", None, "Dropped", {"sandbox": sb.app, "destination": str(pkt.dst)}, True))
-        raise _Done("NoRoute")
-    t.steps.append(Step("KernelRoute", net.topo.id_of("web_apps", src.app), "Forwarded",
-                        {"sandbox": sb.app, "instance": sb.instance, "route": route.destination,
-                         "gateway": route.gateway, "iface": route.iface}))
+    route = sb.lookup(pkt.dst)  # the sandbox always has a default route
+    pkt.src = sb.interface(route.iface).ip  # the kernel's source: the address of the outgoing interface
+    t.flow.source_ip = str(pkt.src)
+    t.steps.append(Step(net.topo.id_of("web_apps", src.app), Action.FORWARDED,
+                        KernelRouteDetail(sb.app, sb.instance, route.destination, route.gateway, route.iface)))
     pkt.public_src = sb.outbound_ip
-    if route.iface != sb.vnet_iface:
+    if sb.vnet is None or route.iface != sb.vnet.name:
         _snat(t, pkt, sb.outbound_ip, "App Service public outbound address", None)
         _to_internet(net, pkt, t)
         return
-    if sb.integration_ip is None:
-        raise _Done("IntegrationAddressUnavailable")
+    if sb.integration_ip is None:  # validation refuses a plan with more instances than the subnet has addresses
+        raise SubnetIsFull(f"Subnet {sb.integration_subnet} has no address left for instance {sb.instance} "
+                           f"of web app {sb.app}.")
     view = net.subnet_view(sb.integration_subnet)
     _snat(t, pkt, sb.integration_ip, "VNet integration: the instance's address in the integration subnet", view.id)
     pkt.origin_vnet = view.vnet.name.lower()
@@ -154,7 +317,7 @@ def _from_app(net: Network, src: Endpoint, pkt: Packet, t: Trace) -> None:
 
 
 def _snat(t: Trace, pkt: Packet, to: IPv4Address, why: str, resource_id: str | None) -> None:
-    t.steps.append(Step("SNAT", resource_id, "Translated", {"from": str(pkt.src), "to": str(to), "why": why}))
+    t.steps.append(Step(resource_id, Action.TRANSLATED, SnatDetail(str(pkt.src), str(to), why)))
     pkt.src = to
 
 
@@ -167,13 +330,12 @@ def _nsg_check(net: Network, nsg_name: str | None, direction: str, view: SubnetV
     hit = compiled.evaluate(pkt.protocol, pkt.src, pkt.dst, pkt.port)
     rule = hit.rule
     denied = rule.access == "Deny"
-    t.steps.append(Step("NetworkSecurityGroup", net.topo.id_of("network_security_groups", compiled.nsg),
-                        "Denied" if denied else "Allowed",
-                        {"nsg": compiled.nsg.name, "attached_to": attached_to, "direction": direction,
-                         "rule": rule.name, "priority": rule.priority, "access": rule.access,
-                         "default_rule": hit.default}, denied))
+    t.steps.append(Step(net.topo.id_of("network_security_groups", compiled.nsg),
+                        Action.DENIED if denied else Action.ALLOWED,
+                        NsgDetail(compiled.nsg.name, attached_to, direction, rule.name, rule.priority, rule.access,
+                                  hit.default), denied))
     if denied:
-        raise _Done("NsgDenied")
+        raise _Done(Reason.NSG_DENIED)
 
 
 def _nsgs_at(net: Network, direction: str, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
@@ -191,23 +353,20 @@ def _inbound_nsgs(net: Network, view: SubnetView, nic: NetworkInterface, pkt: Pa
 
 
 # -- routing ----------------------------------------------------------------------------------
-def _route_step(view: SubnetView, route, t: Trace, dropped: bool = False) -> None:
-    t.steps.append(Step("Route", view.id, "Dropped" if dropped else "Forwarded",
-                        {"subnet": view.ref, "address_prefix": route.address_prefix, "source": route.source,
-                         "next_hop_type": route.next_hop_type, "next_hop_ip": route.next_hop_ip,
-                         "route_name": route.name, "route_table": route.route_table}, dropped))
+def _route_step(view: SubnetView, route, steps: list[Step], dropped: bool = False) -> None:
+    steps.append(Step(view.id, Action.DROPPED if dropped else Action.FORWARDED,
+                        RouteDetail(view.ref, route.address_prefix, route.source, route.next_hop_type,
+                                    route.next_hop_ip, route.name, route.route_table), dropped))
 
 
 def _route_from(net: Network, view: SubnetView, pkt: Packet, t: Trace, hops: int) -> None:
-    route = view.lookup.lookup(pkt.dst)
-    if route is None:
-        raise _Done("NoRoute")
+    route = view.lookup.lookup(pkt.dst)  # effective routes always hold 0.0.0.0/0
     kind = route.next_hop_type
-    _route_step(view, route, t, dropped=kind in ("None", "VirtualNetworkGateway"))
+    _route_step(view, route, t.steps, dropped=kind in ("None", "VirtualNetworkGateway"))
     if kind == "None":
-        raise _Done("RouteNone")
+        raise _Done(Reason.ROUTE_NONE)
     if kind == "VirtualNetworkGateway":
-        raise _Done("NoGateway")
+        raise _Done(Reason.NO_GATEWAY)
     if kind == "Internet":
         _to_internet(net, pkt, t)
     elif kind == "VnetLocal":
@@ -221,16 +380,17 @@ def _route_from(net: Network, view: SubnetView, pkt: Packet, t: Trace, hops: int
 
 def _cross_peering(net: Network, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
     remote, local_peering = net.peers[view.vnet.name.lower()][remote_name.lower()]
-    detail = {"from_vnet": view.vnet.name, "to_vnet": remote.name, "peering": local_peering.name}
+    detail = PeeringDetail(view.vnet.name, remote.name, local_peering.name)
     pid = net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings", local_peering.name)
     if not net.peering_open(view.vnet.name, remote.name):
-        t.steps.append(Step("VNetPeering", pid, "Dropped", detail, True))
-        raise _Done("PeeringAccessDisabled")
+        t.steps.append(Step(pid, Action.DROPPED, detail, True))
+        raise _Done(Reason.PEERING_ACCESS_DISABLED)
     forwarded = pkt.origin_vnet != view.vnet.name.lower()
     if forwarded and not net.accepts_forwarded(remote.name, view.vnet.name):
-        t.steps.append(Step("VNetPeering", pid, "Dropped", {**detail, "forwarded": True}, True))
-        raise _Done("ForwardedTrafficNotAllowed")
-    t.steps.append(Step("VNetPeering", pid, "Forwarded", detail))
+        t.steps.append(Step(pid, Action.DROPPED, PeeringDetail(view.vnet.name, remote.name, local_peering.name, True),
+                            True))
+        raise _Done(Reason.FORWARDED_TRAFFIC_NOT_ALLOWED)
+    t.steps.append(Step(pid, Action.FORWARDED, detail))
     return remote
 
 
@@ -252,44 +412,46 @@ def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace,
         _deliver(net, vnet or view.vnet, pkt, t)
         return
     if nic is None or net.services_of(nic) is None:
-        raise _Done("NextHopUnreachable")
+        raise _Done(Reason.NEXT_HOP_UNREACHABLE)
     if vnet is not view.vnet:
         _cross_peering(net, view, vnet.name, pkt, t)
     nva_view = net.subnet_view(nic.subnet)
     _inbound_nsgs(net, nva_view, nic, pkt, t)
+    appliance = ApplianceDetail(nic.name, str(hop_ip), nic.enable_ip_forwarding)
     if not nic.enable_ip_forwarding:
-        t.steps.append(Step("VirtualAppliance", net.topo.id_of("network_interfaces", nic), "Dropped",
-                            {"network_interface": nic.name, "ip": str(hop_ip), "enable_ip_forwarding": False}, True))
-        raise _Done("NextHopNotForwarding")
+        t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.DROPPED, appliance, True))
+        raise _Done(Reason.NEXT_HOP_NOT_FORWARDING)
     if hops + 1 > MAX_APPLIANCE_HOPS:
-        raise _Done("RoutingLoop")
-    t.steps.append(Step("VirtualAppliance", net.topo.id_of("network_interfaces", nic), "Forwarded",
-                        {"network_interface": nic.name, "ip": str(hop_ip), "enable_ip_forwarding": True}))
+        raise _Done(Reason.ROUTING_LOOP)
+    t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.FORWARDED, appliance))
     pkt.public_src = net.public_ip("network_interfaces", nic.name)
     _outbound_nsgs(net, nva_view, nic, pkt, t)
     _route_from(net, nva_view, pkt, t, hops + 1)
 
 
 # -- destinations -------------------------------------------------------------------------------
-def _answer(services: set[tuple[str, int]], pkt: Packet) -> str:
+def _answer(services: set[tuple[str, int]], pkt: Packet) -> Reason:
     if pkt.protocol == "Icmp" or (pkt.protocol, pkt.port) in services:
-        return "Reachable"
-    return "NoListener"
+        return Reason.REACHABLE
+    return Reason.NO_LISTENER
+
+
+def _answered(reason: Reason) -> Action:
+    return Action.ANSWERED if reason == Reason.REACHABLE else Action.RESET
 
 
 def _to_internet(net: Network, pkt: Packet, t: Trace) -> None:
     if not is_public(int(pkt.dst)):
-        t.steps.append(Step("Internet", None, "Dropped", {"destination": str(pkt.dst),
-                                                          "why": "private address on the internet"}, True))
-        raise _Done("PrivateAddressOnInternet")
+        t.steps.append(Step(None, Action.DROPPED, InternetDetail(str(pkt.dst), "private address on the internet"),
+                            True))
+        raise _Done(Reason.PRIVATE_ADDRESS_ON_INTERNET)
     if pkt.src != pkt.public_src:
         _snat(t, pkt, pkt.public_src, "outbound to the internet", None)
     host = net.internet_at.get(int(pkt.dst))
     if host is None:
-        raise _Done("NoHostAtDestination")
+        raise _Done(Reason.NO_HOST_AT_DESTINATION)
     reason = _answer({(s.protocol, s.port) for s in host.services}, pkt)
-    t.steps.append(Step("Deliver", None, "Answered" if reason == "Reachable" else "Reset",
-                        {"host": host.name, "ip": host.ip, "internet": True}))
+    t.steps.append(Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, internet=True)))
     raise _Done(reason)
 
 
@@ -301,54 +463,50 @@ def _deliver(net: Network, vnet, pkt: Packet, t: Trace) -> None:
         _inbound_nsgs(net, view, nic, pkt, t)
         services = net.services_of(nic)
         if services is None:
-            raise _Done("NoHostAtDestination")
+            raise _Done(Reason.NO_HOST_AT_DESTINATION)
         reason = _answer(services, pkt)
         vm = net.vm_of_nic[nic.name.lower()]
-        t.steps.append(Step("Deliver", net.topo.id_of("virtual_machines", vm), "Answered" if reason == "Reachable"
-                            else "Reset", {"virtual_machine": vm.name, "ip": str(pkt.dst), "source_seen": str(pkt.src)}))
+        t.steps.append(Step(net.topo.id_of("virtual_machines", vm), _answered(reason),
+                            DeliverDetail(str(pkt.dst), virtual_machine=vm.name, source_seen=str(pkt.src))))
         _return_path(net, view, pkt, t)
         raise _Done(reason)
     owner = net.app_at.get(key)
     if owner is not None:
         app, instance = owner
         refused = pkt.protocol == "Tcp"
-        t.steps.append(Step("Deliver", net.topo.id_of("web_apps", app), "Reset" if refused else "Dropped",
-                            {"web_app": app.name, "instance": instance, "ip": str(pkt.dst),
-                             "why": "VNet integration is outbound only"}, not refused))
+        t.steps.append(Step(net.topo.id_of("web_apps", app), Action.RESET if refused else Action.DROPPED,
+                            DeliverDetail(str(pkt.dst), web_app=app.name, instance=instance,
+                                          why="VNet integration is outbound only"), not refused))
         if refused:
             _return_path(net, net.subnet_view(app.vnet_integration), pkt, t)
-        raise _Done("IntegrationInboundRefused" if refused else "IntegrationInboundNotAnswered")
-    t.steps.append(Step("Deliver", None, "Dropped", {"ip": str(pkt.dst), "vnet": vnet.name,
-                                                     "why": "no host holds this address"}, True))
-    raise _Done("NoHostAtDestination")
+        raise _Done(Reason.INTEGRATION_INBOUND_REFUSED if refused else Reason.INTEGRATION_INBOUND_NOT_ANSWERED)
+    t.steps.append(Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), vnet=vnet.name,
+                                                            why="no host holds this address"), True))
+    raise _Done(Reason.NO_HOST_AT_DESTINATION)
 
 
 def _return_path(net: Network, view: SubnetView, pkt: Packet, t: Trace) -> None:
     """Replies are not checked against NSGs (stateful) but need a route back."""
     reply = Packet(pkt.dst, pkt.src, pkt.protocol, None, origin_vnet=view.vnet.name.lower())
-    sub = Trace(flow={})
-    try:
-        _return_route(net, view, reply, sub, 0)
-    finally:
-        t.return_path = sub.steps
+    _return_route(net, view, reply, t.return_path, 0)
 
 
-def _return_route(net: Network, view: SubnetView, reply: Packet, t: Trace, hops: int) -> None:
+def _return_route(net: Network, view: SubnetView, reply: Packet, steps: list[Step], hops: int) -> None:
     route = view.lookup.lookup(reply.dst)
-    kind = route.next_hop_type if route else "None"
+    kind = route.next_hop_type
     ok = kind in ("VnetLocal", "VNetPeering", "VirtualAppliance") or (kind == "Internet" and is_public(int(reply.dst)))
-    _route_step(view, route, t, dropped=not ok)
+    _route_step(view, route, steps, dropped=not ok)
     if not ok:
-        raise _Done("ReturnPathDropped")
+        raise _Done(Reason.RETURN_PATH_DROPPED)
     if kind == "VNetPeering":
         remote = route.remote_virtual_network
         if reply.origin_vnet != view.vnet.name.lower() and not net.accepts_forwarded(remote, view.vnet.name):
-            raise _Done("ReturnPathDropped")
+            raise _Done(Reason.RETURN_PATH_DROPPED)
     if kind == "VirtualAppliance":
         if IPv4Address(route.next_hop_ip) == reply.dst:
             return  # the reply is for the appliance itself: delivered, not forwarded
         nic, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))
         if nic is None or not nic.enable_ip_forwarding or hops >= MAX_APPLIANCE_HOPS:
-            t.steps[-1].dropped = True
-            raise _Done("ReturnPathDropped")
-        _return_route(net, net.subnet_view(nic.subnet), reply, t, hops + 1)
+            steps[-1].dropped = True
+            raise _Done(Reason.RETURN_PATH_DROPPED)
+        _return_route(net, net.subnet_view(nic.subnet), reply, steps, hops + 1)
