@@ -249,3 +249,64 @@ def test_capture_leaves_no_tcpdump(tmp_path):
     finally:
         if w.namespaces():
             nb.clean(Lab.open(home))
+
+
+# -- services given as a command ---------------------------------------------------------------------
+def services_file(tmp_path: Path, *services: dict) -> Path:
+    doc = {"name": "svc", "virtual_networks": [{"name": "v", "address_space": ["10.9.0.0/24"],
+                                                "subnets": [{"name": "s", "address_prefix": "10.9.0.0/24"}]}],
+           "virtual_machines": [{"name": "vm1", "subnet": "v/s", "services": list(services)}]}
+    path = tmp_path / "svc.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def in_namespace(ns: str) -> list[int]:
+    return [p for p in kernel.netns_pids(ns) if pid_alive(p)]
+
+
+@pytest.mark.parametrize("verb", ["down", "clean", "change"])
+def test_a_command_that_forks_leaves_nothing(tmp_path, verb):
+    home = tmp_path / "home"
+    forks = {"port": 8080, "command": "sleep 1000 & python3 -m http.server 8080"}
+    file = services_file(tmp_path, forks)
+    w = Witness(home)
+    r = run_cli("up", str(file), "--backend", "netns", home=home)
+    assert r.returncode == 0, r.stderr
+    ns = nb.namespace_of(Lab.open(home), "vm1")
+    started = in_namespace(ns)
+    assert len(started) >= 3, started   # sh, sleep, python
+    w.note()
+    if verb == "change":  # the service's command changes: the old one and all it forked stop
+        file = services_file(tmp_path, {**forks, "command": "exec python3 -m http.server 8080"})
+        r = run_cli("up", str(file), home=home)
+        assert r.returncode == 0, r.stderr
+        assert not [p for p in started if pid_alive(p)]
+        assert len(in_namespace(ns)) == 1
+    r = run_cli(verb if verb != "change" else "down", home=home)
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in started if pid_alive(p)]
+    w.assert_nothing_left()
+
+
+def test_up_reports_services_that_did_not_start(tmp_path):
+    home = tmp_path / "home"
+    file = services_file(tmp_path, {"port": 8081, "command": "no-such-program-vnetlab --port 8081"},
+                         {"port": 8082, "command": "exec python3 -m http.server 8083"},
+                         {"port": 8084, "command": "exec python3 -m http.server 8084"})
+    w = Witness(home)
+    r = run_cli("up", str(file), "--backend", "netns", home=home)
+    w.note()
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "ServiceNotStarted" in err and "no-such-program-vnetlab --port 8081" in err, err
+    assert "not found" in err and "svc-tcp-8081.log" in err, err
+    assert "not listening on tcp/8082 (it listens on tcp/0.0.0.0:8083)" in err, err
+    assert "8084" not in err
+    # the lab is up all the same, and `up` again reports them again
+    r = run_cli("up", str(file), home=home)
+    assert r.returncode == 1 and "svc-tcp-8081" in r.stderr
+    w.note()
+    r = run_cli("down", home=home)
+    assert r.returncode == 0, r.stderr
+    w.assert_nothing_left()

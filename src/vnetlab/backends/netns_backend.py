@@ -7,15 +7,13 @@ the source's namespace; ``route_n`` runs the real ``route -n`` in a web app's sa
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from ..model import AzureError
 from ..model.errors import EmulationUnavailable
 from .netns.apply import K_CAPTURE, apply as _kapply, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
 from .netns.plan import lab_id_for, plan_with_names
+from .netns.processes import ServiceState, service_states
 
 
 def check() -> None:
@@ -33,55 +31,43 @@ def names(lab, topology=None):
     return plan_with_names(topology, lab_id(lab))[1]
 
 
+class ServiceNotStarted(AzureError):
+    """The lab is up, but services given as ``command:`` (or built-in ones) did not start.
+    The CLI exits 1 (not 2: the change itself was made)."""
+
+    code = "ServiceNotStarted"
+    status = 500
+    exit_code = 1
+
+    def __init__(self, failed: list[ServiceState]):
+        self.failed = failed
+        lines = [f"{s.resource or s.key} ({s.key}): {s.reason}" + (f"; command: {s.command}" if s.command else "")
+                 + f"; log: {s.log}" for s in failed]
+        super().__init__("The lab is up, but these services did not start: " + "; ".join(lines) + ".")
+
+
+SERVICE_TIMEOUT = 5.0   # seconds a ``command:`` gets to listen on its port
+
+
 def apply(lab, topology, wait: bool = True):
     check()
     desired, _ = plan_with_names(topology, lab_id(lab))
     rep = _kapply(desired, lab.store)
-    if wait:
-        wait_ready(lab, desired, [k for k in rep.started if k not in set(rep.listening)])
+    if wait and rep.started:
+        failed = [s for s in service_states(lab.store, rep.started, SERVICE_TIMEOUT) if s.state != "running"]
+        if failed:
+            raise ServiceNotStarted(failed)
     return rep
 
 
 def in_sync(lab) -> bool:
     """The kernel holds what the last ``apply`` was asked for: it finished (not killed half-way)
-    and something was applied. ``Lab.up`` re-applies an unchanged topology otherwise."""
+    and every recorded service is running. ``Lab.up`` re-applies an unchanged topology
+    otherwise (which restarts the services that died)."""
     from .netns.apply import APPLY_META
-    return lab.store.get_meta(APPLY_META) == "ok"
-
-
-def wait_ready(lab, desired, started: list[str], timeout: float = 10.0) -> None:
-    """Wait until newly started services listen (read from /proc/PID/net: no fork per ns).
-    Services started by the launcher are already known to listen (``ApplyReport.listening``:
-    they report after binding); only the others need this."""
-    want: list[tuple[int, set[int]]] = []
-    by_key = {f"{p.ns}/{p.name}": p for p in desired.processes}
-    pids = {n: d.get("pid") for _, n, d in lab.store.records("process")} if started else {}
-    for key in started:
-        p = by_key.get(key)
-        if p is None or not any(a.endswith("responder.py") or a.endswith(".responder") for a in p.argv):
-            continue
-        ports = {int(p.argv[i + 1]) for i, a in enumerate(p.argv[:-1]) if a in ("--tcp", "--port")}
-        pid = pids.get(key)
-        if pid and ports:
-            want.append((pid, ports))
-    deadline = time.monotonic() + timeout
-    while want and time.monotonic() < deadline:
-        want = [(pid, ports) for pid, ports in want if not _listening(pid, ports)]
-        if want:
-            time.sleep(0.01)
-
-
-def _listening(pid: int, ports: set[int]) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/net/tcp").read_text()
-    except OSError:
-        return True  # gone: nothing to wait for
-    seen = set()
-    for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) > 3 and parts[3] == "0A":
-            seen.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports <= seen
+    if lab.store.get_meta(APPLY_META) != "ok":
+        return False
+    return all(s.state == "running" for s in service_states(lab.store))
 
 
 def teardown(lab) -> None:

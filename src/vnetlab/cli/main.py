@@ -24,7 +24,7 @@ from .render import Output, console, err_console, print_json, table, trace_table
 
 def fail(exc: AzureError) -> None:
     err_console.print(f"[bold red]ERROR[/]: ({exc.code}) {exc.message}")
-    raise typer.Exit(2)
+    raise typer.Exit(getattr(exc, "exit_code", 2))  # 1: done, but not all of it worked (services)
 
 
 class Commands(TyperGroup):

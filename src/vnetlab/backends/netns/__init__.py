@@ -13,7 +13,8 @@ Layers (Azure-agnostic; the engine compiles Azure semantics into a ``DesiredStat
 Everything lives in namespaces named ``vl*``; nothing is added to the host namespace.
 """
 
-from .apply import ApplyReport, NamespaceConflict, TeardownError, apply, clean, load_applied, process_pid, teardown
+from .apply import ApplyReport, NamespaceConflict, TeardownError, apply, clean, load_applied, teardown
+from .processes import process_pid
 from .kernel import EmulationUnavailable, KernelError, check_prerequisites
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process,
                     Route, Rule, VethPair, mac_for, ttl_decrement_body, ttl_preserve_body)

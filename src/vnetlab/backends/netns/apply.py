@@ -51,26 +51,21 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 from ...store import Store
 from . import kernel, netlink
+from .processes import (K_CAPTURE, K_PROC, Starter, pid_alive, pid_matches, proc_key, process_pid,  # noqa: F401
+                        rec_running, stop_records)
 from .state import DesiredState, Process, Route, Rule, VethPair
 
 STATE_META = "netns_state"
 APPLY_META = "netns_apply"
 K_NETNS = "netns"
-K_PROC = "process"
-K_CAPTURE = "capture"   # a foreground tcpdump (``vnetlab capture``) while it runs: ``down`` stops it
 
 
 @dataclass
@@ -186,209 +181,6 @@ def _veth_end(v: VethPair, side: str) -> tuple[str, str, str | None, str | None]
     return v.ns_b, v.name_b, v.mac_b, v.master_b
 
 
-# -- processes ----------------------------------------------------------------------------------
-RESPONDER = str(Path(__file__).with_name("responder.py"))
-
-
-def _proc_key(p: Process) -> str:
-    return f"{p.ns}/{p.name}"
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.rstrip(b"\0").decode(errors="replace").split("\0") if raw else []
-
-
-def _state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    except OSError:
-        pass
-
-
-def pid_alive(pid: int) -> bool:
-    _reap(pid)
-    st = _state(pid)
-    return st is not None and st not in ("Z", "X")
-
-
-def pid_matches(pid: int, ns: str, argv: list[str], cmdline: list[str] | None = None) -> bool:
-    """The live process PID is still the one we started (guards against PID reuse): its
-    command line is the service's (``argv``, or ``ip netns exec NS argv``) or, for services
-    forked by the launcher, the launcher's exact command line (unique per launch)."""
-    if not pid_alive(pid):
-        return False
-    cl = _cmdline(pid)
-    return cl == list(argv) or cl == kernel.ns_exec_argv(ns, list(argv)) or (bool(cmdline) and cl == list(cmdline))
-
-
-def _rec_matches(data: dict) -> bool:
-    pid = data.get("pid")
-    return bool(pid) and pid_matches(pid, data.get("ns"), data.get("argv") or [], data.get("cmdline"))
-
-
-def _stop_records(store: Store, recs: list[tuple[str, dict]], grace: float = 2.0, kind: str = K_PROC) -> list[str]:
-    """Stop recorded processes, all together, by recorded PID only: SIGTERM each one still
-    matching its record, wait (one grace period for all), SIGKILL the stragglers, then forget
-    the records in one transaction. A record without a PID (crash between "intent recorded"
-    and "PID recorded") is resolved by its namespace *and* its exact command line, never by
-    a pattern. Returns problems (processes that would not die)."""
-    targets: list[tuple[int, dict]] = []
-    for _name, data in recs:
-        ns = data.get("ns")
-        if data.get("pid"):
-            if _rec_matches(data):
-                targets.append((data["pid"], data))
-        elif ns:
-            for p in kernel.netns_pids(ns):
-                if pid_matches(p, ns, data.get("argv") or [], data.get("cmdline")):
-                    targets.append((p, {**data, "pid": p}))
-    for pid, _ in targets:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid, _ in targets):
-        time.sleep(0.01)
-    problems = []
-    for pid, data in targets:
-        if pid_alive(pid) and _rec_matches(data):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            for _ in range(100):
-                if not pid_alive(pid):
-                    break
-                time.sleep(0.02)
-            else:
-                problems.append(f"process {pid} in {data.get('ns')} did not die")
-    store.forget_many(kind, [name for name, _ in recs])
-    return problems
-
-
-def _stop_record(store: Store, name: str, data: dict) -> None:
-    _stop_records(store, [(name, data)])
-
-
-def log_path(store: Store, ns: str, name: str) -> Path:
-    d = store.home / "netns-logs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{ns}.{name}.log"
-
-
-def _launchable(p: Process) -> bool:
-    """The built-in responder run as a plain script, listening on the wildcard address: started
-    by the launcher (fork per service after setns) instead of one ``ip netns exec`` + one
-    interpreter start each. It only needs its namespace to exist, not its links."""
-    return (len(p.argv) >= 4 and p.argv[1:4] == ["-I", "-S", RESPONDER] and "--bind" not in p.argv
-            and not p.env and p.cwd is None)
-
-
-class _Starter:
-    """Starts services. Write-ahead: every intent is recorded (one transaction) before anything
-    is started, every PID right after (one transaction).
-
-    ``begin()`` starts the launcher(s) for the built-in responders right away, in the
-    background (they bind to the wildcard address, so they only need their namespaces), while
-    the links, addresses, routes and nft tables are being configured; ``finish()`` collects
-    their PIDs (the launcher reports once every socket is bound) and starts the other
-    services (arbitrary commands, which may expect a configured network) with ``ip netns
-    exec``. ``finish()`` also runs on errors, so whatever was started gets recorded."""
-
-    def __init__(self, store: Store, procs: list[Process], rep: "ApplyReport"):
-        self.store, self.procs, self.rep = store, procs, rep
-        self.launch: dict[str, list[Process]] = {}
-        self.others: list[Process] = []
-        for p in procs:
-            (self.launch.setdefault(p.argv[0], []) if _launchable(p) else self.others).append(p)
-        self.cmdlines = {exe: [exe, "-I", "-S", RESPONDER, "--launch", uuid.uuid4().hex[:16]]
-                         for exe in self.launch}
-        self.intents: dict[str, dict] = {}
-        self.running: list[tuple[list[str], list[Process], subprocess.Popen, object]] = []
-        self.done: dict[str, dict] = {}
-        self.finished = False
-
-    def begin(self) -> None:
-        if not self.procs:
-            return
-        for p in self.procs:
-            key = _proc_key(p)
-            self.intents[key] = {"ns": p.ns, "argv": list(p.argv), "pid": None,
-                                 "log": str(log_path(self.store, p.ns, p.name))}
-            if _launchable(p):
-                self.intents[key]["cmdline"] = self.cmdlines[p.argv[0]]
-        self.store.record_many(K_PROC, self.intents)
-        import tempfile
-        for exe, group in self.launch.items():
-            spec = {"parent": os.getpid(), "timeout": 10,
-                    "items": [{"key": _proc_key(p), "ns": p.ns, "args": p.argv[4:],
-                               "log": self.intents[_proc_key(p)]["log"]} for p in group]}
-            out = tempfile.TemporaryFile()
-            proc = subprocess.Popen(self.cmdlines[exe], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                                    env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                                         "LANG": "C.UTF-8"})
-            self.running.append((self.cmdlines[exe], group, proc, out))
-            proc.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-
-    def finish(self, start_others: bool = True) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        try:
-            errors = []
-            for cmd, group, proc, out in self.running:
-                rc = proc.wait(timeout=60)
-                out.seek(0)
-                text = out.read().decode(errors="replace")
-                out.close()
-                head, _, tail = text.rpartition("\n")   # the result is the last line
-                try:
-                    res = json.loads(tail or head or "{}")
-                except ValueError:
-                    res = {}
-                for key, r in res.items():
-                    self.done[key] = {**self.intents[key], "pid": r["pid"]}
-                    (self.rep.listening if r.get("ready") else self.rep.failed).append(key)
-                if rc != 0 or len(res) != len(group):
-                    errors.append(kernel.KernelError(cmd, rc, text or "launcher failed"))
-            if errors:
-                raise errors[0]
-            env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
-            for p in (self.others if start_others else []):
-                key = _proc_key(p)
-                with open(self.intents[key]["log"], "ab") as fh:
-                    child = subprocess.Popen(kernel.ns_exec_argv(p.ns, list(p.argv)), stdin=subprocess.DEVNULL,
-                                             stdout=fh, stderr=subprocess.STDOUT, env={**env, **p.env}, cwd=p.cwd,
-                                             start_new_session=True, close_fds=True)
-                self.done[key] = {**self.intents[key], "pid": child.pid}
-        finally:
-            self.store.record_many(K_PROC, self.done)
-        self.rep.started += [_proc_key(p) for p in self.procs if _proc_key(p) in self.done]
-
-
-def process_pid(store: Store, ns: str, name: str) -> int | None:
-    for _, n, data in store.records(K_PROC):
-        if n == f"{ns}/{name}":
-            return data.get("pid")
-    return None
-
-
 # -- apply -------------------------------------------------------------------------------------
 def apply(desired: DesiredState, store: Store, previous: DesiredState | None = None,
           hook: Callable[[str], None] | None = None) -> ApplyReport:
@@ -437,20 +229,20 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     for k, p in P_pr.items():
         d = D_pr.get(k)
         if d is None or d != p or p.ns in gone_ns or p.ns in resolv_changed:
-            if _proc_key(p) in recorded:
-                to_stop.append((_proc_key(p), recorded.pop(_proc_key(p))))
-            rep.stopped.append(_proc_key(p))
+            if proc_key(p) in recorded:
+                to_stop.append((proc_key(p), recorded.pop(proc_key(p))))
+            rep.stopped.append(proc_key(p))
     for k, d in D_pr.items():
         p = P_pr.get(k)
         if p is None or p != d or d.ns in resolv_changed:
             to_start.append(d)
         else:
-            rec = recorded.get(_proc_key(d))
-            if not rec or not _rec_matches(rec):
+            rec = recorded.get(proc_key(d))
+            if not rec or not rec_running(rec):
                 if rec:
-                    to_stop.append((_proc_key(d), rec))
+                    to_stop.append((proc_key(d), rec))
                 to_start.append(d)  # recorded one died: restart it
-    _stop_records(store, to_stop)
+    stop_records(store, to_stop)
     lap("stop-processes")
 
     # 2. namespaces gone
@@ -467,7 +259,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     for ns in resolv_changed:
         kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
     rep.created_namespaces = list(new_ns)
-    starter = _Starter(store, to_start, rep)
+    starter = Starter(store, to_start)
     starter.begin()
     lap("namespaces")
     try:
@@ -477,6 +269,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         lap("processes")
     finally:
         starter.finish(start_others=False)  # on an error: record what was started (teardown needs PIDs)
+        rep.started, rep.listening, rep.failed = starter.started, starter.listening, starter.failed
 
     store.set_meta(STATE_META, desired.model_dump_json())
     store.set_meta(APPLY_META, "ok")
@@ -663,7 +456,7 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
             # SIGTERM every recorded process still matching its record, wait for all of them
             # together (N processes cost one grace period), SIGKILL stragglers, resolve PID-less
             # records by namespace + exact command line
-            problems += _stop_records(store, procs, kind=kind)
+            problems += stop_records(store, procs, kind=kind)
         except Exception as e:  # noqa: BLE001 - keep going, report at the end
             problems.append(f"{kind}: {e}")
     nss = [ns for _, ns, _data in store.records(K_NETNS)]

@@ -55,7 +55,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import sys
 from pathlib import Path
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -64,6 +63,7 @@ from ...engine.network import Network
 from ...engine.security import FULL_PORTS, PRIVATE_RANGES, ports_match
 from ...engine.trace import _holder_of
 from ...model import Topology
+from . import processes
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process, Route, Rule,
                     VethPair, mac_for, ttl_decrement_body, ttl_preserve_body)
 
@@ -81,7 +81,6 @@ INTERNAL_NET = IPv4Network("100.127.0.0/16")   # worker -> App Service outbound 
 
 
 def lab_id_for(home) -> str:
-    from pathlib import Path
     return hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:4]
 
 
@@ -115,15 +114,6 @@ class Names:
     """Where each endpoint lives: name (lowercase) -> namespace."""
     endpoints: dict[str, str] = field(default_factory=dict)
     fabrics: dict[str, str] = field(default_factory=dict)
-
-
-RESPONDER = str(Path(__file__).with_name("responder.py"))
-
-
-def responder_argv(*args: str) -> list[str]:
-    """The stdlib responder run as a plain script in isolated mode (-I -S): no site-packages,
-    no package imports, so 200 of them start in a fraction of the time of ``-m vnetlab...``."""
-    return [sys.executable, "-I", "-S", RESPONDER, *args]
 
 
 class _Builder:
@@ -268,16 +258,10 @@ class _Builder:
         tcp = [s.port for s in vm.services if s.protocol == "Tcp" and not s.command]
         udp = [s.port for s in vm.services if s.protocol == "Udp" and not s.command]
         if tcp or udp:
-            args = ["--name", vm.name]
-            for p in tcp:
-                args += ["--tcp", str(p)]
-            for p in udp:
-                args += ["--udp", str(p)]
-            self.procs.append(Process(ns=ns, name="responder", argv=responder_argv(*args)))
+            self.procs.append(processes.responder(ns, vm.name, tcp, udp))
         for s in vm.services:
             if s.command:
-                self.procs.append(Process(ns=ns, name=f"svc-{s.protocol.lower()}-{s.port}",
-                                          argv=["/bin/sh", "-c", s.command]))
+                self.procs.append(processes.command(ns, vm.name, s.protocol, s.port, s.command))
 
     def _peerings(self) -> None:
         done = set()
@@ -347,8 +331,7 @@ class _Builder:
                         self.route(sns, r.destination, via=r.gateway, dev=r.iface)
                     elif (r.destination, r.iface) not in connected:
                         self.route(sns, r.destination, dev=r.iface)
-                self.procs.append(Process(ns=sns, name="webapp",
-                                          argv=responder_argv("--webapp", app.name, "--port", "80")))
+                self.procs.append(processes.responder(sns, app.name, [80], webapp=True))
                 # worker -> App Service outbound -> internet (the sandbox's eth0 path)
                 internal_ip = str(IPv4Address(internal))
                 internal += 1
@@ -493,10 +476,8 @@ class _Builder:
             self.route(inet, f"{h.ip}/32", dev=dev)
             tcp = [s.port for s in h.services if s.protocol == "Tcp"]
             udp = [s.port for s in h.services if s.protocol == "Udp"]
-            args = ["--name", h.name] + [x for p in tcp for x in ("--tcp", str(p))] + \
-                   [x for p in udp for x in ("--udp", str(p))]
             if tcp or udp:
-                self.procs.append(Process(ns=ns, name="responder", argv=responder_argv(*args)))
+                self.procs.append(processes.responder(ns, h.name, tcp, udp))
         # public outbound addresses: back to whoever SNATs to them
         for (kind, name), ip in sorted(net.outbound.items(), key=lambda kv: str(kv[1])):
             if kind == "network_interfaces":

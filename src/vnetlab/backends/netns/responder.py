@@ -159,6 +159,11 @@ MS_BIND, MS_REC, MS_SLAVE = 0x1000, 0x4000, 0x80000
 PR_SET_PDEATHSIG = 1
 
 
+def ctypes_buffer(data: bytes):
+    import ctypes
+    return ctypes.create_string_buffer(data)
+
+
 def _libc():
     import ctypes
     return ctypes.CDLL(None, use_errno=True)
@@ -191,8 +196,15 @@ def _enter(libc, ns: str) -> None:
             _check(libc.mount(src, dst, b"none", MS_BIND, None), f"bind {etc}/{f} on /etc/{f}")
 
 
+PR_SET_NAME = 15
+
+
 def _child(libc, item: dict, ready_w: int) -> None:
-    os.setsid()
+    os.setsid()  # a session and process group of its own: stopped as a group
+    # named after its resource in ``ps -e``/``top`` (the command line stays the launcher's,
+    # which is what the backend records to recognise it)
+    title = ("vl:" + item.get("title", "responder"))[:15].encode()
+    libc.prctl(PR_SET_NAME, ctypes_buffer(title), 0, 0, 0)
     log = os.open(item["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

@@ -257,11 +257,19 @@ class NftTable(_Obj):
 
 
 class Process(_Obj):
+    """A long-running service. ``kind``: ``responder`` (the built-in service, started by the
+    launcher) or ``command`` (anything else, run under ``ip netns exec``); ``tcp``/``udp``: the
+    ports it serves; ``resource``: the VM, web app or host it belongs to."""
+
     ns: str
     name: str
     argv: list[str]
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
+    kind: Literal["responder", "command"] = "command"
+    tcp: list[int] = Field(default_factory=list)
+    udp: list[int] = Field(default_factory=list)
+    resource: str | None = None
 
     @field_validator("name")
     @classmethod
