@@ -13,7 +13,8 @@ from .netns.apply import K_CAPTURE, apply as _kapply, clean as _kclean, pid_aliv
 from .netns import exec as nx
 from .netns import kernel
 from .netns.plan import lab_id_for, plan_with_names
-from .netns.processes import ServiceState, service_states
+from .netns.errors import ServiceNotStarted
+from .netns.processes import service_states
 
 
 def check() -> None:
@@ -29,21 +30,6 @@ def lab_id(lab) -> str:
 def names(lab, topology=None):
     topology = topology if topology is not None else lab.topology()
     return plan_with_names(topology, lab_id(lab))[1]
-
-
-class ServiceNotStarted(AzureError):
-    """The lab is up, but services given as ``command:`` (or built-in ones) did not start.
-    The CLI exits 1 (not 2: the change itself was made)."""
-
-    code = "ServiceNotStarted"
-    status = 500
-    exit_code = 1
-
-    def __init__(self, failed: list[ServiceState]):
-        self.failed = failed
-        lines = [f"{s.resource or s.key} ({s.key}): {s.reason}" + (f"; command: {s.command}" if s.command else "")
-                 + f"; log: {s.log}" for s in failed]
-        super().__init__("The lab is up, but these services did not start: " + "; ".join(lines) + ".")
 
 
 SERVICE_TIMEOUT = 5.0   # seconds a ``command:`` gets to listen on its port

@@ -59,6 +59,7 @@ from typing import Callable, Iterable
 
 from ...store import Store
 from . import kernel, netlink
+from .errors import NamespaceConflict, TeardownError
 from .processes import (K_CAPTURE, K_PROC, Starter, pid_alive, pid_matches, proc_key, process_pid,  # noqa: F401
                         rec_running, stop_records)
 from .state import DesiredState, Process, Route, Rule, VethPair
@@ -80,14 +81,6 @@ class ApplyReport:
     rebuilt: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
-
-
-class TeardownError(RuntimeError):
-    pass
-
-
-class NamespaceConflict(RuntimeError):
-    """A namespace to create already exists and is not recorded in this store."""
 
 
 # -- stored state ---------------------------------------------------------------------------

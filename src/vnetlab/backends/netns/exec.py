@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .errors import ProbeError
 from .kernel import ns_exec_argv
 
 CONNECTED, REFUSED, TIMED_OUT, UNREACHABLE = "Connected", "Refused", "TimedOut", "Unreachable"
@@ -112,7 +113,7 @@ def capture(ns: str, filter_expr: str, count: int, write: str | None = None,
         cap._threads.append(t)
     if not ready.wait(ready_timeout) or proc.poll() not in (None, 0):
         cap.stop()
-        raise RuntimeError(f"tcpdump did not start in {ns}: {cap.stderr.strip()}")
+        raise ProbeError(f"tcpdump did not start in {ns}: {cap.stderr.strip()}")
     time.sleep(0.05)  # the socket is bound when "listening" is printed; a little margin
     return cap
 
@@ -171,7 +172,7 @@ def probe_many(ns: str, flows: Iterable[tuple[str, str, int | None]],
                input=json.dumps({"timeout": timeout, "flows": flows}),
                timeout=waves * (timeout + 2) + 10)
     if p.returncode != 0:
-        raise RuntimeError(f"probe in {ns} failed: {p.stderr.strip()}")
+        raise ProbeError(f"probe in {ns} failed: {p.stderr.strip()}")
     return json.loads(p.stdout)
 
 

@@ -37,6 +37,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .errors import EmulationUnavailable, KernelError  # noqa: F401 - raised here, imported from here
 from .state import check_ns_name
 
 RUN_NETNS = Path("/run/netns")
@@ -44,26 +45,6 @@ ETC_NETNS = Path("/etc/netns")
 CLONE_NEWNET = 0x40000000
 # subprocesses run concurrently by the *_many helpers (they mostly wait on the kernel/fork)
 PARALLEL = max(2, min(8, 2 * (os.cpu_count() or 1)))
-
-
-class EmulationUnavailable(RuntimeError):
-    """The emulation cannot run here; the message names every missing prerequisite."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("netns emulation unavailable: " + "; ".join(problems))
-
-
-class KernelError(RuntimeError):
-    """A kernel tool failed; carries the command, its input and stderr."""
-
-    def __init__(self, cmd: list[str], rc: int, stderr: str, script: str | None = None):
-        self.cmd, self.rc, self.stderr, self.script = cmd, rc, stderr, script
-        msg = f"{' '.join(cmd)} exited {rc}: {stderr.strip()}"
-        if script:
-            lines = script.splitlines()
-            msg += "\n--- input (first 40 lines) ---\n" + "\n".join(lines[:40])
-        super().__init__(msg)
 
 
 def check_prerequisites() -> list[str]:
