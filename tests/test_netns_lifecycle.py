@@ -310,3 +310,110 @@ def test_up_reports_services_that_did_not_start(tmp_path):
     r = run_cli("down", home=home)
     assert r.returncode == 0, r.stderr
     w.assert_nothing_left()
+
+
+# -- one lab, one home ----------------------------------------------------------------------------
+def test_lab_ids_are_long_and_namespaces_stay_short(tmp_path):
+    ids = {lab_id_for(tmp_path / f"h{i}") for i in range(2000)}
+    assert len(ids) == 2000 and all(len(i) >= 12 for i in ids)
+    file = services_file(tmp_path, {"port": 80})
+    lab = Lab.open(tmp_path / ("h" * 200))
+    from vnetlab.backends.netns.plan import plan
+    from vnetlab.topology import load
+    assert all(len(n.name) < 64 for n in plan(load(file), lab_id_for(lab.home)).namespaces)
+
+
+def test_nothing_runs_in_another_homes_namespaces(tmp_path, monkeypatch):
+    """Two homes whose lab ids collide (forced here): the second cannot take or enter the
+    first one's namespaces, and says so."""
+    from vnetlab.backends.netns.errors import NamespaceConflict
+    from vnetlab.topology import load
+    file = services_file(tmp_path, {"port": 80})
+    first, second = Lab.open(tmp_path / "a"), Lab.open(tmp_path / "b")
+    first.up(load(file), "netns")
+    try:
+        monkeypatch.setattr(nb, "lab_id", lambda lab: lab_id_for(first.home))
+        with pytest.raises(NamespaceConflict, match="not created by this lab"):
+            second.up(load(file), "netns")
+        with pytest.raises(NamespaceConflict, match=f"was not created by the lab in {second.home}"):
+            nb.namespace_of(second, "vm1")
+        assert nb.namespace_of(first, "vm1")
+        second.store.set_meta("backend", "sim")  # nothing of its own to tear down
+    finally:
+        first.down()
+    # and through the CLI: exec where the lab is not up in the kernel is a clear error, exit 2
+    r = run_cli("up", str(file), home=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("exec", "vm1", "--", "true", home=tmp_path / "c")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_backend_failure_is_a_clear_error(tmp_path):
+    home = tmp_path / "home"
+    file = services_file(tmp_path, {"port": 80})
+    taken = f"vl{lab_id_for(home)}-internet"   # someone else's namespace, in the lab's way
+    kernel.netns_add([taken])
+    try:
+        r = run_cli("up", str(file), "--backend", "netns", home=home)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert "NamespaceConflict" in r.stderr and taken in r.stderr and "Traceback" not in r.stderr, r.stderr
+    finally:
+        kernel.netns_del(taken)
+    run_cli("down", home=home)
+
+
+def test_down_that_cannot_remove_refuses_and_forgets_nothing(tmp_path, monkeypatch):
+    from vnetlab.backends.netns.errors import TeardownError
+    from vnetlab.topology import load
+    lab = Lab.open(tmp_path / "home")
+    lab.up(load(services_file(tmp_path, {"port": 80})), "netns")
+    w = Witness(lab.home)
+    w.note()
+    before = Store.open(lab.home).records()
+    monkeypatch.setattr(kernel, "check_prerequisites", lambda: ["needs root (run as root or under sudo)"])
+    with pytest.raises(TeardownError, match="cannot be removed here"):
+        lab.down()
+    assert Store.open(lab.home).records() == before and lab.exists() and lab.backend_name == "netns"
+    assert w.namespaces()
+    monkeypatch.undo()
+    lab.down()
+    w.assert_nothing_left()
+
+
+def test_concurrent_applies_end_with_the_latest_version(tmp_path):
+    """A change applied while another process holds the lab's apply lock waits for it, then
+    applies whatever the store holds by then (here a newer version than its own)."""
+    import fcntl
+    from vnetlab.topology import load
+    home = tmp_path / "home"
+    r = run_cli("up", str(services_file(tmp_path, {"port": 80})), "--backend", "netns", home=home)
+    assert r.returncode == 0, r.stderr
+    w = Witness(home)
+    lock = os.open(home / "netns.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        two = tmp_path / "two.yaml"
+        doc = yaml.safe_load(services_file(tmp_path, {"port": 80}).read_text())
+        doc["virtual_machines"].append({"name": "vm2", "subnet": "v/s", "services": [{"port": 80}]})
+        two.write_text(yaml.safe_dump(doc))
+        p = cli("up", str(two), home=home)
+        deadline = time.monotonic() + 20
+        while Lab.open(home).topology().find("virtual_machines", "vm2") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert p.poll() is None            # waiting for the lock, not applying
+        assert not [n for n in w.namespaces() if n.endswith("-vm2")]
+        doc["virtual_machines"].append({"name": "vm3", "subnet": "v/s", "services": [{"port": 80}]})
+        three = tmp_path / "three.yaml"
+        three.write_text(yaml.safe_dump(doc))
+        lab = Lab.open(home)
+        with lab.store.write() as tx:       # another writer commits meanwhile (its apply comes later)
+            tx.save(lab._draft(tx.load(), lambda _t: load(three), True)[1].model_dump(mode="json"))
+    finally:
+        os.close(lock)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert {n.rsplit("-", 1)[1] for n in w.namespaces() if "-vm-" in n} == {"vm1", "vm2", "vm3"}
+    w.note()
+    assert run_cli("down", home=home).returncode == 0
+    w.assert_nothing_left()

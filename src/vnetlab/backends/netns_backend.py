@@ -7,13 +7,18 @@ the source's namespace; ``route_n`` runs the real ``route -n`` in a web app's sa
 
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
 from ..model import AzureError
 from ..model.errors import EmulationUnavailable
-from .netns.apply import K_CAPTURE, apply as _kapply, clean as _kclean, pid_alive, teardown as _kteardown
+from .netns.apply import K_CAPTURE, K_NETNS, K_PROC, apply as _kapply, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
 from .netns.plan import lab_id_for, plan_with_names
-from .netns.errors import ServiceNotStarted
+from .netns.errors import NamespaceConflict, ServiceNotStarted, TeardownError
 from .netns.processes import service_states
 
 
@@ -35,12 +40,38 @@ def names(lab, topology=None):
 SERVICE_TIMEOUT = 5.0   # seconds a ``command:`` gets to listen on its port
 
 
+@contextmanager
+def apply_lock(lab):
+    """One process at a time changes this lab's kernel state (a CLI change while ``vnetlab
+    serve`` runs): an exclusive ``flock`` on a file in the lab's home, released when the
+    holder ends, however it ends."""
+    path = Path(lab.home) / "netns.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def apply(lab, topology, wait: bool = True):
+    """Make the kernel hold the lab. Under the lab's lock, the stored lab is applied again
+    until the store's version did not move meanwhile: whoever changed the lab last, the
+    kernel ends with the latest version (``topology`` is used only when nothing is stored)."""
     check()
-    desired, _ = plan_with_names(topology, lab_id(lab))
-    rep = _kapply(desired, lab.store)
-    if wait and rep.started:
-        failed = [s for s in service_states(lab.store, rep.started, SERVICE_TIMEOUT) if s.state != "running"]
+    started: list[str] = []
+    with apply_lock(lab):
+        while True:
+            version = lab.store.version()
+            current = lab.topology() if lab.exists() else topology
+            desired, _ = plan_with_names(current, lab_id(lab))
+            rep = _kapply(desired, lab.store)
+            started += rep.started
+            if lab.store.version() == version:
+                break
+    if wait and started:
+        failed = [s for s in service_states(lab.store, started, SERVICE_TIMEOUT) if s.state != "running"]
         if failed:
             raise ServiceNotStarted(failed)
     return rep
@@ -57,9 +88,18 @@ def in_sync(lab) -> bool:
 
 
 def teardown(lab) -> None:
-    if kernel.check_prerequisites():
+    """Remove what the lab recorded. Refused, forgetting nothing, when it cannot be removed
+    (not root, a tool missing) or something would not go (``TeardownError``)."""
+    store = lab.store
+    recorded = store.records(K_NETNS) or store.records(K_PROC) or store.records(K_CAPTURE)
+    problems = kernel.check_prerequisites()
+    if problems:
+        if recorded:
+            raise TeardownError("The lab's namespaces and processes cannot be removed here ("
+                                + "; ".join(problems) + "); nothing was changed. Run `vnetlab down` as root.")
         return
-    _kteardown(lab.store)
+    with apply_lock(lab):
+        _kteardown(store)
 
 
 def clean(lab) -> list[str]:
@@ -73,12 +113,19 @@ def namespace_of(lab, name: str) -> str:
     host or VNet (its fabric)."""
     n = names(lab)
     low = name.lower()
-    if low in n.endpoints:
-        return n.endpoints[low]
-    if low in n.fabrics:
-        return n.fabrics[low]
-    raise AzureError(f"No VM, web app, internet host or virtual network named '{name}' in the lab.",
-                     "ResourceNotFound", 404)
+    ns = n.endpoints.get(low) or n.fabrics.get(low)
+    if ns is None:
+        raise AzureError(f"No VM, web app, internet host or virtual network named '{name}' in the lab.",
+                         "ResourceNotFound", 404)
+    return owned(lab, ns)
+
+
+def owned(lab, ns: str) -> str:
+    """``ns`` if this lab created it (its store records it); nothing runs in another's."""
+    if not any(n == ns for _, n, _ in lab.store.records(K_NETNS)):
+        raise NamespaceConflict(f"Namespace {ns} was not created by the lab in {lab.home}: nothing runs in it "
+                                "(is the lab up with --backend netns here?).")
+    return ns
 
 
 def route_n(lab, app_name: str) -> str:

@@ -80,8 +80,11 @@ PIN_OUT_TABLE_BASE, PIN_BACK_TABLE_BASE, PRIO_PIN_OUT, PRIO_PIN_BACK = 200, 400,
 INTERNAL_NET = IPv4Network("100.127.0.0/16")   # worker -> App Service outbound ns transit sources
 
 
+LAB_ID_LEN = 12   # hex digits: 48 bits, no collision between homes in practice; names stay < 64 chars
+
+
 def lab_id_for(home) -> str:
-    return hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:4]
+    return hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:LAB_ID_LEN]
 
 
 def _h(*parts: str, n: int = 8) -> str:
