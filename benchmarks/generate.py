@@ -28,8 +28,9 @@ def nsg_rules(rng: random.Random, count: int, vnet_index: int) -> list[dict]:
     return rules
 
 
-def generate(vnets: int = 50, subnets: int = 20, vms: int = 2000, apps: int = 100, rules: int = 20,
-             seed: int = 7) -> Topology:
+def generate_doc(vnets: int = 50, subnets: int = 20, vms: int = 2000, apps: int = 100, rules: int = 20,
+                 seed: int = 7) -> dict:
+    """The lab as its YAML file holds it (VMs with inline NICs, addresses dynamic)."""
     rng = random.Random(seed)
     doc = {"name": "bench", "virtual_networks": [], "network_security_groups": [], "virtual_machines": [],
            "app_service_plans": [], "web_apps": []}
@@ -53,6 +54,12 @@ def generate(vnets: int = 50, subnets: int = 20, vms: int = 2000, apps: int = 10
         plan = a // 2
         doc["web_apps"].append({"name": f"app{a}", "plan": f"plan{plan}",
                                 "vnet_integration": f"v{plan % vnets}/integration", "vnet_route_all_enabled": a % 3 == 0})
-    topo = Topology.model_validate(doc)
+    return doc
+
+
+def generate(vnets: int = 50, subnets: int = 20, vms: int = 2000, apps: int = 100, rules: int = 20,
+             seed: int = 7) -> Topology:
+    """The lab as a model, with its dynamic addresses allocated."""
+    topo = Topology.model_validate(generate_doc(vnets, subnets, vms, apps, rules, seed))
     allocate_dynamic_addresses(topo, None)
     return topo

@@ -68,7 +68,7 @@ class Lab:
             old, new = self._draft(tx.load(), fn, create)
             if old is not None and new == old:
                 return old
-            tx.save(new.model_dump(mode="json"))
+            tx.save_json(new.model_dump_json())
         self._after_change(old, new)
         return new
 
@@ -77,34 +77,54 @@ class Lab:
         return self._draft(self.store.load(), fn, create)[1]
 
     @staticmethod
-    def _draft(doc: dict | None, fn, create: bool) -> tuple[Topology | None, Topology]:
-        """(the lab as it is, the lab after ``fn``: addressed and validated)."""
+    def _draft(doc: dict | None, fn, create: bool, whole: bool = False) -> tuple[Topology | None, Topology]:
+        """(the lab as it is, the lab after ``fn``: addressed and validated). ``whole``: ``fn`` returns
+        a whole new lab already validated by the model (``up``'s file), taken as it is, addresses filled
+        in: parsing a draft for it and re-validating a copy would cost seconds on a large lab."""
         if doc is None and not create:
             raise AzureError("There is no lab here: run `vnetlab up FILE` first.", "LabNotFound", 404)
         old = parse(doc) if doc is not None else None
-        draft = parse(doc) if doc is not None else Topology()  # a second parse is cheaper than a deep copy
-        new = fn(draft) or draft
-        try:
-            new = Topology.model_validate(new.model_dump())
-        except ValidationError as exc:
-            raise pydantic_error(exc) from None
+        if whole:
+            new = fn(None)
+        else:
+            draft = parse(doc) if doc is not None else Topology()  # a second parse is cheaper than a deep copy
+            new = fn(draft) or draft
+            try:
+                new = Topology.model_validate(new.model_dump())
+            except ValidationError as exc:
+                raise pydantic_error(exc) from None
         allocate_dynamic_addresses(new, old)
         validate(new, old)
         return old, new
 
     def up(self, desired: Topology, backend: str | None = None, replace: bool = False) -> Topology:
         """Create the lab from ``desired`` or reconcile it, on ``backend`` (default: the lab's own).
+        ``desired`` is taken over: its dynamic addresses are filled in.
 
         Refused before anything changes (the stored backend included): an unknown or unavailable
         backend, a lab of another name unless ``replace``, a topology Azure would refuse.
         """
         if backend is not None:
             check_backend(backend)
-        self._check_same_lab(desired, replace)
-        self.preview(lambda _old: desired.model_copy(deep=True))
+        version, running = self.store.version(), self.store.load()
+        self._check_same_lab(desired, replace, running)
+        unaddressed = [nic for nic in desired.network_interfaces if not nic.private_ip_address]
+        checked = self._draft(running, lambda _old: desired, True, whole=True)
         if backend is not None and backend != self.backend_name:
             self.switch_backend(backend, apply=False)
-        topo = self.change(lambda _old: desired.model_copy(deep=True))
+        with self.store.write() as tx:
+            if tx.version() != version:  # another writer came between: check against its lab
+                for nic in unaddressed:
+                    nic.private_ip_address = None
+                checked = self._draft(tx.load(), lambda _old: desired, True, whole=True)
+            old, topo = checked
+            changed = old is None or topo != old
+            if changed:
+                tx.save_json(topo.model_dump_json())
+        if changed:
+            self._after_change(old, topo)
+        else:
+            topo = old
         from .backends import backend_for
         realized = backend_for(self)
         if not getattr(realized, "in_sync", lambda lab: True)(self):
@@ -123,8 +143,8 @@ class Lab:
         if apply and self.exists():
             backend_for(self).apply(self, self.topology())
 
-    def _check_same_lab(self, desired: Topology, replace: bool) -> None:
-        running = self.store.load()
+    @staticmethod
+    def _check_same_lab(desired: Topology, replace: bool, running: dict | None) -> None:
         name = (running or {}).get("name", "lab")
         if running is not None and not replace and name.lower() != desired.name.lower():
             raise AzureError(f"Lab '{name}' is running here and the file describes lab '{desired.name}'. "
@@ -245,14 +265,18 @@ def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
             nic.private_ip_address = None  # moved: re-addressed in its new subnet
         elif not nic.private_ip_address:
             nic.private_ip_address = before.private_ip_address
+    taken: dict[str, set[IPv4Address]] = {}  # per VNet, kept up to date as addresses are given
+    for nic in new.network_interfaces:
+        if nic.private_ip_address:
+            taken.setdefault(nic.subnet.split("/")[0].lower(), set()).add(IPv4Address(nic.private_ip_address))
     for nic in new.network_interfaces:
         if nic.private_ip_address or not new.subnet(nic.subnet):
             continue
         vnet, sn = new.subnet(nic.subnet)
-        taken = {IPv4Address(n.private_ip_address) for n in new.network_interfaces
-                 if n.private_ip_address and n.subnet.split("/")[0].lower() == vnet.name.lower()}
-        ip = lowest_free(sn.network, taken)
+        in_vnet = taken.setdefault(vnet.name.lower(), set())
+        ip = lowest_free(sn.network, in_vnet)
         if ip is None:
             raise SubnetIsFull(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
                                "capacity for 1 IP addresses.")
         nic.private_ip_address = str(ip)
+        in_vnet.add(ip)

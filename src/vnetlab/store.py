@@ -53,14 +53,23 @@ class WriteTx:
         return json.loads(row[0]) if row else None
 
     def save(self, doc: dict) -> None:
+        self.save_json(json.dumps(doc, sort_keys=True))
+
+    def save_json(self, text: str) -> None:
+        """``save`` of a document already serialized (pydantic's ``model_dump_json`` is ten times faster
+        than ``json.dumps(model_dump())`` on a large lab)."""
         self.conn.execute(
             "INSERT INTO topology (id, doc, version) VALUES (1, ?, 1) "
             "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, version = version + 1",
-            (json.dumps(doc, sort_keys=True),),
+            (text,),
         )
 
     def delete(self) -> None:
         self.conn.execute("DELETE FROM topology")
+
+    def version(self) -> int:
+        row = self.conn.execute("SELECT version FROM topology WHERE id = 1").fetchone()
+        return row[0] if row else 0
 
 
 class Store:

@@ -12,9 +12,18 @@ from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
+from yaml import events
+from yaml.nodes import ScalarNode
 
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
+
+try:  # libyaml's parser: the pure-Python one takes minutes on a 200,000-line lab
+    from yaml import CSafeLoader as SafeLoader
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader
+    CParser = None
 
 
 def pydantic_error(exc: ValidationError) -> AzureError:
@@ -38,7 +47,7 @@ def load(path: str | Path) -> Topology:
     except OSError as exc:
         raise InvalidTemplate(f"Cannot read topology file {path}: {exc.strerror}.") from None
     try:
-        doc = yaml.safe_load(text) or {}
+        doc = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise InvalidTemplate(f"Topology file {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
@@ -48,6 +57,93 @@ def load(path: str | Path) -> Topology:
     if not str(doc.get("name") or "").strip():
         raise InvalidTemplate(f"Topology file {path} does not name its lab: add `name: LAB` at the top.")
     return parse(doc)
+
+
+class _NotPlain(Exception):
+    """The document uses anchors, aliases, explicit tags, merge keys or several documents."""
+
+
+_STR = "tag:yaml.org,2002:str"
+_scalars = yaml.SafeLoader("")  # resolves and constructs plain scalars exactly as safe_load does
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load(text)``, faster. Even with libyaml, PyYAML builds a node tree and resolves every
+    scalar through a list of regular expressions in Python; a lab file is plain mappings, lists and
+    scalars that repeat (``Tcp``, ``Allow``, port numbers), so the parser's events are built straight
+    into dicts and lists and each distinct plain scalar is resolved once. Anything else (anchors,
+    aliases, tags, merge keys) goes to the full loader."""
+    if CParser is None:
+        return yaml.safe_load(text)
+    try:
+        return _from_events(CParser(text))
+    except _NotPlain:
+        pass
+    except yaml.YAMLError:
+        return yaml.safe_load(text)  # raises the same error, with the pure-Python parser's excerpt of the line
+    try:
+        return yaml.load(text, Loader=SafeLoader)
+    except yaml.YAMLError:
+        return yaml.safe_load(text)
+
+
+def _scalar(value: str, implicit, cache: dict):
+    """An untagged scalar (or tagged '!'), resolved as PyYAML's composer and SafeConstructor do."""
+    key = (value, implicit)
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    tag = _scalars.resolve(ScalarNode, value, implicit)
+    if tag != _STR and tag not in _scalars.yaml_constructors:
+        raise _NotPlain  # '<<' (a merge key) or '='
+    result = value if tag == _STR else _scalars.yaml_constructors[tag](_scalars, ScalarNode(tag, value))
+    cache[key] = result
+    return result
+
+
+def _from_events(parser):
+    stack: list[list] = []  # open containers: [dict or list, pending key, key seen]
+    cache: dict = {}
+    root, documents = None, 0
+    while True:
+        event = parser.get_event()
+        kind = type(event)
+        if kind is events.ScalarEvent:
+            if event.anchor is not None or event.tag not in (None, "!"):
+                raise _NotPlain
+            value = _scalar(event.value, event.implicit, cache)
+        elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
+            if event.anchor is not None or event.tag not in (None, "!"):
+                raise _NotPlain
+            stack.append([{} if kind is events.MappingStartEvent else [], None, False])
+            continue
+        elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
+            value = stack.pop()[0]
+        elif kind is events.StreamEndEvent:
+            return root
+        elif kind is events.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _NotPlain  # safe_load's own error
+            continue
+        elif kind is events.AliasEvent:
+            raise _NotPlain
+        else:
+            continue
+        if not stack:
+            root = value
+            continue
+        top = stack[-1]
+        if type(top[0]) is list:
+            top[0].append(value)
+        elif not top[2]:
+            if isinstance(value, (dict, list)):
+                raise _NotPlain  # a key safe_load refuses, with its own message
+            top[1], top[2] = value, True
+        else:
+            top[0][top[1]] = value
+            top[2] = False
 
 
 def dump(topo: Topology) -> str:

@@ -9,6 +9,7 @@ that references it, which is how ARM holds them.
 from __future__ import annotations
 
 import ipaddress
+import weakref
 
 from pydantic import Field, model_validator
 
@@ -38,6 +39,49 @@ class InternetHost(Model):
     name: str
     ip: str
     services: list[Service] = Field(default_factory=lambda: [Service(port=80), Service(port=443)])
+
+
+class _NameIndex:
+    """Position of each resource in one list of a topology, by a lower-cased name.
+
+    A hit is checked against the list (the resource at that position still has that name), so
+    appending, removing or replacing resources never returns a wrong one. A miss rebuilds the
+    index, unless the key is ``immutable`` (a name: Azure's names never change) and the list
+    holds the same members as when the index was built."""
+
+    def __init__(self, items: list, attr: str, immutable: bool):
+        self.attr, self.immutable = attr, immutable
+        self._build(items)
+
+    def _build(self, items: list) -> None:
+        self.members = tuple(items)  # held, so that no other object can take a member's id
+        self.member_ids = tuple(map(id, items))
+        self.positions: dict[str, int] = {}
+        for i, item in enumerate(items):
+            self.positions.setdefault(getattr(item, self.attr).lower(), i)
+
+    def get(self, items: list, low: str):
+        i = self.positions.get(low)
+        if i is not None and i < len(items) and getattr(items[i], self.attr).lower() == low:
+            return items[i]
+        if i is None and self.immutable and len(items) == len(self.members) \
+                and tuple(map(id, items)) == self.member_ids:
+            return None
+        self._build(items)
+        i = self.positions.get(low)
+        return items[i] if i is not None else None
+
+
+# Indexes live beside the models, not in them: a private attribute would take part in `==`.
+_INDEXES: dict[int, tuple[weakref.ref, dict[tuple[str, str], _NameIndex]]] = {}
+
+
+def _indexes_of(topo) -> dict[tuple[str, str], _NameIndex]:
+    key = id(topo)
+    entry = _INDEXES.get(key)
+    if entry is None or entry[0]() is not topo:
+        entry = _INDEXES[key] = (weakref.ref(topo, lambda _ref, key=key: _INDEXES.pop(key, None)), {})
+    return entry[1]
 
 
 def _default_internet() -> list[InternetHost]:
@@ -90,8 +134,16 @@ class Topology(Model):
     def find(self, kind: str, name: str | None):
         if not name:
             return None
-        low = name.lower()
-        return next((r for r in getattr(self, kind) if r.name.lower() == low), None)
+        return self._indexed(kind, "name", name.lower())
+
+    def _indexed(self, kind: str, attr: str, low: str):
+        """The first resource of ``kind`` whose ``attr`` is ``low`` (lower-cased), through an index."""
+        items = getattr(self, kind)
+        indexes = _indexes_of(self)
+        index = indexes.get((kind, attr))
+        if index is None:
+            index = indexes[(kind, attr)] = _NameIndex(items, attr, immutable=attr == "name")
+        return index.get(items, low)
 
     def vnet(self, name: str | None) -> VirtualNetwork | None:
         return self.find("virtual_networks", name)
@@ -129,8 +181,7 @@ class Topology(Model):
         return rg_id(self.subscription_id, name)
 
     def vm_of_nic(self, nic_name: str) -> VirtualMachine | None:
-        low = nic_name.lower()
-        return next((vm for vm in self.virtual_machines if vm.network_interface.lower() == low), None)
+        return self._indexed("virtual_machines", "network_interface", nic_name.lower())
 
     def nics_in(self, vnet_name: str, subnet_name: str) -> list[NetworkInterface]:
         ref = f"{vnet_name}/{subnet_name}".lower()
