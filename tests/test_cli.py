@@ -57,9 +57,10 @@ def test_routes_for_an_app_is_route_n_and_for_a_vm_the_effective_routes(home):
 
 
 def test_matrix(home):
-    res = json.loads(cli(home, "matrix", "--ports", "80,443,icmp", "-o", "json").output)
-    assert res["cells"]["app1->rg1vm1"] == {"80": "Connected", "443": "Refused", "icmp": "Connected"}
-    assert res["cells"]["rg1vm1->app1"] == {"80": "Refused", "443": "Refused", "icmp": "TimedOut"}
+    res = json.loads(cli(home, "matrix", "--ports", "80,443,icmp", "-o", "json", "--expand").output)
+    pairs = {(p["source"], p["destination"]): p["verdicts"] for p in res["pairs"]}
+    assert pairs[("app1", "rg1vm1")] == {"80": "Connected", "443": "Refused", "icmp": "Connected"}
+    assert pairs[("rg1vm1", "app1")] == {"80": "Refused", "443": "Refused", "icmp": "TimedOut"}
 
 
 def test_webapp_commands_like_az(home):

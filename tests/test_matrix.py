@@ -1,28 +1,104 @@
 """The matrix groups endpoints and skips traces that a route already drops; every cell must still
-equal the verdict of a full trace between the two endpoints."""
+equal the verdict of a full trace between the two endpoints. One shape at any size: classes with
+members, class-to-class cells that differ from the default, and per-pair cells with --expand."""
 
+import json
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from generate import generate  # noqa: E402
+from conftest import cli  # noqa: E402
+from generate import generate, generate_doc  # noqa: E402
 
 from vnetlab.engine.matrix import matrix  # noqa: E402
 from vnetlab.engine.network import Network  # noqa: E402
 from vnetlab.engine.trace import trace  # noqa: E402
 
+SHAPE = {"ports", "endpoints", "traces", "classes", "default", "cells"}
 
-def test_matrix_cells_equal_full_traces():
+
+def _verdict(net, eps, src, dst, label):
+    proto, port = ("Icmp", None) if label == "icmp" else ("Tcp", int(label))
+    return trace(net, src, str(eps[dst].ip), port, proto).verdict
+
+
+def _pair_verdicts(result) -> dict[tuple[str, str], dict]:
+    """Every pair of distinct endpoints with its verdicts, read from the class cells and the default."""
+    classes = result["classes"]
+    by_class = {(c["source"], c["destination"]): c["verdicts"] for c in result["cells"]}
+    out = {}
+    for i, a in enumerate(classes):
+        for j, b in enumerate(classes):
+            for s in a["members"]:
+                for d in b["members"]:
+                    if s != d:
+                        out[(s, d)] = by_class.get((i, j), result["default"])
+    return out
+
+
+def test_expanded_pairs_equal_full_traces():
     net = Network(generate(vnets=4, subnets=4, vms=24, apps=6, rules=12, seed=3))
-    result = matrix(net, ["22", "80", "icmp"])
-    assert result["classes"] < result["endpoints"] or result["endpoints"] < 10
+    result = matrix(net, ["22", "80", "icmp"], expand=True)
+    assert len(result["classes"]) < result["endpoints"]
     eps = {ep.name: ep for ep in net.endpoints()}
+    assert len(result["pairs"]) == len(eps) * (len(eps) - 1)
     verdicts = set()
-    for key, cell in result["cells"].items():
-        src, dst = key.split("->")
-        for label, verdict in cell.items():
-            proto, port = ("Icmp", None) if label == "icmp" else ("Tcp", int(label))
-            assert trace(net, src, str(eps[dst].ip), port, proto).verdict == verdict, (key, label)
+    for pair in result["pairs"]:
+        for label, verdict in pair["verdicts"].items():
+            assert _verdict(net, eps, pair["source"], pair["destination"], label) == verdict, (pair, label)
             verdicts.add(verdict)
     assert {"Connected", "TimedOut", "Refused"} <= verdicts
+
+
+def test_class_cells_and_default_say_what_the_pairs_say():
+    net = Network(generate(vnets=4, subnets=4, vms=24, apps=6, rules=12, seed=3))
+    result = matrix(net, ["22", "80", "icmp"], expand=True)
+    assert set(result) == SHAPE | {"pairs"}
+    assert _pair_verdicts(result) == {(p["source"], p["destination"]): p["verdicts"] for p in result["pairs"]}
+    assert all(c["verdicts"] != result["default"] for c in result["cells"])
+    members = [m for c in result["classes"] for m in c["members"]]
+    assert sorted(members) == sorted(ep.name for ep in net.endpoints())
+
+
+def test_same_shape_small_and_large():
+    small = matrix(Network(generate(vnets=1, subnets=2, vms=2, apps=1, rules=2, seed=1)), ["80"])
+    large = matrix(Network(generate(vnets=12, subnets=5, vms=420, apps=6, rules=4, seed=2)), ["80"])
+    assert large["endpoints"] > 400
+    assert set(small) == set(large) == SHAPE
+    for result in (small, large):
+        assert result["ports"] == ["80"] and set(result["default"]) == {"80"}
+        assert sum(len(c["members"]) for c in result["classes"]) == result["endpoints"]
+        assert all(0 <= c["source"] < len(result["classes"]) for c in result["cells"])
+
+
+def _lab_home(tmp_path, **shape):
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(generate_doc(**shape)))
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(f)).exit_code == 0
+    return home
+
+
+def test_cli_table_above_400_endpoints_groups_by_class(tmp_path):
+    home = _lab_home(tmp_path, vnets=12, subnets=5, vms=420, apps=6, rules=4, seed=2)
+    res = cli(home, "matrix", "--ports", "80")
+    assert res.exit_code == 0, res.output
+    assert "426 endpoints in" in res.output and "pair" in res.output
+    as_json = json.loads(cli(home, "matrix", "--ports", "80", "-o", "json").output)
+    assert as_json["endpoints"] == 426
+    assert f"426 endpoints in {len(as_json['classes'])} classes" in res.output
+
+
+def test_cli_json_is_compact_and_expand_adds_pairs(tmp_path):
+    home = _lab_home(tmp_path, vnets=2, subnets=3, vms=6, apps=2, rules=3, seed=4)
+    out = cli(home, "matrix", "--ports", "80,22", "-o", "json").output
+    assert "\n" not in out.strip() and ", " not in out
+    plain, expanded = json.loads(out), json.loads(cli(home, "matrix", "--ports", "80,22", "-o", "json",
+                                                        "--expand").output)
+    assert set(expanded) == set(plain) | {"pairs"} and len(expanded["pairs"]) == 8 * 7
+    assert _pair_verdicts(plain) == {(p["source"], p["destination"]): p["verdicts"] for p in expanded["pairs"]}
+    table = cli(home, "matrix", "--ports", "80,22", "--expand")
+    assert table.exit_code == 0 and "between endpoints" in table.output

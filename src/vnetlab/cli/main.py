@@ -19,7 +19,7 @@ from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
 from ..model import AzureError, SecurityRule, Topology
 from ..topology import load, pydantic_error, schema as topology_schema
-from .render import Output, console, err_console, print_json, table, trace_table
+from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
 
 
 def fail(exc: AzureError) -> None:
@@ -211,28 +211,18 @@ def routes(name: str = typer.Argument(..., help="Web app (its sandbox's kernel t
 
 @app.command()
 def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separated TCP ports; icmp for ping."),
+           expand: bool = typer.Option(False, "--expand", help="Also every pair of endpoints by name."),
            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
-    """Reachability between every pair of endpoints (VMs and web apps)."""
+    """Reachability between every pair of endpoints (VMs and web apps), grouped in classes of
+    endpoints that answer alike. JSON: classes with members, class-to-class cells (docs in README)."""
     from ..engine.matrix import matrix as compute
     lab = Lab.open(home)
     port_list = [p.strip() for p in ports.split(",") if p.strip()]
-    result = run(lambda: compute(lab.network(), port_list))
+    result = run(lambda: compute(lab.network(), port_list, expand))
     if output == Output.json:
-        print_json(result)
-        return
-    cols = ["Source \\ Destination"] + [d for d in result["destinations"]]
-    rows = []
-    for src in result["sources"]:
-        row = [src]
-        for dst in result["destinations"]:
-            cell = result["cells"].get(f"{src}->{dst}")
-            row.append("" if cell is None else " ".join(f"{p}:{_short(v)}" for p, v in cell.items()))
-        rows.append(row)
-    table(f"Reachability ({', '.join(port_list)}): ok=Connected, ref=Refused, x=TimedOut", cols, rows)
-
-
-def _short(verdict: str) -> str:
-    return {"Connected": "ok", "Refused": "ref", "TimedOut": "x"}[verdict]
+        print_json(result, compact=True)
+    else:
+        matrix_table(result)
 
 
 @app.command()

@@ -18,8 +18,10 @@ class Output(str, Enum):
     json = "json"
 
 
-def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def print_json(data, compact: bool = False) -> None:
+    """Indented for people; ``compact`` (no spaces) for large answers meant for programs."""
+    text = json.dumps(data, separators=(",", ":"), default=str) if compact else json.dumps(data, indent=2, default=str)
+    sys.stdout.write(text + "\n")
 
 
 def table(title: str | None, columns: list[str], rows: list[list]) -> None:
@@ -72,3 +74,40 @@ def _step_text(s: dict) -> str:
         extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
         return f"{who} ({s.get('ip')}){extra}" + (f": {s['why']}" if s.get("why") else "")
     return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))
+
+
+VERDICT_SHORT = {"Connected": "ok", "Refused": "ref", "TimedOut": "x"}
+
+
+def _verdicts_text(verdicts: dict) -> str:
+    return " ".join(f"{p}:{VERDICT_SHORT[v]}" for p, v in verdicts.items())
+
+
+def _class_label(i: int, klass: dict) -> str:
+    members = klass["members"]
+    return f"#{i} {members[0]}" + (f" +{len(members) - 1}" if len(members) > 1 else "")
+
+
+def matrix_table(result: dict) -> None:
+    """The matrix grouped by class: the classes with their members, then the class pairs whose
+    verdicts differ from the most common ones, then those."""
+    classes = result["classes"]
+    rows = []
+    for i, klass in enumerate(classes):
+        members = klass["members"]
+        shown = ", ".join(members[:5]) + (f" (+{len(members) - 5} more)" if len(members) > 5 else "")
+        rows.append([i, klass["kind"], klass["subnet"] or "", shown])
+    table(f"{result['endpoints']} endpoints in {len(classes)} classes (members answer alike)",
+          ["#", "Kind", "Subnet", "Members"], rows)
+    ports = result["ports"]
+    title = f"Reachability between classes ({', '.join(ports)}): ok=Connected, ref=Refused, x=TimedOut"
+    if result.get("pairs") is not None:
+        table(title.replace("between classes", "between endpoints"), ["Source", "Destination"] + ports,
+              [[p["source"], p["destination"]] + [VERDICT_SHORT[p["verdicts"][k]] for k in ports]
+               for p in result["pairs"]])
+        return
+    cells = [[_class_label(c["source"], classes[c["source"]]), _class_label(c["destination"],
+              classes[c["destination"]])] + [VERDICT_SHORT[c["verdicts"][k]] for k in ports] for c in result["cells"]]
+    if cells:
+        table(title, ["Source class", "Destination class"] + ports, cells)
+    console.print(f"{'Every other pair' if cells else 'Every pair'} of endpoints: {_verdicts_text(result['default'])}")

@@ -4,10 +4,24 @@ Two endpoints are in one class when nothing can tell them apart: the same kind, 
 NIC NSG and listening services, and their addresses fall inside exactly the same prefixes
 named anywhere in the lab (NSG rules, routes, next hops, VNet and subnet ranges). A trace
 between two representatives then answers for every pair of members.
+
+The answer has one shape at any size::
+
+    {"ports": ["80"], "endpoints": 3, "traces": 2,
+     "classes": [{"kind": "vm", "subnet": "vnet1/default", "members": ["vm1", "vm2"]},
+                 {"kind": "webapp", "subnet": "vnet1/integration", "members": ["app1"]}],
+     "default": {"80": "TimedOut"},
+     "cells": [{"source": 1, "destination": 0, "verdicts": {"80": "Connected"}}]}
+
+``cells`` lists the class pairs (indexes into ``classes``) whose verdicts differ from
+``default``, the most common verdicts; every other pair of distinct endpoints has ``default``.
+``expand=True`` adds ``pairs``: every pair of endpoints by name with its verdicts.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from ipaddress import IPv4Network
 
 from ..model.errors import InvalidPort
@@ -15,7 +29,26 @@ from .network import Endpoint, Network
 from .security import flow_protocol, is_public
 from .trace import trace
 
-EXPAND_LIMIT = 400
+_DOTTED = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?:/([0-9]{1,2}))?")
+
+
+def _network(prefix: str) -> tuple[int, int] | None:
+    """(mask, network) of a prefix or address, as ``IPv4Network(prefix, strict=False)`` reads it;
+    None for what is not one (a service tag). The a.b.c.d/n form is read without building an
+    IPv4Network: a large lab names hundreds of thousands of prefixes."""
+    m = _DOTTED.fullmatch(prefix)
+    if m and all(len(o) == 1 or o[0] != "0" for o in m.groups()[:4]):
+        octets = [int(o) for o in m.groups()[:4]]
+        length = int(m.group(5)) if m.group(5) is not None else 32
+        if max(octets) <= 255 and length <= 32:
+            ip = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+            return mask, ip & mask
+    try:
+        n = IPv4Network(prefix, strict=False)
+    except ValueError:
+        return None  # service tags: they depend on the VNet, which the subnet already pins
+    return int(n.netmask), int(n.network_address)
 
 
 def _prefixes(net: Network) -> dict[int, set[int]]:
@@ -23,7 +56,8 @@ def _prefixes(net: Network) -> dict[int, set[int]]:
     found: set[str] = set()
     for nsg in topo.network_security_groups:
         for rule in nsg.security_rules:
-            found.update(rule.sources() + rule.destinations())
+            found.update(rule.sources())
+            found.update(rule.destinations())
     for rt in topo.route_tables:
         for r in rt.routes:
             found.add(r.address_prefix)
@@ -33,11 +67,9 @@ def _prefixes(net: Network) -> dict[int, set[int]]:
         found.add(view.subnet.address_prefix)
     by_mask: dict[int, set[int]] = {}
     for p in found:
-        try:
-            n = IPv4Network(p.strip(), strict=False)
-        except ValueError:
-            continue  # service tags: they depend on the VNet, which the subnet already pins
-        by_mask.setdefault(int(n.netmask), set()).add(int(n.network_address))
+        parsed = _network(p.strip())
+        if parsed is not None:
+            by_mask.setdefault(parsed[0], set()).add(parsed[1])
     return by_mask
 
 
@@ -52,8 +84,9 @@ def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: Network) -> tup
 
 
 def _dropped_by_route(net: Network, src: Endpoint):
-    """A function telling, without a full trace, that the source's route to an address drops it
-    (next hop None, or a private address sent to the internet): TimedOut whatever the port."""
+    """(a key, a function telling without a full trace that the source's route to an address drops
+    it: next hop None, or a private address sent to the internet; TimedOut whatever the port).
+    Sources with the same key drop the same addresses."""
     if src.kind == "webapp":
         sb = net.sandbox(src.app)
         view = net.subnet_view(sb.integration_subnet) if sb.integration_subnet else None
@@ -64,13 +97,14 @@ def _dropped_by_route(net: Network, src: Endpoint):
                 return not is_public(int(ip))
             hop = view.lookup.lookup(ip)
             return hop is None or hop.next_hop_type == "None"
-        return app_drops
-    lookup = net.subnet_view(src.subnet_ref).lookup
+        return ("webapp", src.name.lower()), app_drops
+    view = net.subnet_view(src.subnet_ref)
+    lookup = view.lookup
 
     def vm_drops(ip) -> bool:
         hop = lookup.lookup(ip)
         return hop is None or hop.next_hop_type == "None" or (hop.next_hop_type == "Internet" and not is_public(int(ip)))
-    return vm_drops
+    return ("routes", tuple(view.routes)), vm_drops
 
 
 def parse_flows(specs: list[str]) -> list[tuple[str, int | None]]:
@@ -88,44 +122,60 @@ def parse_flows(specs: list[str]) -> list[tuple[str, int | None]]:
     return out
 
 
-def matrix(net: Network, ports: list[str]) -> dict:
-    flows = parse_flows(ports)
-    endpoints = net.endpoints()
+def endpoint_classes(net: Network, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
     prefixes = _prefixes(net)
     classes: dict[tuple, list[Endpoint]] = {}
     for ep in endpoints:
         classes.setdefault(_signature(ep, prefixes, net), []).append(ep)
-    groups = list(classes.values())
-    class_cells: dict[tuple[int, int], dict[str, str]] = {}
+    return list(classes.values())
+
+
+def class_cells(net: Network, groups: list[list[Endpoint]],
+                flows: list[tuple[str, int | None]]) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
+    """(class pair -> verdicts per flow, traces run). A pair a route drops is not traced."""
+    cells: dict[tuple[int, int], tuple[str, ...]] = {}
+    dropped = tuple("TimedOut" for _ in flows)
+    drop_rows: dict[tuple, list[bool]] = {}
     traced = 0
-    dropped_everywhere = {_label(p, n): "TimedOut" for p, n in flows}
     for i, src_members in enumerate(groups):
         src = src_members[0]
-        drops = _dropped_by_route(net, src)
+        key, drops = _dropped_by_route(net, src)
+        row = drop_rows.get(key)
+        if row is None:
+            row = drop_rows[key] = [drops(members[0].ip) for members in groups]
         for j, dst_members in enumerate(groups):
             dst = dst_members[1] if i == j and len(dst_members) > 1 else dst_members[0]
             if src is dst:
                 continue
-            if drops(dst.ip):
-                class_cells[(i, j)] = dropped_everywhere
+            if row[j]:  # members of a class fall in the same route prefixes
+                cells[(i, j)] = dropped
                 continue
             traced += 1
-            class_cells[(i, j)] = {_label(p, n): trace(net, src.name, str(dst.ip), n, p).verdict for p, n in flows}
-    result = {"ports": [_label(p, n) for p, n in flows], "endpoints": len(endpoints), "classes": len(groups),
-              "traces": traced * len(flows)}
-    names = [ep.name for ep in endpoints]
-    result["sources"] = result["destinations"] = names
-    if len(endpoints) <= EXPAND_LIMIT:
+            cells[(i, j)] = tuple(str(trace(net, src.name, str(dst.ip), n, p).verdict) for p, n in flows)
+    return cells, traced
+
+
+def matrix(net: Network, ports: list[str], expand: bool = False) -> dict:
+    flows = parse_flows(ports)
+    labels = [_label(p, n) for p, n in flows]
+    endpoints = net.endpoints()
+    groups = endpoint_classes(net, endpoints)
+    cells, traced = class_cells(net, groups, flows)
+    common = Counter(cells.values()).most_common(1)
+    default = common[0][0] if common else tuple("TimedOut" for _ in flows)
+    result = {
+        "ports": labels, "endpoints": len(endpoints), "traces": traced * len(flows),
+        "classes": [{"kind": members[0].kind, "subnet": members[0].subnet_ref,
+                     "members": [ep.name for ep in members]} for members in groups],
+        "default": dict(zip(labels, default, strict=True)),
+        "cells": [{"source": i, "destination": j, "verdicts": dict(zip(labels, v, strict=True))}
+                  for (i, j), v in cells.items() if v != default],
+    }
+    if expand:
         index = {id(ep): k for k, members in enumerate(groups) for ep in members}
-        cells = {}
-        for s in endpoints:
-            for d in endpoints:
-                if s is not d:
-                    cells[f"{s.name}->{d.name}"] = class_cells[(index[id(s)], index[id(d)])]
-        result["cells"] = cells
-    else:
-        result["class_members"] = [[ep.name for ep in members] for members in groups]
-        result["class_cells"] = {f"{i}->{j}": v for (i, j), v in class_cells.items()}
+        result["pairs"] = [{"source": s.name, "destination": d.name,
+                            "verdicts": dict(zip(labels, cells[(index[id(s)], index[id(d)])], strict=True))}
+                           for s in endpoints for d in endpoints if s is not d]
     return result
 
 
