@@ -31,10 +31,8 @@ def create_app(lab_home: Path, require_token: str | None = None, backend: str | 
     """The ASGI app serving the lab at ``lab_home`` in ARM's terms. ``backend="netns"`` makes the
     lab's changes apply to its emulation; otherwise the lab keeps the backend it was brought up with."""
     state = LabState(lab_home)
-    if backend == "netns" and state.lab.backend_name != "netns":
-        from ..backends import netns_backend
-        netns_backend.check()
-        state.lab.store.set_meta("backend", "netns")
+    if backend == "netns":
+        state.lab.switch_backend("netns")
     router = build_router(state, require_token)
     app = FastAPI(title="vnetlab ARM endpoint", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.lab_home, app.state.lab_state, app.state.router = Path(lab_home), state, router

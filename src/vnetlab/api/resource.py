@@ -193,7 +193,6 @@ class Child:
     items: Callable[[Any], list]                                   # parent model -> its list of children
     to_wire: Callable[[Topology, Any, Any], dict]                  # (topo, parent, child)
     from_wire: Callable[[Topology, Obj, Any, Any, str], Any]       # (topo, body, parent, current, name)
-    before_delete: Callable[[Topology, Any, Any], None] | None = None
 
     @property
     def arm_type(self) -> str:
@@ -257,8 +256,6 @@ class Child:
                                     self.to_wire(topo, parent, current) if current is not None else None)
             if current is None:
                 raise _Missing()
-            if self.before_delete:
-                self.before_delete(topo, parent, current)
             self.items(parent).remove(current)
 
         try:
