@@ -105,6 +105,20 @@ def test_up_with_backend_sim_tears_the_emulation_down_first(tmp_path):
 
 
 @netns
+def test_back_and_forth_between_backends_with_one_file_rebuilds_the_emulation(tmp_path):
+    f = _write(tmp_path, NOTE, "note.yaml")
+    home = tmp_path / "lab"
+    try:
+        for backend in ("netns", "sim", "netns"):
+            assert cli(home, "up", str(f), "--backend", backend).exit_code == 0
+        built = {name for kind, name, _ in Lab.open(home).store.records() if kind == "netns"}
+        assert built and built <= _netns_list()
+        assert cli(home, "check", "app1", "rg1vm1", "--port", "80").exit_code == 0  # observed on the kernel
+    finally:
+        cli(home, "down")
+
+
+@netns
 def test_a_refused_up_on_a_running_emulation_keeps_it(tmp_path):
     f = _write(tmp_path, NOTE, "note.yaml")
     home = tmp_path / "lab"

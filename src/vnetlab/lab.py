@@ -72,10 +72,6 @@ class Lab:
         self._after_change(old, new)
         return new
 
-    def preview(self, fn: Callable[[Topology], Topology | None], create: bool = True) -> Topology:
-        """What ``change(fn)`` would make of the lab, checked the same way, without saving it."""
-        return self._draft(self.store.load(), fn, create)[1]
-
     @staticmethod
     def _draft(doc: dict | None, fn, create: bool, whole: bool = False) -> tuple[Topology | None, Topology]:
         """(the lab as it is, the lab after ``fn``: addressed and validated). ``whole``: ``fn`` returns
@@ -110,7 +106,8 @@ class Lab:
         self._check_same_lab(desired, replace, running)
         unaddressed = [nic for nic in desired.network_interfaces if not nic.private_ip_address]
         checked = self._draft(running, lambda _old: desired, True, whole=True)
-        if backend is not None and backend != self.backend_name:
+        switched = backend is not None and backend != self.backend_name
+        if switched:
             self.switch_backend(backend, apply=False)
         with self.store.write() as tx:
             if tx.version() != version:  # another writer came between: check against its lab
@@ -125,6 +122,8 @@ class Lab:
             self._after_change(old, topo)
         else:
             topo = old
+            if switched:  # the same lab on a new backend: build it there
+                self._after_change(old, topo)
         from .backends import backend_for
         realized = backend_for(self)
         if not getattr(realized, "in_sync", lambda lab: True)(self):

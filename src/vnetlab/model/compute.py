@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .base import Model, Resource
+from .nsg import canonical_protocol
 
 
 class Service(Model):
@@ -20,7 +21,7 @@ class Service(Model):
     @field_validator("protocol", mode="before")
     @classmethod
     def _v_proto(cls, v):
-        return str(v).capitalize()
+        return canonical_protocol(v) or v
 
 
 class VirtualMachine(Resource):
