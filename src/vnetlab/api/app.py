@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..model.errors import AzureError, InvalidRequestContent
-from . import compute, discovery, groups, network, watcher, web
+from . import compute, deployments, discovery, groups, network, public_ips, watcher, web
 from .arm import ArmError, Call, Router, error_response, read_body
 from .state import LabState
 
@@ -57,7 +57,38 @@ def build_router(state: LabState, require_token: str | None) -> Router:
     for family in (groups.handlers(state), network.router(state), compute.router(state), web.router(state),
                    watcher.router(state)):
         router.include(family)
+    router.include(public_ips.router(state))
+    router.include(deployments.Deployments(state, internal_dispatch(router), supports(router)).router())
     return router
+
+
+def supports(router: Router):
+    def has_route(method: str, path: str) -> bool:
+        try:
+            router.match(method, path)
+        except ArmError:
+            return False
+        return True
+
+    return has_route
+
+
+def internal_dispatch(router: Router):
+    """One request made from inside the endpoint (a template's resource), answered as a client's is."""
+
+    def dispatch_one(outer: Call, method: str, path: str, body: bytes) -> Response:
+        try:
+            route, params = router.match(method, path)
+            return route.handler(Call(outer.request, params, body, outer.subscription))
+        except ArmError as err:
+            return error_response(err)
+        except Exception as exc:  # noqa: BLE001 - as in dispatch(): typed errors become ARM errors
+            mapped = map_error(exc)
+            if mapped is None:
+                raise
+            return error_response(mapped)
+
+    return dispatch_one
 
 
 async def dispatch(router: Router, state: LabState, request: Request, require_token: str | None) -> Response:

@@ -29,6 +29,8 @@ def az_env(ca_pem: str | os.PathLike, config_dir: str | os.PathLike) -> dict[str
         "AZURE_CORE_INSTANCE_DISCOVERY": "false",
         "AZURE_CORE_COLLECT_TELEMETRY": "false",
         "AZURE_CORE_ONLY_SHOW_ERRORS": "true",
+        # no "Selecting <region> may reduce your costs" advice on every create
+        "AZURE_CORE_DISPLAY_REGION_IDENTIFIED": "false",
     }
 
 

@@ -7,7 +7,10 @@ https://learn.microsoft.com/rest/api/compute/virtual-machines
 from __future__ import annotations
 
 from ..model import Service, Topology, VirtualMachine
-from .arm import Router, bad_request
+from . import images
+from starlette.responses import Response
+
+from .arm import Call, Router, bad_request, json_response, resource_response
 from .network import NS as NETWORK
 from .resource import TopLevel, envelope, location_of
 from .state import LabState, Obj, check_ref_group, guid, parse_ref, require
@@ -67,7 +70,31 @@ def vm_from_wire(topo: Topology, body: Obj, current: VirtualMachine | None, rg: 
 VMS = TopLevel("virtual_machines", "Microsoft.Compute", "virtualMachines", vm_wire, vm_from_wire)
 
 
+def instance_view(vm: VirtualMachine) -> dict:
+    """What ``$expand=instanceView`` adds: the VM runs once it exists (``az vm create`` prints it).
+    https://learn.microsoft.com/rest/api/compute/virtual-machines/instance-view"""
+    return {"computerName": vm.name, "osName": "ubuntu", "statuses": [
+        {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+        {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}]}
+
+
+def get_vm(state: LabState, call: Call) -> Response:
+    topo, vm = VMS.lookup(state, call)
+    wire = vm_wire(topo, vm)
+    if "instanceview" in call.request.query_params.get("$expand", "").lower():
+        wire["properties"]["instanceView"] = instance_view(vm)
+    return resource_response(wire)
+
+
+def get_instance_view(state: LabState, call: Call) -> Response:
+    return json_response(instance_view(VMS.lookup(state, call)[1]))
+
+
 def router(state: LabState) -> Router:
     r = Router()
+    vm = "subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
+    r.add("GET", vm, lambda call: get_vm(state, call))  # before the generic GET: it knows $expand
+    r.add("GET", f"{vm}/instanceView", lambda call: get_instance_view(state, call))
     VMS.register(r, state)
+    r.include(images.router())
     return r
