@@ -14,6 +14,7 @@ import pytest
 from vnetlab.api import ServerThread, create_app, ensure_tls
 from vnetlab.api.discovery import SUBSCRIPTION
 from vnetlab.lab import Lab
+from vnetlab.model import AzureError, Topology
 
 SUB = f"/subscriptions/{SUBSCRIPTION}"
 RG = f"{SUB}/resourceGroups/rg1"
@@ -42,6 +43,7 @@ def http(lab_home, ca):
     with ServerThread(create_app(lab_home), ensure_tls(lab_home)) as url:
         with httpx.Client(base_url=url, verify=ca, timeout=30,
                           params={"api-version": "2024-07-01"}) as client:
+            assert client.put(RG, json={"location": "westeurope"}).status_code == 201  # a new lab has no group
             assert client.put(f"{NET}/virtualNetworks/vnet1", json=VNET).status_code == 201
             assert client.put(f"{WEB}/serverfarms/plan1", json=PLAN).status_code == 200
             site = {"location": "westeurope", "kind": "app,linux,container",
@@ -248,3 +250,44 @@ def test_errors_never_500(http):
         resp = http.request(method, url, content=json.dumps(body))
         assert 400 <= resp.status_code < 500, (url, resp.status_code, resp.text)
         assert resp.json()["error"]["code"]
+
+
+# -- resource groups: exactly those declared or created (issue 8 §4) -------------------------------
+
+def test_no_phantom_group_network_watcher_rg_and_group_delete(tmp_path):
+    with ServerThread(create_app(tmp_path), ensure_tls(tmp_path)) as url, \
+            httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(ensure_tls(tmp_path).ca)),
+                         params={"api-version": "2024-11-01"}) as http:
+        def groups() -> list[str]:
+            return [g["name"] for g in http.get(f"{SUB}/resourcegroups").json()["value"]]
+
+        assert groups() == []                       # a new lab has no group
+        assert http.put(f"{SUB}/resourcegroups/rg-hub", json={"location": "westeurope"}).status_code == 201
+        assert groups() == ["rg-hub"]
+        hub = f"{SUB}/resourceGroups/rg-hub/providers/Microsoft.Network/virtualNetworks/hub"
+        assert http.put(hub, json={"location": "westeurope",
+                                   "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}
+                        ).status_code == 201
+        assert groups() == ["NetworkWatcherRG", "rg-hub"]   # Azure enables Network Watcher with the first VNet
+        listed = http.get(f"{SUB}/resourcegroups/NetworkWatcherRG/resources").json()["value"]
+        assert [r["name"] for r in listed] == ["NetworkWatcher_westeurope"]
+        assert http.delete(f"{SUB}/resourcegroups/rg-hub").status_code == 200
+        assert groups() == [] and Lab.open(tmp_path).topology().virtual_networks == []
+        assert http.get(hub).json()["error"]["code"] == "ResourceGroupNotFound"
+
+
+def test_lab_delete_group_takes_its_resources_and_only_them(tmp_path):
+    lab = Lab.open(tmp_path)
+    lab.up(Topology.model_validate({
+        "name": "two", "resource_groups": [{"name": "rg-a"}, {"name": "rg-b"}],
+        "virtual_networks": [{"name": "va", "resource_group": "rg-a", "address_space": ["10.1.0.0/16"],
+                              "subnets": [{"name": "s", "address_prefix": "10.1.0.0/24"}]},
+                             {"name": "vb", "resource_group": "rg-b", "address_space": ["10.2.0.0/16"],
+                              "subnets": [{"name": "s", "address_prefix": "10.2.0.0/24"}]}],
+        "network_security_groups": [{"name": "nsg-a", "resource_group": "rg-a"}]}))
+    after = lab.delete_group("RG-A")
+    assert [g.name for g in after.resource_groups] == ["rg-b"]
+    assert [v.name for v in after.virtual_networks] == ["vb"] and after.network_security_groups == []
+    with pytest.raises(AzureError) as missing:
+        lab.delete_group("rg-a")
+    assert missing.value.code == "ResourceGroupNotFound" and lab.topology() == after

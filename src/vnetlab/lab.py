@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from .engine.addressing import lowest_free
 from .engine.network import Network
 from .engine.trace import Trace, trace
-from .model import (WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, SecurityRule, Topology,
-                    VirtualNetwork, WebApp)
-from .model.errors import ResourceNotFound, SubnetIsFull
+from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
+                    SecurityRule, Topology, VirtualNetwork, WebApp)
+from .model.errors import ResourceGroupNotFound, ResourceNotFound, SubnetIsFull
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -185,6 +185,15 @@ class Lab:
             delete_vnet(t, vnet)
         return self.change(remove, create=False)
 
+    def delete_group(self, name: str) -> Topology:
+        """`az group delete`: the group and everything in it."""
+        def remove(t: Topology) -> None:
+            group = t.group(name)
+            if group is None:
+                raise ResourceGroupNotFound(group=name)
+            delete_group(t, group)
+        return self.change(remove, create=False)
+
     def _after_change(self, old: Topology | None, new: Topology) -> None:
         from .backends import backend_for
         backend_for(self).apply(self, new)
@@ -249,6 +258,23 @@ def delete_vnet(topo: Topology, vnet: VirtualNetwork) -> None:
     for other in topo.virtual_networks:
         other.peerings = [p for p in other.peerings if p.remote_virtual_network.lower() != vnet.name.lower()]
     topo.virtual_networks.remove(vnet)
+
+
+def delete_group(topo: Topology, group: ResourceGroup) -> None:
+    """A resource group goes with everything in it; its VNets go through delete_vnet, so the other
+    VNets' peerings to them meet the VNet deletion's rule. What still uses a resource of the group
+    from outside (an app integrated in one of its subnets) makes validation refuse the deletion.
+    https://learn.microsoft.com/azure/azure-resource-manager/management/delete-resource-group"""
+    low = group.name.lower()
+
+    def inside(resource) -> bool:
+        return topo.rg_of(resource).lower() == low
+
+    for vnet in [v for v in topo.virtual_networks if inside(v)]:
+        delete_vnet(topo, vnet)
+    for kind in KINDS:
+        setattr(topo, kind, [r for r in getattr(topo, kind) if not inside(r)])
+    topo.resource_groups = [g for g in topo.resource_groups if g.name.lower() != low]
 
 
 def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:

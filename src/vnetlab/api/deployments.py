@@ -143,6 +143,51 @@ def resource_path(sub: str, rg: str, type_: str, names: list[str]) -> str:
         "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
 
 
+# -- the request body --------------------------------------------------------------------------
+
+_SPLICE = ", template:"
+
+
+def strip_jsonc(text: str) -> str:
+    """JSON with comments (what template files may hold) as plain JSON: comments and trailing commas go."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i:j + 1])
+            i = j + 1
+        elif text.startswith("//", i):
+            i = text.find("\n", i) if "\n" in text[i:] else n
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        else:
+            out.append(c)
+            i += 1
+    return re.sub(r",(\s*[}\]])", r"\1", "".join(out))
+
+
+def deployment_body(call: Call) -> Obj:
+    """The deployment request. ``az deployment group create`` splices the template file's own text
+    into the body after the other properties, as ``..., template:{...}}}`` (an unquoted name, and the
+    file may have comments), which ARM's JSON reader accepts; so does this one."""
+    raw = call.body.decode("utf-8", errors="replace")
+    at = raw.find(_SPLICE)
+    if at < 0 or not raw.rstrip().endswith("}}"):
+        return Obj(call.resource_body(), "")
+    try:
+        head = json.loads(raw[:at] + "}}")
+        template = json.loads(strip_jsonc(raw[at + len(_SPLICE):raw.rstrip().rindex("}}")]))
+    except (ValueError, KeyError) as exc:
+        raise bad_request(f"The request content was invalid and could not be deserialized: '{exc}'.") from None
+    head.setdefault("properties", {})["template"] = template
+    call._json = head
+    return Obj(call.resource_body(), "")
+
+
 # -- deploying ---------------------------------------------------------------------------------
 
 def _ordered(resources: list[dict]) -> list[dict]:
@@ -253,7 +298,7 @@ class Deployments:
         rg = require_group(self.state.read(), call.params["rg"])
         name = call.params["name"]
         existed = (rg.lower(), name.lower()) in self.done
-        doc = self.deploy(call, rg, name, Obj(call.resource_body(), ""), call.subscription)
+        doc = self.deploy(call, rg, name, deployment_body(call), call.subscription)
         if doc["properties"]["provisioningState"] == "Succeeded":
             return json_response(doc, 200 if existed else 201)
         # A failed deployment is reported the way ARM reports it: through the operation's status
@@ -265,8 +310,7 @@ class Deployments:
 
     def validate(self, call: Call) -> Response:
         rg = require_group(self.state.read(), call.params["rg"])
-        body = Obj(call.resource_body(), "")
-        props = body.obj("properties")
+        props = deployment_body(call).obj("properties")
         ctx = _Context(self.state, call.subscription, rg, props.obj("template"), props.obj("parameters").data)
         ctx.evaluate(props.obj("template").list("resources"))
         rid = f"/subscriptions/{call.subscription}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments/" \

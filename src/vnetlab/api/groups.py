@@ -1,8 +1,8 @@
 """Microsoft.Resources/resourceGroups, kept in the lab.
 
-Deleting a group deletes what is in it, as in Azure. A lab always has at least one group (the
-topology's default, ``rg1`` unless the file says otherwise): deleting the last one leaves it,
-empty.
+Deleting a group deletes what is in it, as in Azure (:func:`vnetlab.lab.delete_group`). A lab
+holds exactly the groups its file declares (or its resources use) and those created through the
+API; NetworkWatcherRG is there too once the lab has a VNet, as Azure creates it.
 https://learn.microsoft.com/rest/api/resources/resource-groups
 """
 
@@ -13,7 +13,8 @@ import re
 from starlette.responses import Response
 
 from ..model.errors import InvalidResourceGroup, LocationRequired
-from ..model import KINDS, ResourceGroup, Topology
+from ..lab import delete_group
+from ..model import ResourceGroup, Topology
 from .arm import (ArmError, Call, Router, bad_request, check_preconditions, conditional, group_not_found,
                   list_response,
                   not_modified, resource_response)
@@ -56,23 +57,32 @@ def _location(value) -> str:
     return loc
 
 
-def remove_group(topo: Topology, group: ResourceGroup) -> None:
-    """Delete the group and everything in it."""
-    low = group.name.lower()
-    gone_vnets = {v.name.lower() for v in topo.virtual_networks if topo.rg_of(v).lower() == low}
-    for kind in KINDS:
-        setattr(topo, kind, [r for r in getattr(topo, kind) if topo.rg_of(r).lower() != low])
-    for vnet in topo.virtual_networks:
-        vnet.peerings = [p for p in vnet.peerings if p.remote_virtual_network.lower() not in gone_vnets]
-    topo.resource_groups = [g for g in topo.resource_groups if g.name.lower() != low]
-    if topo.resource_group.lower() == low and topo.resource_groups:
-        topo.resource_group = topo.resource_groups[0].name
+# Azure enables Network Watcher in a region when a VNet is created there, in this group.
+# https://learn.microsoft.com/azure/network-watcher/network-watcher-create
+NETWORK_WATCHER_RG = "NetworkWatcherRG"
+
+
+def watcher_group(topo: Topology) -> ResourceGroup | None:
+    """NetworkWatcherRG, when the lab has a VNet and has not created the group itself."""
+    if not topo.virtual_networks or topo.group(NETWORK_WATCHER_RG) is not None:
+        return None
+    return ResourceGroup(name=NETWORK_WATCHER_RG, location=topo.location_of(topo.virtual_networks[0]))
+
+
+def groups_of(topo: Topology) -> list[ResourceGroup]:
+    """The groups a lab answers for: those declared or created, and NetworkWatcherRG."""
+    extra = watcher_group(topo)
+    return topo.resource_groups + ([extra] if extra else [])
+
+
+def group_named(topo: Topology, name: str) -> ResourceGroup | None:
+    return next((g for g in groups_of(topo) if g.name.lower() == name.lower()), None)
 
 
 def handlers(state: LabState) -> Router:
     def existing(call: Call) -> tuple[Topology, ResourceGroup]:
         topo = state.read()
-        group = topo.group(call.params["rg"])
+        group = group_named(topo, call.params["rg"])
         if group is None:
             raise group_not_found(call.params["rg"])
         return topo, group
@@ -83,7 +93,7 @@ def handlers(state: LabState) -> Router:
         return Response(status_code=304) if not_modified(call.headers, body) else resource_response(body)
 
     def head(call: Call) -> Response:
-        return Response(status_code=204 if state.read().group(call.params["rg"]) else 404)
+        return Response(status_code=204 if group_named(state.read(), call.params["rg"]) else 404)
 
     def put(call: Call, patch: bool = False) -> Response:
         name, body = call.params["rg"], Obj(call.resource_body(), "")
@@ -114,20 +124,24 @@ def handlers(state: LabState) -> Router:
         return resource_response(wire(topo, topo.group(name)), 201 if created[0] else 200)
 
     def delete(call: Call) -> Response:
+        """The group and its resources (:func:`vnetlab.lab.delete_group`). NetworkWatcherRG, while
+        it is only the watchers' group, has nothing to delete: Network Watcher stays enabled where
+        the lab has VNets."""
 
         def change(topo: Topology) -> None:
-            current = topo.group(call.params["rg"])
+            current = group_named(topo, call.params["rg"])
             check_preconditions(call.headers, wire(topo, current) if current else None)
             if current is None:
                 raise group_not_found(call.params["rg"])
-            remove_group(topo, current)
+            if topo.group(current.name) is not None:
+                delete_group(topo, current)
 
         state.change(change)
         return Response(status_code=200)
 
     def list_(call: Call) -> Response:
         topo = state.read()
-        return list_response(wire(topo, g) for g in sorted(topo.resource_groups, key=lambda g: g.name.lower()))
+        return list_response(wire(topo, g) for g in sorted(groups_of(topo), key=lambda g: g.name.lower()))
 
     r = Router()
     base = "subscriptions/{sub}/resourcegroups"

@@ -126,7 +126,11 @@ class Topology(Model):
 
     @model_validator(mode="after")
     def _default_group(self):
-        if not any(g.name.lower() == self.resource_group.lower() for g in self.resource_groups):
+        """The default group exists when a resource lives in it without naming a group; a lab holds
+        no other group than those declared or created (no phantom ``rg1`` in an az-built lab)."""
+        if any(g.name.lower() == self.resource_group.lower() for g in self.resource_groups):
+            return self
+        if any(r.resource_group is None for kind in KINDS for r in getattr(self, kind)):
             self.resource_groups.insert(0, ResourceGroup(name=self.resource_group, location=self.location))
         return self
 
