@@ -10,6 +10,7 @@ to realize the new lab.
 from __future__ import annotations
 
 import os
+import threading
 from ipaddress import IPv4Address
 from typing import Callable
 
@@ -31,7 +32,9 @@ BACKENDS = ("sim", "netns")
 class Lab:
     def __init__(self, store: Store):
         self.store = store
+        self._snapshot: tuple[int, Topology] | None = None
         self._net: tuple[int, Network] | None = None
+        self._reading = threading.Lock()  # one parse per store version, however many threads ask
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None) -> "Lab":
@@ -49,11 +52,36 @@ class Lab:
         doc = self.store.load()
         return parse(doc) if doc is not None else Topology()
 
-    def network(self) -> Network:
-        version = self.store.version()
-        if self._net is None or self._net[0] != version:
-            self._net = (version, Network(self.topology()))
-        return self._net[1]
+    def snapshot(self, version: int | None = None) -> Topology:
+        """The lab as stored, parsed once per store version and shared (the API's reads, the compiled
+        network): treat it as read-only. ``version``: the store's, when the caller just read it."""
+        version = self.store.version() if version is None else version
+        cached = self._snapshot
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        with self._reading:
+            cached = self._snapshot
+            if cached is None or cached[0] != version:
+                cached = self._snapshot = (version, self.topology())
+        return cached[1]
+
+    def is_current(self, version: int) -> bool:
+        """The snapshot of ``version`` is at hand (nothing to parse)."""
+        cached = self._snapshot
+        return cached is not None and cached[0] == version
+
+    def network(self, version: int | None = None) -> Network:
+        """The compiled lab, built once per store version."""
+        version = self.store.version() if version is None else version
+        cached = self._net
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        topo = self.snapshot(version)
+        with self._reading:
+            cached = self._net
+            if cached is None or cached[0] != version:
+                cached = self._net = (version, Network(topo))
+        return cached[1]
 
     def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp") -> Trace:
         return trace(self.network(), source, destination, port, protocol)
@@ -156,7 +184,7 @@ class Lab:
         with self.store.write() as tx:
             tx.delete()
         self.store.set_meta("backend", "sim")
-        self._net = None
+        self._net = self._snapshot = None
         return existed
 
     # -- verbs -----------------------------------------------------------------------------

@@ -110,7 +110,8 @@ async def dispatch(router: Router, state: LabState, request: Request, require_to
                 call.subscription = _subscription(state, params)
             return route.handler(call)
 
-        return await run_in_threadpool(run) if route.blocking else run()
+        # I/O, or parsing and compiling a new version of the lab: off the event loop
+        return await run_in_threadpool(run) if route.blocking or not state.is_current() else run()
     except AzureError as err:
         return error_response(err)
     except Exception as exc:  # noqa: BLE001 - the last line of defence; bad input never lands here

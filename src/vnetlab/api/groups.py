@@ -150,5 +150,5 @@ def handlers(state: LabState) -> Router:
     r.add("PUT", f"{base}/{{rg}}", put, blocking=True)
     r.add("PATCH", f"{base}/{{rg}}", lambda call: put(call, patch=True), blocking=True)
     r.add("DELETE", f"{base}/{{rg}}", delete, blocking=True)
-    r.add("GET", base, list_)
+    r.add("GET", base, list_, blocking=True)
     return r

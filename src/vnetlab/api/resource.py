@@ -180,8 +180,10 @@ class TopLevel:
         r.add("PUT", f"{base}/{{name}}", bind(self.put), blocking=True)
         r.add("DELETE", f"{base}/{{name}}", bind(self.delete), blocking=True)
         r.add("PATCH", f"{base}/{{name}}", bind(self.patch_), blocking=True)
-        r.add("GET", base, bind(self.list_group))
-        r.add("GET", f"subscriptions/{{sub}}/providers/{self.namespace}/{self.type}", bind(self.list_all))
+        # lists run in worker threads: serializing a large lab takes long enough to stall other requests
+        r.add("GET", base, bind(self.list_group), blocking=True)
+        r.add("GET", f"subscriptions/{{sub}}/providers/{self.namespace}/{self.type}", bind(self.list_all),
+              blocking=True)
 
 
 @dataclass
@@ -274,7 +276,7 @@ class Child:
         r.add("GET", f"{base}/{{child}}", bind(self.get))
         r.add("PUT", f"{base}/{{child}}", bind(self.put), blocking=True)
         r.add("DELETE", f"{base}/{{child}}", bind(self.delete), blocking=True)
-        r.add("GET", base, bind(self.list_))
+        r.add("GET", base, bind(self.list_), blocking=True)
 
 
 def _binder(state: LabState):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..model.errors import InvalidResourceReference
+from ..engine.network import Network
 from ..lab import Lab
 from ..model import Topology
 from ..model.ids import parse_id
@@ -24,8 +25,6 @@ from .arm import ArmError, bad_request, group_not_found, invalid_content
 class LabState:
     def __init__(self, home: str | Path):
         self.lab = Lab.open(home)
-        self._cache: tuple[int, Topology] | None = None
-        self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._local = threading.local()
 
@@ -38,15 +37,18 @@ class LabState:
         return row[0] if row else 0
 
     def read(self) -> Topology:
-        """The current lab. Treat it as read-only: it is shared between requests."""
-        version = self.version()
-        cached = self._cache
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        topo = self.lab.topology()
-        with self._lock:
-            self._cache = (version, topo)
-        return topo
+        """The current lab. Treat it as read-only: it is shared between requests (and with the
+        compiled network, :meth:`Lab.network`), parsed once per store version."""
+        return self.lab.snapshot(self.version())
+
+    def network(self) -> Network:
+        """The compiled lab of the current version, built once per version."""
+        return self.lab.network(self.version())
+
+    def is_current(self) -> bool:
+        """Reads are answered from memory: the lab of the store's version is parsed. When not, a
+        request runs in a worker thread, not on the event loop, while that is done."""
+        return self.lab.is_current(self.version())
 
     def change(self, fn: Callable[[Topology], Any]) -> Topology:
         """Run ``fn`` on a copy of the lab inside one transaction; validate and save."""

@@ -119,7 +119,7 @@ def rule_label(rule) -> str:
 def verify_ip_flow(state: LabState, call: Call) -> Response:
     """https://learn.microsoft.com/azure/network-watcher/ip-flow-verify-overview"""
     body = Obj(call.json(), "")
-    net = state.lab.network()
+    net = state.network()
     nic = _nic(net, body)
     direction = (require(body.str("direction"), "direction")).capitalize()
     if direction not in ("Inbound", "Outbound"):
@@ -148,7 +148,7 @@ def verify_ip_flow(state: LabState, call: Call) -> Response:
 def next_hop(state: LabState, call: Call) -> Response:
     """https://learn.microsoft.com/azure/network-watcher/next-hop-overview"""
     body = Obj(call.json(), "")
-    net = state.lab.network()
+    net = state.network()
     nic = _nic(net, body)
     dst = _ip(body.str("destinationIPAddress"), "destinationIPAddress")
     route = net.subnet_view(nic.subnet).lookup.lookup(dst)
@@ -163,7 +163,7 @@ def next_hop(state: LabState, call: Call) -> Response:
 
 def _nic_of(state: LabState, call: Call) -> tuple[Network, NetworkInterface]:
     NICS.lookup(state, call)  # 404s as a GET would
-    net = state.lab.network()
+    net = state.network()
     return net, net.topo.find("network_interfaces", call.params["name"])
 
 
@@ -254,7 +254,7 @@ def _issue(step: dict, reason: str) -> dict:
 def connectivity_check(state: LabState, call: Call) -> Response:
     """https://learn.microsoft.com/azure/network-watcher/connection-troubleshoot-overview"""
     body = Obj(call.json(), "")
-    net = state.lab.network()
+    net = state.network()
     source, destination = body.obj("source"), body.obj("destination")
     _, src_name = _target(net, source.str("resourceId"), "source.resourceId")
     if destination.str("resourceId"):
