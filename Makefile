@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 SYSPKGS := iproute2 nftables tcpdump iperf3 iputils-ping curl net-tools procps
 
-.PHONY: demo test lint venv sysdeps azcli test-az bench
+.PHONY: demo test lint venv sysdeps azcli test-az bench bench-scale
 
 $(BIN)/vnetlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,3 +47,7 @@ bench: venv
 	$(BIN)/python benchmarks/sim.py
 	$(BIN)/python benchmarks/api.py
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python benchmarks/netns.py; fi
+
+# Large labs through the real CLI and the ARM endpoint (issue 8): both shapes, about ten minutes.
+bench-scale: venv
+	$(BIN)/python benchmarks/scale.py

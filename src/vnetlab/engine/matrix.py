@@ -132,27 +132,21 @@ def endpoint_classes(net: Network, endpoints: list[Endpoint]) -> list[list[Endpo
 
 def class_cells(net: Network, groups: list[list[Endpoint]],
                 flows: list[tuple[str, int | None]]) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
-    """(class pair -> verdicts per flow, traces run). A pair a route drops is not traced."""
+    """(class pair -> verdicts per flow, traces run) for the pairs a route does not drop; every other
+    pair of distinct endpoints is TimedOut whatever the port, without a trace."""
     cells: dict[tuple[int, int], tuple[str, ...]] = {}
-    dropped = tuple("TimedOut" for _ in flows)
-    drop_rows: dict[tuple, list[bool]] = {}
-    traced = 0
+    reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
     for i, src_members in enumerate(groups):
         src = src_members[0]
         key, drops = _dropped_by_route(net, src)
-        row = drop_rows.get(key)
-        if row is None:
-            row = drop_rows[key] = [drops(members[0].ip) for members in groups]
-        for j, dst_members in enumerate(groups):
+        if key not in reachable:  # members of a class fall in the same route prefixes
+            reachable[key] = [j for j, members in enumerate(groups) if not drops(members[0].ip)]
+        for j in reachable[key]:
+            dst_members = groups[j]
             dst = dst_members[1] if i == j and len(dst_members) > 1 else dst_members[0]
-            if src is dst:
-                continue
-            if row[j]:  # members of a class fall in the same route prefixes
-                cells[(i, j)] = dropped
-                continue
-            traced += 1
-            cells[(i, j)] = tuple(str(trace(net, src.name, str(dst.ip), n, p).verdict) for p, n in flows)
-    return cells, traced
+            if src is not dst:
+                cells[(i, j)] = tuple(str(trace(net, src.name, str(dst.ip), n, p).verdict) for p, n in flows)
+    return cells, len(cells)
 
 
 def matrix(net: Network, ports: list[str], expand: bool = False) -> dict:
@@ -160,21 +154,29 @@ def matrix(net: Network, ports: list[str], expand: bool = False) -> dict:
     labels = [_label(p, n) for p, n in flows]
     endpoints = net.endpoints()
     groups = endpoint_classes(net, endpoints)
-    cells, traced = class_cells(net, groups, flows)
-    common = Counter(cells.values()).most_common(1)
-    default = common[0][0] if common else tuple("TimedOut" for _ in flows)
+    traced, count = class_cells(net, groups, flows)
+    dropped = tuple("TimedOut" for _ in flows)
+    pairs = len(groups) ** 2 - sum(1 for members in groups if len(members) == 1)  # class pairs with 2 endpoints
+    tally = Counter(traced.values())
+    tally[dropped] += pairs - len(traced)
+    default = max(tally, key=tally.__getitem__) if pairs else dropped
+    cells = [(i, j, v) for (i, j), v in traced.items() if v != default]
+    if default != dropped:  # the dropped pairs are not the rule: list them too
+        cells += [(i, j, dropped) for i in range(len(groups)) for j in range(len(groups))
+                  if (i, j) not in traced and (i != j or len(groups[i]) > 1)]
     result = {
-        "ports": labels, "endpoints": len(endpoints), "traces": traced * len(flows),
+        "ports": labels, "endpoints": len(endpoints), "traces": count * len(flows),
         "classes": [{"kind": members[0].kind, "subnet": members[0].subnet_ref,
                      "members": [ep.name for ep in members]} for members in groups],
         "default": dict(zip(labels, default, strict=True)),
         "cells": [{"source": i, "destination": j, "verdicts": dict(zip(labels, v, strict=True))}
-                  for (i, j), v in cells.items() if v != default],
+                  for i, j, v in sorted(cells)],
     }
     if expand:
         index = {id(ep): k for k, members in enumerate(groups) for ep in members}
         result["pairs"] = [{"source": s.name, "destination": d.name,
-                            "verdicts": dict(zip(labels, cells[(index[id(s)], index[id(d)])], strict=True))}
+                            "verdicts": dict(zip(labels, traced.get((index[id(s)], index[id(d)]), dropped),
+                                                 strict=True))}
                            for s in endpoints for d in endpoints if s is not d]
     return result
 
