@@ -54,21 +54,22 @@ class _NameIndex:
         self._build(items)
 
     def _build(self, items: list) -> None:
-        self.members = tuple(items)  # held, so that no other object can take a member's id
-        self.member_ids = tuple(map(id, items))
-        self.positions: dict[str, int] = {}
+        positions: dict[str, int] = {}
         for i, item in enumerate(items):
-            self.positions.setdefault(getattr(item, self.attr).lower(), i)
+            positions.setdefault(getattr(item, self.attr).lower(), i)
+        # one assignment, so that a thread reading the shared lab never sees half an index; the
+        # members are held so that no other object can take one of their ids
+        self.state = (tuple(items), tuple(map(id, items)), positions)
 
     def get(self, items: list, low: str):
-        i = self.positions.get(low)
+        members, member_ids, positions = self.state
+        i = positions.get(low)
         if i is not None and i < len(items) and getattr(items[i], self.attr).lower() == low:
             return items[i]
-        if i is None and self.immutable and len(items) == len(self.members) \
-                and tuple(map(id, items)) == self.member_ids:
+        if i is None and self.immutable and len(items) == len(members) and tuple(map(id, items)) == member_ids:
             return None
         self._build(items)
-        i = self.positions.get(low)
+        i = self.state[2].get(low)
         return items[i] if i is not None else None
 
 
