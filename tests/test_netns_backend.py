@@ -408,3 +408,23 @@ def test_apps_sharing_a_plan_instance_each_reach_the_vnet(lab):
     # still refused from the VM, and the unintegrated app has no VNet path
     assert real(lab, "vm1", str(a.integration_ip), 80, "Tcp") == ("Refused", "Refused")
     assert nx.probe_tcp(nb.namespace_of(lab, "appc"), vm, 80) == "TimedOut"
+
+
+def test_nsg_source_ports_are_matched_as_written(lab):
+    """A rule's source ports are matched on each packet by the kernel; the engine's verdict for a
+    probe (an ephemeral source port) is the same."""
+    lab.up(Topology.model_validate(scenario()), "netns")
+    vm3 = vm_ip(lab, "vm3")
+    wait_listening(nb.namespace_of(lab, "vm3"), 80)
+
+    def deny_from(ports):
+        def fn(t):
+            t.find("network_security_groups", "nsg-other").security_rules = [SecurityRule(
+                name="deny-sport", priority=100, direction="Inbound", access="Deny", protocol="Tcp",
+                source_address_prefix="*", source_port_range=ports, destination_address_prefix="*",
+                destination_port_range="80")]
+        return fn
+    _set(lab, deny_from("1024-65535"))
+    assert real(lab, "vm1", vm3, 80, "Tcp") == ("TimedOut", "TimedOut")
+    _set(lab, deny_from("1-1023"))
+    assert real(lab, "vm1", vm3, 80, "Tcp") == ("Connected", "Connected")

@@ -96,6 +96,23 @@ class Network:
         https://learn.microsoft.com/azure/virtual-network/virtual-network-peering-overview"""
         return self.peers[into.lower()][sender.lower()][1].allow_forwarded_traffic
 
+    def appliance_at(self, view: SubnetView, ip: IPv4Address) -> tuple[NetworkInterface | None,
+                                                                         VirtualNetwork | None]:
+        """The NIC holding ``ip`` (a route's next hop) in the VNet of ``view`` or a connected
+        peer, with the VNet it is in; ``(None, None)`` if no NIC holds it."""
+        for vnet in [view.vnet] + [r for r, _ in self.peers[view.vnet.name.lower()].values()]:
+            nic = self.nic_at.get((vnet.name.lower(), int(ip)))
+            if nic is not None and any(ip in n for n in vnet.networks):
+                return nic, vnet
+        return None, None
+
+    @staticmethod
+    def accepts_transit(nic: NetworkInterface) -> bool:
+        """A NIC receives traffic addressed to another address (it acts as a virtual appliance)
+        only with IP forwarding enabled on it; Azure drops the rest.
+        https://learn.microsoft.com/azure/virtual-network/virtual-network-network-interface#enable-or-disable-ip-forwarding"""
+        return nic.enable_ip_forwarding
+
     def vnet_tag(self, vnet: VirtualNetwork) -> AddressSet:
         key = vnet.name.lower()
         if key not in self._tags:
@@ -169,3 +186,11 @@ class Network:
             out.append(Endpoint("webapp", app.name, sb.integration_ip or sb.outbound_ip, sb.integration_subnet,
                                 app=app))
         return out
+
+
+def integration_inbound_refused(protocol: str) -> bool:
+    """VNet integration is outbound only: nothing reaches an app through its integration address.
+    A new TCP connection to it is reset (the field note's curl: "Failed to connect ... refused"),
+    anything else is not answered.
+    https://learn.microsoft.com/azure/app-service/overview-vnet-integration"""
+    return protocol == "Tcp"

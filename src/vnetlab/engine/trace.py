@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
 from ..model.errors import InvalidPort, SubnetIsFull
-from .network import Endpoint, Network, SubnetView
+from .network import Endpoint, Network, SubnetView, integration_inbound_refused
 from .security import flow_protocol, is_public, nsg_chain
 
 MAX_APPLIANCE_HOPS = 8
@@ -396,11 +396,7 @@ def _cross_peering(net: Network, view: SubnetView, remote_name: str, pkt: Packet
 
 def _holder_of(net: Network, view: SubnetView, ip: IPv4Address):
     """The NIC holding ``ip`` in this VNet or a connected peer, with the VNet it is in."""
-    for vnet in [view.vnet] + [r for r, _ in net.peers[view.vnet.name.lower()].values()]:
-        nic = net.nic_at.get((vnet.name.lower(), int(ip)))
-        if nic is not None and any(ip in n for n in vnet.networks):
-            return nic, vnet
-    return None, None
+    return net.appliance_at(view, ip)
 
 
 def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
@@ -418,7 +414,7 @@ def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace,
     nva_view = net.subnet_view(nic.subnet)
     _inbound_nsgs(net, nva_view, nic, pkt, t)
     appliance = ApplianceDetail(nic.name, str(hop_ip), nic.enable_ip_forwarding)
-    if not nic.enable_ip_forwarding:
+    if not net.accepts_transit(nic):
         t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.DROPPED, appliance, True))
         raise _Done(Reason.NEXT_HOP_NOT_FORWARDING)
     if hops + 1 > MAX_APPLIANCE_HOPS:
@@ -473,7 +469,7 @@ def _deliver(net: Network, vnet, pkt: Packet, t: Trace) -> None:
     owner = net.app_at.get(key)
     if owner is not None:
         app, instance = owner
-        refused = pkt.protocol == "Tcp"
+        refused = integration_inbound_refused(pkt.protocol)
         t.steps.append(Step(net.topo.id_of("web_apps", app), Action.RESET if refused else Action.DROPPED,
                             DeliverDetail(str(pkt.dst), web_app=app.name, instance=instance,
                                           why="VNet integration is outbound only"), not refused))
@@ -506,7 +502,7 @@ def _return_route(net: Network, view: SubnetView, reply: Packet, steps: list[Ste
         if IPv4Address(route.next_hop_ip) == reply.dst:
             return  # the reply is for the appliance itself: delivered, not forwarded
         nic, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))
-        if nic is None or not nic.enable_ip_forwarding or hops >= MAX_APPLIANCE_HOPS:
+        if nic is None or not net.accepts_transit(nic) or hops >= MAX_APPLIANCE_HOPS:
             steps[-1].dropped = True
             raise _Done(Reason.RETURN_PATH_DROPPED)
         _return_route(net, net.subnet_view(nic.subnet), reply, steps, hops + 1)

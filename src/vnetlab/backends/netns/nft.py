@@ -1,0 +1,264 @@
+"""nft tables: the fabrics' NSGs, forwarded-traffic checks, SNAT and TTL handling, and the
+tables of the plan instances, the App Service outbound and internet namespaces.
+
+A fabric's table ``ip vlfab``: ``ct state established,related accept`` first; each NSG
+direction is a chain of its rules in priority order (allow = ``return``, deny = ``drop``),
+reached through ``iifname``/``oifname`` verdict maps per port (NIC -> subnet outbound,
+subnet -> NIC inbound); forwarded traffic from peerings is checked before anything else
+(stateless); SNAT to the public address by ingress port when leaving to the internet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from ipaddress import IPv4Address, IPv4Network
+
+from ...engine.network import integration_inbound_refused
+from ...engine.security import FULL_PORTS, PRIVATE_RANGES
+from ...model import VirtualNetwork
+from .layout import Layout, PlanInstance, Port, port_name, short_hash
+from .routing import NVA_MARK_BASE, nva_return
+from .state import NftTable, ttl_decrement_body, ttl_preserve_body
+
+PROTOCOLS = ("Tcp", "Udp", "Icmp")
+# how a reset or an unreachable is sent for each protocol, when the engine says "refused"
+REJECT = {"Tcp": "meta l4proto tcp reject with tcp reset", "Udp": "meta l4proto udp reject",
+          "Icmp": "meta l4proto icmp reject"}
+
+
+def cidrs(nets) -> list[str]:
+    """(network, mask) pairs -> collapsed CIDR strings (nft interval sets refuse overlaps)."""
+    objs = [IPv4Network((n, str(IPv4Address(m)))) for n, m in nets]
+    return [str(x) for x in ipaddress.collapse_addresses(objs)]
+
+
+def port_list(ranges) -> str:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in merged)
+
+
+def _space(vnet: VirtualNetwork) -> str:
+    return ", ".join(cidrs([(str(n.network_address), str(n.netmask)) for n in vnet.networks]))
+
+
+# -- NSGs --------------------------------------------------------------------------------------
+def _addr_alts(s, field_: str) -> list[str]:
+    """Alternatives (OR) for one side of a rule: each is an nft match (AND within)."""
+    if s.any:
+        return [""]
+    alts = []
+    if s.nets:
+        alts.append(f"ip {field_} {{ {', '.join(cidrs(s.nets))} }}")
+    if s.internet:  # the engine's Internet tag: public space outside the VNet's own (``local``)
+        alts.append(f"ip {field_} != @private ip {field_} != @local")
+    return alts
+
+
+def compile_nsg(compiled) -> list[str]:
+    """One NSG in one direction -> ordered nft rules (allow = return to the caller, deny = drop).
+    Ports, source ports included, are matched as the rule says, for every packet."""
+    lines = []
+    for r in compiled.rules:
+        verdict = "return" if r.rule.access == "Allow" else "drop"
+        protos = {p.lower() for p in r.protocols}
+        ports = []
+        if r.source_ports != FULL_PORTS:
+            ports.append(f"th sport {{ {port_list(r.source_ports)} }}")
+        if r.destination_ports != FULL_PORTS:
+            ports.append(f"th dport {{ {port_list(r.destination_ports)} }}")
+        if ports:
+            protos -= {"icmp"}  # no ports: a port-restricted rule never matches it
+            if not protos:
+                continue
+        cond_l4 = " ".join([f"meta l4proto {{ {', '.join(sorted(protos))} }}"] + ports)
+        for sa in _addr_alts(r.sources, "saddr"):
+            for da in _addr_alts(r.destinations, "daddr"):
+                cond = " ".join(x for x in (cond_l4, sa, da) if x)
+                note = re.sub(r"[^A-Za-z0-9_. -]", "", r.rule.name)[:60]
+                lines.append(f'    {cond} {verdict} comment "{note} {r.rule.priority}"')
+    lines.append("    drop")
+    return lines
+
+
+class _Chains:
+    """The NSG chains of one fabric (one per NSG x direction) and the per-port chains."""
+
+    def __init__(self, lay: Layout, vnet: VirtualNetwork):
+        self.net, self.vnet = lay.net, vnet
+        self.chains: dict[str, list[str]] = {}
+        self.nsg_chain: dict[tuple[str, str], str] = {}
+        self.out_map: list[str] = []
+        self.in_map: list[str] = []
+
+    def nsg(self, name: str | None, direction: str) -> str | None:
+        compiled = self.net.nsg(name, direction, self.vnet)
+        if compiled is None:
+            return None
+        key = (compiled.nsg.name.lower(), direction)
+        if key not in self.nsg_chain:
+            cname = f"nsg_{short_hash(compiled.nsg.name, n=6)}_{'in' if direction == 'Inbound' else 'out'}"
+            self.nsg_chain[key] = cname
+            self.chains[cname] = compile_nsg(compiled)
+        return self.nsg_chain[key]
+
+    def port(self, p: Port) -> None:
+        sub_nsg = self.net.subnet_view(p.subnet).subnet.network_security_group
+        nic = p.nic
+        outs = [c for c in (self.nsg(nic.network_security_group, "Outbound") if nic else None,
+                            self.nsg(sub_nsg, "Outbound")) if c]
+        if outs:
+            self.chains["o_" + p.name] = [f"    jump {c}" for c in outs]
+            self.out_map.append(f'"{p.name}" : jump o_{p.name}')
+        if p.app is not None:
+            # VNet integration is outbound only: what the engine refuses is answered so (a TCP
+            # reset from the integration address), anything else dropped
+            self.chains["i_" + p.name] = [f"    {REJECT[proto]}" for proto in PROTOCOLS
+                                          if integration_inbound_refused(proto)] + ["    drop"]
+            self.in_map.append(f'"{p.name}" : jump i_{p.name}')
+        if nic is not None:
+            # a NIC without IP forwarding only receives what is addressed to it (the engine's)
+            ins = [] if self.net.accepts_transit(nic) else [f"    ip daddr != {p.ip} drop"]
+            ins += [f"    jump {c}" for c in (self.nsg(sub_nsg, "Inbound"), self.nsg(nic.network_security_group,
+                                                                                      "Inbound")) if c]
+            if ins:
+                self.chains["i_" + p.name] = ins
+                self.in_map.append(f'"{p.name}" : jump i_{p.name}')
+
+
+def _forwarded_checks(lay: Layout, vnet: VirtualNetwork, fab: str) -> list[str]:
+    """Forwarded traffic (the engine's ``accepts_forwarded``): what arrives from a peered VNet S
+    but did not originate in S is dropped unless this VNet's peering to S allows forwarded
+    traffic. "Originated in S" = its source is in S's address space; sources outside every
+    VNet (internet hosts answering a flow that left through an NVA) are not checked, as the
+    engine does not walk internet return paths. Stateless, before ``ct state established``:
+    the engine checks replies too."""
+    net = lay.net
+    out = []
+    for _rname, (remote, _) in sorted(net.peers[vnet.name.lower()].items()):
+        if not net.accepts_forwarded(vnet.name, remote.name):
+            out.append(f'    iifname "{port_name("p", remote.name)}" ip saddr != {{ {_space(remote)} }} '
+                       "ip saddr @labnets drop")
+    for link in sorted(lay.alinks.values(), key=lambda link: link.rdev):
+        if link.rfab == fab and not net.accepts_forwarded(link.dst, link.src):
+            src_vnet, _ = net.peers[link.dst][link.src]
+            out.append(f'    iifname "{link.rdev}" ip saddr != {{ {_space(src_vnet)} }} ip saddr @labnets drop')
+    return out
+
+
+def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
+    net = lay.net
+    fab = lay.fabric_of[vnet.name.lower()]
+    ports = lay.fabric_ports(fab)
+    apps = [p for p in ports if p.app is not None]
+    private = ", ".join(str(n) for n in PRIVATE_RANGES)
+    local = ", ".join(cidrs(net.vnet_tag(vnet).local_nets))
+    lab_nets = cidrs([(str(n.network_address), str(n.netmask)) for v in lay.topo.virtual_networks for n in v.networks])
+    body = [f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
+            f"  set local {{ type ipv4_addr; flags interval; elements = {{ {local} }} }}",
+            f"  set labnets {{ type ipv4_addr; flags interval; elements = {{ {', '.join(lab_nets)} }} }}"]
+    ch = _Chains(lay, vnet)
+    for p in ports:
+        ch.port(p)
+    for cname, lines in ch.chains.items():
+        body.append(f"  chain {cname} {{\n" + "\n".join(lines) + "\n  }")
+    # A flow routed through an NVA crosses this fabric's conntrack twice. A connection refused
+    # with a reset is forgotten by conntrack at the reset's first pass, so the reset's second
+    # pass (on its way back from the NVA) is "invalid": let resets through (they open nothing).
+    fw = _forwarded_checks(lay, vnet, fab) + [
+        "    ct state established,related accept", "    ct state invalid tcp flags & rst == rst accept",
+        "    ct state invalid drop", '    iifname "inet" drop']
+    if ch.out_map:
+        fw.append(f"    iifname vmap {{ {', '.join(ch.out_map)} }}")
+    if ch.in_map:
+        fw.append(f"    oifname vmap {{ {', '.join(ch.in_map)} }}")
+    fw.append("    accept")
+    body.append("  chain fw {\n    type filter hook forward priority filter; policy drop;\n" + "\n".join(fw) + "\n  }")
+    body.append("  chain inp {\n    type filter hook input priority filter; policy drop;\n  }")
+    body += _fabric_nat(lay, fab, ports)
+    # every interface of the fabric forwards without a visible hop (its bridges hold only the
+    # gateway addresses and never receive); what is delivered to the fabric itself is dropped
+    # by ``inp``. Web apps' traffic is the exception: the platform's hop decrements it once
+    # each way (the note's ttl=63): no +1 for what comes from an app port, one more -1 for what
+    # leaves on one (whatever route it took through the fabric, e.g. via an NVA)
+    app_ports = [p.name for p in apps]
+    body.append(ttl_preserve_body(except_iifnames=app_ports))
+    if app_ports:
+        body.append(ttl_decrement_body(app_ports))
+    lay.nft.append(NftTable(ns=fab, family="ip", name="vlfab", text="\n".join(body)))
+
+
+def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
+    """SNAT to the public address of the port a flow came in by, when it leaves to the internet.
+
+    A flow an NVA (a NIC with IP forwarding) sends to the internet is SNATed to the NVA's public
+    address (the engine's ``public_src``); its replies, de-NATed to the original source, go back
+    through that NVA: the flow's conntrack mark names the NVA, a policy rule on the mark sends
+    the replies to the NVA's table. Such a flow crosses this fabric twice (source -> NVA, NVA ->
+    internet) with the same addresses; on the first pass conntrack already fixed "no NAT" for
+    it. So what an NVA forwards to outside the VNets gets its own conntrack entry: a conntrack
+    zone for the original direction only (its de-NATed reply direction stays in the default
+    zone, where the internet's replies find it)."""
+    net = lay.net
+    body = []
+    snat = [f'"{p.name}" : {net.public_ip("network_interfaces", p.nic.name)}' for p in ports if p.nic]
+    snat += [f'"{p.name}" : {p.public}' for p in ports if p.app is not None]
+    nat = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
+    nvas = [p for p in ports if p.nic is not None and net.accepts_transit(p.nic)]
+    if nvas:
+        ifs = ", ".join(f'"{p.name}"' for p in nvas)
+        body.append("  chain nvazone {\n    type filter hook prerouting priority raw; policy accept;\n"
+                    f"    iifname {{ {ifs} }} ip daddr != @labnets ct original zone set 1\n  }}")
+        m = ", ".join(f'"{p.name}" : {hex(NVA_MARK_BASE + i)}' for i, p in enumerate(nvas))
+        nat.append(f'    oifname "inet" ct mark set iifname map {{ {m} }}')
+        body.append('  chain nvamark {\n    type filter hook prerouting priority mangle; policy accept;\n'
+                    '    iifname "inet" meta mark set ct mark\n  }')
+        nva_return(lay, fab, nvas)
+    if snat:
+        nat.append(f'    oifname "inet" snat to iifname map {{ {", ".join(snat)} }}')
+    nat.append("  }")
+    return body + nat
+
+
+# -- plan instances, App Service outbound, internet -----------------------------------------------
+def plan_instance_table(pin: PlanInstance) -> NftTable:
+    """SNAT of each app to the integration address, one conntrack zone per app (two sandboxes
+    may send identical flows), the app's mark on its flows for the replies' way back."""
+    marks = [f'"{a.sdev}" : {k + 1}' for k, a in enumerate(pin.apps)]
+    sdevs = ", ".join(f'"{a.sdev}"' for a in pin.apps)
+    fdevs = ", ".join(f'"{a.fdev}"' for a in pin.apps)
+    return NftTable(ns=pin.ns, family="ip", name="vlpin", text="\n".join([
+        "  chain appzone {", "    type filter hook prerouting priority raw; policy accept;",
+        f"    ct original zone set iifname map {{ {', '.join(marks)} }}", "  }",
+        "  chain appmark {", "    type filter hook prerouting priority mangle; policy accept;",
+        f"    ct direction original ct mark set iifname map {{ {', '.join(marks)} }}",
+        "    ct direction reply meta mark set ct mark", "  }",
+        "  chain post {", "    type nat hook postrouting priority srcnat; policy accept;",
+        f"    oifname {{ {fdevs} }} snat to {pin.ip}", "  }",
+        "  chain fw {", "    type filter hook forward priority filter; policy drop;",
+        "    ct state established,related accept", f"    iifname {{ {sdevs} }} accept", "  }",
+        "  chain inp {", "    type filter hook input priority filter; policy accept;",
+        "    ct state established,related accept", f"    iifname {{ {fdevs} }} drop", "  }",
+        ttl_preserve_body()]))
+
+
+def outer_tables(lay: Layout) -> None:
+    """The internet drops private destinations; the App Service outbound namespace SNATs each
+    app instance's eth0 traffic to the app's public address."""
+    private = ", ".join(str(n) for n in PRIVATE_RANGES)
+    lay.nft.append(NftTable(ns=lay.inet, family="ip", name="vlinet", text="\n".join([
+        f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
+        "  chain fw {", "    type filter hook forward priority filter; policy accept;",
+        "    ip daddr @private drop", "  }"])))
+    lines = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
+    if lay.aso_snat:
+        m = ", ".join(f'"{d}" : {ip}' for d, ip in lay.aso_snat)
+        lines.append(f'    oifname "inet" snat to iifname map {{ {m} }}')
+    lines += ["  }", "  chain fw {", "    type filter hook forward priority filter; policy accept;",
+              "    ct state established,related accept", '    iifname "inet" drop', "  }"]
+    lay.nft.append(NftTable(ns=lay.aso, family="ip", name="vlaso", text="\n".join(lines)))
