@@ -417,3 +417,64 @@ def test_concurrent_applies_end_with_the_latest_version(tmp_path):
     w.note()
     assert run_cli("down", home=home).returncode == 0
     w.assert_nothing_left()
+
+
+# -- seeing what the emulation does --------------------------------------------------------------
+def test_up_says_what_changed_and_ps_and_logs_show_it(tmp_path):
+    home = tmp_path / "home"
+    svc = {"port": 8080, "command": "echo marker-from-the-service; exec python3 -m http.server 8080"}
+    file = services_file(tmp_path, {"port": 80}, svc)
+    w = Witness(home)
+    r = run_cli("up", str(file), "--backend", "netns", "-o", "json", home=home)
+    assert r.returncode == 0, r.stderr
+    kernel1 = json.loads(r.stdout)["kernel"]
+    assert "vm-vm1" in kernel1["created"] and "fab-v" in kernel1["created"] and not kernel1["removed"]
+    r = run_cli("up", str(file), home=home)
+    assert r.returncode == 0 and "Kernel: nothing changed." in r.stdout, r.stdout
+    # a second VM, and vm1's command changes: created, restarted, changed
+    doc = yaml.safe_load(file.read_text())
+    doc["virtual_machines"][0]["services"][1]["command"] = "echo marker-2; exec python3 -m http.server 8080"
+    doc["virtual_machines"].append({"name": "vm2", "subnet": "v/s", "services": [{"port": 80}]})
+    file.write_text(yaml.safe_dump(doc))
+    r = run_cli("up", str(file), "-o", "json", home=home)
+    assert r.returncode == 0, r.stderr
+    k = json.loads(r.stdout)["kernel"]
+    assert k["created"] == ["vm-vm2"] and "vm-vm1/svc-tcp-8080" in k["restarted"] and "fab-v" in k["changed"], k
+    r = run_cli("up", str(file), home=home)
+    assert "Kernel: nothing changed." in r.stdout
+    # ps: every namespace with its resource, interfaces and processes
+    r = run_cli("ps", "-o", "json", home=home)
+    assert r.returncode == 0, r.stderr
+    rows = {row["resource"]: row for row in json.loads(r.stdout)}
+    vm1 = rows["vm1"]
+    assert vm1["kind"] == "vm" and vm1["interfaces"] == ["eth0"] and vm1["exists"]
+    procs = {p["name"]: p for p in vm1["processes"]}
+    assert procs["responder"]["state"] == "running" and procs["svc-tcp-8080"]["state"] == "running"
+    assert rows["v"]["kind"] == "fab" and len(rows["v"]["interfaces"]) >= 4
+    # the responder is named after its resource in ps
+    comm = Path(f"/proc/{procs['responder']['pid']}/comm").read_text().strip()
+    assert comm == "vl:vm1"
+    table_out = run_cli("ps", home=home).stdout
+    assert "vm1" in table_out and str(procs["responder"]["pid"]) in table_out
+    # logs: the service's output
+    r = run_cli("logs", "vm1", home=home)
+    assert r.returncode == 0 and "marker-2" in r.stdout and "==> svc-tcp-8080" in r.stdout, r.stdout
+    w.note()
+    assert run_cli("down", home=home).returncode == 0
+    w.assert_nothing_left()
+
+
+def test_check_warns_when_the_last_apply_did_not_finish(tmp_path):
+    home = tmp_path / "home"
+    file = services_file(tmp_path, {"port": 80})
+    assert run_cli("up", str(file), "--backend", "netns", home=home).returncode == 0
+    w = Witness(home)
+    w.note()
+    vm1 = str(Lab.open(home).network().endpoint("vm1").ip)
+    r = run_cli("check", "vm1", vm1, "-p", "80", home=home)
+    assert "did not finish" not in r.stderr
+    Store.open(home).set_meta(APPLY_META, "running")   # as a killed `up` leaves it
+    r = run_cli("check", "vm1", vm1, "-p", "80", home=home)
+    assert "WARNING" in r.stderr and "did not finish" in r.stderr, r.stderr
+    assert run_cli("down", home=home).returncode == 0
+    w.assert_nothing_left()

@@ -8,13 +8,15 @@ the source's namespace; ``route_n`` runs the real ``route -n`` in a web app's sa
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..model import AzureError
 from ..model.errors import EmulationUnavailable
-from .netns.apply import K_CAPTURE, K_NETNS, K_PROC, apply as _kapply, clean as _kclean, pid_alive, teardown as _kteardown
+from .netns.apply import K_CAPTURE, K_NETNS, K_PROC, apply as _kapply, load_applied, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
 from .netns.plan import lab_id_for, plan_with_names
@@ -61,15 +63,18 @@ def apply(lab, topology, wait: bool = True):
     kernel ends with the latest version (``topology`` is used only when nothing is stored)."""
     check()
     started: list[str] = []
+    reports = []
     with apply_lock(lab):
         while True:
             version = lab.store.version()
             current = lab.topology() if lab.exists() else topology
             desired, _ = plan_with_names(current, lab_id(lab))
             rep = _kapply(desired, lab.store)
+            reports.append(rep)
             started += rep.started
             if lab.store.version() == version:
                 break
+    record_changes(lab, reports)
     if wait and started:
         failed = [s for s in service_states(lab.store, started, SERVICE_TIMEOUT) if s.state != "running"]
         if failed:
@@ -200,3 +205,80 @@ def capture_foreground(lab, ns: str, argv: list[str]) -> int:
             signal.signal(sig, handler)
         if not pid_alive(proc.pid):
             lab.store.forget(K_CAPTURE, key)
+
+
+# -- what the emulation did and holds -------------------------------------------------------------
+CHANGES_META = "netns_changes"
+
+
+def record_changes(lab, reports) -> None:
+    """What the last apply changed, by namespace (``vm-NAME``, ``fab-VNET``, ...): created,
+    changed (routes, rules, NSGs, links...), restarted (services), removed."""
+    prefix = f"vl{lab_id(lab)}-"
+    created, removed, changed, restarted = set(), set(), set(), set()
+    for rep in reports:
+        created |= set(rep.created_namespaces)
+        removed |= set(rep.deleted_namespaces)
+        changed |= set(rep.changed_namespaces)
+        restarted |= {k for k in rep.started if k.split("/")[0] not in created}
+    short = lambda xs: sorted(x.removeprefix(prefix) for x in xs)  # noqa: E731
+    lab.store.set_meta(CHANGES_META, json.dumps({
+        "id": uuid.uuid4().hex, "created": short(created - removed), "changed": short(changed - created - removed),
+        "restarted": short(restarted), "removed": short(removed - created)}))
+
+
+def last_changes(lab) -> dict | None:
+    raw = lab.store.get_meta(CHANGES_META)
+    return json.loads(raw) if raw else None
+
+
+def apply_unfinished(lab) -> bool:
+    """The last apply was interrupted (killed): the kernel may hold neither version."""
+    from .netns.apply import APPLY_META
+    return lab.store.get_meta(APPLY_META) == "running"
+
+
+def ps(lab) -> list[dict]:
+    """Each namespace of the lab with the resource it belongs to, its interfaces and its
+    processes (PID, state): what ``vnetlab ps`` shows."""
+    desired = load_applied(lab.store)
+    if desired is None:
+        return []
+    n = names(lab)
+    owners: dict[str, list[str]] = {}
+    for name, ns in list(n.endpoints.items()) + list(n.fabrics.items()):
+        owners.setdefault(ns, []).append(name)
+    ifaces: dict[str, list[str]] = {}
+    for b in desired.bridges:
+        ifaces.setdefault(b.ns, []).append(b.name)
+    for v in desired.veths:
+        for ns, dev in v.ends():
+            ifaces.setdefault(ns, []).append(dev)
+    services: dict[str, list[dict]] = {}
+    for st in service_states(lab.store):
+        services.setdefault(st.key.split("/")[0], []).append(
+            {"name": st.key.split("/", 1)[1], "pid": st.pid, "state": st.state, "reason": st.reason, "log": st.log})
+    prefix = f"vl{lab_id(lab)}-"
+    rows = []
+    for ns in sorted(x.name for x in desired.namespaces):
+        names_ = sorted(owners.get(ns, []), key=lambda x: (":" in x or "#" in x, len(x), x))
+        short = ns.removeprefix(prefix)
+        rows.append({"resource": names_[0] if names_ else short,
+                     "kind": short.split("-", 1)[0] if names_ else short, "namespace": ns,
+                     "exists": kernel.netns_exists(ns), "interfaces": sorted(ifaces.get(ns, [])),
+                     "processes": services.get(ns, [])})
+    return rows
+
+
+def logs(lab, name: str) -> list[tuple[str, str, str]]:
+    """(service, log path, text) of each service in NAME's namespace."""
+    ns = namespace_of(lab, name)
+    out = []
+    for _, key, data in lab.store.records(K_PROC):
+        if data.get("ns") == ns and data.get("log"):
+            try:
+                text = Path(data["log"]).read_text(errors="replace")
+            except OSError:
+                text = ""
+            out.append((key.split("/", 1)[1], data["log"], text))
+    return sorted(out)

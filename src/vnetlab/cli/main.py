@@ -75,16 +75,38 @@ def up(file: Path = typer.Argument(..., help="Topology YAML."),
     """Create the lab from FILE, or reconcile it with FILE (running it twice changes nothing)."""
     lab = Lab.open(home)
     before = lab.store.version()
+    kernel_before = _kernel_changes(lab) if "netns" in (backend, lab.backend_name) else None
     topo = run(lambda: lab.up(load(file), backend, replace))
     summary = {"lab": topo.name, "backend": lab.backend_name, "changed": lab.store.version() != before,
                "resources": {k: len(getattr(topo, k)) for k in ("virtual_networks", "network_security_groups",
                                                                 "route_tables", "virtual_machines",
                                                                 "app_service_plans", "web_apps")}}
+    if lab.backend_name == "netns":
+        now = _kernel_changes(lab)
+        ran = now is not None and now != kernel_before
+        summary["kernel"] = {k: (now[k] if ran else []) for k in ("created", "changed", "restarted", "removed")}
     if output == Output.json:
         print_json(summary)
     else:
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary["resources"].items())
         console.print(f"Lab [bold]{topo.name}[/] is up ({lab.backend_name}): {counts}.")
+        if "kernel" in summary:
+            console.print(_render_changes(summary["kernel"]), markup=False, highlight=False)
+
+
+def _kernel_changes(lab: Lab) -> dict | None:
+    """What the emulation's last apply changed (its record in the store)."""
+    from ..backends import netns_backend
+    return netns_backend.last_changes(lab)
+
+
+def _render_changes(changes: dict) -> str:
+    def part(word: str, names: list[str]) -> str:
+        shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+        return f"{word} {len(names)}" + (f" ({shown})" if names else "")
+    if not any(changes.values()):
+        return "Kernel: nothing changed."
+    return "Kernel: " + "; ".join(part(w, changes[w]) for w in ("created", "changed", "restarted", "removed")) + "."
 
 
 @app.command()
@@ -166,6 +188,9 @@ def check(source: str = typer.Argument(..., help="VM or web app name."),
     observed = None
     if lab.backend_name == "netns":
         from ..backends import netns_backend
+        if netns_backend.apply_unfinished(lab):
+            err_console.print("[yellow]WARNING[/]: the last apply to the kernel did not finish (was it killed?): "
+                              "the kernel may not match the lab. Run `vnetlab up FILE` again.")
         observed = run(lambda: netns_backend.probe(lab, result))
         result["observed"] = observed
         result["agree"] = observed["verdict"] == result["verdict"]
@@ -433,6 +458,34 @@ def capture(name: str = typer.Argument(..., help="VM, web app, internet host or 
         argv += shlex.split(filter_expr)
     # recorded while it runs (down/clean stop it), stopped with us however we end
     raise typer.Exit(netns_backend.capture_foreground(lab, ns, argv))
+
+
+@app.command("ps")
+def ps_(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Each resource's namespace, interfaces and processes (PID, state) in the emulation."""
+    from ..backends import netns_backend
+    lab = _netns_lab(home)
+    rows = run(lambda: netns_backend.ps(lab))
+    if output == Output.json:
+        print_json(rows)
+        return
+    table("Emulation", ["RESOURCE", "KIND", "NAMESPACE", "INTERFACES", "PROCESSES"],
+          [[r["resource"], r["kind"], r["namespace"] + ("" if r["exists"] else " (missing)"), " ".join(r["interfaces"]),
+            "; ".join(f"{p['name']} pid {p['pid']} {p['state']}" + (f" ({p['reason']})" if p["reason"] else "")
+                      for p in r["processes"])] for r in rows])
+
+
+@app.command()
+def logs(name: str = typer.Argument(..., help="VM, web app or internet host."), home: Optional[Path] = HomeOpt):
+    """The output of NAME's services (the built-in responder, `command:` services)."""
+    from ..backends import netns_backend
+    lab = _netns_lab(home)
+    found = run(lambda: netns_backend.logs(lab, name))
+    if not found:
+        console.print(f"No services run in {name}'s namespace.")
+    for service, path, text in found:
+        typer.echo(f"==> {service} ({path}) <==")
+        typer.echo(text, nl=not text.endswith("\n") and bool(text))
 
 
 @app.command()

@@ -54,6 +54,7 @@ K_NETNS = "netns"
 class ApplyReport:
     created_namespaces: list[str] = field(default_factory=list)
     deleted_namespaces: list[str] = field(default_factory=list)
+    changed_namespaces: list[str] = field(default_factory=list)   # existing ones whose configuration changed
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     nft_loaded: list[str] = field(default_factory=list)
@@ -152,7 +153,8 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     starter.begin()
     lap("namespaces")
     try:
-        configure(desired, prev, rep.nft_loaded, new_ns, D_ns, P_ns, lap)
+        rep.changed_namespaces = sorted(configure(desired, prev, rep.nft_loaded, new_ns, D_ns, P_ns, lap)
+                                        - set(new_ns))
         # 7. processes (the built-in responders were started right after the namespaces)
         starter.finish()
         lap("processes")

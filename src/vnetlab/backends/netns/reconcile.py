@@ -108,7 +108,7 @@ def _veth_end(v: VethPair, side: str) -> tuple[str, str, str | None, str | None]
 
 
 def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], new_ns: list[str],
-              D_ns: dict, P_ns: dict, lap: Callable[[str], None]) -> None:
+              D_ns: dict, P_ns: dict, lap: Callable[[str], None]) -> set[str]:
     """Stages 4-6: links, addresses/routes/neighbours/rules, sysctls, nft."""
 
     live = [n.name for n in desired.namespaces]
@@ -272,3 +272,5 @@ def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], 
     if nft_errors:
         raise nft_errors[0]
     lap("nft")
+    touched = set(ops) | set(scripts) | {ns for ns, values in changed.items() if values}
+    return touched | {ns for ns in live if dels[ns]}
