@@ -8,6 +8,7 @@ Keys are the snake_case forms of ARM property names (``address_prefix``,
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,8 @@ from yaml.nodes import ScalarNode
 
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
+from .model.nsg import PROTOCOLS
+from .model.topology import NIC_KEYS
 
 try:  # libyaml's parser: the pure-Python one takes minutes on a 200,000-line lab
     from yaml import CSafeLoader as SafeLoader
@@ -151,4 +154,48 @@ def dump(topo: Topology) -> str:
 
 
 def schema() -> str:
-    return json.dumps(Topology.model_json_schema(), indent=2)
+    """The JSON Schema of the topology file: every form ``up`` accepts (see ``_input_forms``)."""
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Topology.model_json_schema()}
+    _input_forms(doc["$defs"])
+    return json.dumps(doc, indent=2)
+
+
+def _any_case(*words: str) -> dict:
+    """A string equal to one of ``words`` in any letter case (ECMA regex: no inline flags)."""
+    alts = "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in w) for w in words)
+    return {"type": "string", "pattern": f"^({alts})$"}
+
+
+_SCALAR = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+
+
+def _input_forms(defs: dict) -> None:
+    """Widen pydantic's schema (the stored form) to the shorthands the model's before-validators
+    take: a VM's NIC inline, a delegation as a service name, a lone address space, integer ports
+    and prefixes, one value for a plural key, and enums in any letter case."""
+    vm, nic = defs["VirtualMachine"], defs["NetworkInterface"]
+    for key in NIC_KEYS:
+        vm["properties"][key] = nic["properties"][key]
+    vm["required"] = ["name"]
+    vm["anyOf"] = [{"required": ["network_interface"]}, {"required": ["subnet"]}]
+    delegation = defs.pop("Delegation")
+    defs["Delegation"] = {"anyOf": [{"type": "string", "description": "the service name, e.g. "
+                                     "Microsoft.Web/serverFarms"}, delegation], "title": "Delegation"}
+    space = defs["VirtualNetwork"]["properties"]["address_space"]
+    defs["VirtualNetwork"]["properties"]["address_space"] = {"anyOf": [{"type": "string"}, space],
+                                                            "title": space["title"]}
+    rule = defs["SecurityRule"]["properties"]
+    for side in ("source", "destination"):
+        for one, many in ((f"{side}_port_range", f"{side}_port_ranges"),
+                          (f"{side}_address_prefix", f"{side}_address_prefixes")):
+            rule[one] = {"anyOf": [*_SCALAR["anyOf"], {"type": "null"}], "default": None, "title": rule[one]["title"]}
+            rule[many] = {"anyOf": [*_SCALAR["anyOf"], {"type": "array", "items": _SCALAR}], "title": rule[many]["title"]}
+    rule["direction"] = {**_any_case("Inbound", "Outbound"), "default": "Inbound"}
+    rule["access"] = {**_any_case("Allow", "Deny"), "default": "Allow"}
+    rule["protocol"] = {**_any_case(*PROTOCOLS), "default": "*"}
+    hop = defs["Route"]["properties"]["next_hop_type"]
+    defs["Route"]["properties"]["next_hop_type"] = {**_any_case(*hop["enum"]), "title": hop["title"]}
+    defs["Service"]["properties"]["protocol"] = {**_any_case("Tcp", "Udp"), "default": "Tcp"}
+    defs["AppServicePlan"]["properties"]["os"] = {**_any_case("linux", "windows"), "default": "linux"}
+    settings = defs["WebApp"]["properties"]["app_settings"]
+    settings["additionalProperties"] = {"type": ["string", "integer", "number", "boolean"]}
