@@ -291,3 +291,24 @@ def test_lab_delete_group_takes_its_resources_and_only_them(tmp_path):
     with pytest.raises(AzureError) as missing:
         lab.delete_group("rg-a")
     assert missing.value.code == "ResourceGroupNotFound" and lab.topology() == after
+
+
+def test_peering_life_cycle_over_arm(http):
+    """Deleting one side leaves the other Disconnected; creating the deleted side again fails
+    with RemotePeeringIsDisconnected; deleting the remote VNet keeps the peering, Disconnected."""
+    other = {"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.77.0.0/24"]}}}
+    assert http.put(f"{NET}/virtualNetworks/vnetpeer", json=other).status_code == 201
+    there = f"{NET}/virtualNetworks/vnet1/virtualNetworkPeerings/to-peer"
+    back = f"{NET}/virtualNetworks/vnetpeer/virtualNetworkPeerings/to-vnet1"
+    body = lambda target: {"properties": {"remoteVirtualNetwork": {"id": f"{NET}/virtualNetworks/{target}"},  # noqa: E731
+                                          "allowVirtualNetworkAccess": True}}
+    assert http.put(there, json=body("vnetpeer")).status_code in (200, 201)
+    assert http.put(back, json=body("vnet1")).status_code in (200, 201)
+    assert http.get(there).json()["properties"]["peeringState"] == "Connected"
+    assert http.delete(back).status_code in (200, 202, 204)
+    assert http.get(there).json()["properties"]["peeringState"] == "Disconnected"
+    refused = http.put(back, json=body("vnet1"))
+    assert (refused.status_code, err(refused)) == (400, "RemotePeeringIsDisconnected")
+    assert http.delete(f"{NET}/virtualNetworks/vnetpeer").status_code in (200, 202, 204)
+    assert http.get(there).json()["properties"]["peeringState"] == "Disconnected"
+    assert http.delete(there).status_code in (200, 202, 204)

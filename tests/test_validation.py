@@ -161,3 +161,89 @@ def test_a_resource_still_referenced_cannot_be_deleted(tmp_path, code, drop):
     result = cli(home, "up", str(f))
     assert result.exit_code == 2 and f"({code})" in result.output, result.output
     assert snapshot(home) == before
+
+
+# -- peering life cycle ---------------------------------------------------------------------------
+# https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-peering
+def _peered_doc():
+    doc = copy.deepcopy(NOTE)
+    doc["virtual_networks"][0]["peerings"] = [{"name": "to-b", "remote_virtual_network": "vnetb"}]
+    doc["virtual_networks"].append({"name": "vnetb", "address_space": ["10.5.0.0/24"],
+                                    "subnets": [{"name": "s", "address_prefix": "10.5.0.0/26"}],
+                                    "peerings": [{"name": "to-1", "remote_virtual_network": "vnet1"}]})
+    doc["virtual_machines"].append({"name": "vmb", "subnet": "vnetb/s", "services": [{"port": 80}]})
+    return doc
+
+
+@pytest.fixture
+def peered(tmp_path):
+    from vnetlab.lab import Lab
+    from vnetlab.model import Topology
+    lab = Lab.open(tmp_path / "lab")
+    lab.up(Topology.model_validate(_peered_doc()))
+    return lab
+
+
+def _state(lab, vnet, peering):
+    from vnetlab.engine.routing import peering_state
+    topo = lab.topology()
+    v = topo.vnet(vnet)
+    return peering_state(topo, v, next(p for p in v.peerings if p.name == peering))
+
+
+def _drop_peering(vnet, name):
+    def fn(topo):
+        v = topo.vnet(vnet)
+        v.peerings = [p for p in v.peerings if p.name != name]
+    return fn
+
+
+def _add_peering(vnet, name, remote):
+    from vnetlab.model import VirtualNetworkPeering
+    return lambda topo: topo.vnet(vnet).peerings.append(VirtualNetworkPeering(name=name,
+                                                                               remote_virtual_network=remote))
+
+
+def test_deleting_one_side_leaves_the_other_disconnected_without_traffic(peered):
+    assert _state(peered, "vnet1", "to-b") == "Connected"
+    assert peered.trace("rg1vm1", "vmb", 80).verdict == "Connected"
+    peered.change(_drop_peering("vnetb", "to-1"))
+    assert _state(peered, "vnet1", "to-b") == "Disconnected"
+    t = peered.trace("rg1vm1", "vmb", 80)
+    assert t.verdict != "Connected"
+
+
+def test_recreating_the_deleted_side_while_the_remote_is_disconnected_fails(peered):
+    from vnetlab.model import AzureError
+    peered.change(_drop_peering("vnetb", "to-1"))
+    version = peered.store.version()
+    with pytest.raises(AzureError) as info:
+        peered.change(_add_peering("vnetb", "to-1", "vnet1"))
+    assert info.value.code == "RemotePeeringIsDisconnected"
+    assert "is in Disconnected state" in info.value.message and "/virtualNetworkPeerings/to-b" in info.value.message
+    assert peered.store.version() == version
+    # re-creating the Disconnected side first gets it back to Initiated; then both connect
+    peered.change(_drop_peering("vnet1", "to-b"))
+    peered.change(_add_peering("vnet1", "to-b", "vnetb"))
+    assert _state(peered, "vnet1", "to-b") == "Initiated"
+    peered.change(_add_peering("vnetb", "to-1", "vnet1"))
+    assert _state(peered, "vnet1", "to-b") == _state(peered, "vnetb", "to-1") == "Connected"
+    assert peered.trace("rg1vm1", "vmb", 80).verdict == "Connected"
+
+
+def test_deleting_a_vnet_leaves_its_remote_peerings_disconnected(peered):
+    def delete_vm(topo):
+        topo.virtual_machines = [vm for vm in topo.virtual_machines if vm.name != "vmb"]
+        topo.network_interfaces = [n for n in topo.network_interfaces if not n.subnet.startswith("vnetb/")]
+    peered.change(delete_vm)
+    peered.delete_vnet("vnetb")
+    assert [p.name for p in peered.topology().vnet("vnet1").peerings] == ["to-b"]
+    assert _state(peered, "vnet1", "to-b") == "Disconnected"
+    assert not any(r.next_hop_type == "VNetPeering" for r in peered.network().subnet_view("vnet1/default").routes)
+
+
+def test_a_new_peering_to_a_missing_vnet_is_still_refused(peered):
+    from vnetlab.model import AzureError
+    with pytest.raises(AzureError) as info:
+        peered.change(_add_peering("vnet1", "to-nowhere", "nowhere"))
+    assert info.value.code == "ReferencedResourceNotProvisioned"

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .engine.addressing import lowest_free
 from .engine.network import Network
+from .engine.routing import settle_peerings
 from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
                     SecurityRule, Topology, VirtualNetwork, WebApp)
@@ -118,6 +119,7 @@ class Lab:
             except ValidationError as exc:
                 raise pydantic_error(exc) from None
         allocate_dynamic_addresses(new, old)
+        settle_peerings(new, old)
         validate(new, old)
         return old, new
 
@@ -205,7 +207,7 @@ class Lab:
         return self.change(lambda t: set_security_rule(network_security_group(t, nsg), rule), create=False)
 
     def delete_vnet(self, name: str) -> Topology:
-        """`az network vnet delete`, with the cascade Azure does to the remote peerings."""
+        """`az network vnet delete`: the remote side's peerings stay, Disconnected."""
         def remove(t: Topology) -> None:
             vnet = t.vnet(name)
             if vnet is None:
@@ -281,10 +283,8 @@ def disconnect(app: WebApp) -> None:
 
 
 def delete_vnet(topo: Topology, vnet: VirtualNetwork) -> None:
-    """The VNet goes, and with it the remote side's peerings to it (the model cannot hold a peering
-    to a VNet that no longer exists)."""
-    for other in topo.virtual_networks:
-        other.peerings = [p for p in other.peerings if p.remote_virtual_network.lower() != vnet.name.lower()]
+    """The VNet goes; the remote side's peerings to it stay, Disconnected (settle_peerings).
+    https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-peering"""
     topo.virtual_networks.remove(vnet)
 
 

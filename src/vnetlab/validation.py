@@ -79,6 +79,8 @@ def _vnet(topo: Topology, vnet) -> None:
         raise Conflict(f"Virtual network '{vnet.name}' has two subnets with the same name.", "DuplicateResourceName")
     for peering in vnet.peerings:
         remote = topo.vnet(peering.remote_virtual_network)
+        if remote is None and peering.peering_state == "Disconnected":
+            continue  # its remote VNet was deleted: kept, Disconnected
         if remote is None:
             raise NotFound(f"Remote virtual network '{peering.remote_virtual_network}' of peering "
                            f"'{peering.name}' was not found.", "ReferencedResourceNotProvisioned")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from ..model import Topology, VirtualNetwork
+from ..model import AzureError, Topology, VirtualNetwork, VirtualNetworkPeering
 
 RESERVED_NONE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 SOURCE_RANK = {"User": 0, "VirtualNetworkGateway": 1, "Default": 2}
@@ -40,22 +40,87 @@ class EffectiveRoute:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def reverse_peering(topo: Topology, vnet: VirtualNetwork, peering) -> VirtualNetworkPeering | None:
+    """The remote VNet's peering back to ``vnet``, if the remote VNet and that peering exist."""
+    remote = topo.vnet(peering.remote_virtual_network)
+    if remote is None:
+        return None
+    low = vnet.name.lower()
+    return next((p for p in remote.peerings if p.remote_virtual_network.lower() == low), None)
+
+
 def connected_peers(topo: Topology, vnet: VirtualNetwork) -> list[tuple[VirtualNetwork, object]]:
     """Peered VNets whose peering exists in both directions (Azure's ``Connected``)."""
     out = []
     for peering in vnet.peerings:
-        remote = topo.vnet(peering.remote_virtual_network)
-        if remote and any(p.remote_virtual_network.lower() == vnet.name.lower() for p in remote.peerings):
-            out.append((remote, peering))
+        if peering_state(topo, vnet, peering) == "Connected":
+            out.append((topo.vnet(peering.remote_virtual_network), peering))
     return out
 
 
 def peering_state(topo: Topology, vnet: VirtualNetwork, peering) -> str:
-    remote = topo.vnet(peering.remote_virtual_network)
-    if remote is None:
+    back = reverse_peering(topo, vnet, peering)
+    if peering.peering_state == "Disconnected" or topo.vnet(peering.remote_virtual_network) is None:
         return "Disconnected"
-    back = any(p.remote_virtual_network.lower() == vnet.name.lower() for p in remote.peerings)
-    return "Connected" if back else "Initiated"
+    if back is None:
+        return "Initiated"
+    return "Disconnected" if back.peering_state == "Disconnected" else "Connected"
+
+
+def settle_peerings(new: Topology, old: Topology | None) -> None:
+    """Set every peering's state for a change from ``old`` to ``new``, as Azure does:
+    a peering whose remote VNet or reverse peering is deleted (or deleted and created again)
+    becomes Disconnected and stays so until it is created again or changed; creating a peering
+    whose remote side is Disconnected fails with RemotePeeringIsDisconnected.
+    https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-peering#requirements-and-constraints"""
+    before = _peerings_by_key(old) if old is not None else {}
+    written = set()
+    for vnet in new.virtual_networks:
+        for p in vnet.peerings:
+            key = (vnet.name.lower(), p.name.lower())
+            prior = before.get(key)
+            if prior is None or prior.settings() != p.settings():
+                written.add(key)
+            p.peering_state = _disconnected_or_none(new, old, vnet, p, prior, key in written)
+    for vnet in new.virtual_networks:
+        for p in vnet.peerings:
+            key = (vnet.name.lower(), p.name.lower())
+            back = reverse_peering(new, vnet, p)
+            if key in written and back is not None and back.peering_state == "Disconnected":
+                _refuse_disconnected_remote(new, vnet, p, back)
+    for vnet in new.virtual_networks:
+        for p in vnet.peerings:
+            if p.peering_state is None and new.vnet(p.remote_virtual_network) is not None:
+                p.peering_state = "Connected" if reverse_peering(new, vnet, p) is not None else "Initiated"
+
+
+def _peerings_by_key(topo: Topology) -> dict:
+    return {(v.name.lower(), p.name.lower()): p for v in topo.virtual_networks for p in v.peerings}
+
+
+def _disconnected_or_none(new: Topology, old: Topology | None, vnet, p, prior, written: bool) -> str | None:
+    """Disconnected, or None when the state follows from the reverse peering."""
+    if written or prior is None:
+        return None  # a new peering to a missing VNet stays None: validation refuses it
+    if new.vnet(p.remote_virtual_network) is None:
+        return "Disconnected"
+    if prior.peering_state == "Disconnected":
+        return "Disconnected"
+    old_vnet = old.vnet(vnet.name) if old is not None else None
+    was_connected = old_vnet is not None and reverse_peering(old, old_vnet, prior) is not None
+    if was_connected and reverse_peering(new, vnet, p) is None:
+        return "Disconnected"
+    return None
+
+
+def _refuse_disconnected_remote(topo: Topology, vnet, p, back) -> None:
+    remote = topo.vnet(p.remote_virtual_network)
+    mine = topo.id_of("virtual_networks", vnet, "virtualNetworkPeerings", p.name)
+    theirs = topo.id_of("virtual_networks", remote, "virtualNetworkPeerings", back.name)
+    raise AzureError(f"Cannot create or update peering {mine} because remote peering {theirs} referencing parent "
+                     f"virtual network {topo.id_of('virtual_networks', vnet)} is in Disconnected state. Update or "
+                     "re-create the remote peering to get it back to Initiated state. Peering gets Disconnected when "
+                     "remote vnet or remote peering is deleted and re-created.", "RemotePeeringIsDisconnected")
 
 
 def system_routes(topo: Topology, vnet: VirtualNetwork) -> list[EffectiveRoute]:

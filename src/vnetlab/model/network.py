@@ -60,9 +60,14 @@ class Subnet(Model):
         return any(d.service_name.lower() == service.lower() for d in self.delegations)
 
 
+PeeringState = Literal["Initiated", "Connected", "Disconnected"]
+
+
 class VirtualNetworkPeering(Model):
     """One direction of a peering. Traffic flows only when the remote VNet has the
-    reverse peering too (peeringState Connected); otherwise it is Initiated.
+    reverse peering too (peeringState Connected); otherwise it is Initiated. Once connected,
+    deleting the reverse peering or the remote VNet leaves this one Disconnected (kept, no
+    traffic) until it is deleted and created again, or changed.
     https://learn.microsoft.com/azure/virtual-network/virtual-network-peering-overview"""
 
     name: str = Field(min_length=1, max_length=80)
@@ -71,6 +76,13 @@ class VirtualNetworkPeering(Model):
     allow_forwarded_traffic: bool = False
     allow_gateway_transit: bool = False
     use_remote_gateways: bool = False
+    # read-only in ARM: set by every change (engine.routing.settle_peerings), never taken from input
+    peering_state: PeeringState | None = None
+
+    def settings(self) -> tuple:
+        """What the user writes: a peering whose settings change counts as updated."""
+        return (self.remote_virtual_network.lower(), self.allow_virtual_network_access, self.allow_forwarded_traffic,
+                self.allow_gateway_transit, self.use_remote_gateways)
 
 
 class VirtualNetwork(Resource):
