@@ -60,7 +60,27 @@ CASES = {
         {"name": "a", "priority": 5000}]}]),
     "InvalidResourceReference": lambda d: _vnet(d)["subnets"][0].update(network_security_group="missing"),
     "InvalidRequestContent": lambda d: _vnet(d).update(bogus_key=1),
+    "RouteConflict": lambda d: d.update(route_tables=[{"name": "rt", "routes": [
+        {"name": "a", "address_prefix": "10.9.0.0/16", "next_hop_type": "None"},
+        {"name": "b", "address_prefix": "10.9.0.0/16", "next_hop_type": "Internet"}]}]),
+    "VnetAddressSpaceOverlapsWithAlreadyPeeredVnet": lambda d: _peered_to_overlapping(d),
+    "GatewaySubnetCannotBeDelegated": lambda d: _vnet(d)["subnets"].append(
+        {"name": "GatewaySubnet", "address_prefix": "10.0.0.64/27", "delegations": ["Microsoft.Web/serverFarms"]}),
+    "InvalidDnsServerAddress": lambda d: _vnet(d).update(dns_servers=["10.0.0.300"]),
+    "InvalidAddressPrefixFormat": lambda d: _vnet(d)["subnets"][0].update(address_prefix="10.0.0.0/33"),
+    "InvalidCIDRNotation": lambda d: _vnet(d)["subnets"][0].update(address_prefix="10.0.0.5/26"),
 }
+
+
+def _peered_to_overlapping(d):
+    """vnet1 peers with hub, which is already peered with other: other overlaps vnet1."""
+    _vnet(d)["peerings"] = [{"name": "to-hub", "remote_virtual_network": "hub"}]
+    d["virtual_networks"] += [
+        {"name": "hub", "address_space": ["10.1.0.0/24"], "peerings": [
+            {"name": "to-vnet1", "remote_virtual_network": "vnet1"},
+            {"name": "to-other", "remote_virtual_network": "other"}]},
+        {"name": "other", "address_space": ["10.0.0.0/16"], "peerings": [
+            {"name": "to-hub", "remote_virtual_network": "hub"}]}]
 
 
 @pytest.mark.parametrize("code", sorted(CASES))
@@ -247,3 +267,28 @@ def test_a_new_peering_to_a_missing_vnet_is_still_refused(peered):
     with pytest.raises(AzureError) as info:
         peered.change(_add_peering("vnet1", "to-nowhere", "nowhere"))
     assert info.value.code == "ReferencedResourceNotProvisioned"
+
+
+# -- Azure's texts for bad input ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mutate,text", [
+    (CASES["InvalidAddressPrefixFormat"], "Address prefix 10.0.0.0/33 of resource default is not formatted correctly. "
+                                          "It should follow CIDR notation, for example 10.0.0.0/24."),
+    (CASES["InvalidCIDRNotation"], "The address prefix 10.0.0.5/26 in resource default has an invalid CIDR notation. "
+                                   "For the given prefix length, the address prefix should be 10.0.0.0/26."),
+    (lambda d: _vnet(d)["subnets"].append({"name": "x", "address_prefix": "10.0.0.32/27"}),
+     "Subnet 'x' is not valid because its IP address range overlaps with that of an existing subnet 'default' "
+     "(10.0.0.0/26) in virtual network 'vnet1'."),
+    (CASES["RouteConflict"], "Route: b conflicts with Route: a. Routes cannot have the same AddressPrefix."),
+    (lambda d: _vnet(d).update(dns_servers=[""]), "DNS server address '' of virtual network vnet1 is not a valid"),
+])
+def test_bad_input_gets_azures_text_not_pydantics(lab, mutate, text):
+    output = " ".join(attempt_up(lab, mutate).split())
+    assert text in output and "Value error" not in output
+
+
+def test_an_integration_into_the_gateway_subnet_is_refused(lab):
+    def gateway(d):
+        _vnet(d)["subnets"][1]["name"] = "GatewaySubnet"
+        d["web_apps"][0]["vnet_integration"] = "vnet1/GatewaySubnet"
+    output = attempt_up(lab, gateway)
+    assert "(GatewaySubnetCannotBeDelegated)" in output or "(GatewaySubnetCannotBeUsedForVnetIntegration)" in output

@@ -30,6 +30,11 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 
 def pydantic_error(exc: ValidationError) -> AzureError:
+    """Azure's error when a model validator raised one (its type is Azure's code), else pydantic's
+    messages under InvalidRequestContent."""
+    azure = next((e for e in exc.errors() if e["type"][:1].isupper()), None)
+    if azure is not None:
+        return AzureError(azure["msg"], azure["type"])
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))

@@ -68,12 +68,13 @@ def _vnet(topo: Topology, vnet) -> None:
         if net.prefixlen > 29:
             raise AzureError(f"Subnet '{sn.name}' has an invalid address prefix {net}: the smallest supported "
                              "IPv4 subnet is /29.", "InvalidAddressPrefix")
-        for _other_name, other in subnets:
+        for other_name, other in subnets:
             if net.overlaps(other):
                 raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range overlaps with "
-                                 f"that of an existing subnet in virtual network '{vnet.name}'.",
-                                 "NetcfgSubnetRangesOverlap")
+                                 f"that of an existing subnet '{other_name}' ({other}) in virtual network "
+                                 f"'{vnet.name}'.", "NetcfgSubnetRangesOverlap")
         subnets.append((sn.name, net))
+        _gateway_subnet(vnet, sn)
     names = [s.name.lower() for s in vnet.subnets]
     if len(set(names)) != len(names):
         raise Conflict(f"Virtual network '{vnet.name}' has two subnets with the same name.", "DuplicateResourceName")
@@ -93,6 +94,37 @@ def _vnet(topo: Topology, vnet) -> None:
                     raise AzureError(f"Cannot create or update peering '{peering.name}'. Virtual networks "
                                      f"'{vnet.name}' and '{remote.name}' cannot be peered because their address "
                                      f"spaces overlap ({a} and {b}).", "VnetAddressSpacesOverlap")
+        _overlaps_already_peered(topo, vnet, peering, remote)
+
+
+def _overlaps_already_peered(topo: Topology, vnet, peering, remote) -> None:
+    """A VNet cannot peer with one already peered with a third VNet whose space overlaps its own.
+    https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-peering#requirements-and-constraints"""
+    for other_peering in remote.peerings:
+        third = topo.vnet(other_peering.remote_virtual_network)
+        if third is None or third.name.lower() == vnet.name.lower():
+            continue
+        clash = next(((a, b) for a in vnet.networks for b in third.networks if a.overlaps(b)), None)
+        if clash:
+            peering_id = topo.id_of("virtual_networks", vnet, "virtualNetworkPeerings", peering.name)
+            raise AzureError(f"Cannot create or update peering {peering_id}. Virtual networks "
+                             f"{topo.id_of('virtual_networks', vnet)} and {topo.id_of('virtual_networks', remote)} "
+                             "cannot be peered because address space of the first virtual network overlaps with "
+                             f"address space of virtual network {topo.id_of('virtual_networks', third)} already "
+                             f"peered with the second virtual network ({clash[0]} and {clash[1]}).",
+                             "VnetAddressSpaceOverlapsWithAlreadyPeeredVnet")
+
+
+# The gateway subnet is the virtual network gateway's alone.
+# https://learn.microsoft.com/azure/vpn-gateway/vpn-gateway-about-vpn-gateway-settings#gwsub
+GATEWAY_SUBNET = "gatewaysubnet"
+
+
+def _gateway_subnet(vnet, sn) -> None:
+    if sn.name.lower() == GATEWAY_SUBNET and sn.delegations:
+        raise AzureError(f"Subnet {sn.name} of virtual network {vnet.name} cannot be delegated to "
+                         f"{sn.delegations[0].service_name}: the gateway subnet is reserved for the virtual network "
+                         "gateway.", "GatewaySubnetCannotBeDelegated")
 
 
 def _nsg(nsg) -> None:
@@ -134,12 +166,18 @@ def _is_ipv4_prefix(value: str) -> bool:
 
 
 def _route_table(table) -> None:
+    seen: dict[str, str] = {}
     for route in table.routes:
         try:
             IPv4Network(route.address_prefix, strict=False)
         except ValueError:
             raise AzureError(f"Route {route.name} has an invalid AddressPrefix {route.address_prefix}.",
                              "InvalidRouteAddressPrefix") from None
+        prefix = str(IPv4Network(route.address_prefix, strict=False))
+        if prefix in seen:  # https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview#custom-routes
+            raise AzureError(f"Route: {route.name} conflicts with Route: {seen[prefix]}. Routes cannot have the same "
+                             "AddressPrefix.", "RouteConflict")
+        seen[prefix] = route.name
         if route.next_hop_type == "VirtualAppliance":
             try:
                 IPv4Address(route.next_hop_ip_address or "")
@@ -238,6 +276,10 @@ def _integration(topo: Topology, app) -> None:
         raise NotFound(f"Subnet '{app.vnet_integration}' of web app {app.name} was not found.",
                        "InvalidResourceReference")
     vnet, sn = found
+    if sn.name.lower() == GATEWAY_SUBNET:
+        raise AzureError(f"Subnet {sn.name} of virtual network {vnet.name} is the gateway subnet, reserved for the "
+                         "virtual network gateway: it cannot be used for VNet integration.",
+                         "GatewaySubnetCannotBeUsedForVnetIntegration")
     if plan.tier not in INTEGRATION_TIERS:
         raise AzureError(f"The App Service plan {plan.name} ({plan.sku}, {plan.tier}) does not support VNet "
                          "integration: use Basic, Standard, Premium V2, Premium V3 or Elastic Premium.",

@@ -9,18 +9,35 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .base import Model, Resource
 
 WEB_SERVER_FARMS = "Microsoft.Web/serverFarms"
 
 
-def _cidr(value: str) -> str:
+def _cidr(value, resource: str, ipv6: bool = False) -> str:
+    """A CIDR prefix, refused with Azure's codes and texts (not pydantic's): a malformed one
+    (InvalidAddressPrefixFormat) or one with host bits set (InvalidCIDRNotation)."""
+    text = str(value).strip()
     try:
-        return str(ipaddress.IPv4Network(str(value).strip(), strict=True))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a valid IPv4 CIDR prefix ({exc})") from None
+        loose = ipaddress.ip_network(text, strict=False)
+        if loose.version == 6 and not ipv6 or "/" not in text:
+            raise ValueError(text)
+    except ValueError:
+        raise PydanticCustomError("InvalidAddressPrefixFormat", f"Address prefix {text} of resource {resource} is "
+                                  "not formatted correctly. It should follow CIDR notation, for example "
+                                  "10.0.0.0/24.") from None
+    if loose.network_address != ipaddress.ip_address(text.split("/")[0]):
+        raise PydanticCustomError("InvalidCIDRNotation", f"The address prefix {text} in resource {resource} has an "
+                                  "invalid CIDR notation. For the given prefix length, the address prefix should be "
+                                  f"{loose}.")
+    return str(loose)
+
+
+def _owner(info: ValidationInfo) -> str:
+    return str(info.data.get("name") or "?")
 
 
 class Delegation(Model):
@@ -50,7 +67,10 @@ class Subnet(Model):
     service_endpoints: list[str] = Field(default_factory=list)
     private_endpoint_network_policies: str = "Disabled"
 
-    _v_prefix = field_validator("address_prefix")(lambda cls, v: _cidr(v))
+    @field_validator("address_prefix", mode="before")
+    @classmethod
+    def _v_prefix(cls, v, info: ValidationInfo):
+        return _cidr(v, _owner(info))
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -98,13 +118,21 @@ class VirtualNetwork(Resource):
 
     @field_validator("address_space")
     @classmethod
-    def _v_space_cidr(cls, v):
+    def _v_space_cidr(cls, v, info: ValidationInfo):
+        return [_cidr(p, _owner(info), ipv6=True) for p in v]
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _v_dns(cls, v, info: ValidationInfo):
+        """Each custom DNS server is an IP address.
+        https://learn.microsoft.com/azure/virtual-network/manage-virtual-network#change-dns-servers"""
         out = []
-        for p in v:
+        for server in v:
             try:
-                out.append(str(ipaddress.ip_network(str(p).strip(), strict=True)))
-            except ValueError as exc:
-                raise ValueError(f"{p!r} is not a valid CIDR prefix ({exc})") from None
+                out.append(str(ipaddress.ip_address(str(server).strip())))
+            except ValueError:
+                raise PydanticCustomError("InvalidDnsServerAddress", f"DNS server address '{server}' of virtual "
+                                          f"network {_owner(info)} is not a valid IP address.") from None
         return out
 
     @property
