@@ -1,6 +1,7 @@
 """Scenario tests: each behaviour of the trace engine on a small lab."""
 
 import copy
+from ipaddress import IPv4Address
 
 import pytest
 from conftest import NOTE, build
@@ -296,3 +297,27 @@ def test_a_udr_prefix_does_not_shrink_the_internet_tag():
     t = run(topo, "vm1", "203.0.113.10", 443)
     assert (t.verdict, t.reason) == ("TimedOut", "NsgDenied")
     assert run(topo, "vm1", "vm2").verdict == "Connected"
+
+
+def _storage_doc(destination: str):
+    doc = with_(network_security_groups=[{"name": "nsg-vm", "security_rules": [
+        {"name": "deny-storage", "priority": 100, "direction": "Outbound", "access": "Deny",
+         "destination_address_prefix": destination}]}],
+        internet_hosts=[{"name": "storage", "ip": "203.0.113.130"}, {"name": "public-test", "ip": "203.0.113.10"}])
+    doc["virtual_networks"][0]["subnets"][0]["network_security_group"] = "nsg-vm"
+    return doc
+
+
+@pytest.mark.parametrize("tag", ["Storage", "storage", "Storage.westeurope", "AzureCloud"])
+def test_a_platform_service_tag_matches_its_documentation_range(tag):
+    from vnetlab.engine.security import PLATFORM_TAGS
+    topo = build(_storage_doc(tag))
+    assert IPv4Address("203.0.113.130") in PLATFORM_TAGS["Storage"][0]
+    t = run(topo, "rg1vm1", "storage", 443)
+    assert (t.verdict, t.reason) == ("TimedOut", "NsgDenied")
+    assert run(topo, "rg1vm1", "public-test", 443).verdict == "Connected"
+
+
+def test_another_service_tag_does_not_match_storage_addresses():
+    t = run(build(_storage_doc("Sql")), "rg1vm1", "storage", 443)
+    assert t.verdict == "Connected"

@@ -292,3 +292,21 @@ def test_an_integration_into_the_gateway_subnet_is_refused(lab):
         d["web_apps"][0]["vnet_integration"] = "vnet1/GatewaySubnet"
     output = attempt_up(lab, gateway)
     assert "(GatewaySubnetCannotBeDelegated)" in output or "(GatewaySubnetCannotBeUsedForVnetIntegration)" in output
+
+
+def test_an_unknown_service_tag_is_refused_saying_vnetlab_does_not_know_it(lab):
+    def rule(d):
+        d["network_security_groups"] = [{"name": "n", "security_rules": [
+            {"name": "r", "priority": 100, "direction": "Outbound", "destination_address_prefix": "Storage2"}]}]
+    output = " ".join(attempt_up(lab, rule).split())
+    assert "(SecurityRuleInvalidAddressPrefix)" in output and "Value provided: Storage2" in output
+    assert "'Storage2' is not a service tag vnetlab knows" in output
+
+
+@pytest.mark.parametrize("tag", ["AzureCloud", "Storage.westeurope", "AzureFrontDoor.Backend", "GatewayManager",
+                                 "AzureActiveDirectory", "EventHub", "AzureMonitor", "Sql", "AppService"])
+def test_service_tags_users_write_are_accepted(tmp_path, tag):
+    doc = copy.deepcopy(NOTE)
+    doc["network_security_groups"] = [{"name": "n", "security_rules": [
+        {"name": "r", "priority": 100, "direction": "Inbound", "source_address_prefix": tag}]}]
+    up_note(tmp_path, doc)

@@ -11,7 +11,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from .engine.addressing import integration_addresses, reserved, usable_count
-from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag
+from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag, unknown_prefix
 from .model import WEB_SERVER_FARMS, AzureError, Conflict, Topology
 from .model.errors import NotFound
 from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
@@ -149,8 +149,9 @@ def _nsg(nsg) -> None:
             if value.strip().lower() in ANY_ADDRESS or service_tag(value):
                 continue
             if not _is_ipv4_prefix(value.strip()):
-                raise AzureError(f"Security rule {rule.name} has invalid Address prefix. Value provided: {value}.",
-                                 "SecurityRuleInvalidAddressPrefix")
+                why = str(unknown_prefix(value))
+                raise AzureError(f"Security rule {rule.name} has invalid Address prefix. Value provided: {value}. "
+                                 f"{why[:1].upper()}{why[1:]}.", "SecurityRuleInvalidAddressPrefix")
 
 
 def _is_ipv4_prefix(value: str) -> bool:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from ..model.errors import InvalidPort, InvalidTargetResourceId, NotFound
 from ..engine.network import Network
-from ..engine.security import ANY_ADDRESS, flow_protocol, nsg_chain, parse_ports, service_tag, tag_map
+from ..engine.security import ANY_ADDRESS, flow_protocol, nsg_chain, parse_ports, service_tag, tag_key, tag_map
 from ..model import NetworkInterface
 from ..model.ids import parse_id
 from ..model.nsg import is_default_rule
@@ -191,7 +191,7 @@ def _expand(prefix: str, tags: dict[str, list[str]]) -> list[str]:
         return ["0.0.0.0/0"]
     tag = service_tag(prefix)
     if tag is not None:
-        return tags[tag]
+        return tags[tag_key(tag)]
     return [str(IPv4Network(prefix.strip(), strict=False))]
 
 

@@ -15,6 +15,12 @@ IP 168.63.129.16 and the address prefixes of the user-defined routes on the VNet
 ``Internet`` is public address space outside the VNet and its peers (UDR prefixes do not
 take addresses out of it). https://learn.microsoft.com/azure/virtual-network/service-tags-overview
 
+The other service tags (``Storage``, ``Sql``, ``AzureCloud``, ... and regional forms such as
+``Storage.westeurope``) are in ``PLATFORM_TAGS``: the lab has no resources of those services yet,
+so each stands for its documented platform address (``AzurePlatformDNS``, ``AzurePlatformIMDS``)
+or for a slice of the documentation range 203.0.113.128/25 (RFC 5737) in place of Azure's
+published ranges. A tag vnetlab does not know is refused, saying so.
+
 ICMP has no ports: an ICMP packet matches only rules whose port ranges cover every port.
 
 Rules are indexed, not scanned: per protocol, the destination port space is cut into
@@ -81,6 +87,58 @@ def _nets(prefixes) -> tuple[tuple[int, int], ...]:
     return tuple((int(n.network_address), int(n.netmask)) for n in prefixes)
 
 
+# -- service tags -------------------------------------------------------------------------------
+# The service tags vnetlab resolves, as Azure spells them: the one list every face and check imports.
+# VirtualNetwork, AzureLoadBalancer and Internet depend on the VNet (``virtual_network_tag``). For the
+# platform tags Azure publishes ranges weekly (the Service Tags file); a lab has no Azure platform, so
+# each gets its own /29 of the documentation range below, and AzureCloud all of it.
+# https://learn.microsoft.com/azure/virtual-network/service-tags-overview#available-service-tags
+PLATFORM_RANGE = IPv4Network("203.0.113.128/25")
+_PLATFORM_BLOCKS = ("Storage", "Sql", "AzureKeyVault", "AppService", "GatewayManager", "AzureFrontDoor.Backend",
+                    "AzureFrontDoor.Frontend", "AzureMonitor", "AzureActiveDirectory", "EventHub", "ServiceBus",
+                    "AzureCosmosDB", "AzureContainerRegistry", "ApiManagement", "AzureBackup")
+PLATFORM_TAGS: dict[str, tuple[IPv4Network, ...]] = {
+    **{tag: (block,) for tag, block in zip(_PLATFORM_BLOCKS, PLATFORM_RANGE.subnets(new_prefix=29), strict=False)},
+    "AzureCloud": (PLATFORM_RANGE,),
+    # documented addresses: https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16
+    "AzurePlatformDNS": (HOST_VIP,),
+    "AzurePlatformIMDS": (IPv4Network("169.254.169.254/32"),),
+}
+SERVICE_TAGS = ("VirtualNetwork", "AzureLoadBalancer", "Internet", *PLATFORM_TAGS)
+# the tags Azure also publishes per region (Storage.westeurope): the same addresses in the lab
+REGIONAL_TAGS = {"Storage", "Sql", "AzureKeyVault", "AppService", "AzureMonitor", "EventHub", "ServiceBus",
+                 "AzureCosmosDB", "AzureContainerRegistry", "ApiManagement", "AzureBackup", "AzureCloud"}
+_TAG_BY_LOWER = {t.lower(): t for t in SERVICE_TAGS}
+ANY_ADDRESS = ("*", "any", "0.0.0.0/0")
+
+
+def service_tag(value: str) -> str | None:
+    """The service tag ``value`` names (case-insensitive), as Azure spells it (``Storage``,
+    ``Storage.westeurope`` for a regional form); None otherwise."""
+    low = value.strip().lower()
+    if low in _TAG_BY_LOWER:
+        return _TAG_BY_LOWER[low]
+    base, _, region = low.rpartition(".")
+    canon = _TAG_BY_LOWER.get(base)
+    if canon in REGIONAL_TAGS and region.isalnum():
+        return f"{canon}.{region}"
+    return None
+
+
+def tag_key(tag: str) -> str:
+    """The name ``tag_map`` lists a canonical tag under: a regional form's tag (Storage.westeurope -> Storage)."""
+    return tag if tag in _TAG_BY_LOWER.values() else tag.rpartition(".")[0]
+
+
+def unknown_prefix(value: str) -> RuleError:
+    text = value.strip()
+    if text[:1].isdigit():
+        return RuleError(f"{text!r} is not a valid IPv4 address prefix")
+    return RuleError(f"{text!r} is not a service tag vnetlab knows (it knows {', '.join(SERVICE_TAGS)} and "
+                     "the regional forms of "
+                     f"{', '.join(sorted(REGIONAL_TAGS))}, e.g. Storage.westeurope)")
+
+
 def udr_prefixes(topo: Topology, vnet: VirtualNetwork) -> list[IPv4Network]:
     """The IPv4 prefixes of the user-defined routes in the route tables on the VNet's subnets."""
     tables = {sn.route_table.lower() for sn in vnet.subnets if sn.route_table}
@@ -121,19 +179,8 @@ def tag_map(vnet_set: AddressSet) -> dict[str, list[str]]:
                 out.append(net)
         remaining = out
     return {"VirtualNetwork": [str(n) for n in vnet_ranges], "AzureLoadBalancer": [str(HOST_VIP)],
-            "Internet": [str(n) for n in collapse_addresses(remaining)]}
-
-
-# The service tags vnetlab resolves, as Azure spells them: the one list every face and check imports.
-# https://learn.microsoft.com/azure/virtual-network/service-tags-overview#available-service-tags
-SERVICE_TAGS = ("VirtualNetwork", "AzureLoadBalancer", "Internet")
-_TAG_BY_LOWER = {t.lower(): t for t in SERVICE_TAGS}
-ANY_ADDRESS = ("*", "any", "0.0.0.0/0")
-
-
-def service_tag(value: str) -> str | None:
-    """The service tag ``value`` names (case-insensitive), as Azure spells it; None otherwise."""
-    return _TAG_BY_LOWER.get(value.strip().lower())
+            "Internet": [str(n) for n in collapse_addresses(remaining)],
+            **{tag: [str(n) for n in nets] for tag, nets in PLATFORM_TAGS.items()}}
 
 
 def flow_protocol(value: str) -> str:
@@ -186,12 +233,13 @@ def address_set(values: list[str], vnet_set: AddressSet) -> AddressSet:
             nets += _nets([HOST_VIP])
         elif tag == "Internet":
             internet = True
+        elif tag is not None:
+            nets += _nets(PLATFORM_TAGS[tag_key(tag)])
         else:
             try:
                 nets += _nets([IPv4Network(value.strip(), strict=False)])
             except ValueError:
-                raise RuleError(f"{value!r} is not an address prefix or a supported service tag "
-                                f"({', '.join(SERVICE_TAGS)})") from None
+                raise unknown_prefix(value) from None
     return AddressSet(internet=internet, nets=tuple(nets))
 
 
