@@ -310,3 +310,82 @@ def test_service_tags_users_write_are_accepted(tmp_path, tag):
     doc["network_security_groups"] = [{"name": "n", "security_rules": [
         {"name": "r", "priority": 100, "direction": "Inbound", "source_address_prefix": tag}]}]
     up_note(tmp_path, doc)
+
+
+# -- App Service plan scale and orphaned AppServiceLink ------------------------------------------------
+# https://learn.microsoft.com/azure/app-service/overview-vnet-integration#subnet-requirements
+@pytest.fixture
+def small_integration(tmp_path):
+    """The note's lab with a /28 integration subnet: 11 usable addresses."""
+    from vnetlab.lab import Lab
+    doc = copy.deepcopy(NOTE)
+    _vnet(doc)["subnets"][1]["address_prefix"] = "10.0.0.128/28"
+    doc["app_service_plans"][0]["instances"] = 5
+    return Lab.open(up_note(tmp_path, doc))
+
+
+def _plan(**changes):
+    return lambda t: t.find("app_service_plans", "plan1").__dict__.update(changes)
+
+
+def test_a_scale_up_needs_twice_the_instances_addresses_during_the_operation(small_integration):
+    from vnetlab.model import AzureError
+    small_integration.change(_plan(sku="P2v3"))  # 5 + 5 = 10 <= 11
+    small_integration.change(_plan(instances=6))  # 5 + 6 = 11 <= 11
+    version = small_integration.store.version()
+    with pytest.raises(AzureError) as info:
+        small_integration.change(_plan(sku="P3v3"))  # 6 + 6 = 12 > 11
+    assert info.value.code == "SubnetIsFull"
+    assert "needs 12 during the scale operation" in info.value.message and "doubled" in info.value.message
+    assert small_integration.store.version() == version
+    assert small_integration.topology().find("app_service_plans", "plan1").sku == "P2v3"
+
+
+def test_a_plan_that_fits_once_scaled_is_still_refused_if_the_transition_does_not(small_integration):
+    from vnetlab.model import AzureError
+    with pytest.raises(AzureError) as info:
+        small_integration.change(_plan(instances=7))  # steady 7 fits; 5 + 7 = 12 during the scale does not
+    assert info.value.code == "SubnetIsFull"
+
+
+def _delete_app_and_plan(t):
+    t.web_apps = []
+    t.app_service_plans = []
+
+
+def _delete_integration_subnet(t):
+    t.vnet("vnet1").subnets = [s for s in t.vnet("vnet1").subnets if s.name != "integration"]
+
+
+def test_deleting_app_and_plan_without_disconnecting_leaves_the_app_service_link(tmp_path):
+    from vnetlab.lab import Lab
+    from vnetlab.model import AzureError
+    lab = Lab.open(up_note(tmp_path))
+    lab.change(_delete_app_and_plan)
+    assert lab.topology().vnet("vnet1").subnet("integration").service_association_links == ["plan1"]
+    def delete_everything_in_the_vnet(t):
+        t.virtual_machines, t.network_interfaces, t.virtual_networks = [], [], []
+    for fn in (_delete_integration_subnet, delete_everything_in_the_vnet):
+        with pytest.raises(AzureError) as info:
+            lab.change(fn)
+        assert info.value.code == "InUseSubnetCannotBeDeleted"
+        assert "/subnets/integration/serviceAssociationLinks/AppServiceLink and cannot be deleted" in \
+            info.value.message
+    # the docs' way out: the app again, integrated, then disconnected; then the subnet goes
+    from vnetlab.model import AppServicePlan, WebApp
+    def app_again(t):
+        t.app_service_plans.append(AppServicePlan(name="plan1"))
+        t.web_apps.append(WebApp(name="app1", plan="plan1", vnet_integration="vnet1/integration"))
+    lab.change(app_again)
+    lab.disconnect("app1")
+    assert lab.topology().vnet("vnet1").subnet("integration").service_association_links == []
+    lab.change(_delete_integration_subnet)
+
+
+def test_disconnecting_first_leaves_no_link(tmp_path):
+    from vnetlab.lab import Lab
+    lab = Lab.open(up_note(tmp_path))
+    lab.disconnect("app1")
+    lab.change(_delete_app_and_plan)
+    lab.change(_delete_integration_subnet)
+    assert lab.topology().vnet("vnet1").subnet("integration") is None

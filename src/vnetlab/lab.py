@@ -16,7 +16,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from .engine.addressing import lowest_free
+from .engine.addressing import lowest_free, settle_app_service_links
 from .engine.network import Network
 from .engine.routing import settle_peerings
 from .engine.trace import Trace, trace
@@ -120,6 +120,7 @@ class Lab:
                 raise pydantic_error(exc) from None
         allocate_dynamic_addresses(new, old)
         settle_peerings(new, old)
+        settle_app_service_links(new, old)
         validate(new, old)
         return old, new
 

@@ -258,11 +258,7 @@ def _plans_and_apps(topo: Topology) -> None:
     for app in topo.web_apps:
         if app.vnet_integration:
             _integration(topo, app)
-    demand: dict[str, int] = {}
-    for plan, ref in integration_addresses(topo):
-        p = topo.find("app_service_plans", plan)
-        demand[ref] = demand.get(ref, 0) + (p.instances if p else 1)
-    for ref, needed in demand.items():
+    for ref, needed in _subnet_demand(topo).items():
         vnet, sn = topo.subnet(ref)
         if needed > usable_count(sn.network):
             raise AzureError(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
@@ -302,6 +298,7 @@ def _integration(topo: Topology, app) -> None:
 
 def _transitions(new: Topology, old: Topology) -> None:
     _deleted_while_in_use(new, old)
+    _scale_needs(new, old)
     for vnet in old.virtual_networks:
         new_vnet = new.vnet(vnet.name)
         for sn in vnet.subnets:
@@ -309,18 +306,63 @@ def _transitions(new: Topology, old: Topology) -> None:
             if new_vnet is not None and new_vnet.subnet(sn.name) is not None:
                 _delegation_change(new, old, vnet, sn, new_vnet.subnet(sn.name))
                 continue
-            for app in old.apps_integrated_with(vnet.name, sn.name):
-                if new.find("web_apps", app.name) and (new.find("web_apps", app.name).vnet_integration or "").lower() \
-                        == ref.lower():
-                    sal = old.subnet_id(ref) + "/serviceAssociationLinks/AppServiceLink"
-                    raise AzureError(f"Subnet {sn.name} is in use by {sal} and cannot be deleted. In order to "
-                                     f"delete the subnet, delete all the resources within the subnet. {SUBNET_DOCS}",
-                                     "InUseSubnetCannotBeDeleted")
+            if _holds_app_service_link(new, old, vnet, sn):
+                sal = old.subnet_id(ref) + "/serviceAssociationLinks/AppServiceLink"
+                raise AzureError(f"Subnet {sn.name} is in use by {sal} and cannot be deleted. In order to "
+                                 f"delete the subnet, delete all the resources within the subnet. {SUBNET_DOCS}",
+                                 "InUseSubnetCannotBeDeleted")
             for nic in new.nics_in(vnet.name, sn.name):
                 raise AzureError(f"Subnet {sn.name} is in use by {new.id_of('network_interfaces', nic)}/"
                                  f"ipConfigurations/ipconfig1 and cannot be deleted. In order to delete the subnet, "
                                  f"delete all the resources within the subnet. {SUBNET_DOCS}",
                                  "InUseSubnetCannotBeDeleted")
+
+
+def _holds_app_service_link(new: Topology, old: Topology, vnet, sn) -> bool:
+    """The subnet still has an AppServiceLink: an app integrated with it that was not disconnected
+    (still integrated, or deleted in this change), or one left by an app deleted before.
+    https://learn.microsoft.com/azure/app-service/overview-vnet-integration#troubleshooting"""
+    if sn.service_association_links:
+        return True
+    ref = f"{vnet.name}/{sn.name}".lower()
+    for app in old.apps_integrated_with(vnet.name, sn.name):
+        now = new.find("web_apps", app.name)
+        if now is None or (now.vnet_integration or "").lower() == ref:
+            return True
+    return False
+
+
+def _scale_needs(new: Topology, old: Topology) -> None:
+    """Scaling an integrated plan up/down (SKU) or in/out (instances) adds the new instances
+    before removing the old ones: during the operation the plan holds both sets of addresses.
+    https://learn.microsoft.com/azure/app-service/overview-vnet-integration#subnet-requirements"""
+    steady = _subnet_demand(new)
+    for plan in new.app_service_plans:
+        before = old.find("app_service_plans", plan.name)
+        if before is None or (before.sku.lower(), before.instances) == (plan.sku.lower(), plan.instances):
+            continue
+        for ref in {a.vnet_integration.lower() for a in new.web_apps
+                    if a.vnet_integration and a.plan.lower() == plan.name.lower()}:
+            if ref not in {a.vnet_integration.lower() for a in old.web_apps
+                           if a.vnet_integration and a.plan.lower() == plan.name.lower()}:
+                continue  # integrated in this change: no scale operation in the subnet
+            vnet, sn = new.subnet(ref)
+            needed = steady.get(ref, 0) + before.instances
+            if needed > usable_count(sn.network):
+                raise AzureError(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
+                                 f"addresses, but scaling App Service plan {plan.name} from {before.sku} x "
+                                 f"{before.instances} to {plan.sku} x {plan.instances} needs {needed} during the "
+                                 "scale operation: when you scale up/down in size or in/out in number of instances, "
+                                 "the required address space is doubled for a short period of time.", "SubnetIsFull")
+
+
+def _subnet_demand(topo: Topology) -> dict[str, int]:
+    """VNET/SUBNET (lower case) -> addresses its integrated plans hold: one per plan instance."""
+    demand: dict[str, int] = {}
+    for plan, ref in integration_addresses(topo):
+        p = topo.find("app_service_plans", plan)
+        demand[ref] = demand.get(ref, 0) + (p.instances if p else 1)
+    return demand
 
 
 def _delegation_change(new: Topology, old: Topology, vnet, old_sn, new_sn) -> None:
@@ -334,7 +376,8 @@ def _delegation_change(new: Topology, old: Topology, vnet, old_sn, new_sn) -> No
         raise AzureError(f"Delegations of subnet {old.subnet_id(f'{vnet.name}/{old_sn.name}')} cannot be changed "
                          f"from [{', '.join(before)}] to [{', '.join(after)}] because it is being used by the "
                          f"resource {users}.", "SubnetDelegationsCannotChangeWhenSubnetUsedByResource")
-    if old.apps_integrated_with(vnet.name, old_sn.name) and WEB_SERVER_FARMS not in after:
+    if (old.apps_integrated_with(vnet.name, old_sn.name) or old_sn.service_association_links) \
+            and WEB_SERVER_FARMS not in after:
         sal = old.subnet_id(f"{vnet.name}/{old_sn.name}") + "/serviceAssociationLinks/AppServiceLink"
         raise AzureError(f"Subnet {old_sn.name} requires any of the following delegation(s) [{WEB_SERVER_FARMS}] "
                          f"to reference service association link {sal}.",

@@ -128,8 +128,9 @@ def subnet_wire(topo: Topology, vnet: VirtualNetwork, sn: Subnet) -> dict:
         props["ipConfigurations"] = [{"id": topo.id_of("network_interfaces", n) + "/ipConfigurations/ipconfig1"}
                                      for n in nics]
     apps = topo.apps_integrated_with(vnet.name, sn.name)
-    if apps:
-        props["serviceAssociationLinks"] = [service_association_link(topo, rid, apps[0])]
+    plans = [a.plan for a in apps[:1]] or sn.service_association_links[:1]  # live, or left by a deleted app
+    if plans:
+        props["serviceAssociationLinks"] = [service_association_link(topo, rid, plans[0])]
     props["delegations"] = [delegation_wire(rid, d) for d in sn.delegations]
     props["privateEndpointNetworkPolicies"] = sn.private_endpoint_network_policies
     props["privateLinkServiceNetworkPolicies"] = "Enabled"
@@ -143,14 +144,14 @@ def delegation_wire(subnet_rid: str, d: Delegation) -> dict:
                            "actions": DELEGATION_ACTIONS.get(d.service_name.lower(), [])}}
 
 
-def service_association_link(topo: Topology, subnet_rid: str, app) -> dict:
+def service_association_link(topo: Topology, subnet_rid: str, plan_name: str) -> dict:
     """What App Service puts on an integration subnet (read-only).
     https://learn.microsoft.com/azure/app-service/overview-vnet-integration#permissions"""
-    plan = topo.find("app_service_plans", app.plan)
+    plan = topo.find("app_service_plans", plan_name)
     return {"name": "AppServiceLink", "id": f"{subnet_rid}/serviceAssociationLinks/AppServiceLink",
             "type": f"{NS}/virtualNetworks/subnets/serviceAssociationLinks",
             "properties": {"provisioningState": OK, "linkedResourceType": "Microsoft.Web/serverfarms",
-                           "link": ref_id(topo, "app_service_plans", plan.name if plan else app.plan),
+                           "link": ref_id(topo, "app_service_plans", plan.name if plan else plan_name),
                            "enabledForArmDeployments": False, "allowDelete": False, "locations": []}}
 
 

@@ -70,6 +70,25 @@ def integration_addresses(topo: Topology) -> dict[tuple[str, str], list[IPv4Addr
     return out
 
 
+def settle_app_service_links(new: Topology, old: Topology | None) -> None:
+    """Deleting an app (or its plan) without disconnecting it first leaves the subnet's
+    AppServiceLink behind: kept here as the plan's name until an app of that plan integrates with
+    the subnet again (then disconnecting removes it, the docs' workaround).
+    https://learn.microsoft.com/azure/app-service/overview-vnet-integration#troubleshooting"""
+    for vnet in new.virtual_networks:
+        old_vnet = old.vnet(vnet.name) if old is not None else None
+        for sn in vnet.subnets:
+            old_sn = old_vnet.subnet(sn.name) if old_vnet is not None else None
+            links = {p.lower(): p for p in (old_sn.service_association_links if old_sn else [])}
+            if old_sn is not None:
+                for app in old.apps_integrated_with(vnet.name, sn.name):
+                    if new.find("web_apps", app.name) is None:  # deleted while integrated
+                        links.setdefault(app.plan.lower(), app.plan)
+            for app in new.apps_integrated_with(vnet.name, sn.name):
+                links.pop(app.plan.lower(), None)  # a live link again
+            sn.service_association_links = sorted(links.values(), key=str.lower)
+
+
 def _hashed_pick(seed: str, net: IPv4Network, taken: set[IPv4Address]) -> IPv4Address:
     size = net.num_addresses - 20
     start = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % size

@@ -66,6 +66,9 @@ class Subnet(Model):
     delegations: list[Delegation] = Field(default_factory=list)
     service_endpoints: list[str] = Field(default_factory=list)
     private_endpoint_network_policies: str = "Disabled"
+    # read-only in ARM: the plans whose AppServiceLink stayed when their app was deleted without
+    # disconnecting first (set on every change by engine.addressing.settle_app_service_links)
+    service_association_links: list[str] = Field(default_factory=list)
 
     @field_validator("address_prefix", mode="before")
     @classmethod
