@@ -321,3 +321,27 @@ def test_a_platform_service_tag_matches_its_documentation_range(tag):
 def test_another_service_tag_does_not_match_storage_addresses():
     t = run(build(_storage_doc("Sql")), "rg1vm1", "storage", 443)
     assert t.verdict == "Connected"
+
+
+# -- the appliance's two forwarding settings ---------------------------------------------------------------
+@pytest.mark.parametrize("nic,guest,reason", [(True, False, "GuestNotForwarding"), (False, True, "NextHopNotForwarding"),
+                                              (False, False, "NextHopNotForwarding")])
+def test_the_trace_says_which_forwarding_setting_is_missing(nic, guest, reason):
+    doc = _hub_doc(nic)
+    doc["virtual_machines"][1]["guest_ip_forwarding"] = guest
+    t = run(build(doc), "rg1vm1", "vm2")
+    assert (t.verdict, t.reason) == ("TimedOut", reason)
+    step = next(s for s in t.steps if s.kind == "VirtualAppliance")
+    assert (step.dropped, step.detail.enable_ip_forwarding, step.detail.guest_ip_forwarding) == (True, nic, guest)
+
+
+def test_an_unset_guest_setting_follows_the_nic_and_the_netns_plan_realizes_it():
+    from vnetlab.backends.netns.plan import plan_with_names
+    for guest, forwards in ((None, "1"), (True, "1"), (False, "0")):
+        doc = _hub_doc(True)
+        if guest is not None:
+            doc["virtual_machines"][1]["guest_ip_forwarding"] = guest
+        topo = build(doc)
+        assert (run(topo, "rg1vm1", "vm2").verdict == "Connected") == (forwards == "1")
+        state, names = plan_with_names(topo, "t0")
+        assert state.ns[names.endpoints["nva1"]].sysctls["net.ipv4.ip_forward"] == forwards

@@ -80,7 +80,7 @@ def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: Network) -> tup
     atoms = tuple(sorted((mask, ip & mask) for mask, nets in prefixes.items() if ip & mask in nets))
     services = frozenset(net.services_of(ep.nic) or ())
     return ("vm", ep.nic.subnet.lower(), (ep.nic.network_security_group or "").lower(),
-            ep.nic.enable_ip_forwarding, services, atoms)
+            ep.nic.enable_ip_forwarding, net.guest_forwards(ep.nic), services, atoms)
 
 
 def _dropped_by_route(net: Network, src: Endpoint):

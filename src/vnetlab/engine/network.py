@@ -131,6 +131,14 @@ class Network:
             compiled = self._nsgs[key] = CompiledNsg(model, direction, self.vnet_tag(vnet))
         return compiled
 
+    def guest_forwards(self, nic: NetworkInterface) -> bool:
+        """The OS of the VM holding ``nic`` forwards packets not addressed to it: the VM's
+        guest_ip_forwarding, or the NIC's enable_ip_forwarding when that is unset."""
+        vm = self.vm_of_nic.get(nic.name.lower())
+        if vm is None or vm.guest_ip_forwarding is None:
+            return nic.enable_ip_forwarding
+        return vm.guest_ip_forwarding
+
     def services_of(self, nic: NetworkInterface) -> set[tuple[str, int]] | None:
         """(protocol, port) the NIC's VM listens on; None when no VM uses the NIC."""
         return self._services.get(nic.name.lower())

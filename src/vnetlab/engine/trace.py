@@ -58,6 +58,8 @@ class Reason(StrEnum):
                             "no network interface holds the route's next hop address")
     NEXT_HOP_NOT_FORWARDING = ("NextHopNotForwarding", Verdict.TIMED_OUT,
                                "the next hop's network interface does not have IP forwarding enabled")
+    GUEST_NOT_FORWARDING = ("GuestNotForwarding", Verdict.TIMED_OUT,
+                            "the next hop VM's operating system does not forward (guest_ip_forwarding is false)")
     FORWARDED_TRAFFIC_NOT_ALLOWED = ("ForwardedTrafficNotAllowed", Verdict.TIMED_OUT,
                                      "the peering does not allow forwarded traffic")
     PEERING_ACCESS_DISABLED = ("PeeringAccessDisabled", Verdict.TIMED_OUT,
@@ -161,10 +163,12 @@ class PeeringDetail(Detail):
 
 @dataclass(frozen=True)
 class ApplianceDetail(Detail):
+    """The appliance's two forwarding settings: Azure's on the NIC, and the guest OS's."""
     kind = StepKind.APPLIANCE
     network_interface: str
     ip: str
     enable_ip_forwarding: bool
+    guest_ip_forwarding: bool
 
 
 @dataclass(frozen=True)
@@ -399,6 +403,16 @@ def _holder_of(net: Network, view: SubnetView, ip: IPv4Address):
     return net.appliance_at(view, ip)
 
 
+def _missing_forwarding(net: Network, nic: NetworkInterface) -> Reason | None:
+    """Which of the two settings an appliance needs is off: Azure's on the NIC (checked first:
+    Azure drops before the guest sees the packet), then the guest OS's."""
+    if not net.accepts_transit(nic):
+        return Reason.NEXT_HOP_NOT_FORWARDING
+    if not net.guest_forwards(nic):
+        return Reason.GUEST_NOT_FORWARDING
+    return None
+
+
 def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
     hop_ip = IPv4Address(route.next_hop_ip)
     nic, vnet = _holder_of(net, view, hop_ip)
@@ -413,10 +427,11 @@ def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace,
         _cross_peering(net, view, vnet.name, pkt, t)
     nva_view = net.subnet_view(nic.subnet)
     _inbound_nsgs(net, nva_view, nic, pkt, t)
-    appliance = ApplianceDetail(nic.name, str(hop_ip), nic.enable_ip_forwarding)
-    if not net.accepts_transit(nic):
+    appliance = ApplianceDetail(nic.name, str(hop_ip), nic.enable_ip_forwarding, net.guest_forwards(nic))
+    missing = _missing_forwarding(net, nic)
+    if missing:
         t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.DROPPED, appliance, True))
-        raise _Done(Reason.NEXT_HOP_NOT_FORWARDING)
+        raise _Done(missing)
     if hops + 1 > MAX_APPLIANCE_HOPS:
         raise _Done(Reason.ROUTING_LOOP)
     t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.FORWARDED, appliance))
@@ -502,7 +517,7 @@ def _return_route(net: Network, view: SubnetView, reply: Packet, steps: list[Ste
         if IPv4Address(route.next_hop_ip) == reply.dst:
             return  # the reply is for the appliance itself: delivered, not forwarded
         nic, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))
-        if nic is None or not net.accepts_transit(nic) or hops >= MAX_APPLIANCE_HOPS:
+        if nic is None or _missing_forwarding(net, nic) or hops >= MAX_APPLIANCE_HOPS:
             steps[-1].dropped = True
             raise _Done(Reason.RETURN_PATH_DROPPED)
         _return_route(net, net.subnet_view(nic.subnet), reply, steps, hops + 1)

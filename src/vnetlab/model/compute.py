@@ -28,3 +28,8 @@ class VirtualMachine(Resource):
     network_interface: str
     vm_size: str = "Standard_B1s"
     services: list[Service] = Field(default_factory=list)
+    # Forwarding in the guest OS (net.ipv4.ip_forward), a setting apart from the NIC's Azure-side
+    # enable_ip_forwarding: an appliance needs both. Unset, it follows the NIC's setting (a VM
+    # whose NIC forwards is taken for an appliance image that routes); false makes it a host.
+    # https://learn.microsoft.com/azure/virtual-network/virtual-network-network-interface#enable-or-disable-ip-forwarding
+    guest_ip_forwarding: bool | None = None

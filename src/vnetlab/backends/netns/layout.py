@@ -206,7 +206,7 @@ class Layout:
     def vm(self, fab: str, vnet: VirtualNetwork, nic: NetworkInterface, vm) -> None:
         view = self.net.subnet_view(nic.subnet)
         sn = view.subnet
-        ns = self.add_ns(self.nsname("vm", vm.name), forward=nic.enable_ip_forwarding)
+        ns = self.add_ns(self.nsname("vm", vm.name), forward=self.net.guest_forwards(nic))  # the guest OS's ip_forward
         self.names.endpoints[vm.name.lower()] = ns
         self.names.endpoints.setdefault(nic.name.lower(), ns)
         port = port_name("n", nic.name)
