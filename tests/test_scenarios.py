@@ -344,4 +344,5 @@ def test_an_unset_guest_setting_follows_the_nic_and_the_netns_plan_realizes_it()
         topo = build(doc)
         assert (run(topo, "rg1vm1", "vm2").verdict == "Connected") == (forwards == "1")
         state, names = plan_with_names(topo, "t0")
-        assert state.ns[names.endpoints["nva1"]].sysctls["net.ipv4.ip_forward"] == forwards
+        nva_ns = next(n for n in state.namespaces if n.name == names.endpoints["nva1"])
+        assert nva_ns.sysctls["net.ipv4.ip_forward"] == forwards

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_network
 from .engine.addressing import integration_addresses, reserved, usable_count
 from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag, unknown_prefix
 from .model import WEB_SERVER_FARMS, AzureError, Conflict, Topology
-from .model.errors import NotFound
+from .model.errors import NotFound, SubnetIsFull
 from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
 
 SUBNET_DOCS = "See aka.ms/deletesubnet."
@@ -349,11 +349,11 @@ def _scale_needs(new: Topology, old: Topology) -> None:
             vnet, sn = new.subnet(ref)
             needed = steady.get(ref, 0) + before.instances
             if needed > usable_count(sn.network):
-                raise AzureError(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
+                raise SubnetIsFull(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
                                  f"addresses, but scaling App Service plan {plan.name} from {before.sku} x "
                                  f"{before.instances} to {plan.sku} x {plan.instances} needs {needed} during the "
                                  "scale operation: when you scale up/down in size or in/out in number of instances, "
-                                 "the required address space is doubled for a short period of time.", "SubnetIsFull")
+                                 "the required address space is doubled for a short period of time.")
 
 
 def _subnet_demand(topo: Topology) -> dict[str, int]:

@@ -139,7 +139,7 @@ def map_error(exc: Exception) -> AzureError | None:
         from ..topology import pydantic_error
         azure = pydantic_error(exc)
         if azure.code != "InvalidRequestContent":  # a model validator gave Azure's code and text
-            return ArmError(azure.status, azure.code, azure.message)
+            return azure
         first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return InvalidRequestContent(f"{first['msg']}" + (f" ({where})" if where else ""))
