@@ -312,3 +312,13 @@ def test_peering_life_cycle_over_arm(http):
     assert http.delete(f"{NET}/virtualNetworks/vnetpeer").status_code in (200, 202, 204)
     assert http.get(there).json()["properties"]["peeringState"] == "Disconnected"
     assert http.delete(there).status_code in (200, 202, 204)
+
+
+def test_a_subnet_keeps_several_address_prefixes_over_arm(http):
+    vnet = {"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.88.0.0/24", "10.89.0.0/24"]}}}
+    assert http.put(f"{NET}/virtualNetworks/vnetmulti", json=vnet).status_code == 201
+    url = f"{NET}/virtualNetworks/vnetmulti/subnets/two"
+    body = {"properties": {"addressPrefixes": ["10.88.0.0/26", "10.89.0.0/26"]}}
+    assert http.put(url, json=body).status_code in (200, 201)
+    assert http.get(url).json()["properties"]["addressPrefixes"] == ["10.88.0.0/26", "10.89.0.0/26"]
+    assert http.delete(f"{NET}/virtualNetworks/vnetmulti").status_code in (200, 202, 204)

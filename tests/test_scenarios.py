@@ -346,3 +346,32 @@ def test_an_unset_guest_setting_follows_the_nic_and_the_netns_plan_realizes_it()
         state, names = plan_with_names(topo, "t0")
         nva_ns = next(n for n in state.namespaces if n.name == names.endpoints["nva1"])
         assert nva_ns.sysctls["net.ipv4.ip_forward"] == forwards
+
+
+# -- a subnet with several address prefixes ---------------------------------------------------------------
+def _two_range_doc():
+    doc = with_()
+    doc["virtual_networks"][0]["address_space"] = ["10.0.0.0/24", "10.7.0.0/24"]
+    doc["virtual_networks"][0]["subnets"][0] = {"name": "default", "address_prefixes": ["10.0.0.0/29", "10.7.0.0/26"]}
+    doc["virtual_machines"] = [{"name": f"vm{i}", "subnet": "vnet1/default", "services": [{"port": 80}]}
+                               for i in range(5)]
+    return doc
+
+
+def test_a_subnet_keeps_its_several_prefixes_and_addresses_nics_from_each():
+    topo = build(_two_range_doc())
+    assert topo.vnet("vnet1").subnet("default").prefixes == ["10.0.0.0/29", "10.7.0.0/26"]
+    assert [vm_ip(topo, f"vm{i}") for i in range(5)] == ["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.7.0.4", "10.7.0.5"]
+    assert run(topo, "vm0", "vm4").verdict == "Connected" and run(topo, "vm4", "vm0").verdict == "Connected"
+    assert run(topo, "app1", "vm3").verdict == "Connected"
+
+
+def test_the_netns_plan_gives_each_range_its_gateway():
+    from vnetlab.backends.netns.plan import plan_with_names
+    topo = build(_two_range_doc())
+    state, names = plan_with_names(topo, "t0")
+    bridge = next(b for b in state.bridges if b.alias == "subnet vnet1/default")
+    assert bridge.addresses == ["10.0.0.1/29", "10.7.0.1/26"]
+    vm4 = names.endpoints["vm4"]
+    assert [a.cidr for a in state.addresses if a.ns == vm4] == ["10.7.0.5/26"]
+    assert {r.dest for r in state.routes if r.ns == vm4} >= {"10.0.0.0/29", "10.7.0.0/26"}

@@ -389,3 +389,30 @@ def test_disconnecting_first_leaves_no_link(tmp_path):
     lab.change(_delete_app_and_plan)
     lab.change(_delete_integration_subnet)
     assert lab.topology().vnet("vnet1").subnet("integration") is None
+
+
+# -- several prefixes on one subnet ---------------------------------------------------------------------
+def _second_range(prefix):
+    def mutate(d):
+        _vnet(d)["address_space"] = ["10.0.0.0/24", "10.7.0.0/24"]
+        _vnet(d)["subnets"][0]["address_prefixes"] = ["10.0.0.0/26", prefix]
+    return mutate
+
+
+@pytest.mark.parametrize("prefix,code,text", [
+    ("10.0.0.128/27", "NetcfgSubnetRangesOverlap", "existing subnet 'default' (10.0.0.128/27)"),
+    ("10.9.0.0/26", "NetcfgSubnetRangeOutsideVnet", "is outside the IP address range"),
+])
+def test_each_prefix_of_a_subnet_is_checked(lab, prefix, code, text):
+    output = " ".join(attempt_up(lab, _second_range(prefix)).split())
+    assert f"({code})" in output and text in output
+
+
+def test_a_static_address_may_be_in_any_prefix_of_its_subnet(tmp_path):
+    from vnetlab.lab import Lab
+    doc = copy.deepcopy(NOTE)
+    _second_range("10.7.0.0/26")(doc)
+    doc["virtual_machines"][0]["private_ip_address"] = "10.7.0.9"
+    topo = Lab.open(up_note(tmp_path, doc)).topology()
+    assert topo.find("network_interfaces", "rg1vm1VMNic").private_ip_address == "10.7.0.9"
+    assert topo.vnet("vnet1").subnet("default").address_prefixes == ["10.0.0.0/26", "10.7.0.0/26"]

@@ -328,7 +328,7 @@ def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
             continue
         vnet, sn = new.subnet(nic.subnet)
         in_vnet = taken.setdefault(vnet.name.lower(), set())
-        ip = lowest_free(sn.network, in_vnet)
+        ip = next((ip for net in sn.networks if (ip := lowest_free(net, in_vnet)) is not None), None)
         if ip is None:
             raise SubnetIsFull(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
                                "capacity for 1 IP addresses.")

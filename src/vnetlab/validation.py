@@ -61,19 +61,19 @@ def _vnet(topo: Topology, vnet) -> None:
     v4 = vnet.networks
     subnets: list[tuple[str, IPv4Network]] = []
     for sn in vnet.subnets:
-        net = sn.network
-        if not any(net.subnet_of(n) for n in v4):
-            raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range is outside the IP "
-                             f"address range of virtual network '{vnet.name}'.", "NetcfgSubnetRangeOutsideVnet")
-        if net.prefixlen > 29:
-            raise AzureError(f"Subnet '{sn.name}' has an invalid address prefix {net}: the smallest supported "
-                             "IPv4 subnet is /29.", "InvalidAddressPrefix")
-        for other_name, other in subnets:
-            if net.overlaps(other):
-                raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range overlaps with "
-                                 f"that of an existing subnet '{other_name}' ({other}) in virtual network "
-                                 f"'{vnet.name}'.", "NetcfgSubnetRangesOverlap")
-        subnets.append((sn.name, net))
+        for net in sn.networks:  # each of a subnet's ranges
+            if not any(net.subnet_of(n) for n in v4):
+                raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range is outside the IP "
+                                 f"address range of virtual network '{vnet.name}'.", "NetcfgSubnetRangeOutsideVnet")
+            if net.prefixlen > 29:
+                raise AzureError(f"Subnet '{sn.name}' has an invalid address prefix {net}: the smallest supported "
+                                 "IPv4 subnet is /29.", "InvalidAddressPrefix")
+            for other_name, other in subnets:
+                if net.overlaps(other):
+                    raise AzureError(f"Subnet '{sn.name}' is not valid because its IP address range overlaps with "
+                                     f"that of an existing subnet '{other_name}' ({other}) in virtual network "
+                                     f"'{vnet.name}'.", "NetcfgSubnetRangesOverlap")
+            subnets.append((sn.name, net))
         _gateway_subnet(vnet, sn)
     names = [s.name.lower() for s in vnet.subnets]
     if len(set(names)) != len(names):
@@ -226,7 +226,6 @@ def _nics(topo: Topology) -> None:
     taken: dict[tuple[str, IPv4Address], str] = {}
     for nic in topo.network_interfaces:
         vnet, sn = topo.subnet(nic.subnet)
-        net = sn.network
         if sn.delegations:
             raise AzureError(f"Subnet {sn.name} is delegated to {sn.delegations[0].service_name}, so network "
                              f"interface {nic.name} cannot use it: a delegated subnet serves only that service.",
@@ -234,9 +233,10 @@ def _nics(topo: Topology) -> None:
         if not nic.private_ip_address:
             continue
         ip = IPv4Address(nic.private_ip_address)
-        if ip not in net:
-            raise AzureError(f"Private static IP address {ip} does not belong to the range of subnet prefix {net}.",
-                             "PrivateIPAddressNotInSubnet")
+        net = sn.network_of(ip)
+        if net is None:
+            raise AzureError(f"Private static IP address {ip} does not belong to the range of subnet prefix "
+                             f"{', '.join(sn.prefixes)}.", "PrivateIPAddressNotInSubnet")
         if ip in reserved(net):
             raise AzureError(f"Private static IP address {ip} falls within reserved IP range of subnet prefix {net}.",
                              "PrivateIPAddressInReservedRange")

@@ -115,7 +115,9 @@ def _child(parent, attr: str, item: Obj):
 
 def subnet_wire(topo: Topology, vnet: VirtualNetwork, sn: Subnet) -> dict:
     rid = topo.id_of("virtual_networks", vnet, "subnets", sn.name)
-    props: dict = {"provisioningState": OK, "addressPrefix": sn.address_prefix}
+    # one range: addressPrefix; several: addressPrefixes, as Azure answers
+    props: dict = {"provisioningState": OK, **({"addressPrefixes": sn.prefixes} if sn.address_prefixes
+                                               else {"addressPrefix": sn.address_prefix})}
     if sn.network_security_group:
         props["networkSecurityGroup"] = {"id": ref_id(topo, "network_security_groups", sn.network_security_group)}
     if sn.route_table:
@@ -165,7 +167,8 @@ def subnet_from_wire(topo: Topology, body: Obj, vnet: VirtualNetwork, current: S
         require(service, f"{item.path}.properties.serviceName")
         delegations.append(Delegation(name=item.str("name") or "", service_name=service))
     endpoints = [require(e.str("service"), f"{e.path}.service") for e in props.objs("serviceEndpoints")]
-    return Subnet(name=name, address_prefix=prefix, delegations=delegations, service_endpoints=endpoints,
+    return Subnet(name=name, address_prefix=prefix, address_prefixes=props.strs("addressPrefixes"),
+                  delegations=delegations, service_endpoints=endpoints,
                   network_security_group=ref_name(topo, props, "networkSecurityGroup", "network_security_groups",
                                                   "networkSecurityGroups"),
                   route_table=ref_name(topo, props, "routeTable", "route_tables", "routeTables"),

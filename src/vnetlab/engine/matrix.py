@@ -64,7 +64,7 @@ def _prefixes(net: Network) -> dict[int, set[int]]:
             if r.next_hop_ip_address:
                 found.add(r.next_hop_ip_address)
     for view in net.subnets.values():
-        found.add(view.subnet.address_prefix)
+        found.update(view.subnet.prefixes)
     by_mask: dict[int, set[int]] = {}
     for p in found:
         parsed = _network(p.strip())

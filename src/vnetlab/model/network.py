@@ -59,8 +59,13 @@ class Delegation(Model):
 
 
 class Subnet(Model):
+    """A subnet: one address range (``address_prefix``) or several (ARM ``addressPrefixes``: all
+    of them in ``address_prefixes``, the first also in ``address_prefix``).
+    https://learn.microsoft.com/azure/templates/microsoft.network/virtualnetworks/subnets"""
+
     name: str = Field(min_length=1, max_length=80)
     address_prefix: str
+    address_prefixes: list[str] = Field(default_factory=list)
     network_security_group: str | None = None
     route_table: str | None = None
     delegations: list[Delegation] = Field(default_factory=list)
@@ -70,14 +75,51 @@ class Subnet(Model):
     # disconnecting first (set on every change by engine.addressing.settle_app_service_links)
     service_association_links: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _first_prefix(cls, data):
+        """``address_prefixes`` alone gives ``address_prefix`` its first range; a single range is
+        kept in ``address_prefix`` only."""
+        if isinstance(data, dict) and data.get("address_prefixes"):
+            data = dict(data)
+            prefixes = data["address_prefixes"]
+            prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+            data.setdefault("address_prefix", prefixes[0])
+            data["address_prefixes"] = prefixes if len(prefixes) > 1 else []
+        return data
+
     @field_validator("address_prefix", mode="before")
     @classmethod
     def _v_prefix(cls, v, info: ValidationInfo):
         return _cidr(v, _owner(info))
 
+    @field_validator("address_prefixes", mode="before")
+    @classmethod
+    def _v_prefixes(cls, v, info: ValidationInfo):
+        return [_cidr(p, _owner(info)) for p in ([v] if isinstance(v, str) else v or [])]
+
+    @model_validator(mode="after")
+    def _first_is_address_prefix(self):
+        if self.address_prefixes and self.address_prefix not in self.address_prefixes:
+            self.address_prefixes.insert(0, self.address_prefix)
+        return self
+
+    @property
+    def prefixes(self) -> list[str]:
+        return self.address_prefixes or [self.address_prefix]
+
     @property
     def network(self) -> ipaddress.IPv4Network:
+        """The first range (where App Service integration takes its addresses)."""
         return ipaddress.IPv4Network(self.address_prefix)
+
+    @property
+    def networks(self) -> list[ipaddress.IPv4Network]:
+        return [ipaddress.IPv4Network(p) for p in self.prefixes]
+
+    def network_of(self, ip) -> ipaddress.IPv4Network | None:
+        """The subnet's range that holds ``ip``."""
+        return next((n for n in self.networks if ipaddress.IPv4Address(ip) in n), None)
 
     def delegated_to(self, service: str) -> bool:
         return any(d.service_name.lower() == service.lower() for d in self.delegations)

@@ -194,9 +194,8 @@ class Layout:
         self.route(fab, "default", table=DELIVER_TABLE, type="blackhole")
         for i, sn in enumerate(sorted(vnet.subnets, key=lambda s: s.name.lower())):
             self.subnet_table[f"{vnet.name}/{sn.name}".lower()] = SUBNET_TABLE_BASE + i
-            gw = IPv4Address(int(sn.network.network_address) + 1)
-            self.bridges.append(Bridge(ns=fab, name=port_name("b", vnet.name, sn.name),
-                                       addresses=[f"{gw}/{sn.network.prefixlen}"],
+            gateways = [f"{IPv4Address(int(n.network_address) + 1)}/{n.prefixlen}" for n in sn.networks]
+            self.bridges.append(Bridge(ns=fab, name=port_name("b", vnet.name, sn.name), addresses=gateways,
                                        mac=mac_for(f"{self.id}/{fab}/{sn.name}"), alias=f"subnet {vnet.name}/{sn.name}"))
         for nic in sorted(nics, key=lambda n: n.name.lower()):
             vm = self.net.vm_of_nic.get(nic.name.lower())
@@ -211,11 +210,13 @@ class Layout:
         self.names.endpoints.setdefault(nic.name.lower(), ns)
         port = port_name("n", nic.name)
         vm_m, f_m = self.veth(ns, "eth0", fab, port, alias=self.topo.id_of("network_interfaces", nic))
-        gw = str(IPv4Address(int(sn.network.network_address) + 1))
-        self.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{nic.private_ip_address}/{sn.network.prefixlen}",
+        own = sn.network_of(nic.private_ip_address) or sn.network  # the subnet range holding the NIC
+        gw = str(IPv4Address(int(own.network_address) + 1))
+        self.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{nic.private_ip_address}/{own.prefixlen}",
                                       noprefixroute=True))
         self.route(ns, "default", via=gw, dev="eth0", onlink=True)
-        self.route(ns, str(sn.network), via=gw, dev="eth0", onlink=True)
+        for netw in sn.networks:
+            self.route(ns, str(netw), via=gw, dev="eth0", onlink=True)
         self.neigh.append(Neighbour(ns=ns, dev="eth0", ip=gw, mac=f_m))
         self.neigh.append(Neighbour(ns=fab, dev=port, ip=nic.private_ip_address, mac=vm_m))
         self.ports[f"{port}@{fab}"] = Port(fab, port, nic.private_ip_address, view.ref, vnet, nic=nic)
