@@ -305,7 +305,9 @@ class CompiledNsg:
         self.nsg, self.direction, self.vnet_set = nsg, direction, vnet_set
         self.rules = [compile_rule(r, vnet_set, is_default_rule(r)) for r in nsg.rules(direction)]
         self._index = {p: _PortIndex.build([r for r in self.rules if p in r.protocols]) for p in ("Tcp", "Udp")}
-        self._icmp = [r for r in self.rules if "Icmp" in r.protocols and r.destination_ports == FULL_PORTS]
+        # ICMP has no ports: only rules whose source and destination ranges cover every port match it
+        self._icmp = [r for r in self.rules if "Icmp" in r.protocols
+                      and r.destination_ports == FULL_PORTS and r.source_ports == FULL_PORTS]
 
     def evaluate(self, protocol: str, src: IPv4Address | int, dst: IPv4Address | int, port: int | None,
                  sport: int | None = None) -> CompiledRule:
@@ -316,22 +318,3 @@ class CompiledNsg:
             if rule.matches_addresses(src_i, dst_i, sport, self.vnet_set):
                 return rule
         return self.rules[-1]
-
-
-
-
-def evaluate_naive(nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet, protocol: str,
-                   src: int, dst: int, port: int | None, sport: int | None = None) -> SecurityRule:
-    """The plain reading of the docs: walk every rule in priority order. Reference for tests."""
-    for rule in nsg.rules(direction):
-        c = compile_rule(rule, vnet_set, False)
-        if protocol not in c.protocols:
-            continue
-        if protocol == "Icmp":
-            if c.destination_ports != FULL_PORTS:
-                continue
-        elif not ports_match(c.destination_ports, port):
-            continue
-        if c.matches_addresses(src, dst, sport, vnet_set):
-            return rule
-    raise AssertionError("the default deny rule always matches")
