@@ -20,6 +20,7 @@ SUB = f"/subscriptions/{SUBSCRIPTION}"
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory):
+    """Where the endpoint's certificates are made (the lab directory of the TLS tests)."""
     return tmp_path_factory.mktemp("lab")
 
 
@@ -34,9 +35,10 @@ def ca(tls):
     return ssl.create_default_context(cafile=str(tls.ca))
 
 
-@pytest.fixture(scope="session")
-def server(home, tls):
-    with ServerThread(create_app(home), tls) as url:
+@pytest.fixture
+def server(tmp_path, tls):
+    """An endpoint serving a lab of this test's own."""
+    with ServerThread(create_app(tmp_path / "lab"), tls) as url:
         yield url
 
 

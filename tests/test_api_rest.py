@@ -29,18 +29,25 @@ PLAN = {"location": "westeurope", "sku": {"name": "P1V3", "tier": "PREMIUMV3", "
 
 
 @pytest.fixture(scope="module")
-def lab_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("restlab")
+def tls(tmp_path_factory):
+    """The endpoint's certificates: shared by the module's servers, they hold no lab state."""
+    return ensure_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
-def ca(lab_home):
-    return ssl.create_default_context(cafile=str(ensure_tls(lab_home).ca))
+def ca(tls):
+    return ssl.create_default_context(cafile=str(tls.ca))
 
 
-@pytest.fixture(scope="module")
-def http(lab_home, ca):
-    with ServerThread(create_app(lab_home), ensure_tls(lab_home)) as url:
+@pytest.fixture
+def lab_home(tmp_path):
+    return tmp_path / "lab"
+
+
+@pytest.fixture
+def http(lab_home, tls, ca):
+    """An endpoint on a lab of this test's own with the note's VNet, plan and (not integrated) app."""
+    with ServerThread(create_app(lab_home), tls) as url:
         with httpx.Client(base_url=url, verify=ca, timeout=30,
                           params={"api-version": "2024-07-01"}) as client:
             assert client.put(RG, json={"location": "westeurope"}).status_code == 201  # a new lab has no group

@@ -41,9 +41,15 @@ class Clients:
 
 
 @pytest.fixture(scope="module")
-def az(tmp_path_factory):
-    home = tmp_path_factory.mktemp("sdklab")
-    tls = ensure_tls(home)
+def tls(tmp_path_factory):
+    """The endpoint's certificates: shared by the module's servers, they hold no lab state."""
+    return ensure_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def az(tmp_path, tls):
+    """The SDK clients on an endpoint serving a lab of this test's own."""
+    home = tmp_path / "lab"
     with ServerThread(create_app(home), tls) as url:
         yield Clients(url, str(tls.ca), home)
 
@@ -57,7 +63,7 @@ def create_vm(az: Clients, name: str, nic_id: str, services: str = "80/Tcp"):
     return az.res.resources.begin_create_or_update_by_id(rid, api_version="2024-07-01", parameters=body).result()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def note(az):
     """The field note's lab: vnet1 10.0.0.0/24 with a VM subnet (NSG denying 443 to the VM) and a
     delegated integration subnet, VM rg1vm1 listening on 80, plan1 (P1v3 Linux) and app1."""
@@ -94,7 +100,7 @@ def note(az):
             "site": site}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def integrated(az, note):
     """app1 integrated with vnet1/integration through the swift networkConfig the SDK uses."""
     before = az.lab.trace("app1", "rg1vm1", 80)
