@@ -40,9 +40,9 @@ from typing import Callable
 from ...store import Store
 from . import kernel
 from .errors import NamespaceConflict, TeardownError
-from .processes import (K_CAPTURE, K_PROC, Starter, pid_alive, pid_matches, proc_key, process_pid,  # noqa: F401
-                        rec_running, stop_records)
-from .reconcile import configure, index
+from .processes import (K_CAPTURE, K_PROC, Starter, finish_stop, pid_alive, pid_matches, proc_key,  # noqa: F401
+                        process_pid, rec_running, stop_records, terminate)
+from .reconcile import configure, early_sysctls, index
 from .state import DesiredState, Process
 
 STATE_META = "netns_state"
@@ -146,6 +146,9 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     # 3. namespaces new (write-ahead records in one transaction, resolv.conf, then one batch)
     store.record_many(K_NETNS, {ns: {"etc_dir": str(kernel.etc_netns_dir(ns))} for ns in new_ns})
     kernel.netns_add_with_resolv({ns: D_ns[(ns,)].resolv_conf for ns in new_ns})
+    # a new namespace's own sysctls before any link exists in it: IPv6 off first makes every
+    # link created afterwards cheaper to create and to delete
+    kernel.sysctl_many({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
     for ns in resolv_changed:
         kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
     rep.created_namespaces = list(new_ns)
@@ -174,13 +177,14 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
     /etc/netns dirs. Objects already missing are fine. With ``strict``, raise
     ``TeardownError`` if something recorded could not be removed; returns the problems."""
     problems: list[str] = []
+    # SIGTERM every recorded process group still ours, delete the namespaces and their
+    # /etc/netns dirs meanwhile (a namespace outlives its name while processes are in it), then
+    # wait for all the groups together (N of them cost one grace period) and SIGKILL stragglers
+    stopping = []
     for kind in (K_CAPTURE, K_PROC):
-        procs = [(name, data) for _, name, data in store.records(kind)]
+        recs = [(name, data) for _, name, data in store.records(kind)]
         try:
-            # SIGTERM every recorded process still matching its record, wait for all of them
-            # together (N processes cost one grace period), SIGKILL stragglers, resolve PID-less
-            # records by namespace + exact command line
-            problems += stop_records(store, procs, kind=kind)
+            stopping.append((kind, recs, terminate(recs)))
         except Exception as e:  # noqa: BLE001 - keep going, report at the end
             problems.append(f"{kind}: {e}")
     nss = [ns for _, ns, _data in store.records(K_NETNS)]
@@ -188,15 +192,19 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
         kernel.netns_del_many([ns for ns in nss if kernel.assert_ns(ns)])
     except Exception as e:  # noqa: BLE001
         problems.append(f"namespaces: {e}")
+    for kind, recs, targets in stopping:
+        try:
+            problems += finish_stop(store, targets, recs, kind=kind)
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"{kind}: {e}")
     gone = []
     for ns in nss:
         try:
-            kernel.assert_ns(ns)
-            kernel.netns_del(ns, missing_ok=True)
-            kernel.remove_etc_netns(ns)
+            kernel.netns_del(ns, missing_ok=True)  # no-op unless the batch missed it
             gone.append(ns)
         except Exception as e:  # noqa: BLE001
             problems.append(f"namespace {ns}: {e}")
+    problems += kernel.remove_etc_netns_many(gone)
     store.forget_many(K_NETNS, gone)
     if not problems:
         store.set_meta(STATE_META, "")

@@ -138,7 +138,9 @@ class Layout:
         sysctls = {"net.ipv4.ip_forward": "1" if forward else "0",
                    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
                    "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.default.send_redirects": "0",
-                   "net.ipv4.conf.all.accept_redirects": "0"}
+                   "net.ipv4.conf.all.accept_redirects": "0",
+                   # the lab is IPv4 (as the engine): no IPv6 addresses on its links
+                   "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         if infra:
             # The lab's own forwarding namespaces (fabrics, workers, outbound, internet) have policy
             # rules, which make the kernel check every forwarded packet's source with a full

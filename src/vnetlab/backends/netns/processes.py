@@ -244,9 +244,21 @@ def stop_records(store: Store, recs: list[tuple[str, dict]], grace: float = 2.0,
     """Stop recorded processes and their process groups, all together: SIGTERM each group still
     ours, wait (one grace period for all), SIGKILL what is left, then forget the records in one
     transaction. Returns problems (groups that would not die)."""
+    return finish_stop(store, terminate(recs), recs, grace, kind)
+
+
+def terminate(recs: list[tuple[str, dict]]) -> list[tuple[int, dict]]:
+    """SIGTERM the process group of each record still ours; returns them (for ``finish_stop``)."""
     targets = _targets(recs)
     for pgid, data in targets:
         _signal_group(pgid, data, signal.SIGTERM)
+    return targets
+
+
+def finish_stop(store: Store, targets: list[tuple[int, dict]], recs: list[tuple[str, dict]], grace: float = 2.0,
+                kind: str = K_PROC) -> list[str]:
+    """Wait for the terminated groups (one grace period for all), SIGKILL what is left, forget the
+    records in one transaction. Returns problems (groups that would not die)."""
     deadline = time.monotonic() + grace
     left = _remaining(targets)
     while left and time.monotonic() < deadline:
@@ -310,7 +322,8 @@ class Starter:
         for exe, group in self.launch.items():
             spec = {"parent": os.getpid(), "timeout": 10,
                     "items": [{"key": proc_key(p), "ns": p.ns, "args": p.argv[4:], "title": p.resource or p.name,
-                               "log": self.intents[proc_key(p)]["log"]} for p in group]}
+                               "log": self.intents[proc_key(p)]["log"], "etc": p.name == "webapp"}
+                              for p in group]}
             out = tempfile.TemporaryFile()
             proc = subprocess.Popen(self.cmdlines[exe], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
                                     env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -384,7 +397,8 @@ def _sockets(pid: int) -> list[tuple[str, str, int, int]]:
     """(proto, local address, port, inode) of listening TCP and bound UDP sockets in the
     network namespace of ``pid`` (its /proc/PID/net view)."""
     out = []
-    for proto, fname, state in (("tcp", "tcp", "0A"), ("udp", "udp", "07")):
+    for proto, fname, state in (("tcp", "tcp", "0A"), ("udp", "udp", "07"), ("tcp", "tcp6", "0A"),
+                                ("udp", "udp6", "07")):
         try:
             lines = Path(f"/proc/{pid}/net/{fname}").read_text().splitlines()[1:]
         except OSError:
@@ -393,9 +407,25 @@ def _sockets(pid: int) -> list[tuple[str, str, int, int]]:
             parts = line.split()
             if len(parts) > 9 and parts[3] == state:
                 addr, port = parts[1].split(":")
-                ip = ".".join(str(b) for b in reversed(bytes.fromhex(addr)))
-                out.append((proto, ip, int(port, 16), int(parts[9])))
+                out.append((proto, _address(addr), int(port, 16), int(parts[9])))
     return out
+
+
+def _address(hexaddr: str) -> str:
+    """An address of /proc/net/{tcp,udp}[6] as text (IPv6 wildcard ``::``, loopback ``::1``)."""
+    raw = bytes.fromhex(hexaddr)
+    if len(raw) == 4:
+        return ".".join(str(b) for b in reversed(raw))
+    words = [int.from_bytes(raw[i:i + 4], "little") for i in range(0, 16, 4)]
+    if words == [0, 0, 0, 0]:
+        return "::"
+    if words == [0, 0, 0, 1]:
+        return "::1"
+    return ":".join(f"{w:08x}" for w in words)
+
+
+def _loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"
 
 
 def _socket_inodes(pids: list[int]) -> set[int]:
@@ -436,7 +466,7 @@ def _command_state(key: str, data: dict, members: list[int], final: bool) -> Ser
     wanted = [("tcp", p) for p in data.get("tcp", [])] + [("udp", p) for p in data.get("udp", [])]
     missing = []
     for proto, port in wanted:
-        if any(s[0] == proto and s[2] == port and s[3] in mine and not s[1].startswith("127.") for s in socks):
+        if any(s[0] == proto and s[2] == port and s[3] in mine and not _loopback(s[1]) for s in socks):
             continue
         missing.append((proto, port))
     if not missing:

@@ -235,7 +235,10 @@ def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], 
     changed: dict[str, dict[str, str]] = {}
     for ns in live:
         d, p = D_ns[(ns,)], P_ns.get((ns,))
-        changed[ns] = d.sysctls if p is None else {k: v for k, v in d.sysctls.items() if p.sysctls.get(k) != v}
+        if ns in new_set:  # the namespace-wide ones were set when it was created (``early_sysctls``)
+            changed[ns] = {k: v for k, v in d.sysctls.items() if k not in early_sysctls(d.sysctls)}
+        else:
+            changed[ns] = {k: v for k, v in d.sysctls.items() if p is None or p.sysctls.get(k) != v}
 
     # 6. nft: one atomic transaction per namespace, loaded (namespaces concurrently) while the
     # addresses/routes/sysctls are being set: tables name interfaces, which exist by now
@@ -274,3 +277,9 @@ def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], 
     lap("nft")
     touched = set(ops) | set(scripts) | {ns for ns, values in changed.items() if values}
     return touched | {ns for ns in live if dels[ns]}
+
+
+def early_sysctls(sysctls: dict[str, str]) -> dict[str, str]:
+    """The namespace-wide sysctls (not naming one interface): they can be set before any link."""
+    return {k: v for k, v in sysctls.items()
+            if ".conf." not in k or ".conf.all." in k or ".conf.default." in k}

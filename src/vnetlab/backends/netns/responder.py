@@ -176,8 +176,9 @@ def _check(rc: int, what: str) -> None:
         raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
-def _enter(libc, ns: str) -> None:
-    """Become what ``ip netns exec NS`` would make us (network + private /etc/netns view)."""
+def _enter(libc, ns: str, etc: bool = True) -> None:
+    """Become what ``ip netns exec NS`` would make us (network + private /etc/netns view; the
+    latter only with ``etc``: a mount namespace copies every mount of the host, which costs)."""
     if not ns.startswith("vl") or "/" in ns:
         raise ValueError(f"bad namespace {ns!r}")
     fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
@@ -185,6 +186,8 @@ def _enter(libc, ns: str) -> None:
         _check(libc.setns(fd, CLONE_NEWNET), f"setns {ns}")
     finally:
         os.close(fd)
+    if not etc:
+        return
     etc = f"/etc/netns/{ns}"
     if os.path.isdir(etc):
         _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
@@ -221,7 +224,7 @@ def _child(libc, item: dict, ready_w: int) -> None:
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     try:
-        _enter(libc, item["ns"])
+        _enter(libc, item["ns"], item.get("etc", True))
         main(ready_fd=ready_w, parsed=item["parsed"])
     except BaseException as e:  # noqa: BLE001 - the log says why; the launcher sees no "ready"
         sys.stderr.write(f"responder in {item.get('ns')}: {type(e).__name__}: {e}\n")
