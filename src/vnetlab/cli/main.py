@@ -251,6 +251,37 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
 
 
 @app.command()
+def graph(fmt: Optional[str] = typer.Option(None, "-o", "--format",
+                                            help="dot (default), mermaid, svg or png (svg and png need Graphviz)."),
+          trace_flow: Optional[tuple[str, str]] = typer.Option(None, "--trace", metavar="SRC DST",
+                                                               help="Draw this flow's trace over the lab."),
+          port: Optional[int] = typer.Option(None, "--port", "-p"),
+          protocol: str = typer.Option("Tcp", "--protocol", help="Tcp, Udp or Icmp."),
+          output_file: Optional[Path] = typer.Option(None, "--output", help="Write to FILE (format from its suffix)."),
+          home: Optional[Path] = HomeOpt):
+    """A picture of the lab (VNets, subnets, VMs, NVAs, plans and apps, peerings, the internet),
+    with --trace the traced path over it. Layout by Graphviz's dot."""
+    from .. import graph as pictures
+    lab = Lab.open(home)
+    if fmt is None:
+        suffix = output_file.suffix.lstrip(".").lower() if output_file else ""
+        fmt = {"gv": "dot", "mmd": "mermaid"}.get(suffix, suffix if suffix in pictures.FORMATS else "dot")
+    trace_dict = None
+    if trace_flow:
+        if run(lambda: flow_protocol(protocol)) != "Icmp" and port is None:
+            port = 80
+        trace_dict = run(lambda: lab.trace(trace_flow[0], trace_flow[1], port, protocol)).to_dict()
+    data = run(lambda: pictures.draw(lab.network(), fmt.lower(), trace_dict))
+    if output_file is not None:
+        output_file.write_bytes(data)
+        err_console.print(f"Wrote {output_file} ({fmt}).")
+    elif fmt == "png" and sys.stdout.isatty():
+        fail(AzureError("A png is not text: write it with --output FILE.png.", "InvalidArgumentValue"))
+    else:
+        sys.stdout.buffer.write(data) if fmt == "png" else sys.stdout.write(data.decode())
+
+
+@app.command()
 def schema():
     """JSON Schema of the topology file, for editors."""
     sys.stdout.write(topology_schema() + "\n")

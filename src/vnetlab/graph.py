@@ -1,0 +1,498 @@
+"""A picture of the lab: Graphviz DOT or Mermaid text, with a traced path drawn over it.
+
+Only reads: the lab's model and its compiled view (:class:`~vnetlab.engine.network.Network`)
+for what exists, and a trace's ``to_dict()`` for the path. It decides nothing: peering states,
+integration addresses and every verdict come from the engine. The picture is built once as
+plain data (:class:`Picture`: clusters, nodes, edges), then written as DOT or Mermaid; the
+layout is Graphviz's ``dot`` (:func:`render` runs it for svg and png).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from .engine.network import Network
+from .engine.routing import peering_state
+from .model import AzureError, Topology
+
+COLLAPSE_AT = 50          # a subnet with this many endpoints or more is drawn as one node with a count
+FORMATS = ("dot", "mermaid", "svg", "png")
+VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf222e"}
+
+
+@dataclass
+class Node:
+    id: str
+    lines: list[str]
+    kind: str                      # subnet | vm | nic | nva | endpoints | plan | app | internet | unknown
+    hops: list[int] = field(default_factory=list)   # trace steps at this node (1-based)
+    decided: str | None = None     # the text of the step that decided the verdict, when it is here
+
+
+@dataclass
+class Cluster:
+    id: str
+    label: str
+    kind: str                      # vnet | subnet | plan
+    nodes: list[str] = field(default_factory=list)
+    clusters: list["Cluster"] = field(default_factory=list)
+
+
+@dataclass
+class Edge:
+    src: str                       # a node id, or a cluster id (a VNet, for peerings)
+    dst: str
+    label: str
+    kind: str                      # integration | peering | route | trace | return
+    state: str | None = None       # a peering's state; a trace edge's verdict color key
+    dropped: bool = False
+
+
+@dataclass
+class Picture:
+    title: str
+    clusters: list[Cluster] = field(default_factory=list)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    top: list[str] = field(default_factory=list)   # nodes outside any cluster
+    edges: list[Edge] = field(default_factory=list)
+    keys: dict[tuple, str] = field(default_factory=dict)   # (kind, lower name) -> node or cluster id
+    by_id: dict[str, Cluster] = field(default_factory=dict)
+    verdict: str | None = None
+
+    def cluster(self, cid: str) -> Cluster | None:
+        return self.by_id.get(cid)
+
+    def new_cluster(self, cid: str, label: str, kind: str) -> Cluster:
+        self.by_id[cid] = cluster = Cluster(cid, label, kind)
+        return cluster
+
+
+class _Ids:
+    """Readable, unique DOT/Mermaid identifiers from Azure names (which may hold '-', '.', '(')."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def new(self, prefix: str, name: str) -> str:
+        base = f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+        ident, n = base, 1
+        while ident.lower() in self.used:
+            n += 1
+            ident = f"{base}_{n}"
+        self.used.add(ident.lower())
+        return ident
+
+
+# -- the lab -----------------------------------------------------------------------------------------
+def picture(net: Network, trace: dict | None = None) -> Picture:
+    """The lab as clusters, nodes and edges; with ``trace`` (a trace's ``to_dict()``), its path over it."""
+    topo = net.topo
+    pic = Picture(title=f"Lab {topo.name} ({topo.location})")
+    ids = _Ids()
+    nics_by_subnet: dict[str, list] = {}
+    for nic in topo.network_interfaces:
+        nics_by_subnet.setdefault(nic.subnet.lower(), []).append(nic)
+    for vnet in topo.virtual_networks:
+        pic.clusters.append(_vnet_cluster(pic, ids, topo, vnet, nics_by_subnet))
+    for plan in topo.app_service_plans:
+        pic.clusters.append(_plan_cluster(pic, ids, net, plan))
+    _internet(pic, ids, topo)
+    _peerings(pic, topo)
+    _appliance_routes(pic, topo)
+    if trace is not None:
+        _draw_trace(pic, ids, trace)
+    return pic
+
+
+def _add(pic: Picture, node: Node, where: list[str], *keys: tuple) -> str:
+    pic.nodes[node.id] = node
+    where.append(node.id)
+    for key in keys:
+        pic.keys.setdefault(key, node.id)
+    return node.id
+
+
+def _vnet_cluster(pic: Picture, ids: _Ids, topo: Topology, vnet, nics_by_subnet: dict) -> Cluster:
+    cluster = pic.new_cluster(ids.new("cluster_vnet", vnet.name), f"VNet {vnet.name}  {', '.join(vnet.address_space)}", "vnet")
+    pic.keys[("vnet", vnet.name.lower())] = cluster.id
+    for sn in vnet.subnets:
+        ref = f"{vnet.name}/{sn.name}"
+        inner = pic.new_cluster(ids.new("cluster_subnet", ref), f"subnet {sn.name}  {sn.address_prefix}", "subnet")
+        _add(pic, Node(ids.new("subnet", ref), _subnet_lines(sn), "subnet"), inner.nodes, ("subnet", ref.lower()))
+        _endpoints(pic, ids, topo, nics_by_subnet.get(ref.lower(), []), inner)
+        cluster.clusters.append(inner)
+    if not vnet.subnets:
+        _add(pic, Node(ids.new("vnet", vnet.name), ["no subnets"], "subnet"), cluster.nodes)
+    return cluster
+
+
+def _subnet_lines(sn) -> list[str]:
+    lines = [f"{sn.name} {sn.address_prefix}"]
+    lines += [f"delegated to {d.service_name}" for d in sn.delegations]
+    if sn.network_security_group:
+        lines.append(f"NSG {sn.network_security_group}")
+    if sn.route_table:
+        lines.append(f"route table {sn.route_table}")
+    return lines
+
+
+def _endpoints(pic: Picture, ids: _Ids, topo: Topology, nics: list, inner: Cluster) -> None:
+    """A node per VM or bare NIC, NVAs (IP forwarding on) always; 50+ others become one node."""
+    appliances = [n for n in nics if n.enable_ip_forwarding]
+    others = [n for n in nics if not n.enable_ip_forwarding]
+    collapsed = len(nics) >= COLLAPSE_AT
+    if collapsed and others:
+        ips = sorted((n.private_ip_address for n in others if n.private_ip_address), key=_ip_key)
+        span = [f"{ips[0]} ... {ips[-1]}"] if ips else []
+        node = Node(ids.new("endpoints", inner.id), [f"{len(others)} endpoints (VMs and NICs)", *span], "endpoints")
+        _add(pic, node, inner.nodes)
+        for nic in others:
+            _key_endpoint(pic, topo, nic, node.id)
+    for nic in appliances + ([] if collapsed else others):
+        vm = topo.vm_of_nic(nic.name)
+        name = vm.name if vm else nic.name
+        lines = [f"{'NVA' if nic.enable_ip_forwarding else 'VM' if vm else 'NIC'} {name}",
+                 f"{nic.name} {nic.private_ip_address or '(no address)'}"]
+        if nic.enable_ip_forwarding:
+            lines.append("IP forwarding")
+        if nic.network_security_group:
+            lines.append(f"NSG {nic.network_security_group} (NIC)")
+        if vm and vm.services:
+            lines.append("listens " + ", ".join(f"{s.protocol.lower()}/{s.port}" for s in vm.services))
+        kind = "nva" if nic.enable_ip_forwarding else "vm" if vm else "nic"
+        _add(pic, Node(ids.new(kind, name), lines, kind), inner.nodes)
+        _key_endpoint(pic, topo, nic, inner.nodes[-1])
+
+
+def _key_endpoint(pic: Picture, topo: Topology, nic, node_id: str) -> None:
+    pic.keys.setdefault(("nic", nic.name.lower()), node_id)
+    vm = topo.vm_of_nic(nic.name)
+    if vm is not None:
+        pic.keys.setdefault(("vm", vm.name.lower()), node_id)
+
+
+def _ip_key(ip: str) -> tuple:
+    return tuple(int(p) for p in ip.split("."))
+
+
+def _plan_cluster(pic: Picture, ids: _Ids, net: Network, plan) -> Cluster:
+    cluster = pic.new_cluster(ids.new("cluster_plan", plan.name),
+                      f"App Service plan {plan.name}  {plan.sku} {plan.os} x{plan.instances}", "plan")
+    pic.keys[("plan", plan.name.lower())] = cluster.id
+    apps = [a for a in net.topo.web_apps if a.plan.lower() == plan.name.lower()]
+    for app in apps:
+        lines = [f"web app {app.name}"]
+        if app.route_all:
+            lines.append("Route All on")
+        app_id = _add(pic, Node(ids.new("app", app.name), lines, "app"), cluster.nodes, ("app", app.name.lower()))
+        if app.vnet_integration:
+            addresses = net.integration.get((app.plan.lower(), app.vnet_integration.lower()), [])
+            target = pic.keys.get(("subnet", app.vnet_integration.lower()))
+            if target is not None:
+                label = "VNet integration " + ", ".join(str(ip) for ip in addresses)
+                pic.edges.append(Edge(app_id, target, label.strip(), "integration"))
+    if not apps:
+        _add(pic, Node(ids.new("plan", plan.name), ["no web apps"], "plan"), cluster.nodes)
+    return cluster
+
+
+def _internet(pic: Picture, ids: _Ids, topo: Topology) -> None:
+    lines = ["Internet"] + [f"{h.name} {h.ip}" for h in topo.internet_hosts]
+    _add(pic, Node(ids.new("internet", "edge"), lines, "internet"), pic.top, ("internet", ""))
+    for h in topo.internet_hosts:
+        pic.keys.setdefault(("host", h.name.lower()), pic.top[-1])
+
+
+def _peerings(pic: Picture, topo: Topology) -> None:
+    """One edge per pair of peered VNets: both directions Connected, or each direction with its state."""
+    seen: set[frozenset] = set()
+    for vnet in topo.virtual_networks:
+        for p in vnet.peerings:
+            a, b = vnet.name.lower(), p.remote_virtual_network.lower()
+            if frozenset((a, b)) in seen or ("vnet", b) not in pic.keys:
+                continue
+            state = peering_state(topo, vnet, p)
+            if state == "Connected":
+                seen.add(frozenset((a, b)))
+            pic.edges.append(Edge(pic.keys[("vnet", a)], pic.keys[("vnet", b)], f"peering {p.name}: {state}",
+                                  "peering", state))
+
+
+def _appliance_routes(pic: Picture, topo: Topology) -> None:
+    """A subnet's user-defined routes to a virtual appliance, drawn to the NIC holding that address."""
+    nic_by_ip = {n.private_ip_address: n for n in topo.network_interfaces if n.private_ip_address}
+    tables = {rt.name.lower(): rt for rt in topo.route_tables}
+    for vnet in topo.virtual_networks:
+        for sn in vnet.subnets:
+            rt = tables.get((sn.route_table or "").lower())
+            src = pic.keys.get(("subnet", f"{vnet.name}/{sn.name}".lower()))
+            for route in rt.routes if rt else []:
+                nic = nic_by_ip.get(route.next_hop_ip_address or "")
+                if route.next_hop_type == "VirtualAppliance" and nic and src:
+                    pic.edges.append(Edge(src, pic.keys[("nic", nic.name.lower())],
+                                          f"UDR {route.name} {route.address_prefix}", "route"))
+
+
+# -- the trace ----------------------------------------------------------------------------------------
+def step_text(step: dict) -> str:
+    from .cli.render import _step_text
+    return f"{step['kind']} {step['action']}: {_step_text(step)}"
+
+
+def _step_key(step: dict) -> tuple | None:
+    """Where in the picture a step happens, as a key of ``Picture.keys`` (None: where the packet is)."""
+    kind = step["kind"]
+    if kind == "KernelRoute":
+        return ("app", step["sandbox"].lower())
+    if kind == "Route":
+        return ("subnet", step["subnet"].lower())
+    if kind == "NetworkSecurityGroup":
+        where, _, name = step["attached_to"].partition(" ")
+        if where == "subnet":
+            return ("subnet", name.lower())
+        return ("nic", step["attached_to"].removeprefix("network interface ").lower())
+    if kind == "VNetPeering":
+        return ("vnet", step["to_vnet"].lower())
+    if kind == "VirtualAppliance":
+        return ("nic", step["network_interface"].lower())
+    if kind == "Internet":
+        return ("internet", "")
+    if kind == "Deliver":
+        if step.get("virtual_machine"):
+            return ("vm", step["virtual_machine"].lower())
+        if step.get("web_app"):
+            return ("app", step["web_app"].lower())
+        if step.get("internet") or step.get("host"):
+            return ("internet", "")
+        return ("ip", step["ip"])
+    if kind == "SNAT" and step.get("resource_id"):
+        m = re.search(r"/virtualNetworks/([^/]+)/subnets/([^/]+)$", step["resource_id"])
+        return ("subnet", f"{m.group(1)}/{m.group(2)}".lower()) if m else None
+    return None
+
+
+def _source_key(flow: dict) -> tuple:
+    return {"webapp": "app", "vm": "vm", "nic": "nic"}.get(flow["source_kind"], "internet"), \
+        flow["source"].lower() if flow["source_kind"] != "internet" else ""
+
+
+def _node_at(pic: Picture, ids: _Ids, key: tuple | None, current: str) -> str:
+    if key is None:
+        return current
+    target = pic.keys.get(key)
+    if target is None and key[0] == "ip":   # nobody holds the address: a node saying so
+        target = _add(pic, Node(ids.new("nohost", key[1]), [key[1], "no host"], "unknown"), pic.top, key)
+    if target is None:
+        return current
+    cluster = pic.cluster(target)
+    if cluster is not None:  # a VNet (a peering step): the packet is in the VNet, drawn at its first node
+        target = _first_node(cluster) or current
+    return target
+
+
+def _first_node(cluster: Cluster) -> str | None:
+    if cluster.nodes:
+        return cluster.nodes[0]
+    return next((n for c in cluster.clusters if (n := _first_node(c))), None)
+
+
+def decisive_step(trace: dict) -> tuple[str, int] | None:
+    """("steps" or "return_path", index) of the step that decided the verdict: the dropped one, else the
+    last step of the forward path."""
+    for part in ("steps", "return_path"):
+        for i, step in enumerate(trace.get(part) or []):
+            if step["dropped"]:
+                return part, i
+    return ("steps", len(trace["steps"]) - 1) if trace["steps"] else None
+
+
+def _draw_trace(pic: Picture, ids: _Ids, trace: dict) -> None:
+    flow = trace["flow"]
+    port = f"/{flow['port']}" if flow.get("port") else ""
+    seen = f", source seen {trace['source_ip_seen']}" if trace.get("source_ip_seen") else ""
+    pic.verdict = trace["verdict"]
+    pic.title += (f"\nTrace {flow['source']} -> {flow['destination']} ({flow['destination_ip']}) "
+                  f"{flow['protocol']}{port}: {trace['verdict']} ({trace['reason']}: {trace['explanation']}){seen}")
+    decided = decisive_step(trace)
+    steps = [*(trace.get("steps") or []), *(trace.get("return_path") or [])]
+    legend = [pic.title.splitlines()[-1]] + [f"{i}. {step_text(s)}" for i, s in enumerate(steps, 1)]
+    _add(pic, Node("trace_steps", legend, "legend"), pic.top)
+    current = _node_at(pic, ids, _source_key(flow), pic.top[0])
+    number = 0
+    for part, kind in (("steps", "trace"), ("return_path", "return")):
+        for i, step in enumerate(trace.get(part) or []):
+            number += 1
+            target = _node_at(pic, ids, _step_key(step), current)
+            if target != current:
+                pic.edges.append(Edge(current, target, f"{number}. {step['kind']}", kind, trace["verdict"],
+                                      step["dropped"]))
+            node = pic.nodes[target]
+            node.hops.append(number)
+            if decided == (part, i):
+                node.decided = f"{number}. {step_text(step)}"
+            current = target
+
+
+# -- writing ------------------------------------------------------------------------------------------
+_NODE_STYLE = {
+    "subnet": 'shape=note, style=filled, fillcolor="#eef3fb"',
+    "vm": 'shape=box, style="rounded,filled", fillcolor="#ffffff"',
+    "nic": 'shape=box, style="rounded,dashed"',
+    "nva": 'shape=hexagon, style=filled, fillcolor="#fff4d6"',
+    "endpoints": 'shape=box3d, style=filled, fillcolor="#f6f8fa"',
+    "plan": "shape=plaintext",
+    "app": 'shape=component, style=filled, fillcolor="#e8f5e9"',
+    "internet": 'shape=ellipse, style=filled, fillcolor="#f0f0ff"',
+    "unknown": 'shape=octagon, style=dashed',
+    "legend": 'shape=box, style="filled", fillcolor="#fffbe6", fontname=Courier',
+}
+_CLUSTER_STYLE = {"vnet": 'style="rounded,filled"; fillcolor="#f7faff"; color="#0969da"',
+                  "subnet": 'style="rounded"; color="#8c959f"',
+                  "plan": 'style="rounded,filled"; fillcolor="#f6fff6"; color="#1a7f37"'}
+
+
+def _dq(text: str, left: bool = False) -> str:
+    """A DOT double-quoted string; lines joined with DOT's centered (``left``: left-justified) line break."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + (escaped.replace("\n", "\\l") + "\\l" if left else escaped.replace("\n", "\\n")) + '"'
+
+
+def node_lines(node: Node) -> list[str]:
+    lines = list(node.lines)
+    if node.hops:
+        lines.append("trace step " + ", ".join(map(str, node.hops)))
+    if node.decided:
+        lines.append("decided: " + node.decided)
+    return lines
+
+
+def to_dot(pic: Picture) -> str:
+    out = ["digraph vnetlab {", "  compound=true; rankdir=LR; newrank=true;",
+           f"  label={_dq(pic.title)}; labelloc=t; fontname=Helvetica;",
+           '  node [fontname=Helvetica, fontsize=10]; edge [fontname=Helvetica, fontsize=9];']
+    for cluster in pic.clusters:
+        _dot_cluster(pic, cluster, out, "  ")
+    for nid in pic.top:
+        out.append("  " + _dot_node(pic.nodes[nid]))
+    for edge in pic.edges:
+        out.append("  " + _dot_edge(pic, edge))
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _dot_cluster(pic: Picture, cluster: Cluster, out: list[str], pad: str) -> None:
+    out.append(f"{pad}subgraph {cluster.id} {{")
+    out.append(f"{pad}  label={_dq(cluster.label)}; {_CLUSTER_STYLE[cluster.kind]};")
+    for nid in cluster.nodes:
+        out.append(pad + "  " + _dot_node(pic.nodes[nid]))
+    for inner in cluster.clusters:
+        _dot_cluster(pic, inner, out, pad + "  ")
+    out.append(pad + "}")
+
+
+def _decided_class(node: Node) -> str | None:
+    """answered (the destination answered) or decided (the step that stopped the flow)."""
+    if not node.decided:
+        return None
+    return "answered" if " Answered:" in node.decided else "decided"
+
+
+def _dot_node(node: Node) -> str:
+    style = _NODE_STYLE[node.kind]
+    if node.decided:
+        color = "#1a7f37" if _decided_class(node) == "answered" else "#cf222e"
+        style += f', penwidth=3, color="{color}"'
+    elif node.hops:
+        style += ', penwidth=2, color="#0969da"'
+    return f"{node.id} [label={_dq(chr(10).join(node_lines(node)), node.kind == 'legend')}, {style}];"
+
+
+def _dot_edge(pic: Picture, edge: Edge) -> str:
+    src, dst, attrs = edge.src, edge.dst, [f"label={_dq(edge.label)}"]
+    for end, attr in ((src, "ltail"), (dst, "lhead")):
+        cluster = pic.cluster(end)
+        if cluster is not None:
+            attrs.append(f"{attr}={cluster.id}")
+    src = _first_node(pic.cluster(src)) if pic.cluster(src) else src
+    dst = _first_node(pic.cluster(dst)) if pic.cluster(dst) else dst
+    if edge.kind == "integration":
+        attrs.append('color="#1a7f37", penwidth=1.5')
+    elif edge.kind == "peering":
+        attrs.append("dir=both" if edge.state == "Connected" else 'style=dashed, color="#b35900"')
+    elif edge.kind == "route":
+        attrs.append('style=dashed, color="#6e7781"')
+    else:
+        color = "#cf222e" if edge.dropped else VERDICT_COLOR.get(edge.state or "", "#0969da")
+        attrs.append(f'color="{color}", fontcolor="{color}", penwidth=2.5'
+                     + (", style=dashed" if edge.kind == "return" else ""))
+    return f"{src} -> {dst} [{', '.join(attrs)}];"
+
+
+def _mq(text: str) -> str:
+    """A Mermaid quoted label: quotes as entities, lines as <br/>."""
+    return '"' + text.replace('"', "#quot;").replace("\n", "<br/>") + '"'
+
+
+def to_mermaid(pic: Picture) -> str:
+    out = ["---", f"title: {pic.title.splitlines()[0]}", "---", "flowchart LR"]
+    for cluster in pic.clusters:
+        _mermaid_cluster(pic, cluster, out, "  ")
+    for nid in pic.top:
+        out.append("  " + _mermaid_node(pic.nodes[nid]))
+    styles = []
+    for i, edge in enumerate(pic.edges):
+        arrow = {"integration": "-->", "peering": "<-->" if edge.state == "Connected" else "-.->",
+                 "route": "-.->", "trace": "==>", "return": "-.->"}[edge.kind]
+        out.append(f"  {edge.src} {arrow}|{_mq(edge.label)}| {edge.dst}")
+        if edge.kind in ("trace", "return"):
+            color = "#cf222e" if edge.dropped else VERDICT_COLOR.get(edge.state or "", "#0969da")
+            styles.append(f"  linkStyle {i} stroke:{color},stroke-width:3px")
+    out.extend(styles)
+    out.append("  classDef hop stroke:#0969da,stroke-width:2px")
+    out.append("  classDef decided stroke:#cf222e,stroke-width:3px")
+    out.append("  classDef answered stroke:#1a7f37,stroke-width:3px")
+    for node in pic.nodes.values():
+        if node.decided or node.hops:
+            out.append(f"  class {node.id} {_decided_class(node) or 'hop'}")
+    return "\n".join(out) + "\n"
+
+
+def _mermaid_cluster(pic: Picture, cluster: Cluster, out: list[str], pad: str) -> None:
+    out.append(f"{pad}subgraph {cluster.id}[{_mq(cluster.label)}]")
+    for nid in cluster.nodes:
+        out.append(pad + "  " + _mermaid_node(pic.nodes[nid]))
+    for inner in cluster.clusters:
+        _mermaid_cluster(pic, inner, out, pad + "  ")
+    out.append(pad + "end")
+
+
+def _mermaid_node(node: Node) -> str:
+    shape = {"nva": ("{{", "}}"), "internet": ("((", "))"), "app": ("[[", "]]"), "subnet": ("[/", "/]")}
+    left, right = shape.get(node.kind, ("[", "]"))
+    return f"{node.id}{left}{_mq(chr(10).join(node_lines(node)))}{right}"
+
+
+def render(dot_text: str, fmt: str) -> bytes:
+    """svg or png from DOT text through Graphviz's ``dot``."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise AzureError("Graphviz's `dot` is not installed (apt-get install graphviz): use -o dot or -o mermaid, "
+                         "or install it for svg and png.", "GraphvizNotFound")
+    done = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=300)
+    if done.returncode != 0:
+        raise AzureError(f"dot failed: {done.stderr.decode(errors='replace').strip()}", "GraphvizFailed", 500)
+    return done.stdout
+
+
+def draw(net: Network, fmt: str, trace: dict | None = None) -> bytes:
+    """The lab (and ``trace``) in ``fmt``: dot, mermaid, svg or png."""
+    if fmt not in FORMATS:
+        raise AzureError(f"Unknown picture format '{fmt}': use one of {', '.join(FORMATS)}.", "InvalidArgumentValue")
+    pic = picture(net, trace)
+    if fmt == "mermaid":
+        return to_mermaid(pic).encode()
+    dot_text = to_dot(pic)
+    return dot_text.encode() if fmt == "dot" else render(dot_text, fmt)
