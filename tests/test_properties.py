@@ -171,3 +171,11 @@ def test_indexed_nsg_agrees_with_the_docs(rule_list, direction, protocol, src, d
     sport, dport = (None, None) if protocol == "Icmp" else (sport, dport)
     got = compiled.evaluate(protocol, IPv4Address(src), IPv4Address(dst), dport, sport).rule
     assert got.name == first_match(rule_list, direction, protocol, src, dst, sport, dport)
+
+
+def test_port_lists_covering_every_port_are_every_port():
+    """'22' and '0-65535' together are every port: an ICMP flow matches such a rule (hypothesis
+    found the engine treating the list as port-restricted)."""
+    from vnetlab.engine.security import FULL_PORTS, parse_ports
+    assert parse_ports(["22", "0-65535"]) == FULL_PORTS
+    assert parse_ports(["80", "22,443", "81-90"]) == ((22, 22), (80, 90), (443, 443))

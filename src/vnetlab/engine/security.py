@@ -217,7 +217,13 @@ def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
             if not (0 <= lo_i <= hi_i <= 65535):
                 raise RuleError(f"invalid port range {part!r}")
             out.append((lo_i, hi_i))
-    return tuple(out)
+    merged: list[tuple[int, int]] = []   # one form per set of ports: '22', '0-65535' is every port
+    for lo_i, hi_i in sorted(out):
+        if merged and lo_i <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi_i))
+        else:
+            merged.append((lo_i, hi_i))
+    return tuple(merged)
 
 
 def address_set(values: list[str], vnet_set: AddressSet) -> AddressSet:
