@@ -241,3 +241,25 @@ def test_resource_list_show_and_group_export_round_trip(vms, tmp_path):
     vms("deployment", "group", "create", "-g", "rg-vm", "--template-file", str(tmp_path / "rg-vm.json"))
     again = vms.lab.topology()
     assert {kind: [r for r in getattr(again, kind) if again.rg_of(r) == "rg-vm"] for kind in KINDS} == before
+
+
+def test_vnet_check_ip_address_list_available_ips_and_delegations(vms):
+    def check(ip: str) -> dict:
+        return json.loads(vms("network", "vnet", "check-ip-address", "-g", "rg-vm", "-n", "vnet-vm",
+                              "--ip-address", ip).stdout)
+
+    held = check("10.20.0.10")                       # vm-b's address
+    assert held["available"] is False and len(held["availableIPAddresses"]) == 5
+    nic_ips = {n.private_ip_address for n in vms.lab.topology().network_interfaces}
+    assert all(ip not in nic_ips and int(ip.rsplit(".", 1)[1]) > 10 for ip in held["availableIPAddresses"])
+    assert check("10.20.0.1")["available"] is False  # Azure's gateway address
+    assert check("10.20.0.200") == {"available": True}
+    free = json.loads(vms("network", "vnet", "list-available-ips", "-g", "rg-vm", "-n", "vnet-vm").stdout)
+    # the first free address is the one the next dynamic NIC gets
+    nic = json.loads(vms("network", "nic", "create", "-g", "rg-vm", "-n", "nic-probe", "--vnet-name", "vnet-vm",
+                         "--subnet", "default").stdout)
+    assert nic["NewNIC"]["ipConfigurations"][0]["privateIPAddress"] == free[0]
+    vms("network", "nic", "delete", "-g", "rg-vm", "-n", "nic-probe")
+    services = json.loads(vms("network", "vnet", "subnet", "list-available-delegations", "-l", "westeurope",
+                              "--query", "[].serviceName").stdout)
+    assert "Microsoft.Web/serverFarms" in services

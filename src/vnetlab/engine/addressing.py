@@ -11,6 +11,7 @@ https://learn.microsoft.com/azure/virtual-network/virtual-networks-faq#are-there
 from __future__ import annotations
 
 import hashlib
+import itertools
 from ipaddress import IPv4Address, IPv4Network
 
 from ..model import Topology
@@ -119,3 +120,25 @@ def public_outbound_addresses(topo: Topology) -> dict[tuple[str, str], IPv4Addre
         if vnet_name in per_vnet:
             out[("network_interfaces", nic.name.lower())] = per_vnet[vnet_name]
     return out
+
+
+def address_availability(topo: Topology, vnet_name: str, ip: IPv4Address, suggestions: int = 5
+                         ) -> tuple[bool, list[IPv4Address]]:
+    """Whether ``ip`` is free for a NIC in the VNet (in a subnet, not reserved, not held by a NIC or
+    an App Service integration), and the next free addresses of its subnet when it is not.
+    An address in no subnet of the VNet is not available and has no suggestions.
+    https://learn.microsoft.com/rest/api/virtualnetwork/virtual-networks/check-ip-address-availability"""
+    vnet = topo.vnet(vnet_name)
+    subnet = next((s for s in vnet.subnets if ip in s.network), None) if vnet else None
+    if subnet is None:
+        return False, []
+    net = subnet.network
+    taken = {IPv4Address(n.private_ip_address) for n in topo.nics_in(vnet.name, subnet.name) if n.private_ip_address}
+    for (_plan, ref), addresses in integration_addresses(topo).items():
+        if ref == f"{vnet.name}/{subnet.name}".lower():
+            taken.update(addresses)
+    taken |= reserved(net)
+    if ip not in taken:
+        return True, []
+    free = (IPv4Address(i) for i in range(int(ip) + 1, int(net.broadcast_address)) if IPv4Address(i) not in taken)
+    return False, list(itertools.islice(free, suggestions))
