@@ -50,3 +50,37 @@ def test_integration_through_the_api_changes_the_live_sandbox(tmp_path):
     finally:
         lab.down()
         assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
+
+
+def test_webapp_stop_start_restart_reach_the_app_process(tmp_path):
+    """az webapp stop/start/restart: a stopped app's process is gone; a restart is a new process."""
+    from vnetlab.backends.netns.processes import service_states
+
+    lab = Lab.open(tmp_path / "home")
+    prefix = f"vl{lab_id_for(lab.home)}-"
+
+    def app_pids() -> list[int]:
+        return [s.pid for s in service_states(lab.store) if s.resource == "app1" and s.state == "running"]
+
+    try:
+        lab.up(load(NOTE), "netns")
+        [first] = app_pids()
+        topo = lab.topology()
+        site = topo.id_of("web_apps", topo.find("web_apps", "app1"))
+        ca = ssl.create_default_context(cafile=str(ensure_tls(lab.home).ca))
+        with ServerThread(create_app(lab.home, backend="netns"), ensure_tls(lab.home)) as url:
+            with httpx.Client(base_url=url, verify=ca, timeout=60, params={"api-version": "2025-05-01"}) as http:
+                def act(action: str) -> str:
+                    assert http.post(f"{site}/{action}").status_code == 200
+                    return http.get(site).json()["properties"]["state"]
+
+                assert act("stop") == "Stopped" and app_pids() == []
+                assert act("start") == "Running"
+                [started] = app_pids()
+                assert act("restart") == "Running"
+                [restarted] = app_pids()
+        assert len({first, started, restarted}) == 3
+        assert lab.topology().find("web_apps", "app1").restarts == 1
+    finally:
+        lab.down()
+        assert not [n for n in kernel.netns_list() if n.startswith(prefix)]

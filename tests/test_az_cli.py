@@ -263,3 +263,18 @@ def test_vnet_check_ip_address_list_available_ips_and_delegations(vms):
     services = json.loads(vms("network", "vnet", "subnet", "list-available-delegations", "-l", "westeurope",
                               "--query", "[].serviceName").stdout)
     assert "Microsoft.Web/serverFarms" in services
+
+
+def test_webapp_create_with_a_runtime_and_stop_start_restart(note):
+    created = json.loads(note("webapp", "create", "-g", "rg1", "-p", "plan1", "-n", "app-py",
+                              "--runtime", "PYTHON:3.12").stdout)
+    assert created["siteConfig"]["linuxFxVersion"] == "PYTHON|3.12"
+    app = note.lab.topology().find("web_apps", "app-py")
+    assert app.site_config["linuxFxVersion"] == "PYTHON|3.12" and app.state == "Running"
+    states = []
+    for action in ("stop", "start", "stop", "restart"):
+        note("webapp", action, "-g", "rg1", "-n", "app-py")
+        states.append(json.loads(note("webapp", "show", "-g", "rg1", "-n", "app-py").stdout)["state"])
+    assert states == ["Stopped", "Running", "Stopped", "Running"]  # a restart starts a stopped app
+    assert note.lab.topology().find("web_apps", "app-py").restarts == 1
+    note("webapp", "delete", "-g", "rg1", "-n", "app-py")

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..model.errors import AzureError, InvalidRequestContent
-from . import compute, deployments, discovery, groups, network, public_ips, resources, vnet_tools, watcher, web
+from . import compute, deployments, discovery, groups, network, public_ips, resources, stacks, vnet_tools, watcher, web
 from .arm import ArmError, Call, Router, error_response, read_body
 from .state import LabState
 
@@ -60,6 +60,7 @@ def build_router(state: LabState, require_token: str | None) -> Router:
     router.include(public_ips.router(state))
     router.include(resources.router(state))
     router.include(vnet_tools.router(state))
+    router.include(stacks.router(state))
     router.include(deployments.Deployments(state, internal_dispatch(router), supports(router)).router())
     return router
 

@@ -165,7 +165,7 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
     host = f"{app.name.lower()}.azurewebsites.net"
     scm = f"{app.name.lower()}.scm.azurewebsites.net"
     outbound = str(public_outbound_addresses(topo).get(("web_apps", app.name.lower()), ""))
-    props = {"name": app.name, "state": "Running", "hostNames": [host], "webSpace": f"{rg}-{loc}webspace",
+    props = {"name": app.name, "state": app.state, "hostNames": [host], "webSpace": f"{rg}-{loc}webspace",
              "repositorySiteName": app.name, "usageState": "Normal", "enabled": True, "adminEnabled": True,
              "enabledHostNames": [host, scm], "availabilityState": "Normal",
              "hostNameSslStates": [{"name": host, "sslState": "Disabled", "hostType": "Standard"},
@@ -228,6 +228,7 @@ def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, n
                    vnet_route_all_enabled=current.vnet_route_all_enabled if current else False,
                    app_settings=settings, https_only=props.bool("httpsOnly", current.https_only if current else False),
                    site_config=current.site_config if current else {},
+                   state=current.state if current else "Running", restarts=current.restarts if current else 0,
                    location=location_of(body, f"{NS}/sites", current and topo.location_of(current)))
     asked = _route_all_asked(props, config, ovr if "outboundVnetRouting" in props else None, current)
     if asked is not None:

@@ -78,6 +78,11 @@ class WebApp(Resource):
     outbound_vnet_routing: OutboundVnetRouting | None = None
     app_settings: dict[str, str] = Field(default_factory=dict)
     https_only: bool = False
+    # `az webapp stop/start/restart`: a stopped app runs no code (nothing answers, nothing is sent);
+    # each restart counts, so that a backend can tell the app's process must be started again.
+    # https://learn.microsoft.com/rest/api/appservice/web-apps/stop
+    state: Literal["Running", "Stopped"] = "Running"
+    restarts: int = Field(default=0, ge=0)
     site_config: dict = Field(default_factory=dict, description="other siteConfig properties, ARM camelCase")
 
     @field_validator("app_settings", mode="before")
@@ -129,6 +134,21 @@ class WebApp(Resource):
             ovr.application_traffic = on
         if not on:
             self.app_settings.pop(self._route_all_setting_key() or ROUTE_ALL_SETTING, None)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "Running"
+
+    def stop(self) -> None:
+        self.state = "Stopped"
+
+    def start(self) -> None:
+        self.state = "Running"
+
+    def restart(self) -> None:
+        """A restart starts a stopped app too, as Azure's restart does."""
+        self.state = "Running"
+        self.restarts += 1
 
     def _route_all_setting_key(self) -> str | None:
         """The app setting's key as the user spelled it (app setting names are case-insensitive)."""

@@ -295,7 +295,10 @@ class Layout:
                 self.route(sns, r.destination, via=r.gateway, dev=r.iface)
             elif (r.destination, r.iface) not in connected:
                 self.route(sns, r.destination, dev=r.iface)
-        self.procs.append(processes.responder(sns, app.name, [80], webapp=True))
+        if app.running:  # a stopped app runs nothing; a restart is a new process (its spec changes)
+            proc = processes.responder(sns, app.name, [80], webapp=True)
+            proc.env["VNETLAB_APP_RESTARTS"] = str(app.restarts)
+            self.procs.append(proc)
         # worker -> App Service outbound -> internet (the sandbox's eth0 path)
         alink = port_name("w", app.name, str(inst))
         w_m, a_m = self.veth(wns, "wo", self.aso, alink, alias=f"outbound of {label}")
