@@ -12,8 +12,9 @@ from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from .engine.addressing import integration_addresses, reserved, usable_count
 from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag, unknown_prefix
-from .model import WEB_SERVER_FARMS, AzureError, Conflict, Topology
-from .model.errors import NotFound, SubnetIsFull
+from .model import WEB_SERVER_FARMS, AzureError, Topology
+from .model.errors import (Conflict, DuplicateResourceName, InUseSubnetCannotBeDeleted, InvalidResourceReference,
+                           NicInUse, NotFound, SubnetIsFull, VnetAddressSpacesOverlap)
 from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
 
 SUBNET_DOCS = "See aka.ms/deletesubnet."
@@ -42,8 +43,8 @@ def _unique_names(topo: Topology) -> None:
         seen: set[str] = set()
         for res in getattr(topo, kind):
             if res.name.lower() in seen:
-                raise Conflict(f"Two {kind.replace('_', ' ')} are named '{res.name}': names must be unique "
-                               "in a lab (case-insensitive).", "DuplicateResourceName")
+                raise DuplicateResourceName(f"Two {kind.replace('_', ' ')} are named '{res.name}': names must be "
+                                            "unique in a lab (case-insensitive).")
             seen.add(res.name.lower())
             if topo.group(topo.rg_of(res)) is None:
                 raise NotFound(f"Resource group '{topo.rg_of(res)}' could not be found.", "ResourceGroupNotFound")
@@ -55,8 +56,8 @@ def _vnet(topo: Topology, vnet) -> None:
         net = ip_network(prefix)
         for other in nets:
             if net.overlaps(other):
-                raise AzureError(f"Address space '{net}' overlaps with address space '{other}' of virtual network "
-                                 f"'{vnet.name}'.", "VnetAddressSpacesOverlap")
+                raise VnetAddressSpacesOverlap(f"Address space '{net}' overlaps with address space '{other}' of "
+                                               f"virtual network '{vnet.name}'.")
         nets.append(net)
     v4 = vnet.networks
     subnets: list[tuple[str, IPv4Network]] = []
@@ -77,7 +78,7 @@ def _vnet(topo: Topology, vnet) -> None:
         _gateway_subnet(vnet, sn)
     names = [s.name.lower() for s in vnet.subnets]
     if len(set(names)) != len(names):
-        raise Conflict(f"Virtual network '{vnet.name}' has two subnets with the same name.", "DuplicateResourceName")
+        raise DuplicateResourceName(f"Virtual network '{vnet.name}' has two subnets with the same name.")
     for peering in vnet.peerings:
         remote = topo.vnet(peering.remote_virtual_network)
         if remote is None and peering.peering_state == "Disconnected":
@@ -91,9 +92,9 @@ def _vnet(topo: Topology, vnet) -> None:
         for a in v4:
             for b in remote.networks:
                 if a.overlaps(b):
-                    raise AzureError(f"Cannot create or update peering '{peering.name}'. Virtual networks "
-                                     f"'{vnet.name}' and '{remote.name}' cannot be peered because their address "
-                                     f"spaces overlap ({a} and {b}).", "VnetAddressSpacesOverlap")
+                    raise VnetAddressSpacesOverlap(f"Cannot create or update peering '{peering.name}'. Virtual "
+                                                   f"networks '{vnet.name}' and '{remote.name}' cannot be peered "
+                                                   f"because their address spaces overlap ({a} and {b}).")
         _overlaps_already_peered(topo, vnet, peering, remote)
 
 
@@ -190,8 +191,8 @@ def _route_table(table) -> None:
                              "only allowed with VirtualAppliance.", "NextHopIpAddressNotAllowed")
 
 
-def _missing(topo: Topology, kind: str, ref: str, by: str) -> NotFound:
-    return NotFound(f"Resource {kind} '{ref}' referenced by resource {by} was not found.", "InvalidResourceReference")
+def _missing(topo: Topology, kind: str, ref: str, by: str) -> InvalidResourceReference:
+    return InvalidResourceReference(f"Resource {kind} '{ref}' referenced by resource {by} was not found.")
 
 
 def _references(topo: Topology) -> None:
@@ -215,11 +216,10 @@ def _references(topo: Topology) -> None:
     for vm in topo.virtual_machines:
         prior = users.setdefault(vm.network_interface.lower(), vm.name)
         if prior != vm.name:
-            raise AzureError(f"Network interface {vm.network_interface} is already used by virtual machine {prior}.",
-                             "NicInUse")
+            raise NicInUse(f"Network interface {vm.network_interface} is already used by virtual machine {prior}.")
     for app in topo.web_apps:
         if not topo.find("app_service_plans", app.plan):
-            raise NotFound(f"Cannot find ServerFarm with name {app.plan}.", "NotFound")
+            raise NotFound(f"Cannot find ServerFarm with name {app.plan}.")
 
 
 def _nics(topo: Topology) -> None:
@@ -254,24 +254,23 @@ def _plans_and_apps(topo: Topology) -> None:
                    if a.vnet_integration and a.plan.lower() == plan.name.lower()}
         limit = INTEGRATIONS_PER_PLAN[plan.os]
         if len(subnets) > limit:
-            raise Conflict(f"Adding this VNET would exceed the App Service Plan VNET limit of {limit}.", "Conflict")
+            raise Conflict(f"Adding this VNET would exceed the App Service Plan VNET limit of {limit}.")
     for app in topo.web_apps:
         if app.vnet_integration:
             _integration(topo, app)
     for ref, needed in _subnet_demand(topo).items():
         vnet, sn = topo.subnet(ref)
         if needed > usable_count(sn.network):
-            raise AzureError(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
-                             f"addresses but the App Service plans integrated with it need {needed} (one per "
-                             "instance).", "SubnetIsFull")
+            raise SubnetIsFull(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
+                               f"addresses but the App Service plans integrated with it need {needed} (one per "
+                               "instance).")
 
 
 def _integration(topo: Topology, app) -> None:
     found = topo.subnet(app.vnet_integration)
     plan = topo.find("app_service_plans", app.plan)
     if not found:
-        raise NotFound(f"Subnet '{app.vnet_integration}' of web app {app.name} was not found.",
-                       "InvalidResourceReference")
+        raise InvalidResourceReference(f"Subnet '{app.vnet_integration}' of web app {app.name} was not found.")
     vnet, sn = found
     if sn.name.lower() == GATEWAY_SUBNET:
         raise AzureError(f"Subnet {sn.name} of virtual network {vnet.name} is the gateway subnet, reserved for the "
@@ -308,14 +307,14 @@ def _transitions(new: Topology, old: Topology) -> None:
                 continue
             if _holds_app_service_link(new, old, vnet, sn):
                 sal = old.subnet_id(ref) + "/serviceAssociationLinks/AppServiceLink"
-                raise AzureError(f"Subnet {sn.name} is in use by {sal} and cannot be deleted. In order to "
-                                 f"delete the subnet, delete all the resources within the subnet. {SUBNET_DOCS}",
-                                 "InUseSubnetCannotBeDeleted")
+                raise InUseSubnetCannotBeDeleted(f"Subnet {sn.name} is in use by {sal} and cannot be deleted. In "
+                                                 "order to delete the subnet, delete all the resources within the "
+                                                 f"subnet. {SUBNET_DOCS}")
             for nic in new.nics_in(vnet.name, sn.name):
-                raise AzureError(f"Subnet {sn.name} is in use by {new.id_of('network_interfaces', nic)}/"
-                                 f"ipConfigurations/ipconfig1 and cannot be deleted. In order to delete the subnet, "
-                                 f"delete all the resources within the subnet. {SUBNET_DOCS}",
-                                 "InUseSubnetCannotBeDeleted")
+                raise InUseSubnetCannotBeDeleted(f"Subnet {sn.name} is in use by "
+                                                 f"{new.id_of('network_interfaces', nic)}/ipConfigurations/ipconfig1 "
+                                                 "and cannot be deleted. In order to delete the subnet, delete all the "
+                                                 f"resources within the subnet. {SUBNET_DOCS}")
 
 
 def _holds_app_service_link(new: Topology, old: Topology, vnet, sn) -> bool:
@@ -350,10 +349,10 @@ def _scale_needs(new: Topology, old: Topology) -> None:
             needed = steady.get(ref, 0) + before.instances
             if needed > usable_count(sn.network):
                 raise SubnetIsFull(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
-                                 f"addresses, but scaling App Service plan {plan.name} from {before.sku} x "
-                                 f"{before.instances} to {plan.sku} x {plan.instances} needs {needed} during the "
-                                 "scale operation: when you scale up/down in size or in/out in number of instances, "
-                                 "the required address space is doubled for a short period of time.")
+                                   f"addresses, but scaling App Service plan {plan.name} from {before.sku} x "
+                                   f"{before.instances} to {plan.sku} x {plan.instances} needs {needed} during the "
+                                   "scale operation: when you scale up/down in size or in/out in number of instances, "
+                                   "the required address space is doubled for a short period of time.")
 
 
 def _subnet_demand(topo: Topology) -> dict[str, int]:
@@ -405,13 +404,13 @@ def _deleted_while_in_use(new: Topology, old: Topology) -> None:
     for nic in old.network_interfaces:
         vm = new.vm_of_nic(nic.name)
         if new.find("network_interfaces", nic.name) is None and vm is not None:
-            raise AzureError(f"Network Interface {old.id_of('network_interfaces', nic)} is used by existing "
-                             f"resource {new.id_of('virtual_machines', vm)}. In order to delete the network "
-                             "interface, it must be dissociated from the resource. To learn more, see "
-                             "aka.ms/deletenic.", "NicInUse")
+            raise NicInUse(f"Network Interface {old.id_of('network_interfaces', nic)} is used by existing "
+                           f"resource {new.id_of('virtual_machines', vm)}. In order to delete the network "
+                           "interface, it must be dissociated from the resource. To learn more, see "
+                           "aka.ms/deletenic.")
     for plan in old.app_service_plans:
         if new.find("app_service_plans", plan.name) is None:
             sites = [a.name for a in new.web_apps if a.plan.lower() == plan.name.lower()]
             if sites:
                 raise Conflict(f"Server farm '{plan.name}' cannot be deleted because it has web app(s) "
-                               f"{', '.join(sites)} assigned to it.", "Conflict")
+                               f"{', '.join(sites)} assigned to it.")

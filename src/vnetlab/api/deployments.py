@@ -21,7 +21,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from .arm import TOP_LEVEL_KEYS, ArmError, Call, Router, bad_request, dumps, json_response
+from ..model.errors import AzureError, DeploymentNotFound, InvalidRequestContent, InvalidTemplate
+from .arm import TOP_LEVEL_KEYS, Call, Router, bad_request, dumps, json_response
 from .state import LabState, Obj, require_group
 
 _RESOURCE_KEYS = {k.lower() for k in TOP_LEVEL_KEYS} - {"id", "type", "name", "etag"}
@@ -40,8 +41,8 @@ class _Expr:
         self.tokens = [m for m in _TOKEN.finditer(text) if m.group(0).strip()]
         self.pos, self.ctx, self.text = 0, ctx, text
 
-    def fail(self) -> ArmError:
-        return ArmError(400, "InvalidTemplate", f"Unable to evaluate the template language expression "
+    def fail(self) -> AzureError:
+        return InvalidTemplate(f"Unable to evaluate the template language expression "
                                                 f"'[{self.text}]': vnetlab knows parameters, variables, resourceId, "
                                                 "resourceGroup, subscription and concat.")
 
@@ -104,8 +105,7 @@ class _Context:
             elif isinstance(spec, dict) and "defaultValue" in spec:
                 self.parameters[name.lower()] = spec["defaultValue"]
             else:
-                raise bad_request(f"The value for the template parameter '{name}' is not provided.",
-                                  "InvalidTemplate")
+                raise InvalidTemplate(f"The value for the template parameter '{name}' is not provided.")
         self.parameters = {k: self.evaluate(v) for k, v in self.parameters.items()}
         self.variables = {k.lower(): v for k, v in template.obj("variables").data.items()}
 
@@ -138,7 +138,7 @@ class _Context:
 def resource_path(sub: str, rg: str, type_: str, names: list[str]) -> str:
     namespace, *types = type_.split("/")
     if len(types) != len(names) or not types:
-        raise bad_request(f"The resource type '{type_}' does not match the names {names}.", "InvalidTemplate")
+        raise InvalidTemplate(f"The resource type '{type_}' does not match the names {names}.")
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/" + \
         "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
 
@@ -203,7 +203,7 @@ def _ordered(resources: list[dict]) -> list[dict]:
         if id(res) in seen:
             return
         if id(res) in stack:
-            raise bad_request(f"Circular dependency detected on resource '{key(res)}'.", "InvalidTemplate")
+            raise InvalidTemplate(f"Circular dependency detected on resource '{key(res)}'.")
         for dep in res.get("dependsOn") or []:
             dep_key = str(dep).lower().split("/providers/")[-1]
             target = by_key.get(dep_key) or next((r for k, r in by_key.items() if k.endswith("/" + dep_key)), None)
@@ -255,9 +255,8 @@ class Deployments:
         props = body.obj("properties")
         template = props.obj("template")
         if "template" not in props:
-            raise bad_request("The request content must have properties.template (templateLink is not supported: "
-                              "pass the template inline, e.g. az deployment group create --template-file).",
-                              "InvalidRequestContent")
+            raise InvalidRequestContent("The request content must have properties.template (templateLink is not supported: "
+                              "pass the template inline, e.g. az deployment group create --template-file).")
         ctx = _Context(self.state, sub, rg, template, props.obj("parameters").data)
         resources = ctx.evaluate(template.list("resources"))
         deployed: list[dict] = []
@@ -323,8 +322,7 @@ class Deployments:
         rg = require_group(self.state.read(), call.params["rg"])
         doc = self.done.get((rg.lower(), call.params["name"].lower()))
         if doc is None:
-            raise ArmError(404, "DeploymentNotFound",
-                           f"Deployment '{call.params['name']}' could not be found.")
+            raise DeploymentNotFound(f"Deployment '{call.params['name']}' could not be found.")
         return json_response(doc)
 
     def list_(self, call: Call) -> Response:
@@ -335,7 +333,7 @@ class Deployments:
         rg = require_group(self.state.read(), call.params["rg"])
         doc = self.done.get((rg.lower(), call.params["name"].lower()))
         if doc is None:
-            raise ArmError(404, "DeploymentNotFound", f"Deployment '{call.params['name']}' could not be found.")
+            raise DeploymentNotFound(f"Deployment '{call.params['name']}' could not be found.")
         props = doc["properties"]
         return json_response({"status": props["provisioningState"], **({"error": props["error"]}
                                                                        if "error" in props else {})})

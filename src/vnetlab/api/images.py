@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from starlette.responses import Response
 
+from ..model.errors import AzureError, NotFound
 from .arm import ArmError, Call, Router, json_response
 from .discovery import normalize_location
 
@@ -90,8 +91,8 @@ def _base(call: Call, loc: str) -> str:
     return f"/Subscriptions/{call.subscription}/Providers/Microsoft.Compute/Locations/{loc}"
 
 
-def _not_found(what: str) -> ArmError:
-    return ArmError(404, "NotFound", f"Artifact: {what} was not found.")
+def _not_found(what: str) -> AzureError:
+    return NotFound(f"Artifact: {what} was not found.")
 
 
 def _names(call: Call, loc: str, kind: str, names: list[str], path: str) -> Response:

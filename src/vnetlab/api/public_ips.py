@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from .arm import ArmError, Call, Router, list_response
+from ..model.errors import ResourceNotFound
+from .arm import Call, Router, list_response
 from .state import LabState, require_group
 
 TYPE = "Microsoft.Network/publicIPAddresses"
@@ -24,9 +25,7 @@ def router(state: LabState) -> Router:
 
     def get(call: Call) -> Response:
         rg = require_group(state.read(), call.params["rg"])
-        raise ArmError(404, "ResourceNotFound", f"The Resource '{TYPE}/{call.params['name']}' under resource group "
-                                                f"'{rg}' was not found. For more details please go to "
-                                                "https://aka.ms/ARMResourceNotFoundFix")
+        raise ResourceNotFound(type=TYPE, name=call.params["name"], group=rg)
 
     r = Router()
     base = "subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Network/publicIPAddresses"

@@ -14,8 +14,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..model import AzureError
-from ..model.errors import EmulationUnavailable
+from ..model.errors import EmulationUnavailable, ResourceNotFound
 from .netns.apply import K_CAPTURE, K_NETNS, K_PROC, apply as _kapply, load_applied, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
@@ -120,8 +119,7 @@ def namespace_of(lab, name: str) -> str:
     low = name.lower()
     ns = n.endpoints.get(low) or n.fabrics.get(low)
     if ns is None:
-        raise AzureError(f"No VM, web app, internet host or virtual network named '{name}' in the lab.",
-                         "ResourceNotFound", 404)
+        raise ResourceNotFound(f"No VM, web app, internet host or virtual network named '{name}' in the lab.")
     return owned(lab, ns)
 
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from ..engine.routing import peering_state
 from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
-from ..model import AzureError, SecurityRule, Topology
+from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
 from ..topology import load, pydantic_error, schema as topology_schema
 from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
 
@@ -59,13 +59,6 @@ HomeOpt = typer.Option(None, "--home", envvar="VNETLAB_HOME", help="Lab director
 OutOpt = typer.Option(Output.table, "-o", "--output", help="table or json.")
 
 
-def run(fn):
-    try:
-        return fn()
-    except AzureError as exc:
-        fail(exc)
-
-
 # -- lifecycle -------------------------------------------------------------------------------
 @app.command()
 def up(file: Path = typer.Argument(..., help="Topology YAML."),
@@ -76,7 +69,7 @@ def up(file: Path = typer.Argument(..., help="Topology YAML."),
     lab = Lab.open(home)
     before = lab.store.version()
     kernel_before = _kernel_changes(lab) if "netns" in (backend, lab.backend_name) else None
-    topo = run(lambda: lab.up(load(file), backend, replace))
+    topo = lab.up(load(file), backend, replace)
     summary = {"lab": topo.name, "backend": lab.backend_name, "changed": lab.store.version() != before,
                "resources": {k: len(getattr(topo, k)) for k in ("virtual_networks", "network_security_groups",
                                                                 "route_tables", "virtual_machines",
@@ -113,7 +106,7 @@ def _render_changes(changes: dict) -> str:
 def down(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Delete the lab (and everything its backend built)."""
     lab = Lab.open(home)
-    existed = run(lab.down)
+    existed = lab.down()
     if output == Output.json:
         print_json({"deleted": existed})
     else:
@@ -158,11 +151,11 @@ def show(name: Optional[str] = typer.Argument(None, help="Only resources with th
          home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Resources with their ids and properties."""
     lab = Lab.open(home)
-    items = run(lambda: describe(lab))
+    items = describe(lab)
     if name:
         items = [i for i in items if i["name"].lower() == name.lower()]
         if not items:
-            fail(AzureError(f"No resource named '{name}' in the lab.", "ResourceNotFound", 404))
+            raise ResourceNotFound(f"No resource named '{name}' in the lab.")
     if output == Output.json:
         print_json(items)
         return
@@ -182,16 +175,16 @@ def check(source: str = typer.Argument(..., help="VM or web app name."),
           home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Can SOURCE reach DESTINATION? The trace, hop by hop. Exit 0 when Connected, 1 otherwise."""
     lab = Lab.open(home)
-    if run(lambda: flow_protocol(protocol)) != "Icmp" and port is None:
+    if flow_protocol(protocol) != "Icmp" and port is None:
         port = 80
-    result = run(lambda: lab.trace(source, destination, port, protocol)).to_dict()
+    result = lab.trace(source, destination, port, protocol).to_dict()
     observed = None
     if lab.backend_name == "netns":
         from ..backends import netns_backend
         if netns_backend.apply_unfinished(lab):
             err_console.print("[yellow]WARNING[/]: the last apply to the kernel did not finish (was it killed?): "
                               "the kernel may not match the lab. Run `vnetlab up FILE` again.")
-        observed = run(lambda: netns_backend.probe(lab, result))
+        observed = netns_backend.probe(lab, result)
         result["observed"] = observed
         result["agree"] = observed["verdict"] == result["verdict"]
     if output == Output.json:
@@ -222,9 +215,9 @@ def routes(name: str = typer.Argument(..., help="Web app (its sandbox's kernel t
         else:
             sys.stdout.write(sb.route_n())
         return
-    ep = run(lambda: net.endpoint(name))
+    ep = net.endpoint(name)
     if ep.nic is None:
-        fail(AzureError(f"'{name}' is not a VM, network interface or web app.", "ResourceNotFound", 404))
+        raise ResourceNotFound(f"'{name}' is not a VM, network interface or web app.")
     view = net.subnet_view(ep.nic.subnet)
     if output == Output.json:
         print_json({"network_interface": ep.nic.name, "subnet": view.ref, "value": [r.to_dict() for r in view.routes]})
@@ -243,7 +236,7 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     from ..engine.matrix import matrix as compute
     lab = Lab.open(home)
     port_list = [p.strip() for p in ports.split(",") if p.strip()]
-    result = run(lambda: compute(lab.network(), port_list, expand))
+    result = compute(lab.network(), port_list, expand)
     if output == Output.json:
         print_json(result, compact=True)
     else:
@@ -307,7 +300,7 @@ def integration_add(name: str = typer.Option(..., "--name", "-n"), vnet: str = t
     """Integrate a web app with a subnet (delegating it to Microsoft.Web/serverFarms if needed)."""
     lab = Lab.open(home)
     vnet_name, subnet_name = _resolve_subnet(vnet, subnet)
-    topo = run(lambda: lab.integrate(name, f"{vnet_name}/{subnet_name}", delegate=not skip_delegation_check))
+    topo = lab.integrate(name, f"{vnet_name}/{subnet_name}", delegate=not skip_delegation_check)
     _print_integrations(lab, topo, name, output)
 
 
@@ -317,7 +310,7 @@ def integration_remove(name: str = typer.Option(..., "--name", "-n"),
                        home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Disconnect a web app from its VNet. The subnet and its delegation stay."""
     lab = Lab.open(home)
-    run(lambda: lab.disconnect(name))
+    lab.disconnect(name)
     if output == Output.json:
         print_json({"removed": True})
 
@@ -334,7 +327,7 @@ def integration_list(name: str = typer.Option(..., "--name", "-n"),
 def _print_integrations(lab: Lab, topo: Topology, name: str, output: Output) -> None:
     app_ = topo.find("web_apps", name)
     if app_ is None:
-        fail(AzureError(f"The Resource 'Microsoft.Web/sites/{name}' was not found.", "ResourceNotFound", 404))
+        raise ResourceNotFound(type="Microsoft.Web/sites", name=name, group=topo.resource_group)
     items = []
     if app_.vnet_integration:
         vnet_name = app_.vnet_integration.split("/")[0]
@@ -361,14 +354,14 @@ def config_set(name: str = typer.Option(..., "--name", "-n"),
     lab = Lab.open(home)
     value = None if vnet_route_all_enabled is None else vnet_route_all_enabled.strip().lower()
     if value not in (None, "true", "false"):
-        fail(AzureError(f"--vnet-route-all-enabled takes true or false, not '{vnet_route_all_enabled}'.",
-                        "InvalidArgumentValue"))
+        raise AzureError(f"--vnet-route-all-enabled takes true or false, not '{vnet_route_all_enabled}'.",
+                         "InvalidArgumentValue")
 
     if value is None:
         topo = lab.topology()
-        run(lambda: web_app(topo, name))
+        web_app(topo, name)
     else:
-        topo = run(lambda: lab.set_route_all(name, value == "true"))
+        topo = lab.set_route_all(name, value == "true")
     app_ = topo.find("web_apps", name)
     result = {"name": app_.name, "vnetRouteAllEnabled": app_.route_all}
     if output == Output.json:
@@ -383,7 +376,7 @@ def vnet_delete(name: str = typer.Option(..., "--name", "-n"),
                 home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Delete a virtual network (its remote peerings go with it)."""
     lab = Lab.open(home)
-    run(lambda: lab.delete_vnet(name))
+    lab.delete_vnet(name)
     if output == Output.json:
         print_json({"deleted": True})
 
@@ -424,9 +417,9 @@ def nsg_rule_create(nsg_name: str = typer.Option(..., "--nsg-name"), name: str =
                     home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Add a security rule to an NSG (or replace the rule of that name), with az's defaults."""
     lab = Lab.open(home)
-    rule = run(lambda: _rule(name, priority, direction, access, protocol, source_address_prefixes,
-                             source_port_ranges, destination_address_prefixes, destination_port_ranges))
-    run(lambda: lab.set_security_rule(nsg_name, rule))
+    rule = _rule(name, priority, direction, access, protocol, source_address_prefixes,
+                             source_port_ranges, destination_address_prefixes, destination_port_ranges)
+    lab.set_security_rule(nsg_name, rule)
     if output == Output.json:
         print_json(rule.model_dump(mode="json", exclude_defaults=True))
     else:
@@ -439,15 +432,15 @@ def demo(home: Optional[Path] = HomeOpt,
          output: Output = OutOpt):
     """The note's story on examples/app-service-vnet-integration.yaml, beside what the note observed."""
     from .demo import run_demo
-    code = run(lambda: run_demo(home, backend, output == Output.json))
+    code = run_demo(home, backend, output == Output.json)
     raise typer.Exit(code or 0)
 
 # -- emulation (netns) ---------------------------------------------------------------------------
 def _netns_lab(home) -> Lab:
     lab = Lab.open(home)
     if lab.backend_name != "netns":
-        fail(AzureError("This lab is not emulated: run `vnetlab up FILE --backend netns` first.",
-                        "EmulationNotRunning"))
+        raise AzureError("This lab is not emulated: run `vnetlab up FILE --backend netns` first.",
+                         "EmulationNotRunning")
     return lab
 
 
@@ -462,9 +455,9 @@ def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="VM, web app,
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        fail(AzureError("Give a command after --, e.g. vnetlab exec app1 -- route -n", "InvalidArgument"))
+        raise AzureError("Give a command after --, e.g. vnetlab exec app1 -- route -n", "InvalidArgument")
     lab = _netns_lab(home)
-    ns = run(lambda: netns_backend.namespace_of(lab, name))
+    ns = netns_backend.namespace_of(lab, name)
     raise typer.Exit(subprocess.call(ns_exec_argv(ns, argv)))
 
 
@@ -479,7 +472,7 @@ def capture(name: str = typer.Argument(..., help="VM, web app, internet host or 
     import shlex
     from ..backends import netns_backend
     lab = _netns_lab(home)
-    ns = run(lambda: netns_backend.namespace_of(lab, name))
+    ns = netns_backend.namespace_of(lab, name)
     argv = ["tcpdump", "-nn", "-l", "-i", iface, "-Z", "root"]
     if count:
         argv += ["-c", str(count)]
@@ -496,7 +489,7 @@ def ps_(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Each resource's namespace, interfaces and processes (PID, state) in the emulation."""
     from ..backends import netns_backend
     lab = _netns_lab(home)
-    rows = run(lambda: netns_backend.ps(lab))
+    rows = netns_backend.ps(lab)
     if output == Output.json:
         print_json(rows)
         return
@@ -511,7 +504,7 @@ def logs(name: str = typer.Argument(..., help="VM, web app or internet host."), 
     """The output of NAME's services (the built-in responder, `command:` services)."""
     from ..backends import netns_backend
     lab = _netns_lab(home)
-    found = run(lambda: netns_backend.logs(lab, name))
+    found = netns_backend.logs(lab, name)
     if not found:
         console.print(f"No services run in {name}'s namespace.")
     for service, path, text in found:
@@ -524,7 +517,7 @@ def clean(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Remove what an emulated lab left behind (after a crash), by the store's records."""
     from ..backends import netns_backend
     lab = Lab.open(home)
-    run(netns_backend.check)
+    netns_backend.check()
     problems = netns_backend.clean(lab)
     if output == Output.json:
         print_json({"problems": problems})
@@ -545,7 +538,7 @@ def serve(port: int = typer.Option(8443, "--port"), host: str = typer.Option("12
     from ..store import resolve_home
     lab = Lab.open(home)
     if backend is not None:
-        run(lambda: lab.switch_backend(backend))
+        lab.switch_backend(backend)
     serve_api(resolve_home(home), host, port, lab.backend_name, require_token)
 
 

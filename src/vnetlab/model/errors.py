@@ -66,6 +66,11 @@ class ResourceGroupNotFound(AzureError):
     template = "Resource group '{group}' could not be found."
 
 
+class DeploymentNotFound(AzureError):
+    status = 404
+    code = "DeploymentNotFound"
+
+
 class InvalidResourceReference(AzureError):
     """A property points at a resource that does not exist (where it is looked for)."""
     status = 404
