@@ -80,15 +80,21 @@ def address_matches(specs: list[str], ip: IPv4Address) -> bool:
 def port_matches(specs: list[str], port: int | None) -> bool:
     """A rule's port ranges (``*``, ``80``, ``1000-2000``, comma lists). ICMP has no port (None):
     only ranges that cover every port match it."""
+    ranges = []
     for spec in specs:
         for part in spec.split(","):
             lo, _, hi = part.strip().partition("-")
             if lo == "*":
                 return True
-            low, high = int(lo), int(hi or lo)
-            if (port is None and (low, high) == (0, 65535)) or (port is not None and low <= port <= high):
-                return True
-    return False
+            ranges.append((int(lo), int(hi or lo)))
+    if port is not None:
+        return any(low <= port <= high for low, high in ranges)
+    next_uncovered = 0
+    for low, high in sorted(ranges):
+        if low > next_uncovered:
+            return False
+        next_uncovered = max(next_uncovered, high + 1)
+    return next_uncovered > 65535
 
 
 def first_match(rules: list[dict], direction: str, protocol: str, src: str, dst: str, sport: int | None,
@@ -162,6 +168,11 @@ def _wire(rule: dict) -> dict:
 @example([{"name": "r1", "priority": 100, "direction": "Inbound", "access": "Deny", "protocol": "*",
            "source_address_prefix": "*", "destination_address_prefix": "*", "source_port_range": "1024-65535",
            "destination_port_range": "*"}], "Inbound", "Icmp", "10.1.2.3", "10.1.2.4", 80, 80)
+# a list with 0-65535 covers every port: ICMP matches it
+@example([{"name": "r1", "priority": 100, "direction": "Inbound", "access": "Deny", "protocol": "Icmp",
+           "source_address_prefix": "*", "destination_address_prefix": "*", "source_port_range": "*",
+           "destination_port_range": "22", "destination_port_ranges": ["22", "0-65535"]}],
+         "Inbound", "Icmp", "10.1.2.3", "10.1.2.4", 80, 80)
 def test_indexed_nsg_agrees_with_the_docs(rule_list, direction, protocol, src, dst, sport, dport):
     topo = Topology.model_validate({
         "name": "p", "virtual_networks": [{"name": "v", "address_space": [str(n) for n in VNET_SPACE],
