@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .engine.network import Network
 from .engine.routing import peering_state
 from .model import AzureError, Topology
+from .model.errors import InvalidArgumentValue
 
 COLLAPSE_AT = 50          # a subnet with this many endpoints or more is drawn as one node with a count
 FORMATS = ("dot", "mermaid", "svg", "png")
@@ -490,7 +491,7 @@ def render(dot_text: str, fmt: str) -> bytes:
 def draw(net: Network, fmt: str, trace: dict | None = None) -> bytes:
     """The lab (and ``trace``) in ``fmt``: dot, mermaid, svg or png."""
     if fmt not in FORMATS:
-        raise AzureError(f"Unknown picture format '{fmt}': use one of {', '.join(FORMATS)}.", "InvalidArgumentValue")
+        raise InvalidArgumentValue(f"Unknown picture format '{fmt}': use one of {', '.join(FORMATS)}.")
     pic = picture(net, trace)
     if fmt == "mermaid":
         return to_mermaid(pic).encode()

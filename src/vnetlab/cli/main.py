@@ -18,6 +18,7 @@ from ..engine.routing import peering_state
 from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
 from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
+from ..model.errors import InvalidArgumentValue
 from ..topology import load, pydantic_error, schema as topology_schema
 from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
 
@@ -261,15 +262,15 @@ def graph(fmt: Optional[str] = typer.Option(None, "-o", "--format",
         fmt = {"gv": "dot", "mmd": "mermaid"}.get(suffix, suffix if suffix in pictures.FORMATS else "dot")
     trace_dict = None
     if trace_flow:
-        if run(lambda: flow_protocol(protocol)) != "Icmp" and port is None:
+        if flow_protocol(protocol) != "Icmp" and port is None:
             port = 80
-        trace_dict = run(lambda: lab.trace(trace_flow[0], trace_flow[1], port, protocol)).to_dict()
-    data = run(lambda: pictures.draw(lab.network(), fmt.lower(), trace_dict))
+        trace_dict = lab.trace(trace_flow[0], trace_flow[1], port, protocol).to_dict()
+    data = pictures.draw(lab.network(), fmt.lower(), trace_dict)
     if output_file is not None:
         output_file.write_bytes(data)
         err_console.print(f"Wrote {output_file} ({fmt}).")
     elif fmt == "png" and sys.stdout.isatty():
-        fail(AzureError("A png is not text: write it with --output FILE.png.", "InvalidArgumentValue"))
+        raise InvalidArgumentValue("A png is not text: write it with --output FILE.png.")
     else:
         sys.stdout.buffer.write(data) if fmt == "png" else sys.stdout.write(data.decode())
 
@@ -354,8 +355,8 @@ def config_set(name: str = typer.Option(..., "--name", "-n"),
     lab = Lab.open(home)
     value = None if vnet_route_all_enabled is None else vnet_route_all_enabled.strip().lower()
     if value not in (None, "true", "false"):
-        raise AzureError(f"--vnet-route-all-enabled takes true or false, not '{vnet_route_all_enabled}'.",
-                         "InvalidArgumentValue")
+        raise InvalidArgumentValue(f"--vnet-route-all-enabled takes true or false, not "
+                                   f"'{vnet_route_all_enabled}'.")
 
     if value is None:
         topo = lab.topology()

@@ -100,6 +100,11 @@ class InvalidTemplate(AzureError):
     code = "InvalidTemplate"
 
 
+class InvalidArgumentValue(AzureError):
+    """A command-line option with a value it does not take."""
+    code = "InvalidArgumentValue"
+
+
 class InvalidPort(AzureError):
     code = "InvalidPort"
 
