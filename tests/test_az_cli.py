@@ -278,3 +278,40 @@ def test_webapp_create_with_a_runtime_and_stop_start_restart(note):
     assert states == ["Stopped", "Running", "Stopped", "Running"]  # a restart starts a stopped app
     assert note.lab.topology().find("web_apps", "app-py").restarts == 1
     note("webapp", "delete", "-g", "rg1", "-n", "app-py")
+
+
+def test_watcher_test_connectivity_names_the_dropping_hop_internet_and_web_app_source(vms, note):
+    """The destination's NSG drops: the issue is on the destination hop, which carries the VM's id."""
+    vms("network", "nsg", "create", "-g", "rg-vm", "-n", "nsg-web")
+    vms("network", "nsg", "rule", "create", "-g", "rg-vm", "--nsg-name", "nsg-web", "-n", "deny-https",
+        "--priority", "100", "--access", "Deny", "--protocol", "Tcp", "--destination-port-ranges", "443")
+    vms("network", "nic", "update", "-g", "rg-vm", "-n", "nic-a", "--network-security-group", "nsg-web")
+    try:
+        check = json.loads(vms("network", "watcher", "test-connectivity", "-g", "rg-vm", "--source-resource", "vm-b",
+                               "--dest-resource", "vm-a", "--dest-port", "443").stdout)
+        topo = vms.lab.topology()
+        source, dest = check["hops"][0], check["hops"][-1]
+        assert check["connectionStatus"] == "Unreachable" and source["issues"] == []
+        assert dest["type"] == "VirtualMachine" and dest["resourceId"] == topo.id_of(
+            "virtual_machines", topo.find("virtual_machines", "vm-a"))
+        [issue] = dest["issues"]
+        assert issue["type"] == "NetworkSecurityRule" and issue["origin"] == "Inbound"
+        assert {c["key"]: c["value"] for c in issue["context"]} == {"RuleName": "deny-https",
+                                                                    "NetworkSecurityGroup": "nsg-web"}
+        out = json.loads(vms("network", "watcher", "test-connectivity", "-g", "rg-vm", "--source-resource", "vm-b",
+                             "--dest-address", "203.0.113.10", "--dest-port", "80").stdout)
+        assert out["connectionStatus"] == "Reachable" and out["hops"][-1]["type"] == "Internet"
+        assert out["hops"][-1].get("resourceId") is None  # az leaves out null members
+    finally:
+        vms("network", "nic", "update", "-g", "rg-vm", "-n", "nic-a", "--remove", "networkSecurityGroup")
+        vms("network", "nsg", "delete", "-g", "rg-vm", "-n", "nsg-web")
+    # az treats --source-resource as a VM; a web app source goes through az rest, as docs/arm.md shows
+    app = note.lab.topology().find("web_apps", "app1")
+    app_id = note.lab.topology().id_of("web_apps", app)
+    body = json.dumps({"source": {"resourceId": app_id},
+                       "destination": {"address": "203.0.113.10", "port": 80}})
+    url = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/"
+           "networkWatchers/NetworkWatcher_westeurope/connectivityCheck?api-version=2024-07-01")
+    from_app = json.loads(note("rest", "--method", "post", "--url", url, "--body", body).stdout)
+    assert from_app["hops"][0]["resourceId"] == app_id and from_app["hops"][-1]["type"] == "Internet"
+    assert from_app["connectionStatus"] == "Reachable"

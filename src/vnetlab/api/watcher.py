@@ -20,7 +20,8 @@ from starlette.responses import Response
 
 from ..model.errors import InvalidPort, InvalidTargetResourceId, NotFound
 from ..engine.network import Network
-from ..engine.security import ANY_ADDRESS, flow_protocol, nsg_chain, parse_ports, service_tag, tag_key, tag_map
+from ..engine.security import (ANY_ADDRESS, flow_protocol, is_public, nsg_chain, parse_ports, service_tag,
+                               tag_key, tag_map)
 from ..model import NetworkInterface
 from ..model.ids import parse_id
 from ..model.nsg import is_default_rule
@@ -271,6 +272,25 @@ def connectivity_check(state: LabState, call: Call) -> Response:
     return json_response(connectivity_result(net, doc))
 
 
+def destination_hop(net: Network, ip_text: str) -> tuple[str, str | None]:
+    """(hop type, resource id) of the address a check is sent to: the VM (or NIC) or web app
+    holding it in a VNet; an address in no VNet that is public is the Internet.
+    https://learn.microsoft.com/azure/network-watcher/connection-troubleshoot-overview#response"""
+    ip = IPv4Address(ip_text)
+    vnet = net.topo.vnet_of_ip(ip)
+    if vnet is None:
+        return ("Internet" if is_public(int(ip)) else "VirtualNetwork"), None
+    nic = net.nic_at.get((vnet.name.lower(), int(ip)))
+    if nic is not None:
+        vm = net.topo.vm_of_nic(nic.name)
+        return "VirtualMachine", (net.topo.id_of("virtual_machines", vm) if vm
+                                  else net.topo.id_of("network_interfaces", nic))
+    owner = net.app_at.get((vnet.name.lower(), int(ip)))
+    if owner is not None:
+        return "VirtualNetwork", net.topo.id_of("web_apps", owner[0])
+    return "VirtualNetwork", None
+
+
 def connectivity_result(net: Network, doc: dict) -> dict:
     flow, steps = doc["flow"], doc["steps"]
     source_kind = {"vm": "virtual_machines", "webapp": "web_apps", "nic": "network_interfaces"}.get(flow["source_kind"])
@@ -281,14 +301,14 @@ def connectivity_result(net: Network, doc: dict) -> dict:
             hops.append(_hop("VirtualAppliance", step.get("ip"), step.get("resource_id")))
     connected = doc["verdict"] == "Connected"
     last = steps[-1] if steps else {}
-    dest_kind = "Internet" if last.get("internet") or last.get("kind") == "Internet" else "VirtualMachine"
-    if last.get("kind") == "Deliver" and last.get("web_app"):
-        dest_kind = "VirtualNetwork"
-    dest = _hop(dest_kind, flow["destination_ip"], last.get("resource_id") if last.get("kind") == "Deliver" else None)
+    dest_kind, dest_id = destination_hop(net, flow["destination_ip"])
+    dest = _hop(dest_kind, flow["destination_ip"], dest_id)
     hops.append(dest)
     if not connected:
         culprit = next((s for s in steps if s["dropped"]), last)
-        where = dest if culprit is last and culprit.get("kind") == "Deliver" else hops[-2]
+        # what the destination refused (its NSG inbound, or no listener) is the destination hop's issue
+        at_destination = culprit.get("direction") == "Inbound" or (culprit is last and culprit.get("kind") == "Deliver")
+        where = dest if at_destination else hops[-2]
         where["issues"].append(_issue(culprit, doc["reason"]))
     for a, b in pairwise(hops):
         a["nextHopIds"] = [b["id"]]
