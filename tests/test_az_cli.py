@@ -40,7 +40,7 @@ def az(tmp_path_factory):
         script = az_setup_script(url, tls.ca, config, az_bin=AZ)
         setup = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
         assert setup.returncode == 0, setup.stderr
-        env = {**os.environ, **az_env(tls.ca, config)}
+        env = {**os.environ, **az_env(tls.ca, config), "HOME": str(home)}  # az vm create may touch ~/.ssh
 
         def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
             proc = subprocess.run([AZ, *args, "--output", "json"], capture_output=True, text=True, env=env,
