@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,20 @@ class WriteTx:
         return row[0] if row else 0
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """WAL is persistent in the file: set it once. Switching modes can fail with "database is locked"
+    without waiting on the busy handler (another process still holds the file), so retry."""
+    for attempt in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 class Store:
     def __init__(self, home: Path):
         self.home = home
@@ -82,7 +97,7 @@ class Store:
         store = cls(resolve_home(home))
         store.home.mkdir(parents=True, exist_ok=True)
         conn = store._connect()
-        conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file: once is enough
+        _use_wal(conn)
         conn.executescript(SCHEMA)
         # Kept open for the store's life: closing the last connection to a WAL database checkpoints
         # it, which made every short-lived connection's close cost a fsync.

@@ -3,8 +3,7 @@
 The script registers vnetlab as an az cloud, makes it active and logs in with a service
 principal against vnetlab's own token endpoint, all inside a private AZURE_CONFIG_DIR so that
 ``~/.azure`` is never touched. Source it (``source <(vnetlab az-setup)``) so that the exported
-variables reach the calling shell. What each step needs was found by experiment
-(``../shared/reference/real-clients.md`` section 4):
+variables reach the calling shell. What each step needs was found by experiment with az 2.91:
 https://learn.microsoft.com/cli/azure/manage-clouds-azure-cli
 """
 

@@ -1,7 +1,7 @@
 """Cloud discovery, fake Entra ID (AAD) sign-in, subscriptions, locations and providers.
 
-This is what the az CLI asks for before any resource call (``../shared/reference/real-clients.md``
-section 4): ``/metadata/endpoints`` when a cloud is registered, the OpenID configuration and
+This is what the az CLI asks for before any resource call
+(https://learn.microsoft.com/cli/azure/manage-clouds-azure-cli): ``/metadata/endpoints`` when a cloud is registered, the OpenID configuration and
 the token endpoint when it logs in, then ``/subscriptions``. The SDK needs none of it.
 """
 

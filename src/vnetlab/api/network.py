@@ -1,8 +1,7 @@
 """Microsoft.Network: virtualNetworks (subnets, virtualNetworkPeerings), networkSecurityGroups
 (securityRules), routeTables (routes), networkInterfaces.
 
-Wire shapes follow the REST reference and what the SDK and CLI send
-(``../shared/reference/real-clients.md`` section 3):
+Wire shapes follow the REST reference and what the SDK and CLI send:
 https://learn.microsoft.com/rest/api/virtualnetwork/
 """
 

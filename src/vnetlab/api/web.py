@@ -4,7 +4,7 @@ sites/networkConfig/virtualNetwork, sites/virtualNetworkConnections, config/web,
 and what ``az webapp create`` needs on the way (publishing profile, slot config names).
 
 Microsoft.Web answers a PUT with 200, never 201 (the SDK rejects 201), and the swift
-networkConfig PUT and DELETE with 200 only (``../shared/reference/real-clients.md`` section 3).
+networkConfig PUT and DELETE with 200 only (the responses the REST reference lists).
 https://learn.microsoft.com/rest/api/appservice/web-apps
 """
 

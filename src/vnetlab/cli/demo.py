@@ -1,6 +1,6 @@
 """`vnetlab demo`: the field note's story, step by step, each beside what the note observed.
 
-The note (shared/seed/azure-webapp-vnet-integration.txt) shows a Linux web app's container
+The note (quoted in the right column; the lab is examples/app-service-vnet-integration.yaml) shows a Linux web app's container
 before and after regional VNet integration. Here every figure on the left is computed by
 the engine (or, with ``--backend netns``, observed on a real kernel); the right column
 quotes the note.

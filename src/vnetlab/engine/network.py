@@ -190,6 +190,8 @@ class Network:
             if nic and nic.private_ip_address:
                 out.append(Endpoint("vm", vm.name, IPv4Address(nic.private_ip_address), nic.subnet, nic=nic))
         for app in self.topo.web_apps:
+            if not app.running:  # a stopped app runs no code: it opens no connection
+                continue
             sb = self.sandbox(app)
             out.append(Endpoint("webapp", app.name, sb.integration_ip or sb.outbound_ip, sb.integration_subnet,
                                 app=app))

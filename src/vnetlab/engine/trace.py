@@ -268,6 +268,10 @@ def trace(net: Network | Topology, source: str, destination: str, port: int | No
     if port is not None and not 0 < port < 65536:
         raise InvalidPort(f"Port {port} is out of range 1-65535.")
     src = net.endpoint(source)
+    if src.kind == "webapp" and not src.app.running:
+        # https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop
+        raise AzureError(f"The web app '{src.name}' is stopped: it runs no code, so it opens no connection. "
+                         "Start it first (az webapp start).", "WebAppStopped", 409)
     dst_ip, dst_name = net.destination_ip(destination)
     port = port if protocol != "Icmp" else None
     t = Trace(Flow(src.name, src.kind, str(src.ip), dst_name, str(dst_ip), protocol, port))
