@@ -124,9 +124,11 @@ class Lab:
         validate(new, old)
         return old, new
 
-    def up(self, desired: Topology, backend: str | None = None, replace: bool = False) -> Topology:
+    def up(self, desired: Topology, backend: str | None = None, replace: bool = False,
+           stage: Callable[[str], None] = lambda _name: None) -> Topology:
         """Create the lab from ``desired`` or reconcile it, on ``backend`` (default: the lab's own).
-        ``desired`` is taken over: its dynamic addresses are filled in.
+        ``desired`` is taken over: its dynamic addresses are filled in. ``stage`` is told each of its
+        three stages as it starts (``checking``, ``saving``, ``building``), for a progress bar.
 
         Refused before anything changes (the stored backend included): an unknown or unavailable
         backend, a lab of another name unless ``replace``, a topology Azure would refuse.
@@ -136,10 +138,12 @@ class Lab:
         version, running = self.store.version(), self.store.load()
         self._check_same_lab(desired, replace, running)
         unaddressed = [nic for nic in desired.network_interfaces if not nic.private_ip_address]
+        stage("checking")
         checked = self._draft(running, lambda _old: desired, True, whole=True)
         switched = backend is not None and backend != self.backend_name
         if switched:
             self.switch_backend(backend, apply=False)
+        stage("saving")
         with self.store.write() as tx:
             if tx.version() != version:  # another writer came between: check against its lab
                 for nic in unaddressed:
@@ -149,6 +153,7 @@ class Lab:
             changed = old is None or topo != old
             if changed:
                 tx.save_json(topo.model_dump_json())
+        stage("building")
         if changed:
             self._after_change(old, topo)
         else:

@@ -20,6 +20,7 @@ from ..lab import Lab, web_app
 from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
 from ..model.errors import InvalidArgumentValue
 from ..topology import load, pydantic_error, schema as topology_schema
+from .progress import Bar, wanted as progress_wanted
 from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
 
 
@@ -70,7 +71,7 @@ def up(file: Path = typer.Argument(..., help="Topology YAML."),
     lab = Lab.open(home)
     before = lab.store.version()
     kernel_before = _kernel_changes(lab) if "netns" in (backend, lab.backend_name) else None
-    topo = lab.up(load(file), backend, replace)
+    topo = _up_with_progress(lab, file, backend, replace, output)
     summary = {"lab": topo.name, "backend": lab.backend_name, "changed": lab.store.version() != before,
                "resources": {k: len(getattr(topo, k)) for k in ("virtual_networks", "network_security_groups",
                                                                 "route_tables", "virtual_machines",
@@ -112,6 +113,18 @@ def down(home: Optional[Path] = HomeOpt, output: Output = OutOpt):
         print_json({"deleted": existed})
     else:
         console.print("Lab deleted." if existed else "No lab here.")
+
+
+UP_STAGES = {"checking": "Checking it against Azure's rules", "saving": "Saving it",
+             "building": "Building it"}
+
+
+def _up_with_progress(lab: Lab, file: Path, backend: Optional[str], replace: bool, output: Output) -> Topology:
+    """`up` with a bar of its stages on a terminal: reading FILE, then the lab's own stages."""
+    with Bar(progress_wanted(output), f"Reading {file.name}", total=len(UP_STAGES) + 1) as bar:
+        bar.stage(f"Reading {file.name}")
+        desired = load(file)
+        return lab.up(desired, backend, replace, stage=lambda name: bar.stage(UP_STAGES[name]))
 
 
 # -- looking -------------------------------------------------------------------------------------
@@ -237,7 +250,10 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     from ..engine.matrix import matrix as compute
     lab = Lab.open(home)
     port_list = [p.strip() for p in ports.split(",") if p.strip()]
-    result = compute(lab.network(), port_list, expand)
+    with Bar(progress_wanted(output), "Compiling the lab") as bar:
+        def traced(done: int, total: int) -> None:
+            bar.update(done, total, "Tracing class pairs")
+        result = compute(lab.network(), port_list, expand, traced)
     if output == Output.json:
         print_json(result, compact=True)
     else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from ipaddress import IPv4Network
 
 from ..model.errors import InvalidPort
@@ -130,10 +131,12 @@ def endpoint_classes(net: Network, endpoints: list[Endpoint]) -> list[list[Endpo
     return list(classes.values())
 
 
-def class_cells(net: Network, groups: list[list[Endpoint]],
-                flows: list[tuple[str, int | None]]) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
+def class_cells(net: Network, groups: list[list[Endpoint]], flows: list[tuple[str, int | None]],
+                progress: Callable[[int, int], None] | None = None,
+                ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
     """(class pair -> verdicts per flow, traces run) for the pairs a route does not drop; every other
-    pair of distinct endpoints is TimedOut whatever the port, without a trace."""
+    pair of distinct endpoints is TimedOut whatever the port, without a trace. ``progress(done, total)``
+    is told after each source class."""
     cells: dict[tuple[int, int], tuple[str, ...]] = {}
     reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
     for i, src_members in enumerate(groups):
@@ -146,15 +149,18 @@ def class_cells(net: Network, groups: list[list[Endpoint]],
             dst = dst_members[1] if i == j and len(dst_members) > 1 else dst_members[0]
             if src is not dst:
                 cells[(i, j)] = tuple(str(trace(net, src.name, str(dst.ip), n, p).verdict) for p, n in flows)
+        if progress is not None:
+            progress(i + 1, len(groups))
     return cells, len(cells)
 
 
-def matrix(net: Network, ports: list[str], expand: bool = False) -> dict:
+def matrix(net: Network, ports: list[str], expand: bool = False,
+           progress: Callable[[int, int], None] | None = None) -> dict:
     flows = parse_flows(ports)
     labels = [_label(p, n) for p, n in flows]
     endpoints = net.endpoints()
     groups = endpoint_classes(net, endpoints)
-    traced, count = class_cells(net, groups, flows)
+    traced, count = class_cells(net, groups, flows, progress)
     dropped = tuple("TimedOut" for _ in flows)
     pairs = len(groups) ** 2 - sum(1 for members in groups if len(members) == 1)  # class pairs with 2 endpoints
     tally = Counter(traced.values())
