@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-SYSPKGS := iproute2 nftables tcpdump iperf3 iputils-ping curl net-tools procps traceroute dnsutils graphviz
+SYSPKGS := iproute2 nftables tcpdump iperf3 iputils-ping curl net-tools procps traceroute dnsutils graphviz chromium
 
 .PHONY: demo test lint venv sysdeps azcli test-az bench bench-scale
 

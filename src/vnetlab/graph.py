@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import textwrap
 from dataclasses import dataclass, field
 
 from .engine.network import Network
@@ -31,6 +32,7 @@ class Node:
     kind: str                      # subnet | vm | nic | nva | endpoints | plan | app | internet | unknown
     hops: list[int] = field(default_factory=list)   # trace steps at this node (1-based)
     decided: str | None = None     # the text of the step that decided the verdict, when it is here
+    ref: str | None = None         # the resource it draws, "kind:name" (the web page asks about it)
 
 
 @dataclass
@@ -88,8 +90,9 @@ class _Ids:
 
 
 # -- the lab -----------------------------------------------------------------------------------------
-def picture(net: Network, trace: dict | None = None) -> Picture:
-    """The lab as clusters, nodes and edges; with ``trace`` (a trace's ``to_dict()``), its path over it."""
+def picture(net: Network, trace: dict | None = None, legend: bool = True) -> Picture:
+    """The lab as clusters, nodes and edges; with ``trace`` (a trace's ``to_dict()``), its path over it,
+    and (``legend``) a box listing its steps (the web page lists them beside the picture instead)."""
     topo = net.topo
     pic = Picture(title=f"Lab {topo.name} ({topo.location})")
     ids = _Ids()
@@ -104,7 +107,7 @@ def picture(net: Network, trace: dict | None = None) -> Picture:
     _peerings(pic, topo)
     _appliance_routes(pic, topo)
     if trace is not None:
-        _draw_trace(pic, ids, trace)
+        _draw_trace(pic, ids, trace, legend)
     return pic
 
 
@@ -122,7 +125,8 @@ def _vnet_cluster(pic: Picture, ids: _Ids, topo: Topology, vnet, nics_by_subnet:
     for sn in vnet.subnets:
         ref = f"{vnet.name}/{sn.name}"
         inner = pic.new_cluster(ids.new("cluster_subnet", ref), f"subnet {sn.name}  {sn.address_prefix}", "subnet")
-        _add(pic, Node(ids.new("subnet", ref), _subnet_lines(sn), "subnet"), inner.nodes, ("subnet", ref.lower()))
+        _add(pic, Node(ids.new("subnet", ref), _subnet_lines(sn), "subnet", ref=f"subnet:{ref}"), inner.nodes,
+             ("subnet", ref.lower()))
         _endpoints(pic, ids, topo, nics_by_subnet.get(ref.lower(), []), inner)
         cluster.clusters.append(inner)
     if not vnet.subnets:
@@ -164,7 +168,7 @@ def _endpoints(pic: Picture, ids: _Ids, topo: Topology, nics: list, inner: Clust
         if vm and vm.services:
             lines.append("listens " + ", ".join(f"{s.protocol.lower()}/{s.port}" for s in vm.services))
         kind = "nva" if nic.enable_ip_forwarding else "vm" if vm else "nic"
-        _add(pic, Node(ids.new(kind, name), lines, kind), inner.nodes)
+        _add(pic, Node(ids.new(kind, name), lines, kind, ref=f"nic:{nic.name}"), inner.nodes)
         _key_endpoint(pic, topo, nic, inner.nodes[-1])
 
 
@@ -188,7 +192,7 @@ def _plan_cluster(pic: Picture, ids: _Ids, net: Network, plan) -> Cluster:
         lines = [f"web app {app.name}"]
         if app.route_all:
             lines.append("Route All on")
-        app_id = _add(pic, Node(ids.new("app", app.name), lines, "app"), cluster.nodes, ("app", app.name.lower()))
+        app_id = _add(pic, Node(ids.new("app", app.name), lines, "app", ref=f"app:{app.name}"), cluster.nodes, ("app", app.name.lower()))
         if app.vnet_integration:
             addresses = net.integration.get((app.plan.lower(), app.vnet_integration.lower()), [])
             target = pic.keys.get(("subnet", app.vnet_integration.lower()))
@@ -310,7 +314,7 @@ def decisive_step(trace: dict) -> tuple[str, int] | None:
     return ("steps", len(trace["steps"]) - 1) if trace["steps"] else None
 
 
-def _draw_trace(pic: Picture, ids: _Ids, trace: dict) -> None:
+def _draw_trace(pic: Picture, ids: _Ids, trace: dict, legend: bool) -> None:
     flow = trace["flow"]
     port = f"/{flow['port']}" if flow.get("port") else ""
     seen = f", source seen {trace['source_ip_seen']}" if trace.get("source_ip_seen") else ""
@@ -319,8 +323,8 @@ def _draw_trace(pic: Picture, ids: _Ids, trace: dict) -> None:
                   f"{flow['protocol']}{port}: {trace['verdict']} ({trace['reason']}: {trace['explanation']}){seen}")
     decided = decisive_step(trace)
     steps = [*(trace.get("steps") or []), *(trace.get("return_path") or [])]
-    legend = [pic.title.splitlines()[-1]] + [f"{i}. {step_text(s)}" for i, s in enumerate(steps, 1)]
-    _add(pic, Node("trace_steps", legend, "legend"), pic.top)
+    if legend:
+        _add(pic, Node("trace_steps", [f"{i}. {step_text(s)}" for i, s in enumerate(steps, 1)], "legend"), pic.top)
     current = _node_at(pic, ids, _source_key(flow), pic.top[0])
     number = 0
     for part, kind in (("steps", "trace"), ("return_path", "return")):
@@ -365,13 +369,13 @@ def node_lines(node: Node) -> list[str]:
     lines = list(node.lines)
     if node.hops:
         lines.append("trace step " + ", ".join(map(str, node.hops)))
-    if node.decided:
-        lines.append("decided: " + node.decided)
+    if node.decided:  # wrapped: one long line would widen the whole picture
+        lines += textwrap.wrap("decided: " + node.decided, 48, break_on_hyphens=False)
     return lines
 
 
 def to_dot(pic: Picture) -> str:
-    out = ["digraph vnetlab {", "  compound=true; rankdir=LR; newrank=true;",
+    out = ["digraph vnetlab {", "  compound=true; rankdir=TB; newrank=true;",
            f"  label={_dq(pic.title)}; labelloc=t; fontname=Helvetica;",
            '  node [fontname=Helvetica, fontsize=10]; edge [fontname=Helvetica, fontsize=9];']
     for cluster in pic.clusters:
@@ -408,7 +412,8 @@ def _dot_node(node: Node) -> str:
         style += f', penwidth=3, color="{color}"'
     elif node.hops:
         style += ', penwidth=2, color="#0969da"'
-    return f"{node.id} [label={_dq(chr(10).join(node_lines(node)), node.kind == 'legend')}, {style}];"
+    ref = f", id={_dq('ref:' + node.ref)}" if node.ref else ""
+    return f"{node.id} [label={_dq(chr(10).join(node_lines(node)), node.kind == 'legend')}, {style}{ref}];"
 
 
 def _dot_edge(pic: Picture, edge: Edge) -> str:
@@ -488,11 +493,11 @@ def render(dot_text: str, fmt: str) -> bytes:
     return done.stdout
 
 
-def draw(net: Network, fmt: str, trace: dict | None = None) -> bytes:
+def draw(net: Network, fmt: str, trace: dict | None = None, legend: bool = True) -> bytes:
     """The lab (and ``trace``) in ``fmt``: dot, mermaid, svg or png."""
     if fmt not in FORMATS:
         raise InvalidArgumentValue(f"Unknown picture format '{fmt}': use one of {', '.join(FORMATS)}.")
-    pic = picture(net, trace)
+    pic = picture(net, trace, legend)
     if fmt == "mermaid":
         return to_mermaid(pic).encode()
     dot_text = to_dot(pic)

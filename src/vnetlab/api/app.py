@@ -47,6 +47,8 @@ def create_app(lab_home: Path, require_token: str | None = None, backend: str | 
             response.headers["x-ms-client-request-id"] = client_id
         return response
 
+    from ..ui import routes as page_routes
+    app.router.routes.extend(page_routes(lambda: state.lab))  # the web page at /, before ARM's catch-all
     app.router.add_route("/{path:path}", endpoint, methods=METHODS, include_in_schema=False)
     return app
 

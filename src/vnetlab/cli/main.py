@@ -550,13 +550,26 @@ def serve(port: int = typer.Option(8443, "--port"), host: str = typer.Option("12
           require_token: Optional[str] = typer.Option(None, "--require-token",
                                                       help="Accept only this bearer token."),
           home: Optional[Path] = HomeOpt):
-    """Serve the lab as a local ARM endpoint over HTTPS for the Azure SDK and az."""
+    """Serve the lab as a local ARM endpoint over HTTPS for the Azure SDK and az, and its web page at /."""
     from ..api import serve as serve_api
     from ..store import resolve_home
     lab = Lab.open(home)
     if backend is not None:
         lab.switch_backend(backend)
     serve_api(resolve_home(home), host, port, lab.backend_name, require_token)
+
+
+@app.command()
+def ui(port: int = typer.Option(8080, "--port"), home: Optional[Path] = HomeOpt):
+    """Only the web page (read-only), over HTTP on 127.0.0.1: the picture, traces, the matrix."""
+    import uvicorn
+    from fastapi import FastAPI
+    from ..ui import routes as page_routes
+    lab = Lab.open(home)
+    page = FastAPI(title="vnetlab", docs_url=None, redoc_url=None, openapi_url=None)
+    page.router.routes.extend(page_routes(lambda: lab))
+    console.print(f"vnetlab page: http://127.0.0.1:{port}/")
+    uvicorn.run(page, host="127.0.0.1", port=port, log_level="warning")
 
 
 @app.command("az-setup")
