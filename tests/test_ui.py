@@ -101,3 +101,4 @@ def test_a_change_through_the_api_shows_without_a_reload(tmp_path, page):
         page.wait_for_function("document.querySelector('#picture').textContent.includes('VNet vnet9')")
         assert page.evaluate("window.loadedOnce") is True     # the same page: no reload
         page.screenshot(path=str(tmp_path / "changed.png"))
+

@@ -192,7 +192,8 @@ def _plan_cluster(pic: Picture, ids: _Ids, net: Network, plan) -> Cluster:
         lines = [f"web app {app.name}"]
         if app.route_all:
             lines.append("Route All on")
-        app_id = _add(pic, Node(ids.new("app", app.name), lines, "app", ref=f"app:{app.name}"), cluster.nodes, ("app", app.name.lower()))
+        app_id = _add(pic, Node(ids.new("app", app.name), lines, "app", ref=f"app:{app.name}"), cluster.nodes,
+                      ("app", app.name.lower()))
         if app.vnet_integration:
             addresses = net.integration.get((app.plan.lower(), app.vnet_integration.lower()), [])
             target = pic.keys.get(("subnet", app.vnet_integration.lower()))
@@ -280,8 +281,8 @@ def _step_key(step: dict) -> tuple | None:
 
 
 def _source_key(flow: dict) -> tuple:
-    return {"webapp": "app", "vm": "vm", "nic": "nic"}.get(flow["source_kind"], "internet"), \
-        flow["source"].lower() if flow["source_kind"] != "internet" else ""
+    kind = {"webapp": "app", "vm": "vm", "nic": "nic"}.get(flow["source_kind"])
+    return (kind, flow["source"].lower()) if kind else ("internet", "")
 
 
 def _node_at(pic: Picture, ids: _Ids, key: tuple | None, current: str) -> str:

@@ -563,13 +563,9 @@ def serve(port: int = typer.Option(8443, "--port"), host: str = typer.Option("12
 def ui(port: int = typer.Option(8080, "--port"), home: Optional[Path] = HomeOpt):
     """Only the web page (read-only), over HTTP on 127.0.0.1: the picture, traces, the matrix."""
     import uvicorn
-    from fastapi import FastAPI
-    from ..ui import routes as page_routes
-    lab = Lab.open(home)
-    page = FastAPI(title="vnetlab", docs_url=None, redoc_url=None, openapi_url=None)
-    page.router.routes.extend(page_routes(lambda: lab))
+    from ..ui import page_app
     console.print(f"vnetlab page: http://127.0.0.1:{port}/")
-    uvicorn.run(page, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(page_app(Lab.open(home)), host="127.0.0.1", port=port, log_level="warning")
 
 
 @app.command("az-setup")

@@ -52,6 +52,14 @@ def routes(get_lab: Callable[[], Lab]) -> list[Route]:
             Route("/ui/api/matrix", answer(matrix), methods=["GET"])]
 
 
+def page_app(lab: Lab):
+    """The page alone (``vnetlab ui``): an ASGI app with only these routes."""
+    from fastapi import FastAPI
+    app = FastAPI(title="vnetlab", docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.routes.extend(routes(lambda: lab))
+    return app
+
+
 def version(lab: Lab, _query) -> dict:
     return {"version": lab.store.version(), "lab": lab.snapshot().name}
 
