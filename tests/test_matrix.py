@@ -102,3 +102,8 @@ def test_cli_json_is_compact_and_expand_adds_pairs(tmp_path):
     assert _pair_verdicts(plain) == {(p["source"], p["destination"]): p["verdicts"] for p in expanded["pairs"]}
     table = cli(home, "matrix", "--ports", "80,22", "--expand")
     assert table.exit_code == 0 and "between endpoints" in table.output
+    grouped = cli(home, "matrix", "--ports", "80,22").output
+    default = " ".join(f"{p}:{ {'Connected': 'ok', 'Refused': 'ref', 'TimedOut': 'x'}[v]}" for p, v in
+                       plain["default"].items())
+    assert f"pair of endpoints: {default}" in grouped
+    assert all(f"#{c['source']} {plain['classes'][c['source']]['members'][0]}" in grouped for c in plain["cells"])

@@ -89,8 +89,9 @@ def _class_label(i: int, klass: dict) -> str:
 
 
 def matrix_table(result: dict) -> None:
-    """The matrix grouped by class: the classes with their members, then the class pairs whose
-    verdicts differ from the most common ones, then those."""
+    """The matrix grouped by class: the classes with their members; then, per source class and
+    verdicts, the destination classes that answer so where it differs from the most common
+    verdicts; then those."""
     classes = result["classes"]
     rows = []
     for i, klass in enumerate(classes):
@@ -106,8 +107,12 @@ def matrix_table(result: dict) -> None:
               [[p["source"], p["destination"]] + [VERDICT_SHORT[p["verdicts"][k]] for k in ports]
                for p in result["pairs"]])
         return
-    cells = [[_class_label(c["source"], classes[c["source"]]), _class_label(c["destination"],
-              classes[c["destination"]])] + [VERDICT_SHORT[c["verdicts"][k]] for k in ports] for c in result["cells"]]
-    if cells:
-        table(title, ["Source class", "Destination class"] + ports, cells)
-    console.print(f"{'Every other pair' if cells else 'Every pair'} of endpoints: {_verdicts_text(result['default'])}")
+    by_source: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for c in result["cells"]:
+        verdicts = tuple(VERDICT_SHORT[c["verdicts"][k]] for k in ports)
+        by_source.setdefault((c["source"], verdicts), []).append(c["destination"])
+    rows = [[_class_label(i, classes[i]), *verdicts, ", ".join(f"#{j}" for j in dests)]
+            for (i, verdicts), dests in by_source.items()]
+    if rows:
+        table(title, ["Source class", *ports, "Destination classes"], rows)
+    console.print(f"{'Every other pair' if rows else 'Every pair'} of endpoints: {_verdicts_text(result['default'])}")
