@@ -111,22 +111,27 @@ def _scalar(value: str, implicit, cache: dict):
 
 
 def _from_events(parser):
+    # one pass over about four million events on a large lab: names are bound locally
+    get_event, cache, scalar = parser.get_event, {}, _scalar
+    Scalar, MappingStart, SequenceStart = events.ScalarEvent, events.MappingStartEvent, events.SequenceStartEvent
+    MappingEnd, SequenceEnd = events.MappingEndEvent, events.SequenceEndEvent
     stack: list[list] = []  # open containers: [dict or list, pending key, key seen]
-    cache: dict = {}
     root, documents = None, 0
     while True:
-        event = parser.get_event()
+        event = get_event()
         kind = type(event)
-        if kind is events.ScalarEvent:
+        if kind is Scalar:
             if event.anchor is not None or event.tag not in (None, "!"):
                 raise _NotPlain
-            value = _scalar(event.value, event.implicit, cache)
-        elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
+            value = cache.get((event.value, event.implicit), cache)
+            if value is cache:
+                value = scalar(event.value, event.implicit, cache)
+        elif kind is MappingStart or kind is SequenceStart:
             if event.anchor is not None or event.tag not in (None, "!"):
                 raise _NotPlain
-            stack.append([{} if kind is events.MappingStartEvent else [], None, False])
+            stack.append([{} if kind is MappingStart else [], None, False])
             continue
-        elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
+        elif kind is MappingEnd or kind is SequenceEnd:
             value = stack.pop()[0]
         elif kind is events.StreamEndEvent:
             return root
@@ -143,15 +148,16 @@ def _from_events(parser):
             root = value
             continue
         top = stack[-1]
-        if type(top[0]) is list:
-            top[0].append(value)
-        elif not top[2]:
+        container = top[0]
+        if type(container) is list:
+            container.append(value)
+        elif top[2]:
+            container[top[1]] = value
+            top[2] = False
+        else:
             if isinstance(value, (dict, list)):
                 raise _NotPlain  # a key safe_load refuses, with its own message
             top[1], top[2] = value, True
-        else:
-            top[0][top[1]] = value
-            top[2] = False
 
 
 def dump(topo: Topology) -> str:
