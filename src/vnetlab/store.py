@@ -50,8 +50,13 @@ class WriteTx:
     conn: sqlite3.Connection
 
     def load(self) -> dict | None:
+        text = self.load_json()
+        return json.loads(text) if text is not None else None
+
+    def load_json(self) -> str | None:
+        """The document as stored (JSON text), or None."""
         row = self.conn.execute("SELECT doc FROM topology WHERE id = 1").fetchone()
-        return json.loads(row[0]) if row else None
+        return row[0] if row else None
 
     def save(self, doc: dict) -> None:
         self.save_json(json.dumps(doc, sort_keys=True))
@@ -130,9 +135,13 @@ class Store:
             yield WriteTx(conn)
 
     def load(self) -> dict | None:
+        text = self.load_json()
+        return json.loads(text) if text is not None else None
+
+    def load_json(self) -> str | None:
         conn = self._connect()
         try:
-            return WriteTx(conn).load()
+            return WriteTx(conn).load_json()
         finally:
             conn.close()
 
