@@ -119,25 +119,30 @@ class Lab:
                 new = Topology.model_validate(new.model_dump())
             except ValidationError as exc:
                 raise pydantic_error(exc) from None
-        allocate_dynamic_addresses(new, old)
-        settle_peerings(new, old)
-        settle_app_service_links(new, old)
+        Lab._derive(new, old)
         validate(new, old)
         return old, new
 
     @staticmethod
+    def _derive(new: Topology, old: Topology | None) -> None:
+        """What a change sets beyond the user's words: dynamic addresses, peering states, App Service
+        links left behind. From ``old`` only its NICs, VNets and apps are read (``_unchanged`` passes
+        the running lab without its NSGs, the bulk of a large lab)."""
+        allocate_dynamic_addresses(new, old)
+        settle_peerings(new, old)
+        settle_app_service_links(new, old)
+
+    @staticmethod
     def _unchanged(desired: Topology, running: dict | None, stored: str | None) -> tuple[Topology, Topology] | None:
-        """(desired, desired) when ``desired``, addressed as the running lab addresses it, is the stored
+        """(desired, desired) when ``desired``, with what a change derives (``_derive``), is the stored
         lab to the byte (the usual second ``up`` of one file): the stored lab, valid when it was saved, is
-        then neither parsed nor checked again. None otherwise. Addressing needs only the stored NICs."""
+        then neither parsed whole nor checked again. None otherwise."""
         if running is None:
             return None
         try:
-            nics = parse({"name": running.get("name") or "lab",
-                          "network_interfaces": running.get("network_interfaces") or []})
+            Lab._derive(desired, parse({**running, "network_security_groups": []}))
         except AzureError:
-            return None  # NICs that do not stand alone: the full check decides
-        allocate_dynamic_addresses(desired, nics)
+            return None  # the full check decides, and derives again
         return (desired, desired) if desired.model_dump_json() == stored else None
 
     def up(self, desired: Topology, backend: str | None = None, replace: bool = False,
