@@ -428,3 +428,71 @@ def test_nsg_source_ports_are_matched_as_written(lab):
     assert real(lab, "vm1", vm3, 80, "Tcp") == ("TimedOut", "TimedOut")
     _set(lab, deny_from("1-1023"))
     assert real(lab, "vm1", vm3, 80, "Tcp") == ("Connected", "Connected")
+
+
+# -- the matrix, probed ----------------------------------------------------------------------------
+def _note_with_deny() -> dict:
+    """The note's lab, integrated, a second VM beside the first, and an NSG on the VM subnet that
+    denies inbound 22 (the VMs listen on 80 only: 22 would be refused without it)."""
+    import yaml
+    doc = yaml.safe_load(NOTE.read_text())
+    default, integration = doc["virtual_networks"][0]["subnets"]
+    default["network_security_group"] = "nsg-vms"
+    integration["delegations"] = ["Microsoft.Web/serverFarms"]
+    doc["network_security_groups"] = [{"name": "nsg-vms", "security_rules": [{
+        "name": "deny-22", "priority": 100, "direction": "Inbound", "access": "Deny", "protocol": "Tcp",
+        "source_address_prefix": "*", "destination_address_prefix": "*", "destination_port_range": "22"}]}]
+    doc["virtual_machines"].append({**doc["virtual_machines"][0], "name": "rg1vm2"})
+    doc["web_apps"][0]["vnet_integration"] = "vnet1/integration"
+    return doc
+
+
+def _matrix(lab, *args):
+    import json
+    from conftest import cli
+    res = cli(lab.home, "matrix", "--ports", "80,22", "--backend", "netns", *args)
+    return res, (json.loads(res.output) if "json" in args else None)
+
+
+def test_matrix_probed_on_the_kernel_equals_the_engine(lab):
+    lab.up(Topology.model_validate(_note_with_deny()), "netns")
+    for vm in ("rg1vm1", "rg1vm2"):
+        wait_listening(nb.namespace_of(lab, vm), 80)
+    res, result = _matrix(lab, "-o", "json")
+    assert res.exit_code == 0, res.output
+    from vnetlab.engine.matrix import matrix as engine_matrix
+    engine = engine_matrix(lab.network(), ["80", "22"])
+    assert result["classes"] == engine["classes"] and result["agree"] is True
+    classes = len(engine["classes"])
+    expected = {(i, j) for i in range(classes) for j in range(classes)
+                if i != j or len(engine["classes"][i]["members"]) > 1}
+    assert {(c["source"], c["destination"]) for c in result["cells"]} == expected  # every class pair, probed
+    listed = {(c["source"], c["destination"]): c["verdicts"] for c in engine["cells"]}
+    for cell in result["cells"]:
+        assert cell["verdicts"] == listed.get((cell["source"], cell["destination"]), engine["default"])
+        assert cell["observed"] == cell["verdicts"], cell
+    seen = {v for c in result["cells"] for v in c["observed"].values()}
+    assert {"TimedOut", "Connected"} <= seen, seen
+
+    # the kernel stops agreeing: rg1vm1's service dies, its port 80 now refuses
+    vm_ns = nb.namespace_of(lab, "rg1vm1")
+    pid = next(d["pid"] for _, n, d in lab.store.records(K_PROC) if n.startswith(vm_ns))
+    import os
+    import signal
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res, result = _matrix(lab, "-o", "json")
+    assert res.exit_code == 1 and result["agree"] is False
+    wrong = [c for c in result["cells"] if not c["agree"]]
+    assert wrong and all(c["probed"][1] == "rg1vm1" and c["observed"]["80"] == "Refused" for c in wrong)
+    table = _matrix(lab)[0]
+    assert table.exit_code == 1 and "ok != ref" in table.output and "DISAGREE" in table.output
+
+
+def test_matrix_backend_netns_is_refused_on_a_lab_not_emulated(lab):
+    from conftest import cli
+    lab.up(load(NOTE))
+    res = cli(lab.home, "matrix", "--ports", "80", "--backend", "netns")
+    assert res.exit_code == 2 and "EmulationNotRunning" in res.output, res.output

@@ -14,7 +14,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..model.errors import EmulationUnavailable, ResourceNotFound
+from ..model.errors import EmulationNotRunning, EmulationUnavailable, ResourceNotFound
 from .netns.apply import K_CAPTURE, K_NETNS, K_PROC, apply as _kapply, load_applied, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
@@ -154,6 +154,37 @@ def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
         d = d.get(proto, "")
     where = f"{dst}:{port}" if port else dst
     return {"verdict": verdict, "detail": f"{proto} {where} from {ns}: {d}", "namespace": ns}
+
+
+def observe_matrix(lab, result: dict, timeout: float = 1.0) -> dict:
+    """The engine's ``matrix`` (by class) beside the real kernel's: from each class's first member,
+    the matrix's flows for real (one probe process per source class, flows concurrent) to the
+    destination each class pair was traced to (the class's second member within a class). Every
+    probed class pair becomes a cell with ``verdicts`` (the engine's), ``observed`` and ``agree``;
+    ``agree`` at the top says every cell agrees."""
+    from ..engine.matrix import parse_flows
+    if lab.backend_name != "netns":
+        raise EmulationNotRunning("This lab is not emulated: run `vnetlab up FILE --backend netns` first.")
+    check()
+    flows = parse_flows(result["ports"])
+    labels = result["ports"]
+    engine = {(c["source"], c["destination"]): c["verdicts"] for c in result["cells"]}
+    ip_of = {ep.name.lower(): str(ep.ip) for ep in lab.network().endpoints()}
+    classes = [c["members"] for c in result["classes"]]
+    cells = []
+    for i, src_members in enumerate(classes):
+        targets = [(j, members[1] if i == j else members[0]) for j, members in enumerate(classes)
+                   if i != j or len(members) > 1]
+        if not targets:
+            continue
+        probes = [(proto.lower(), ip_of[dst.lower()], port) for _, dst in targets for proto, port in flows]
+        seen = iter(nx.probe_many(namespace_of(lab, src_members[0]), probes, timeout))
+        for j, dst in targets:
+            observed = {label: next(seen) for label in labels}
+            verdicts = engine.get((i, j), result["default"])
+            cells.append({"source": i, "destination": j, "probed": [src_members[0], dst],
+                          "verdicts": verdicts, "observed": observed, "agree": observed == verdicts})
+    return {**result, "backend": "netns", "cells": cells, "agree": all(c["agree"] for c in cells)}
 
 
 def capture_foreground(lab, ns: str, argv: list[str]) -> int:

@@ -18,7 +18,7 @@ from ..engine.routing import peering_state
 from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
 from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
-from ..model.errors import InvalidArgumentValue
+from ..model.errors import EmulationNotRunning, InvalidArgumentValue
 from ..topology import load, pydantic_error, schema as topology_schema
 from .progress import Bar, wanted as progress_wanted
 from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
@@ -244,20 +244,33 @@ def routes(name: str = typer.Argument(..., help="Web app (its sandbox's kernel t
 @app.command()
 def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separated TCP ports; icmp for ping."),
            expand: bool = typer.Option(False, "--expand", help="Also every pair of endpoints by name."),
+           backend: Optional[str] = typer.Option(None, "--backend",
+                                                 help="netns: also probe each class pair on the running emulation."),
            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Reachability between every pair of endpoints (VMs and web apps), grouped in classes of
-    endpoints that answer alike. JSON: classes with members, class-to-class cells (docs in README)."""
+    endpoints that answer alike. JSON: classes with members, class-to-class cells (docs in README).
+    With --backend netns: exit 1 when a real probe disagrees with the engine."""
     from ..engine.matrix import matrix as compute
+    from ..lab import check_backend
     lab = Lab.open(home)
+    if backend is not None:
+        check_backend(backend)
     port_list = [p.strip() for p in ports.split(",") if p.strip()]
     with Bar(progress_wanted(output), "Compiling the lab") as bar:
         def traced(done: int, total: int) -> None:
             bar.update(done, total, "Tracing class pairs")
         result = compute(lab.network(), port_list, expand, traced)
+    if backend == "netns":
+        from ..backends import netns_backend
+        if netns_backend.apply_unfinished(lab):
+            err_console.print("[yellow]WARNING[/]: the last apply to the kernel did not finish (was it killed?): "
+                              "the kernel may not match the lab. Run `vnetlab up FILE` again.")
+        result = netns_backend.observe_matrix(lab, result)
     if output == Output.json:
         print_json(result, compact=True)
     else:
         matrix_table(result)
+    raise typer.Exit(1 if result.get("agree") is False else 0)
 
 
 @app.command()
@@ -456,8 +469,7 @@ def demo(home: Optional[Path] = HomeOpt,
 def _netns_lab(home) -> Lab:
     lab = Lab.open(home)
     if lab.backend_name != "netns":
-        raise AzureError("This lab is not emulated: run `vnetlab up FILE --backend netns` first.",
-                         "EmulationNotRunning")
+        raise EmulationNotRunning("This lab is not emulated: run `vnetlab up FILE --backend netns` first.")
     return lab
 
 

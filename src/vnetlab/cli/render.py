@@ -102,10 +102,19 @@ def matrix_table(result: dict) -> None:
           ["#", "Kind", "Subnet", "Members"], rows)
     ports = result["ports"]
     title = f"Reachability between classes ({', '.join(ports)}): ok=Connected, ref=Refused, x=TimedOut"
+    if result.get("backend") == "netns":  # every class pair, probed: engine != real marks a disagreement
+        cells = [[_class_label(c["source"], classes[c["source"]]), _class_label(c["destination"],
+                  classes[c["destination"]])] + [_cell(c, k) for k in ports] for c in result["cells"]]
+        table(title + ", engine != real", ["Source class", "Destination class"] + ports, cells)
+        wrong = sum(1 for c in result["cells"] if not c["agree"])
+        console.print(f"Probed on the real kernel: {len(cells)} class pairs, "
+                      + ("all agree with the engine." if not wrong else f"[bold red]{wrong} DISAGREE[/] with the engine."))
     if result.get("pairs") is not None:
         table(title.replace("between classes", "between endpoints"), ["Source", "Destination"] + ports,
               [[p["source"], p["destination"]] + [VERDICT_SHORT[p["verdicts"][k]] for k in ports]
                for p in result["pairs"]])
+        return
+    if result.get("backend") == "netns":
         return
     by_source: dict[tuple[int, tuple[str, ...]], list[int]] = {}
     for c in result["cells"]:
@@ -116,3 +125,12 @@ def matrix_table(result: dict) -> None:
     if rows:
         table(title, ["Source class", *ports, "Destination classes"], rows)
     console.print(f"{'Every other pair' if rows else 'Every pair'} of endpoints: {_verdicts_text(result['default'])}")
+
+
+def _cell(cell: dict, port: str) -> str:
+    """A cell's verdict; with a real probe that disagrees, ``engine != real`` in red."""
+    engine = VERDICT_SHORT.get(cell["verdicts"][port], cell["verdicts"][port])
+    real = cell.get("observed", {}).get(port)
+    if real is None or real == cell["verdicts"][port]:
+        return engine
+    return f"[bold red]{engine} != {VERDICT_SHORT.get(real, real)}[/]"

@@ -154,3 +154,10 @@ class EmulationUnavailable(BackendError):
     """The emulation cannot run on this machine (not Linux, not root, a tool missing)."""
     status = 400
     code = "EmulationUnavailable"
+
+
+class EmulationNotRunning(BackendError):
+    """A command that needs the lab on the real kernel (exec, capture, matrix --backend netns)
+    on a lab that is not up with ``--backend netns``."""
+    status = 400
+    code = "EmulationNotRunning"
