@@ -189,6 +189,13 @@ class Lab:
             realized.apply(self, topo)  # unchanged file, but the last apply did not finish (crash)
         return topo
 
+    def preview(self, desired: Topology, replace: bool = False) -> Topology:
+        """What `up` would make of ``desired``, refused as `up` refuses it, and nothing written: the
+        lab after the change, addressed and validated against the stored lab (see :func:`preview`)."""
+        doc = self.store.load()
+        self._check_same_lab(desired, replace, doc)
+        return self._draft(doc, lambda _old: desired, True, whole=True)[1]
+
     def switch_backend(self, backend: str, apply: bool = True) -> None:
         """Move the lab to another backend: the old one is torn down from its records first, then
         the new one is recorded and (``apply``) given the lab."""
@@ -256,6 +263,15 @@ class Lab:
     def _after_change(self, old: Topology | None, new: Topology) -> None:
         from .backends import backend_for
         backend_for(self).apply(self, new)
+
+
+def preview(desired: Topology, running: Topology | None, replace: bool = False) -> Topology:
+    """`up`'s checks of ``desired`` against ``running`` (None: no lab yet), nothing written: the lab
+    ``desired`` would give, addressed and validated. ``desired`` is taken over: its dynamic addresses
+    are filled in. Refused as `up` refuses: another lab's name unless ``replace``, what Azure refuses."""
+    doc = running.model_dump(mode="json") if running is not None else None
+    Lab._check_same_lab(desired, replace, doc)
+    return Lab._draft(doc, lambda _old: desired, True, whole=True)[1]
 
 
 def check_backend(backend: str) -> None:

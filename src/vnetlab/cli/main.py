@@ -273,6 +273,89 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     raise typer.Exit(1 if result.get("agree") is False else 0)
 
 
+def _stored_lab(home: Path) -> Topology | None:
+    """The lab stored at ``home`` (a lab's directory), None when there is none; nothing is created."""
+    if not (home / "lab.db").is_file():
+        return None
+    lab = Lab.open(home)
+    return lab.topology() if lab.exists() else None
+
+
+def _existing_lab(home: Path) -> Topology:
+    topo = _stored_lab(home)
+    if topo is None:
+        raise AzureError(f"There is no lab at {home}: give a topology file, or run `vnetlab up FILE --home {home}` "
+                         "first.", "LabNotFound", 404)
+    return topo
+
+
+def _diff_labs(home: Path, new: Optional[Path], against: Optional[Path], replace: bool):
+    """(the lab before, the lab after): before is --against (a file, brought up on nothing, or a lab's
+    directory) or the lab at --home (None: no lab yet); after is NEW (a file, checked as `up` would
+    check it against the lab before, or a lab's directory) or the lab at --home."""
+    from ..lab import preview
+    if new is None and against is None:
+        raise AzureError("Give the changed lab (NEW.yaml) or a lab to compare with (--against FILE_OR_LAB_HOME).",
+                         "InvalidArgument")
+    if against is None:
+        old = _stored_lab(home)
+    elif against.is_dir():
+        old = _existing_lab(against)
+    else:
+        old = preview(load(against), None)
+    if new is None:
+        return old, _existing_lab(home)
+    if new.is_dir():
+        return old, _existing_lab(new)
+    return old, preview(load(new), old, replace)
+
+
+@app.command()
+def diff(new: Optional[Path] = typer.Argument(None, help="The changed lab: a topology file or a lab's directory."),
+         against: Optional[Path] = typer.Option(None, "--against", help="Compare with this lab (a topology file or "
+                                                "a lab's directory) instead of the lab at --home."),
+         ports: str = typer.Option("22,80,443", "--ports", help="Comma-separated TCP ports; icmp, udp/53."),
+         replace: bool = typer.Option(False, "--replace", help="NEW names another lab than the one it replaces."),
+         home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """What would this change do? Resources (Create, Delete, Modify, NoChange) and the reachability that
+    changes, without applying anything. Exit 0 when no path changes, 1 when some do, 2 for bad input."""
+    from ..engine.whatif import what_if
+    from ..store import resolve_home
+    port_list = [p.strip() for p in ports.split(",") if p.strip()]
+    old, new_topo = run(lambda: _diff_labs(resolve_home(home), new, against, replace))
+    result = run(lambda: what_if(old, new_topo, port_list))
+    if output == Output.json:
+        print_json(result.to_dict())
+    else:
+        _whatif_table(result)
+    raise typer.Exit(1 if result.breaks_paths else 0)
+
+
+def _whatif_table(result) -> None:
+    symbol = {"Create": "+", "Delete": "-", "Modify": "~", "NoChange": "="}
+    counts: dict[str, int] = {}
+    for c in result.changes:
+        counts[c.change_type] = counts.get(c.change_type, 0) + 1
+        if c.change_type == "NoChange":
+            continue
+        console.print(f"{symbol[c.change_type]} {c.change_type} {c.type} {c.name}", markup=False)
+        for p in c.delta:
+            console.print(f"    {symbol[p.change_type]} {p.path}: {p.before!r} => {p.after!r}", markup=False)
+    console.print("Resource changes: " + ", ".join(f"{counts.get(k, 0)} to {k.lower()}" if k != "NoChange" else
+                                                  f"{counts.get(k, 0)} no change"
+                                                  for k in ("Create", "Delete", "Modify", "NoChange")) + ".")
+    for name in result.endpoints_added:
+        console.print(f"+ endpoint {name}", markup=False)
+    for name in result.endpoints_removed:
+        console.print(f"- endpoint {name} (its paths go)", markup=False)
+    if not result.reachability:
+        console.print(f"Reachability ({', '.join(result.ports)}): no verdict changes.")
+        return
+    console.print(f"Reachability ({', '.join(result.ports)}): {len(result.reachability)} changes.")
+    for c in result.reachability:
+        console.print(c.sentence(), markup=False)
+
+
 @app.command()
 def graph(fmt: Optional[str] = typer.Option(None, "-o", "--format",
                                             help="dot (default), mermaid, svg or png (svg and png need Graphviz)."),
