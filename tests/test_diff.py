@@ -231,3 +231,83 @@ def test_resource_changes_in_arm_what_if_words():
         ("sku", "Modify", "P1v3", "P2v3")]
     assert all(c.change_type == "Create" for c in resource_changes(None, old))
     assert what_if(old, build(doc), ["80"]).endpoints_removed == ["rg1vm1"]
+
+
+# -- export: the lab as a topology file, `up` of which gives the same lab ------------------------------
+def _round_trip(tmp_path, home, fmt):
+    exported = cli(home, "export", "-o", fmt)
+    assert exported.exit_code == 0, exported.output
+    f = tmp_path / f"export.{fmt}"
+    f.write_text(exported.stdout)
+    again = tmp_path / f"again-{fmt}"
+    assert cli(again, "up", str(f)).exit_code == 0
+    assert _state(again)[1] == _state(home)[1]
+    assert cli(again, "export", "-o", fmt).stdout == exported.stdout
+    version = _state(home)[0]
+    assert cli(home, "up", str(f)).exit_code == 0 and _state(home)[0] == version  # up of it changes nothing
+
+
+def test_export_round_trips_the_examples_and_a_generated_lab(tmp_path):
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    from generate import generate_doc
+    docs = [yaml.safe_load(p.read_text()) for p in sorted((root / "examples").glob("*.yaml"))]
+    docs.append(generate_doc(vnets=3, subnets=3, vms=12, apps=4, rules=6, seed=5))
+    for i, doc in enumerate(docs):
+        case = tmp_path / str(i)
+        case.mkdir()
+        home = up_note(case, doc)
+        for fmt in ("yaml", "json"):
+            _round_trip(case, home, fmt)
+
+
+def test_export_keeps_what_the_lab_settled(tmp_path):
+    """Dynamic addresses are kept. A peering left Disconnected when the remote side's peering went is
+    exported as it is; `up` of it on a fresh home creates it, and a new peering is Initiated (Azure never
+    creates a Disconnected one): no traffic either way, so `vnetlab diff` finds no path changed."""
+    doc = _two_vnets()
+    doc["virtual_machines"][1]["subnet"] = "vnet1/default"  # dynamic, beside rg1vm1 (10.0.0.4)
+    home = up_note(tmp_path, doc)
+    doc["virtual_networks"][1]["peerings"] = []
+    assert cli(home, "up", str(_write(tmp_path, doc, "cut.yaml"))).exit_code == 0
+    exported = cli(home, "export")
+    as_doc = yaml.safe_load(exported.stdout)
+    assert as_doc["virtual_networks"][0]["peerings"][0]["peering_state"] == "Disconnected"
+    nic = {n["name"]: n for n in as_doc["network_interfaces"]}["vm2VMNic"]
+    assert (nic["private_ip_address"], nic["private_ip_allocation_method"]) == ("10.0.0.5", "Dynamic")
+    (tmp_path / "fresh").mkdir()
+    fresh = up_note(tmp_path / "fresh", as_doc)
+    stored = _state(fresh)[1]
+    assert stored["virtual_networks"][0]["peerings"][0]["peering_state"] == "Initiated"
+    stored["virtual_networks"][0]["peerings"][0]["peering_state"] = "Disconnected"
+    assert stored == _state(home)[1]
+    result, out = _diff(home, "--against", str(fresh), "--ports", PORTS)
+    assert result.exit_code == 0 and out["reachability"] == []
+    vnet1 = _by_name(out)["vnet1"]
+    assert [(d["path"], d["before"], d["after"]) for d in vnet1["delta"]] == [
+        ("peerings[to-vnet2].peering_state", "Initiated", "Disconnected")]
+
+
+def test_a_peering_to_a_deleted_vnet_is_exported_but_not_created_again(tmp_path):
+    """Azure keeps the peering (Disconnected) when its remote VNet goes, but refuses to create one to a
+    VNet that does not exist: the export says what the lab holds, and `up` of it elsewhere is refused."""
+    doc = _two_vnets()
+    doc["virtual_machines"] = doc["virtual_machines"][:1]
+    home = up_note(tmp_path, doc)
+    assert cli(home, "network", "vnet", "delete", "--name", "vnet2").exit_code == 0
+    exported = cli(home, "export")
+    assert yaml.safe_load(exported.stdout)["virtual_networks"][0]["peerings"][0]["peering_state"] == "Disconnected"
+    f = tmp_path / "export.yaml"
+    f.write_text(exported.stdout)
+    version = _state(home)[0]
+    assert cli(home, "up", str(f)).exit_code == 0 and _state(home)[0] == version
+    refused = cli(tmp_path / "fresh", "up", str(f))
+    assert refused.exit_code == 2 and "ReferencedResourceNotProvisioned" in refused.output
+
+
+def test_export_without_a_lab_is_exit_2_and_creates_nothing(tmp_path):
+    result = cli(tmp_path / "nolab", "export")
+    assert result.exit_code == 2 and "LabNotFound" in result.output
+    assert not (tmp_path / "nolab").exists()

@@ -19,7 +19,7 @@ from yaml.nodes import ScalarNode
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
 from .model.nsg import PROTOCOLS
-from .model.topology import NIC_KEYS
+from .model.topology import KINDS, NIC_KEYS
 
 try:  # libyaml's parser: the pure-Python one takes minutes on a 200,000-line lab
     from yaml import CSafeLoader as SafeLoader
@@ -161,7 +161,20 @@ def _from_events(parser):
 
 
 def dump(topo: Topology) -> str:
-    return yaml.safe_dump(topo.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    return yaml.safe_dump(export_doc(topo), sort_keys=False)
+
+
+def export_doc(topo: Topology) -> dict:
+    """The lab as its topology file holds it: values left at their default are left out, except where
+    reading the file back would not give them again (a field a validator derives from others, such
+    as a Dynamic NIC's allocation method once it has an address): such a resource is written whole."""
+    doc = topo.model_dump(mode="json", exclude_defaults=True)
+    again = parse(doc)
+    for kind in ("resource_groups", *KINDS, "internet_hosts"):
+        for i, (mine, read) in enumerate(zip(getattr(topo, kind), getattr(again, kind), strict=True)):
+            if mine != read:
+                doc[kind][i] = mine.model_dump(mode="json")
+    return doc if parse(doc) == topo else topo.model_dump(mode="json")
 
 
 def schema() -> str:

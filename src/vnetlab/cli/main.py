@@ -7,6 +7,7 @@ Every command takes ``--home DIR`` (or ``VNETLAB_HOME``; default ``./.vnetlab``)
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -284,8 +285,7 @@ def _stored_lab(home: Path) -> Topology | None:
 def _existing_lab(home: Path) -> Topology:
     topo = _stored_lab(home)
     if topo is None:
-        raise AzureError(f"There is no lab at {home}: give a topology file, or run `vnetlab up FILE --home {home}` "
-                         "first.", "LabNotFound", 404)
+        raise AzureError(f"There is no lab at {home}: run `vnetlab up FILE --home {home}` first.", "LabNotFound", 404)
     return topo
 
 
@@ -329,6 +329,24 @@ def diff(new: Optional[Path] = typer.Argument(None, help="The changed lab: a top
     else:
         _whatif_table(result)
     raise typer.Exit(1 if result.breaks_paths else 0)
+
+
+class ExportFormat(str, Enum):
+    yaml = "yaml"
+    json = "json"
+
+
+@app.command()
+def export(fmt: ExportFormat = typer.Option(ExportFormat.yaml, "-o", "--output", help="yaml or json."),
+           home: Optional[Path] = HomeOpt):
+    """The lab as a topology file (addresses and states included): `vnetlab up` of it gives the same lab."""
+    from ..store import resolve_home
+    from ..topology import dump, export_doc
+    topo = run(lambda: _existing_lab(resolve_home(home)))
+    if fmt == ExportFormat.json:
+        print_json(export_doc(topo))
+    else:
+        sys.stdout.write(dump(topo))
 
 
 def _whatif_table(result) -> None:
