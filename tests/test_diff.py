@@ -5,6 +5,7 @@ never touched."""
 import copy
 import json
 
+import pytest
 import yaml
 from conftest import NOTE, build, cli, up_note
 
@@ -12,6 +13,7 @@ from vnetlab.engine.network import Network
 from vnetlab.engine.trace import trace
 from vnetlab.engine.whatif import reachability_changes, resource_changes, what_if
 from vnetlab.lab import Lab
+from vnetlab.model import AzureError, Topology
 
 PORTS = "22,80,443,icmp"
 
@@ -311,3 +313,21 @@ def test_export_without_a_lab_is_exit_2_and_creates_nothing(tmp_path):
     result = cli(tmp_path / "nolab", "export")
     assert result.exit_code == 2 and "LabNotFound" in result.output
     assert not (tmp_path / "nolab").exists()
+
+
+def test_lab_preview_checks_like_up_and_writes_nothing(tmp_path):
+    home = up_note(tmp_path)
+    lab = Lab.open(home)
+    before = _state(home)
+    doc = copy.deepcopy(NOTE)
+    doc["virtual_machines"].append({"name": "vm2", "subnet": "vnet1/default"})
+    previewed = lab.preview(Topology.model_validate(doc))
+    assert previewed.find("network_interfaces", "vm2VMNic").private_ip_address == "10.0.0.5"
+    doc["virtual_networks"][0]["subnets"][1]["delegations"] = []
+    with pytest.raises(AzureError) as refused:
+        lab.preview(Topology.model_validate(doc))
+    assert refused.value.code == "SubnetMissingRequiredDelegation"
+    with pytest.raises(AzureError) as other:
+        lab.preview(Topology.model_validate(copy.deepcopy(NOTE) | {"name": "other"}))
+    assert other.value.code == "LabNameMismatch"
+    assert _state(home) == before

@@ -23,7 +23,7 @@ from .engine.routing import settle_peerings
 from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
                     SecurityRule, Topology, VirtualNetwork, WebApp)
-from .model.errors import ResourceGroupNotFound, ResourceNotFound, SubnetIsFull
+from .model.errors import LabNotFound, ResourceGroupNotFound, ResourceNotFound, SubnetIsFull
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -108,7 +108,7 @@ class Lab:
         a whole new lab already validated by the model (``up``'s file), taken as it is, addresses filled
         in: parsing a draft for it and re-validating a copy would cost seconds on a large lab."""
         if doc is None and not create:
-            raise AzureError("There is no lab here: run `vnetlab up FILE` first.", "LabNotFound", 404)
+            raise LabNotFound("There is no lab here: run `vnetlab up FILE` first.")
         old = parse(doc) if doc is not None else None
         if whole:
             new = fn(None)

@@ -19,7 +19,7 @@ from ..engine.routing import peering_state
 from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
 from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
-from ..model.errors import EmulationNotRunning, InvalidArgumentValue
+from ..model.errors import EmulationNotRunning, InvalidArgumentValue, LabNotFound
 from ..topology import load, pydantic_error, schema as topology_schema
 from .progress import Bar, wanted as progress_wanted
 from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
@@ -285,7 +285,7 @@ def _stored_lab(home: Path) -> Topology | None:
 def _existing_lab(home: Path) -> Topology:
     topo = _stored_lab(home)
     if topo is None:
-        raise AzureError(f"There is no lab at {home}: run `vnetlab up FILE --home {home}` first.", "LabNotFound", 404)
+        raise LabNotFound(f"There is no lab at {home}: run `vnetlab up FILE --home {home}` first.")
     return topo
 
 
@@ -295,8 +295,8 @@ def _diff_labs(home: Path, new: Optional[Path], against: Optional[Path], replace
     check it against the lab before, or a lab's directory) or the lab at --home."""
     from ..lab import preview
     if new is None and against is None:
-        raise AzureError("Give the changed lab (NEW.yaml) or a lab to compare with (--against FILE_OR_LAB_HOME).",
-                         "InvalidArgument")
+        raise InvalidArgumentValue("Give the changed lab (NEW.yaml) or a lab to compare with "
+                                   "(--against FILE_OR_LAB_HOME).")
     if against is None:
         old = _stored_lab(home)
     elif against.is_dir():
@@ -322,8 +322,8 @@ def diff(new: Optional[Path] = typer.Argument(None, help="The changed lab: a top
     from ..engine.whatif import what_if
     from ..store import resolve_home
     port_list = [p.strip() for p in ports.split(",") if p.strip()]
-    old, new_topo = run(lambda: _diff_labs(resolve_home(home), new, against, replace))
-    result = run(lambda: what_if(old, new_topo, port_list))
+    old, new_topo = _diff_labs(resolve_home(home), new, against, replace)
+    result = what_if(old, new_topo, port_list)
     if output == Output.json:
         print_json(result.to_dict())
     else:
@@ -342,7 +342,7 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.yaml, "-o", "--output",
     """The lab as a topology file (addresses and states included): `vnetlab up` of it gives the same lab."""
     from ..store import resolve_home
     from ..topology import dump, export_doc
-    topo = run(lambda: _existing_lab(resolve_home(home)))
+    topo = _existing_lab(resolve_home(home))
     if fmt == ExportFormat.json:
         print_json(export_doc(topo))
     else:

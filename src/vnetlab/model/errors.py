@@ -53,6 +53,12 @@ class NotFound(AzureError):
     code = "NotFound"
 
 
+class LabNotFound(AzureError):
+    """vnetlab's own: no lab where one was asked for (a --home, a lab's directory)."""
+    status = 404
+    code = "LabNotFound"
+
+
 class ResourceNotFound(AzureError):
     status = 404
     code = "ResourceNotFound"
