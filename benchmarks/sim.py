@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import generate  # noqa: E402
 
 from vnetlab.engine.matrix import matrix  # noqa: E402
-from vnetlab.engine.network import Network  # noqa: E402
+from vnetlab.engine.network import LabView  # noqa: E402
 from vnetlab.engine.trace import trace  # noqa: E402
 from vnetlab.validation import validate  # noqa: E402
 
 
-def traces_per_second(net: Network, flows: list, seconds: float = 3.0) -> float:
+def traces_per_second(net: LabView, flows: list, seconds: float = 3.0) -> float:
     for src, dst, port in flows:  # warm up: NSGs are compiled on first use
         trace(net, src, dst, port)
     done, start = 0, time.perf_counter()
@@ -41,7 +41,7 @@ def main() -> None:
         t0 = time.perf_counter()
         topo = generate(rules=rules)
         validate(topo)
-        net = Network(topo)
+        net = LabView(topo)
         build = time.perf_counter() - t0
         eps = net.endpoints()
         flows = [(rng.choice(eps).name, str(rng.choice(eps).ip), rng.choice([22, 80, 443, 8080]))

@@ -76,7 +76,7 @@ def test_one_parse_and_one_compiled_lab_per_store_version(served, monkeypatch):
     built, parsed = [], []
     real_topology = Lab.topology
 
-    class CountingNetwork(lab_module.Network):
+    class CountingNetwork(lab_module.LabView):
         def __init__(self, topo):
             built.append(1)
             super().__init__(topo)
@@ -84,7 +84,7 @@ def test_one_parse_and_one_compiled_lab_per_store_version(served, monkeypatch):
     def counting_topology(self):
         parsed.append(1)
         return real_topology(self)
-    monkeypatch.setattr(lab_module, "Network", CountingNetwork)
+    monkeypatch.setattr(lab_module, "LabView", CountingNetwork)
     monkeypatch.setattr(Lab, "topology", counting_topology)
     Lab.open(home).set_route_all("app1", True)
     for _ in range(3):

@@ -6,7 +6,7 @@ import pytest
 from conftest import cli, runner, up_note
 
 from vnetlab.cli.main import app
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.lab import Lab
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_check_exit_status_and_json(home):
 def test_routes_for_an_app_is_route_n_and_for_a_vm_the_effective_routes(home):
     topo = Lab.open(home).topology()
     res = cli(home, "routes", "app1")
-    assert res.output == Network(topo).sandbox(topo.web_apps[0]).route_n()
+    assert res.output == LabView(topo).sandbox(topo.web_apps[0]).route_n()
     vm = json.loads(cli(home, "routes", "rg1vm1", "-o", "json").output)
     assert {"source": "Default", "state": "Active", "address_prefix": "10.0.0.0/24",
             "next_hop_type": "VnetLocal"} in vm["value"]

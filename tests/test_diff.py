@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import NOTE, build, cli, up_note
 
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.engine.trace import trace
 from vnetlab.engine.whatif import reachability_changes, resource_changes, what_if
 from vnetlab.lab import Lab
@@ -112,7 +112,7 @@ def test_removing_the_integration_loses_the_path(tmp_path):
     app = _by_name(out)["app1"]
     assert app["change_type"] == "Modify"
     assert ("vnet_integration", "Delete") in [(d["path"], d["change_type"]) for d in app["delta"]]
-    after = Network(build(doc))
+    after = LabView(build(doc))
     for flow in ("80", "icmp"):
         change = _change(out, "app1", "rg1vm1", flow)
         expected = trace(after, "app1", "rg1vm1", 80 if flow == "80" else None, "Tcp" if flow == "80" else "Icmp")
@@ -143,7 +143,7 @@ def test_removing_a_peering_cuts_both_vnets_apart(tmp_path):
     assert result.exit_code == 1, result.output
     delta = _by_name(out)["vnet2"]["delta"]
     assert [(d["path"], d["change_type"]) for d in delta] == [("peerings[to-vnet1]", "Delete")]
-    after = Network(build(cut))
+    after = LabView(build(cut))
     for src, dst in (("app1", "vm2"), ("rg1vm1", "vm2"), ("vm2", "rg1vm1")):
         change = _change(out, src, dst, "80")
         expected = trace(after, src, dst, 80)
@@ -207,7 +207,7 @@ def test_one_change_per_class_pair_lists_every_endpoint_pair_it_holds_for():
     doc["virtual_machines"] += [{"name": f"vm{i}", "subnet": "vnet1/default", "services": [{"port": 80}]}
                                 for i in (2, 3)]
     old, new = build(doc), build(_with_deny_http(doc))
-    changes, added, removed = reachability_changes(Network(old), Network(new), ["80"])
+    changes, added, removed = reachability_changes(LabView(old), LabView(new), ["80"])
     assert added == removed == []
     from_app = [c for c in changes if c.source == "app1"]
     assert len(from_app) == 1
@@ -217,7 +217,7 @@ def test_one_change_per_class_pair_lists_every_endpoint_pair_it_holds_for():
     for s in names:  # each pair reported equals the full traces in both labs, and none is missed
         for d in names[1:]:
             if s != d:
-                differs = trace(Network(old), s, d, 80).verdict != trace(Network(new), s, d, 80).verdict
+                differs = trace(LabView(old), s, d, 80).verdict != trace(LabView(new), s, d, 80).verdict
                 assert differs == ((s, d) in every), (s, d)
 
 

@@ -7,7 +7,7 @@ from conftest import NOTE, build
 
 from vnetlab.engine import addressing, routing
 from vnetlab.engine.app_service import VNET_MTU, sandbox, vnet_interface_name
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.engine.security import CompiledNsg, address_set, parse_ports, virtual_network_tag
 from vnetlab.model import NetworkSecurityGroup
 
@@ -66,8 +66,8 @@ def test_user_route_beats_system_route_of_equal_prefix_and_marks_it_invalid():
     states = {(r.source, r.address_prefix): r.state for r in routes}
     assert states[("User", "0.0.0.0/0")] == "Active" and states[("Default", "0.0.0.0/0")] == "Invalid"
     lookup = routing.RouteLookup(routes)
-    assert lookup.lookup(IPv4Address("203.0.113.10")).next_hop_type == "None"
-    assert lookup.lookup(IPv4Address("10.0.0.4")).next_hop_type == "VnetLocal"
+    assert lookup.route_for(IPv4Address("203.0.113.10")).next_hop_type == "None"
+    assert lookup.route_for(IPv4Address("10.0.0.4")).next_hop_type == "VnetLocal"
 
 
 def test_peering_routes_need_both_directions():
@@ -129,7 +129,7 @@ def test_sandbox_before_integration():
 
 def test_sandbox_after_integration_is_the_notes_table():
     topo = build()
-    sb = Network(topo).sandbox(topo.web_apps[0])
+    sb = LabView(topo).sandbox(topo.web_apps[0])
     assert sb.vnet_iface.startswith("vnet") and len(sb.vnet_iface) == 13
     assert sb.vnet_iface == vnet_interface_name(topo.id_of("web_apps", topo.web_apps[0]))
     assert [i.mtu for i in sb.interfaces if i.name == sb.vnet_iface] == [VNET_MTU]
@@ -150,7 +150,7 @@ def test_route_all_moves_the_default_route():
     doc = {**copy.deepcopy(NOTE), "web_apps": [{"name": "app1", "plan": "plan1", "vnet_integration": "vnet1/integration",
                                  "app_settings": {"WEBSITE_VNET_ROUTE_ALL": "1"}}]}
     topo = build(doc)
-    sb = Network(topo).sandbox(topo.web_apps[0])
+    sb = LabView(topo).sandbox(topo.web_apps[0])
     default = next(r for r in sb.routes if r.destination == "0.0.0.0/0")
     assert (default.gateway, default.iface) == ("169.254.254.1", sb.vnet_iface)
 

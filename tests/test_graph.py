@@ -8,7 +8,7 @@ import pytest
 
 from conftest import NOTE, build, cli, up_note
 from vnetlab import graph
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.engine.trace import trace
 
 DENY_80 = {"name": "nsg1", "security_rules": [
@@ -35,7 +35,7 @@ def hops(label: str) -> list[int]:
 
 
 def test_dot_of_the_note_holds_vnets_subnets_delegation_and_integration():
-    net = Network(build())
+    net = LabView(build())
     dot = graph.to_dot(graph.picture(net))
     nodes = dot_nodes(dot)
     assert 'label="VNet vnet1  10.0.0.0/24"' in dot
@@ -49,7 +49,7 @@ def test_dot_of_the_note_holds_vnets_subnets_delegation_and_integration():
 
 
 def test_mermaid_of_the_note_has_subgraphs_and_the_integration_edge():
-    text = graph.to_mermaid(graph.picture(Network(build())))
+    text = graph.to_mermaid(graph.picture(LabView(build())))
     assert text.splitlines()[3] == "flowchart LR"
     assert 'subgraph cluster_vnet_vnet1["VNet vnet1  10.0.0.0/24"]' in text
     assert 'subgraph cluster_subnet_vnet1_integration["subnet integration  10.0.0.128/26"]' in text
@@ -98,14 +98,14 @@ def test_a_subnet_of_50_endpoints_collapses_into_one_node_with_a_count():
     doc["virtual_machines"] += [{"name": f"small{i}", "subnet": "vnet1/small"} for i in range(graph.COLLAPSE_AT - 1)]
     doc["virtual_machines"].append({"name": "nva", "subnet": "vnet1/big", "enable_ip_forwarding": True})
     topo = build(doc)
-    dot = graph.to_dot(graph.picture(Network(topo)))
+    dot = graph.to_dot(graph.picture(LabView(topo)))
     nodes = dot_nodes(dot)
     assert not any(n.startswith("vm_big") for n in nodes)
     collapsed = [label for label in nodes.values() if "endpoints (VMs and NICs)" in label]
     assert collapsed == [f"{graph.COLLAPSE_AT} endpoints (VMs and NICs)\\n10.0.1.4 ... 10.0.1.53"]
     assert "nva_nva" in nodes                                        # an NVA stays in sight
     assert sum(n.startswith("vm_small") for n in nodes) == graph.COLLAPSE_AT - 1
-    pic = graph.picture(Network(topo), trace(topo, "app1", "big7", 80).to_dict())
+    pic = graph.picture(LabView(topo), trace(topo, "app1", "big7", 80).to_dict())
     assert pic.keys[("vm", "big7")] in {e.dst for e in pic.edges if e.kind == "trace"}
 
 
@@ -114,10 +114,10 @@ def test_peering_state_is_shown():
     doc["virtual_networks"].append({"name": "hub", "address_space": ["10.1.0.0/24"],
                                     "subnets": [{"name": "s", "address_prefix": "10.1.0.0/26"}]})
     doc["virtual_networks"][0]["peerings"] = [{"name": "to-hub", "remote_virtual_network": "hub"}]
-    dot = graph.to_dot(graph.picture(Network(build(doc))))
+    dot = graph.to_dot(graph.picture(LabView(build(doc))))
     assert 'label="peering to-hub: Initiated"' in dot and "lhead=cluster_vnet_hub" in dot
     doc["virtual_networks"][1]["peerings"] = [{"name": "to-vnet1", "remote_virtual_network": "vnet1"}]
-    dot = graph.to_dot(graph.picture(Network(build(doc))))
+    dot = graph.to_dot(graph.picture(LabView(build(doc))))
     assert dot.count("peering to-") == 1 and 'label="peering to-hub: Connected"' in dot
 
 

@@ -14,7 +14,7 @@ from conftest import cli  # noqa: E402
 from generate import generate, generate_doc  # noqa: E402
 
 from vnetlab.engine.matrix import matrix  # noqa: E402
-from vnetlab.engine.network import Network  # noqa: E402
+from vnetlab.engine.network import LabView  # noqa: E402
 from vnetlab.engine.trace import trace  # noqa: E402
 
 SHAPE = {"ports", "endpoints", "traces", "classes", "default", "cells"}
@@ -40,7 +40,7 @@ def _pair_verdicts(result) -> dict[tuple[str, str], dict]:
 
 
 def test_expanded_pairs_equal_full_traces():
-    net = Network(generate(vnets=4, subnets=4, vms=24, apps=6, rules=12, seed=3))
+    net = LabView(generate(vnets=4, subnets=4, vms=24, apps=6, rules=12, seed=3))
     result = matrix(net, ["22", "80", "icmp"], expand=True)
     assert len(result["classes"]) < result["endpoints"]
     eps = {ep.name: ep for ep in net.endpoints()}
@@ -54,7 +54,7 @@ def test_expanded_pairs_equal_full_traces():
 
 
 def test_class_cells_and_default_say_what_the_pairs_say():
-    net = Network(generate(vnets=4, subnets=4, vms=24, apps=6, rules=12, seed=3))
+    net = LabView(generate(vnets=4, subnets=4, vms=24, apps=6, rules=12, seed=3))
     result = matrix(net, ["22", "80", "icmp"], expand=True)
     assert set(result) == SHAPE | {"pairs"}
     assert _pair_verdicts(result) == {(p["source"], p["destination"]): p["verdicts"] for p in result["pairs"]}
@@ -64,8 +64,8 @@ def test_class_cells_and_default_say_what_the_pairs_say():
 
 
 def test_same_shape_small_and_large():
-    small = matrix(Network(generate(vnets=1, subnets=2, vms=2, apps=1, rules=2, seed=1)), ["80"])
-    large = matrix(Network(generate(vnets=12, subnets=5, vms=420, apps=6, rules=4, seed=2)), ["80"])
+    small = matrix(LabView(generate(vnets=1, subnets=2, vms=2, apps=1, rules=2, seed=1)), ["80"])
+    large = matrix(LabView(generate(vnets=12, subnets=5, vms=420, apps=6, rules=4, seed=2)), ["80"])
     assert large["endpoints"] > 400
     assert set(small) == set(large) == SHAPE
     for result in (small, large):

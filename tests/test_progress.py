@@ -6,7 +6,7 @@ from conftest import build, cli, up_note
 from vnetlab.cli.progress import Bar, wanted
 from vnetlab.cli.render import Output
 from vnetlab.engine.matrix import matrix
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.lab import Lab
 
 PROGRESS_TEXT = ("Reading ", "Checking it against", "Saving it", "Building it", "Compiling the lab",
@@ -45,7 +45,7 @@ def test_up_tells_its_stages_in_order(tmp_path):
 
 def test_matrix_tells_progress_per_source_class_up_to_the_total():
     told = []
-    result = matrix(Network(build()), ["80"], progress=lambda done, total: told.append((done, total)))
+    result = matrix(LabView(build()), ["80"], progress=lambda done, total: told.append((done, total)))
     classes = len(result["classes"])
     assert told == [(i, classes) for i in range(1, classes + 1)]
 

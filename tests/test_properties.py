@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from vnetlab.engine.routing import EffectiveRoute, RouteLookup
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.model import Topology
 
 ips = st.integers(min_value=0, max_value=2**32 - 1)
@@ -32,7 +32,7 @@ def test_longest_prefix_match_agrees_with_a_scan(routes, probes):
         ip = IPv4Address(value)
         matching = [r for r in table.values() if ip in r.network]
         expected = max(matching, key=lambda r: r.network.prefixlen) if matching else None
-        assert lookup.lookup(ip) == expected
+        assert lookup.route_for(ip) == expected
 
 
 # -- NSG: a reference from the docs --------------------------------------------------------------------
@@ -178,7 +178,7 @@ def test_indexed_nsg_agrees_with_the_docs(rule_list, direction, protocol, src, d
         "name": "p", "virtual_networks": [{"name": "v", "address_space": [str(n) for n in VNET_SPACE],
                                            "subnets": [{"name": "s", "address_prefix": "10.1.0.0/24"}]}],
         "network_security_groups": [{"name": "n", "security_rules": [_wire(r) for r in rule_list]}]})
-    compiled = Network(topo).nsg("n", direction, topo.virtual_networks[0])
+    compiled = LabView(topo).nsg("n", direction, topo.virtual_networks[0])
     sport, dport = (None, None) if protocol == "Icmp" else (sport, dport)
     got = compiled.evaluate(protocol, IPv4Address(src), IPv4Address(dst), dport, sport).rule
     assert got.name == first_match(rule_list, direction, protocol, src, dst, sport, dport)

@@ -11,7 +11,7 @@ import json
 import pytest
 from conftest import NOTE, build
 
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.engine.trace import Action, Reason, StepKind, Verdict, _Done, trace
 
 INTEGRATION_IP = "10.0.0.190"  # the note's app1: the top usable address of vnet1/integration (10.0.0.128/26)
@@ -141,7 +141,7 @@ def test_every_reason_has_a_case():
 @pytest.mark.parametrize("reason", list(Reason), ids=str)
 def test_the_lab_produces_the_reason(reason):
     doc, src, dst, port, proto = CASES[reason]
-    t = trace(Network(build(doc)), src, dst, port, proto)
+    t = trace(LabView(build(doc)), src, dst, port, proto)
     assert t.reason is reason, t.to_dict()
     assert t.verdict is reason.verdict
     out = json.loads(json.dumps(t.to_dict()))
@@ -156,7 +156,7 @@ def test_an_unknown_reason_is_an_error_not_a_timeout():
 
 def test_each_step_has_a_kind_an_action_and_the_detail_of_its_kind():
     doc, src, dst, port, proto = CASES[Reason.FORWARDED_TRAFFIC_NOT_ALLOWED]
-    t = trace(Network(build(doc)), src, dst, port, proto)
+    t = trace(LabView(build(doc)), src, dst, port, proto)
     assert [s.kind for s in t.steps] == [StepKind.ROUTE, StepKind.PEERING, StepKind.APPLIANCE, StepKind.ROUTE,
                                          StepKind.PEERING]
     assert [s.action for s in t.steps] == [Action.FORWARDED] * 4 + [Action.DROPPED]

@@ -6,12 +6,12 @@ from ipaddress import IPv4Address
 import pytest
 from conftest import NOTE, build
 
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.engine.trace import trace
 
 
 def run(topo, src, dst, port=80, proto="Tcp"):
-    return trace(Network(topo), src, dst, port if proto != "Icmp" else None, proto)
+    return trace(LabView(topo), src, dst, port if proto != "Icmp" else None, proto)
 
 
 def vm_ip(topo, name):
@@ -37,12 +37,12 @@ def test_an_integrated_app_sends_to_the_internet_from_eth0_not_from_the_vnet_int
     t = run(topo, "app1", "203.0.113.10", 443)
     route, snat = t.steps[0].detail, t.steps[1].detail
     assert route.iface == "eth0" and t.flow.source_ip == "169.254.129.2"
-    assert (snat.from_, snat.to) == ("169.254.129.2", str(Network(topo).sandbox(topo.web_apps[0]).outbound_ip))
+    assert (snat.from_, snat.to) == ("169.254.129.2", str(LabView(topo).sandbox(topo.web_apps[0]).outbound_ip))
 
 
 def test_note_after_integration_connects_with_the_integration_address_as_source():
     topo = build()
-    net = Network(topo)
+    net = LabView(topo)
     integration_ip = str(net.sandbox(topo.web_apps[0]).integration_ip)
     for proto in ("Icmp", "Tcp"):
         t = run(topo, "app1", "rg1vm1", proto=proto)
@@ -55,7 +55,7 @@ def test_note_after_integration_connects_with_the_integration_address_as_source(
 @pytest.mark.parametrize("port", [80, 443])
 def test_reverse_connection_to_the_integration_address_is_refused(port):
     topo = build()
-    ip = str(Network(topo).sandbox(topo.web_apps[0]).integration_ip)
+    ip = str(LabView(topo).sandbox(topo.web_apps[0]).integration_ip)
     t = run(topo, "rg1vm1", ip, port)
     assert (t.verdict, t.reason) == ("Refused", "IntegrationInboundRefused")
     assert run(topo, "rg1vm1", ip, proto="Icmp").verdict == "TimedOut"
@@ -84,7 +84,7 @@ def _internet_doc(route_all: bool, deny_internet: bool):
 def test_route_all_off_internet_leaves_directly_from_the_app():
     topo = build(_internet_doc(False, True))
     t = run(topo, "app1", "203.0.113.10", 443)
-    net = Network(topo)
+    net = LabView(topo)
     assert t.verdict == "Connected" and t.source_ip_seen == str(net.sandbox(topo.web_apps[0]).outbound_ip)
     assert not any(s.kind == "NetworkSecurityGroup" for s in t.steps)
 
@@ -282,10 +282,10 @@ def test_virtual_network_tag_includes_udr_prefixes_so_spoke_to_spoke_through_an_
     assert rules == ["AllowVnetOutBound", "AllowVNetInBound"]
     assert any(s.kind == "VirtualAppliance" and s.action == "Forwarded" for s in t.steps)
     # the user 0.0.0.0/0 route to the appliance leaves the private ranges' None routes Invalid
-    states = {(r.address_prefix, r.next_hop_type): r.state for r in Network(topo).subnet_view("spoke1/s").routes}
+    states = {(r.address_prefix, r.next_hop_type): r.state for r in LabView(topo).subnet_view("spoke1/s").routes}
     assert states[("10.0.0.0/8", "None")] == "Invalid" and states[("0.0.0.0/0", "VirtualAppliance")] == "Active"
     from vnetlab.engine.security import tag_map
-    assert "0.0.0.0/0" in tag_map(Network(topo).vnet_tag(topo.vnet("spoke1")))["VirtualNetwork"]
+    assert "0.0.0.0/0" in tag_map(LabView(topo).vnet_tag(topo.vnet("spoke1")))["VirtualNetwork"]
 
 
 def test_a_udr_prefix_does_not_shrink_the_internet_tag():

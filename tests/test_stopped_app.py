@@ -4,7 +4,7 @@ import pytest
 
 from conftest import NOTE, build
 from vnetlab.engine.matrix import matrix
-from vnetlab.engine.network import Network
+from vnetlab.engine.network import LabView
 from vnetlab.engine.trace import trace
 from vnetlab.model import AzureError
 
@@ -29,7 +29,7 @@ def test_a_started_app_traces_again():
 
 
 def test_the_matrix_leaves_a_stopped_app_out():
-    names = {ep.name for ep in Network(stopped_note()).endpoints()}
+    names = {ep.name for ep in LabView(stopped_note()).endpoints()}
     assert names == {"rg1vm1"}
-    out = matrix(Network(stopped_note()), ["80"])
+    out = matrix(LabView(stopped_note()), ["80"])
     assert "app1" not in str(out)

@@ -15,7 +15,7 @@ import subprocess
 import textwrap
 from dataclasses import dataclass, field
 
-from .engine.network import Network
+from .engine.network import LabView
 from .engine.routing import peering_state
 from .model import AzureError, Topology
 from .model.errors import InvalidArgumentValue
@@ -90,7 +90,7 @@ class _Ids:
 
 
 # -- the lab -----------------------------------------------------------------------------------------
-def picture(net: Network, trace: dict | None = None, legend: bool = True) -> Picture:
+def picture(net: LabView, trace: dict | None = None, legend: bool = True) -> Picture:
     """The lab as clusters, nodes and edges; with ``trace`` (a trace's ``to_dict()``), its path over it,
     and (``legend``) a box listing its steps (the web page lists them beside the picture instead)."""
     topo = net.topo
@@ -183,7 +183,7 @@ def _ip_key(ip: str) -> tuple:
     return tuple(int(p) for p in ip.split("."))
 
 
-def _plan_cluster(pic: Picture, ids: _Ids, net: Network, plan) -> Cluster:
+def _plan_cluster(pic: Picture, ids: _Ids, net: LabView, plan) -> Cluster:
     cluster = pic.new_cluster(ids.new("cluster_plan", plan.name),
                       f"App Service plan {plan.name}  {plan.sku} {plan.os} x{plan.instances}", "plan")
     pic.keys[("plan", plan.name.lower())] = cluster.id
@@ -494,7 +494,7 @@ def render(dot_text: str, fmt: str) -> bytes:
     return done.stdout
 
 
-def draw(net: Network, fmt: str, trace: dict | None = None, legend: bool = True) -> bytes:
+def draw(net: LabView, fmt: str, trace: dict | None = None, legend: bool = True) -> bytes:
     """The lab (and ``trace``) in ``fmt``: dot, mermaid, svg or png."""
     if fmt not in FORMATS:
         raise InvalidArgumentValue(f"Unknown picture format '{fmt}': use one of {', '.join(FORMATS)}.")

@@ -18,7 +18,7 @@ from typing import Callable
 from pydantic import ValidationError
 
 from .engine.addressing import lowest_free, settle_app_service_links
-from .engine.network import Network
+from .engine.network import LabView
 from .engine.routing import settle_peerings
 from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
@@ -35,7 +35,7 @@ class Lab:
     def __init__(self, store: Store):
         self.store = store
         self._snapshot: tuple[int, Topology] | None = None
-        self._net: tuple[int, Network] | None = None
+        self._net: tuple[int, LabView] | None = None
         self._reading = threading.Lock()  # one parse per store version, however many threads ask
 
     @classmethod
@@ -72,7 +72,7 @@ class Lab:
         cached = self._snapshot
         return cached is not None and cached[0] == version
 
-    def network(self, version: int | None = None) -> Network:
+    def network(self, version: int | None = None) -> LabView:
         """The compiled lab, built once per store version."""
         version = self.store.version() if version is None else version
         cached = self._net
@@ -82,7 +82,7 @@ class Lab:
         with self._reading:
             cached = self._net
             if cached is None or cached[0] != version:
-                cached = self._net = (version, Network(topo))
+                cached = self._net = (version, LabView(topo))
         return cached[1]
 
     def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp") -> Trace:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..model.errors import InvalidResourceReference
-from ..engine.network import Network
+from ..engine.network import LabView
 from ..lab import Lab
 from ..model import Topology
 from ..model.ids import parse_id
@@ -41,7 +41,7 @@ class LabState:
         compiled network, :meth:`Lab.network`), parsed once per store version."""
         return self.lab.snapshot(self.version())
 
-    def network(self) -> Network:
+    def network(self) -> LabView:
         """The compiled lab of the current version, built once per version."""
         return self.lab.network(self.version())
 

@@ -19,7 +19,7 @@ from itertools import pairwise
 from starlette.responses import Response
 
 from ..model.errors import InvalidPort, InvalidTargetResourceId, NotFound
-from ..engine.network import Network
+from ..engine.network import LabView
 from ..engine.security import (ANY_ADDRESS, flow_protocol, is_public, nsg_chain, parse_ports, service_tag,
                                tag_key, tag_map)
 from ..model import NetworkInterface
@@ -61,7 +61,7 @@ def list_watchers(state: LabState, call: Call) -> Response:
 
 # -- targets -----------------------------------------------------------------------------------
 
-def _target(net: Network, rid: str | None, path: str) -> tuple[str, str]:
+def _target(net: LabView, rid: str | None, path: str) -> tuple[str, str]:
     """(kind, name) of a VM, NIC or web app id."""
     parsed = parse_id(require(rid, path))
     kinds = {("microsoft.compute", "virtualmachines"): "virtual_machines",
@@ -78,7 +78,7 @@ def _target(net: Network, rid: str | None, path: str) -> tuple[str, str]:
     return kind, res.name
 
 
-def _nic(net: Network, body: Obj) -> NetworkInterface:
+def _nic(net: LabView, body: Obj) -> NetworkInterface:
     rid = body.str("targetNicResourceId") or body.str("targetResourceId")
     kind, name = _target(net, rid, "targetResourceId")
     if kind == "web_apps":
@@ -152,7 +152,7 @@ def next_hop(state: LabState, call: Call) -> Response:
     net = state.network()
     nic = _nic(net, body)
     dst = _ip(body.str("destinationIPAddress"), "destinationIPAddress")
-    route = net.subnet_view(nic.subnet).lookup.lookup(dst)
+    route = net.subnet_view(nic.subnet).route_for(dst)
     if route is None:
         return json_response({"nextHopType": "None", "nextHopIpAddress": "", "routeTableId": "System Route"})
     table = net.topo.find("route_tables", route.route_table) if route.source == "User" else None
@@ -162,7 +162,7 @@ def next_hop(state: LabState, call: Call) -> Response:
 
 # -- effective routes and security rules of a NIC ---------------------------------------------
 
-def _nic_of(state: LabState, call: Call) -> tuple[Network, NetworkInterface]:
+def _nic_of(state: LabState, call: Call) -> tuple[LabView, NetworkInterface]:
     NICS.lookup(state, call)  # 404s as a GET would
     net = state.network()
     return net, net.topo.find("network_interfaces", call.params["name"])
@@ -272,7 +272,7 @@ def connectivity_check(state: LabState, call: Call) -> Response:
     return json_response(connectivity_result(net, doc))
 
 
-def destination_hop(net: Network, ip_text: str) -> tuple[str, str | None]:
+def destination_hop(net: LabView, ip_text: str) -> tuple[str, str | None]:
     """(hop type, resource id) of the address a check is sent to: the VM (or NIC) or web app
     holding it in a VNet; an address in no VNet that is public is the Internet.
     https://learn.microsoft.com/azure/network-watcher/connection-troubleshoot-overview#response"""
@@ -291,7 +291,7 @@ def destination_hop(net: Network, ip_text: str) -> tuple[str, str | None]:
     return "VirtualNetwork", None
 
 
-def connectivity_result(net: Network, doc: dict) -> dict:
+def connectivity_result(net: LabView, doc: dict) -> dict:
     flow, steps = doc["flow"], doc["steps"]
     source_kind = {"vm": "virtual_machines", "webapp": "web_apps", "nic": "network_interfaces"}.get(flow["source_kind"])
     src_res = net.topo.find(source_kind, flow["source"]) if source_kind else None

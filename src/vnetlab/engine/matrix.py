@@ -26,7 +26,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Network
 
 from ..model.errors import InvalidPort
-from .network import Endpoint, Network
+from .network import Endpoint, LabView
 from .security import flow_protocol, is_public
 from .trace import trace
 
@@ -52,7 +52,7 @@ def _network(prefix: str) -> tuple[int, int] | None:
     return int(n.netmask), int(n.network_address)
 
 
-def _prefixes(net: Network) -> dict[int, set[int]]:
+def _prefixes(net: LabView) -> dict[int, set[int]]:
     topo = net.topo
     found: set[str] = set()
     for nsg in topo.network_security_groups:
@@ -74,7 +74,7 @@ def _prefixes(net: Network) -> dict[int, set[int]]:
     return by_mask
 
 
-def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: Network) -> tuple:
+def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: LabView) -> tuple:
     if ep.kind != "vm":
         return (ep.kind, ep.name.lower())
     ip = int(ep.ip)
@@ -84,7 +84,7 @@ def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: Network) -> tup
             ep.nic.enable_ip_forwarding, net.guest_forwards(ep.nic), services, atoms)
 
 
-def _dropped_by_route(net: Network, src: Endpoint):
+def _dropped_by_route(net: LabView, src: Endpoint):
     """(a key, a function telling without a full trace that the source's route to an address drops
     it: next hop None, or a private address sent to the internet; TimedOut whatever the port).
     Sources with the same key drop the same addresses."""
@@ -96,14 +96,12 @@ def _dropped_by_route(net: Network, src: Endpoint):
             route = sb.lookup(ip)
             if route is None or route.iface != sb.vnet_iface:
                 return not is_public(int(ip))
-            hop = view.lookup.lookup(ip)
+            hop = view.route_for(ip)
             return hop is None or hop.next_hop_type == "None"
         return ("webapp", src.name.lower()), app_drops
     view = net.subnet_view(src.subnet_ref)
-    lookup = view.lookup
-
     def vm_drops(ip) -> bool:
-        hop = lookup.lookup(ip)
+        hop = view.route_for(ip)
         return hop is None or hop.next_hop_type == "None" or (hop.next_hop_type == "Internet" and not is_public(int(ip)))
     return ("routes", tuple(view.routes)), vm_drops
 
@@ -123,7 +121,7 @@ def parse_flows(specs: list[str]) -> list[tuple[str, int | None]]:
     return out
 
 
-def endpoint_classes(net: Network, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
+def endpoint_classes(net: LabView, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
     prefixes = _prefixes(net)
     classes: dict[tuple, list[Endpoint]] = {}
     for ep in endpoints:
@@ -131,7 +129,7 @@ def endpoint_classes(net: Network, endpoints: list[Endpoint]) -> list[list[Endpo
     return list(classes.values())
 
 
-def class_cells(net: Network, groups: list[list[Endpoint]], flows: list[tuple[str, int | None]],
+def class_cells(net: LabView, groups: list[list[Endpoint]], flows: list[tuple[str, int | None]],
                 progress: Callable[[int, int], None] | None = None,
                 ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
     """(class pair -> verdicts per flow, traces run) for the pairs a route does not drop; every other
@@ -154,7 +152,7 @@ def class_cells(net: Network, groups: list[list[Endpoint]], flows: list[tuple[st
     return cells, len(cells)
 
 
-def matrix(net: Network, ports: list[str], expand: bool = False,
+def matrix(net: LabView, ports: list[str], expand: bool = False,
            progress: Callable[[int, int], None] | None = None) -> dict:
     flows = parse_flows(ports)
     labels = [_label(p, n) for p, n in flows]

@@ -26,7 +26,11 @@ class SubnetView:
     subnet: object
     id: str
     routes: list[EffectiveRoute]
-    lookup: RouteLookup
+    route_index: RouteLookup
+
+    def route_for(self, ip) -> EffectiveRoute | None:
+        """The Active effective route for ``ip`` (longest prefix match)."""
+        return self.route_index.route_for(ip)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class Endpoint:
     app: WebApp | None = None
 
 
-class Network:
+class LabView:
+    """The lab compiled for questions: what the engine's functions take where they say ``net``."""
+
     def __init__(self, topo: Topology):
         self.topo = topo
         self.integration = integration_addresses(topo)

@@ -190,7 +190,7 @@ class RouteLookup:
         self._tables = [(((1 << 32) - 1) ^ ((1 << (32 - plen)) - 1), by_len[plen])
                         for plen in sorted(by_len, reverse=True)]
 
-    def lookup(self, ip: IPv4Address | int) -> EffectiveRoute | None:
+    def route_for(self, ip: IPv4Address | int) -> EffectiveRoute | None:
         value = int(ip)
         for mask, table in self._tables:
             hit = table.get(value & mask)

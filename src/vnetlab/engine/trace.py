@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
 from ..model.errors import InvalidPort, SubnetIsFull
-from .network import Endpoint, Network, SubnetView, integration_inbound_refused
+from .network import Endpoint, LabView, SubnetView, integration_inbound_refused
 from .security import flow_protocol, is_public, nsg_chain
 
 MAX_APPLIANCE_HOPS = 8
@@ -259,9 +259,9 @@ class _Done(Exception):
         self.reason = Reason(reason)
 
 
-def trace(net: Network | Topology, source: str, destination: str, port: int | None = None,
+def trace(net: LabView | Topology, source: str, destination: str, port: int | None = None,
           protocol: str = "Tcp") -> Trace:
-    net = net if isinstance(net, Network) else Network(net)
+    net = net if isinstance(net, LabView) else LabView(net)
     protocol = flow_protocol(protocol)
     if protocol != "Icmp" and port is None:
         raise InvalidPort("A port is required for Tcp and Udp flows.")
@@ -293,7 +293,7 @@ def trace(net: Network | Topology, source: str, destination: str, port: int | No
 
 
 # -- sources ------------------------------------------------------------------------------
-def _from_nic(net: Network, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
+def _from_nic(net: LabView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     view = net.subnet_view(nic.subnet)
     pkt.public_src = net.public_ip("network_interfaces", nic.name)
     pkt.origin_vnet = view.vnet.name.lower()
@@ -301,7 +301,7 @@ def _from_nic(net: Network, nic: NetworkInterface, pkt: Packet, t: Trace) -> Non
     _route_from(net, view, pkt, t, hops=0)
 
 
-def _from_app(net: Network, src: Endpoint, pkt: Packet, t: Trace) -> None:
+def _from_app(net: LabView, src: Endpoint, pkt: Packet, t: Trace) -> None:
     sb = net.sandbox(src.app)
     route = sb.lookup(pkt.dst)  # the sandbox always has a default route
     pkt.src = sb.interface(route.iface).ip  # the kernel's source: the address of the outgoing interface
@@ -330,7 +330,7 @@ def _snat(t: Trace, pkt: Packet, to: IPv4Address, why: str, resource_id: str | N
 
 
 # -- NSGs -----------------------------------------------------------------------------------
-def _nsg_check(net: Network, nsg_name: str | None, direction: str, view: SubnetView, pkt: Packet, t: Trace,
+def _nsg_check(net: LabView, nsg_name: str | None, direction: str, view: SubnetView, pkt: Packet, t: Trace,
                attached_to: str) -> None:
     compiled = net.nsg(nsg_name, direction, view.vnet)
     if compiled is None:
@@ -346,17 +346,17 @@ def _nsg_check(net: Network, nsg_name: str | None, direction: str, view: SubnetV
         raise _Done(Reason.NSG_DENIED)
 
 
-def _nsgs_at(net: Network, direction: str, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
+def _nsgs_at(net: LabView, direction: str, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     for where, name in nsg_chain(direction, nic.network_security_group, view.subnet.network_security_group):
         attached_to = "network interface " + nic.name if where == "nic" else "subnet " + view.ref
         _nsg_check(net, name, direction, view, pkt, t, attached_to)
 
 
-def _outbound_nsgs(net: Network, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
+def _outbound_nsgs(net: LabView, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     _nsgs_at(net, "Outbound", view, nic, pkt, t)
 
 
-def _inbound_nsgs(net: Network, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
+def _inbound_nsgs(net: LabView, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     _nsgs_at(net, "Inbound", view, nic, pkt, t)
 
 
@@ -367,8 +367,8 @@ def _route_step(view: SubnetView, route, steps: list[Step], dropped: bool = Fals
                                     route.next_hop_ip, route.name, route.route_table), dropped))
 
 
-def _route_from(net: Network, view: SubnetView, pkt: Packet, t: Trace, hops: int) -> None:
-    route = view.lookup.lookup(pkt.dst)  # effective routes always hold 0.0.0.0/0
+def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int) -> None:
+    route = view.route_for(pkt.dst)  # effective routes always hold 0.0.0.0/0
     kind = route.next_hop_type
     _route_step(view, route, t.steps, dropped=kind in ("None", "VirtualNetworkGateway"))
     if kind == "None":
@@ -386,7 +386,7 @@ def _route_from(net: Network, view: SubnetView, pkt: Packet, t: Trace, hops: int
         _via_appliance(net, view, route, pkt, t, hops)
 
 
-def _cross_peering(net: Network, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
+def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
     remote, local_peering = net.peers[view.vnet.name.lower()][remote_name.lower()]
     detail = PeeringDetail(view.vnet.name, remote.name, local_peering.name)
     pid = net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings", local_peering.name)
@@ -402,12 +402,12 @@ def _cross_peering(net: Network, view: SubnetView, remote_name: str, pkt: Packet
     return remote
 
 
-def _holder_of(net: Network, view: SubnetView, ip: IPv4Address):
+def _holder_of(net: LabView, view: SubnetView, ip: IPv4Address):
     """The NIC holding ``ip`` in this VNet or a connected peer, with the VNet it is in."""
     return net.appliance_at(view, ip)
 
 
-def _missing_forwarding(net: Network, nic: NetworkInterface) -> Reason | None:
+def _missing_forwarding(net: LabView, nic: NetworkInterface) -> Reason | None:
     """Which of the two settings an appliance needs is off: Azure's on the NIC (checked first:
     Azure drops before the guest sees the packet), then the guest OS's."""
     if not net.accepts_transit(nic):
@@ -417,7 +417,7 @@ def _missing_forwarding(net: Network, nic: NetworkInterface) -> Reason | None:
     return None
 
 
-def _via_appliance(net: Network, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
+def _via_appliance(net: LabView, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
     hop_ip = IPv4Address(route.next_hop_ip)
     nic, vnet = _holder_of(net, view, hop_ip)
     if hop_ip == pkt.dst:  # addressed to the appliance itself: delivered, across the peering if it is in a peer
@@ -455,7 +455,7 @@ def _answered(reason: Reason) -> Action:
     return Action.ANSWERED if reason == Reason.REACHABLE else Action.RESET
 
 
-def _to_internet(net: Network, pkt: Packet, t: Trace) -> None:
+def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
     if not is_public(int(pkt.dst)):
         t.steps.append(Step(None, Action.DROPPED, InternetDetail(str(pkt.dst), "private address on the internet"),
                             True))
@@ -470,7 +470,7 @@ def _to_internet(net: Network, pkt: Packet, t: Trace) -> None:
     raise _Done(reason)
 
 
-def _deliver(net: Network, vnet, pkt: Packet, t: Trace) -> None:
+def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
     key = (vnet.name.lower(), int(pkt.dst))
     nic = net.nic_at.get(key)
     if nic is not None:
@@ -500,14 +500,14 @@ def _deliver(net: Network, vnet, pkt: Packet, t: Trace) -> None:
     raise _Done(Reason.NO_HOST_AT_DESTINATION)
 
 
-def _return_path(net: Network, view: SubnetView, pkt: Packet, t: Trace) -> None:
+def _return_path(net: LabView, view: SubnetView, pkt: Packet, t: Trace) -> None:
     """Replies are not checked against NSGs (stateful) but need a route back."""
     reply = Packet(pkt.dst, pkt.src, pkt.protocol, None, origin_vnet=view.vnet.name.lower())
     _return_route(net, view, reply, t.return_path, 0)
 
 
-def _return_route(net: Network, view: SubnetView, reply: Packet, steps: list[Step], hops: int) -> None:
-    route = view.lookup.lookup(reply.dst)
+def _return_route(net: LabView, view: SubnetView, reply: Packet, steps: list[Step], hops: int) -> None:
+    route = view.route_for(reply.dst)
     kind = route.next_hop_type
     ok = kind in ("VnetLocal", "VNetPeering", "VirtualAppliance") or (kind == "Internet" and is_public(int(reply.dst)))
     _route_step(view, route, steps, dropped=not ok)

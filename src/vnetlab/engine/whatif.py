@@ -21,7 +21,7 @@ from typing import Any
 
 from ..model import KINDS, Topology
 from .matrix import _label, class_cells, endpoint_classes, parse_flows
-from .network import Endpoint, Network
+from .network import Endpoint, LabView
 from .trace import Trace, trace
 
 CREATE, DELETE, MODIFY, NO_CHANGE = "Create", "Delete", "Modify", "NoChange"
@@ -188,7 +188,7 @@ def _key(ep: Endpoint) -> tuple[str, str]:
     return ep.kind, ep.name.lower()
 
 
-def _classes(net: Network, flows) -> tuple[dict[tuple[str, str], int], dict[tuple[int, int], tuple[str, ...]],
+def _classes(net: LabView, flows) -> tuple[dict[tuple[str, str], int], dict[tuple[int, int], tuple[str, ...]],
                                             dict[tuple[str, str], Endpoint]]:
     """(endpoint -> class index, class pair -> verdicts per flow (missing: a route drops it), endpoints)."""
     endpoints = net.endpoints()
@@ -198,7 +198,7 @@ def _classes(net: Network, flows) -> tuple[dict[tuple[str, str], int], dict[tupl
     return index, cells, {_key(ep): ep for ep in endpoints}
 
 
-def reachability_changes(old: Network, new: Network, ports: list[str]) -> tuple[list[VerdictChange], list[str],
+def reachability_changes(old: LabView, new: LabView, ports: list[str]) -> tuple[list[VerdictChange], list[str],
                                                                                  list[str]]:
     """(verdict changes, endpoints only in the new lab, endpoints only in the old one)."""
     flows = parse_flows(ports)
@@ -226,7 +226,7 @@ def reachability_changes(old: Network, new: Network, ports: list[str]) -> tuple[
     return out, added, removed
 
 
-def _change(old: Network, new: Network, old_eps, new_eps, pairs, flow, label) -> VerdictChange:
+def _change(old: LabView, new: LabView, old_eps, new_eps, pairs, flow, label) -> VerdictChange:
     s, d = pairs[0]
     protocol, port = flow
     before = trace(old, old_eps[s].name, str(old_eps[d].ip), port, protocol)
@@ -239,5 +239,5 @@ def what_if(old: Topology | None, new: Topology, ports: list[str]) -> WhatIf:
     """Everything ``new`` changes from ``old`` (None: no lab yet). Both labs as `up` leaves them:
     addressed and validated."""
     changes = resource_changes(old, new)
-    reach, added, removed = reachability_changes(Network(old or Topology()), Network(new), ports)
+    reach, added, removed = reachability_changes(LabView(old or Topology()), LabView(new), ports)
     return WhatIf([_label(p, n) for p, n in parse_flows(ports)], changes, reach, added, removed)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from ...engine.network import Network, SubnetView
+from ...engine.network import LabView, SubnetView
 from ...model import NetworkInterface, Topology, VirtualNetwork, WebApp
 from . import processes
 from .state import (Address, Bridge, DesiredState, Namespace, Neighbour, NftTable, Process, Route, Rule,
@@ -101,7 +101,7 @@ class Layout:
 
     def __init__(self, topo: Topology, lab_id: str):
         self.topo, self.id = topo, lab_id
-        self.net = Network(topo)
+        self.net = LabView(topo)
         self.ns: dict[str, Namespace] = {}
         self.bridges: list[Bridge] = []
         self.veths: list[VethPair] = []

@@ -1,7 +1,7 @@
 """Plan: the engine's compiled view of a lab -> the kernel state that realizes it (pure).
 
 ``plan(topology, lab_id)`` builds a :class:`DesiredState` from ``Network(topology)`` only:
-effective routes (``SubnetView.routes``/``.lookup``), compiled NSG rules (``CompiledNsg``),
+effective routes (``SubnetView.routes``/``.route_for``), compiled NSG rules (``CompiledNsg``),
 sandbox tables (``Network.sandbox``), integration and public outbound addresses. It never
 decides an Azure question itself; it places the engine's answers into namespaces.
 

@@ -2,7 +2,7 @@
 
 Each port of a fabric is policy-routed (``ip rule iif <port> lookup <table of its subnet>``)
 to its subnet's table, which holds that subnet's Active effective routes as the engine
-computes them (``SubnetView.routes``/``.lookup``): ``None`` is a blackhole; ``VirtualAppliance``
+computes them (``SubnetView.routes``/``.route_for``): ``None`` is a blackhole; ``VirtualAppliance``
 goes via the NVA's port, or to an NVA of a peered VNet over an *appliance link*;
 ``VNetPeering`` over the peering link; ``Internet`` to the internet namespace.
 """
@@ -95,7 +95,7 @@ def _subnet_table(lay: Layout, fab: str, vnet: VirtualNetwork, view, table: int,
     net = lay.net
     peers = net.peers[vnet.name.lower()]
     for p in receiving:  # hosts the engine routes VnetLocal from this subnet
-        r = view.lookup.lookup(IPv4Address(p.ip))
+        r = view.route_for(IPv4Address(p.ip))
         if r is not None and r.next_hop_type == "VnetLocal":
             lay.route(fab, f"{p.ip}/32", dev=p.name, table=table)
     for r in view.routes:
