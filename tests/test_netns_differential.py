@@ -59,6 +59,8 @@ def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False)
         for j in range(2):
             services = [{"port": 80}] + ([{"port": 53, "protocol": "Udp"}] if rnd.random() < 0.7 else []) \
                 + ([{"port": 443}] if rnd.random() < 0.5 else [])
+            if j == 1 and i % 2 == 0:  # a real program of the user's, not the built-in responder
+                services = services + [{"port": COMMAND_PORT, "command": COMMAND}]
             vm = {"name": f"vm{i}{j}", "subnet": f"v{i}/s0", "services": services}
             if rnd.random() < 0.75 * nsg_p:
                 vm["network_security_group"] = f"nsg{rnd.randrange(3)}"
@@ -120,6 +122,10 @@ def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False)
             "route_tables": rts, "virtual_machines": vms, "app_service_plans": plans, "web_apps": apps}
 
 
+COMMAND_PORT = 8080
+COMMAND = f"python3 -m http.server {COMMAND_PORT} --bind 0.0.0.0"
+
+
 def flows(lab: Lab, seed: int, count: int, routed: float = 0.0) -> list[tuple[str, str, str, int | None]]:
     """Random flows; a share ``routed`` of them from the VM subnets (the ones with route tables)
     to other VNets and the internet, where next hops, NVAs and peerings matter."""
@@ -158,6 +164,11 @@ def flows(lab: Lab, seed: int, count: int, routed: float = 0.0) -> list[tuple[st
         for _ in range(3):
             proto, port = rnd.choice([("tcp", 80), ("tcp", 80), ("udp", 53), ("icmp", None)])
             out.append((src, proto, rnd.choice(vms), port))
+    # every VM of the VNets towards the services started with command:
+    for vm in lab.topology().virtual_machines:
+        if any(svc.command for svc in vm.services):
+            nic_ip = str(net.endpoint(vm.name).ip)
+            out += [(e.name, "tcp", nic_ip, COMMAND_PORT) for e in eps if e.kind == "vm" and e.name != vm.name]
     return out
 
 
@@ -189,15 +200,16 @@ def coverage(fl, traces) -> dict[str, int]:
             and f[2].startswith("10.")
         out["shared plan into a VNet"] += shared
         out["shared plan, instance > 0"] += shared and "#" in f[0]
+        out["service started with command: answered"] += f[3] == COMMAND_PORT and t.verdict == "Connected"
     return out
 
 
 COVERAGE = ("via NVA in a peered VNet", "NVA to the internet", "forwarded traffic refused", "internet host answered",
-            "shared plan into a VNet", "shared plan, instance > 0")
+            "shared plan into a VNet", "shared plan, instance > 0", "service started with command: answered")
 # What each seed must exercise: seeds 10, 15, 17, 23 were chosen so that flows go through the hub's
 # NVA, from NVAs to the internet and into peerings that refuse forwarded traffic.
 EVERY_SEED = {"via NVA in a peered VNet", "internet host answered", "shared plan into a VNet",
-              "shared plan, instance > 0"}
+              "shared plan, instance > 0", "service started with command: answered"}
 MUST_COVER = {1: EVERY_SEED, 2: EVERY_SEED | {"forwarded traffic refused"},
               10: EVERY_SEED | {"forwarded traffic refused"}, 15: set(COVERAGE), 17: set(COVERAGE), 23: set(COVERAGE)}
 
