@@ -8,17 +8,21 @@ from vnetlab.lab import allocate_dynamic_addresses
 from vnetlab.model import Topology
 
 
-def nsg_rules(rng: random.Random, count: int, vnet_index: int) -> list[dict]:
+def nsg_rules(rng: random.Random, count: int, vnet_index: int, vnets: int = 50,
+              alternate: bool = False) -> list[dict]:
+    """``count`` rules mixing hosts, /24s of other VNets, port ranges and the VirtualNetwork tag;
+    ``alternate`` gives Outbound and Inbound in turn instead of at random."""
     rules = []
     for i in range(count):
         kind = rng.random()
-        rule = {"name": f"r{i}", "priority": 100 + i, "direction": rng.choice(["Inbound", "Outbound"]),
+        direction = ("Inbound" if i % 2 else "Outbound") if alternate else rng.choice(["Inbound", "Outbound"])
+        rule = {"name": f"r{i}", "priority": 100 + i, "direction": direction,
                 "access": rng.choice(["Allow", "Deny"]), "protocol": rng.choice(["Tcp", "Udp", "*"])}
         if kind < 0.5:  # a host or a /24 in this VNet, one port
             rule["destination_address_prefix"] = f"10.{vnet_index}.{rng.randrange(20)}.{rng.randrange(4, 250)}"
             rule["destination_port_range"] = str(rng.randrange(1024, 60000))
         elif kind < 0.8:
-            rule["source_address_prefixes"] = [f"10.{rng.randrange(50)}.{rng.randrange(20)}.0/24" for _ in range(3)]
+            rule["source_address_prefixes"] = [f"10.{rng.randrange(vnets)}.{rng.randrange(20)}.0/24" for _ in range(3)]
             rule["destination_port_ranges"] = [str(rng.randrange(1024, 60000)) for _ in range(2)]
         else:
             lo = rng.randrange(2000, 60000)

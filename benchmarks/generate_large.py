@@ -14,28 +14,7 @@ import random
 from pathlib import Path
 
 import yaml
-
-
-def nsg_rules(rng: random.Random, count: int, vnets: int, vnet_index: int) -> list[dict]:
-    """``count`` rules mixing hosts, /24s of other VNets, port ranges and the VirtualNetwork tag."""
-    rules = []
-    for i in range(count):
-        kind = rng.random()
-        rule = {"name": f"r{i}", "priority": 100 + i, "direction": "Inbound" if i % 2 else "Outbound",
-                "access": rng.choice(["Allow", "Deny"]), "protocol": rng.choice(["Tcp", "Udp", "*"])}
-        if kind < 0.5:
-            rule["destination_address_prefix"] = f"10.{vnet_index}.{rng.randrange(20)}.{rng.randrange(4, 250)}"
-            rule["destination_port_range"] = str(rng.randrange(1024, 60000))
-        elif kind < 0.8:
-            rule["source_address_prefixes"] = [f"10.{rng.randrange(vnets)}.{rng.randrange(20)}.0/24"
-                                               for _ in range(3)]
-            rule["destination_port_ranges"] = [str(rng.randrange(1024, 60000)) for _ in range(2)]
-        else:
-            lo = rng.randrange(2000, 60000)
-            rule["destination_port_range"] = f"{lo}-{lo + rng.randrange(1, 50)}"
-            rule["source_address_prefix"] = "VirtualNetwork"
-        rules.append(rule)
-    return rules
+from generate import nsg_rules
 
 
 def _peerings(v: int, vnets: int) -> list[dict]:
@@ -55,7 +34,7 @@ def generate_doc(vnets: int = 50, subnets: int = 20, rules: int = 200, vms: int 
             if j == subnets - 1:
                 subnet.update(name="integration", delegations=["Microsoft.Web/serverFarms"])
             sn.append(subnet)
-            doc["network_security_groups"].append({"name": nsg, "security_rules": nsg_rules(rng, rules, vnets, v)})
+            doc["network_security_groups"].append({"name": nsg, "security_rules": nsg_rules(rng, rules, v, vnets=vnets, alternate=True)})
         doc["virtual_networks"].append({"name": f"v{v}", "address_space": [f"10.{v}.0.0/16"], "subnets": sn,
                                         "peerings": _peerings(v, vnets)})
     for i in range(vms):

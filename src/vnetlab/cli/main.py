@@ -505,7 +505,7 @@ def config_set(name: str = typer.Option(..., "--name", "-n"),
 def vnet_delete(name: str = typer.Option(..., "--name", "-n"),
                 resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
                 home: Optional[Path] = HomeOpt, output: Output = OutOpt):
-    """Delete a virtual network (its remote peerings go with it)."""
+    """Delete a virtual network (the remote VNets' peerings to it stay, Disconnected)."""
     lab = Lab.open(home)
     lab.delete_vnet(name)
     if output == Output.json:
