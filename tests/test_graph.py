@@ -1,6 +1,7 @@
 """`vnetlab graph`: the lab as DOT / Mermaid / SVG, with a trace drawn over it."""
 
 import copy
+from ipaddress import IPv4Address
 import re
 import shutil
 
@@ -138,3 +139,21 @@ def test_svg_without_graphviz_says_so(tmp_path, monkeypatch):
     result = cli(home, "graph", "-o", "svg")
     assert result.exit_code == 2
     assert "GraphvizNotFound" in result.output
+
+
+def test_a_route_to_an_appliance_is_drawn_to_the_nic_the_engine_finds_and_not_to_a_namesake_address():
+    from pathlib import Path
+
+    import yaml
+    topo = build(yaml.safe_load((Path(__file__).resolve().parents[1] / "examples/issue-example.yaml").read_text()))
+    net = LabView(topo)
+    pic = graph.picture(net)
+    route_edges = [e for e in pic.edges if e.kind == "route"]
+    nva = net.appliance_at(net.subnet_view("vnet1/default"), IPv4Address("10.1.0.4"))[0]
+    assert nva is not None and [e.dst for e in route_edges] == [pic.keys[("nic", nva.name.lower())]]
+    # the same address in a VNet that is not peered holds no appliance for vnet1's route
+    doc = topo.model_dump(exclude_defaults=True)
+    for vnet in doc["virtual_networks"]:
+        vnet["peerings"] = []
+    unpeered = LabView(build(doc))
+    assert [e for e in graph.picture(unpeered).edges if e.kind == "route"] == []

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import textwrap
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 
 from .engine.network import LabView
 from .engine.routing import peering_state
@@ -105,7 +106,7 @@ def picture(net: LabView, trace: dict | None = None, legend: bool = True) -> Pic
         pic.clusters.append(_plan_cluster(pic, ids, net, plan))
     _internet(pic, ids, topo)
     _peerings(pic, topo)
-    _appliance_routes(pic, topo)
+    _appliance_routes(pic, net)
     if trace is not None:
         _draw_trace(pic, ids, trace, legend)
     return pic
@@ -227,17 +228,20 @@ def _peerings(pic: Picture, topo: Topology) -> None:
                                   "peering", state))
 
 
-def _appliance_routes(pic: Picture, topo: Topology) -> None:
-    """A subnet's user-defined routes to a virtual appliance, drawn to the NIC holding that address."""
-    nic_by_ip = {n.private_ip_address: n for n in topo.network_interfaces if n.private_ip_address}
-    tables = {rt.name.lower(): rt for rt in topo.route_tables}
-    for vnet in topo.virtual_networks:
+def _appliance_routes(pic: Picture, net: LabView) -> None:
+    """A subnet's user-defined routes to a virtual appliance, drawn to the NIC the engine says holds
+    the next hop (in the subnet's VNet or a connected peer)."""
+    tables = {rt.name.lower(): rt for rt in net.topo.route_tables}
+    for vnet in net.topo.virtual_networks:
         for sn in vnet.subnets:
             rt = tables.get((sn.route_table or "").lower())
-            src = pic.keys.get(("subnet", f"{vnet.name}/{sn.name}".lower()))
-            for route in rt.routes if rt else []:
-                nic = nic_by_ip.get(route.next_hop_ip_address or "")
-                if route.next_hop_type == "VirtualAppliance" and nic and src:
+            ref = f"{vnet.name}/{sn.name}"
+            src = pic.keys.get(("subnet", ref.lower()))
+            for route in rt.routes if rt and src else []:
+                if route.next_hop_type != "VirtualAppliance" or not route.next_hop_ip_address:
+                    continue
+                nic, _ = net.appliance_at(net.subnet_view(ref), IPv4Address(route.next_hop_ip_address))
+                if nic is not None:
                     pic.edges.append(Edge(src, pic.keys[("nic", nic.name.lower())],
                                           f"UDR {route.name} {route.address_prefix}", "route"))
 
