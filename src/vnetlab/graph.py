@@ -20,6 +20,7 @@ from .engine.network import LabView
 from .engine.routing import peering_state
 from .model import AzureError, Topology
 from .model.errors import InvalidArgumentValue
+from .wording import step_detail
 
 COLLAPSE_AT = 50          # a subnet with this many endpoints or more is drawn as one node with a count
 FORMATS = ("dot", "mermaid", "svg", "png")
@@ -248,8 +249,7 @@ def _appliance_routes(pic: Picture, net: LabView) -> None:
 
 # -- the trace ----------------------------------------------------------------------------------------
 def step_text(step: dict) -> str:
-    from .cli.render import _step_text
-    return f"{step['kind']} {step['action']}: {_step_text(step)}"
+    return f"{step['kind']} {step['action']}: {step_detail(step)}"
 
 
 def _step_key(step: dict) -> tuple | None:

@@ -9,6 +9,8 @@ from enum import Enum
 from rich.console import Console
 from rich.table import Table
 
+from ..wording import step_detail
+
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -41,39 +43,15 @@ def trace_table(tr: dict, title: str | None = None) -> None:
     port = f":{flow['port']}" if flow.get("port") else ""
     console.print(f"{title or 'Flow'}: {flow['source']} ({flow['source_ip']}) -> {flow['destination']} "
                   f"({flow['destination_ip']}{port}) {flow['protocol']}")
-    rows = [[i + 1, s["kind"], s["action"], _step_text(s)] for i, s in enumerate(tr["steps"])]
+    rows = [[i + 1, s["kind"], s["action"], step_detail(s)] for i, s in enumerate(tr["steps"])]
     table(None, ["#", "Step", "Action", "Detail"], rows)
     if tr.get("return_path"):
-        table("Return path", ["Step", "Action", "Detail"], [[s["kind"], s["action"], _step_text(s)]
+        table("Return path", ["Step", "Action", "Detail"], [[s["kind"], s["action"], step_detail(s)]
                                                             for s in tr["return_path"]])
     style = VERDICT_STYLE.get(tr["verdict"], "bold")
     console.print(f"Verdict: [{style}]{tr['verdict']}[/] ({tr['reason']}: {tr['explanation']})")
     if tr.get("source_ip_seen"):
         console.print(f"Source address seen by the destination: {tr['source_ip_seen']}")
-
-
-def _step_text(s: dict) -> str:
-    k = s["kind"]
-    if k == "KernelRoute":
-        return f"sandbox {s.get('sandbox')}: {s.get('route')} via {s.get('gateway') or 'on-link'} dev {s.get('iface')}"
-    if k == "Route":
-        hop = s["next_hop_type"] + (f" {s['next_hop_ip']}" if s.get("next_hop_ip") else "")
-        who = f" ({s['route_table']}/{s['route_name']})" if s.get("route_name") else ""
-        return f"subnet {s['subnet']}: {s['address_prefix']} -> {hop} [{s['source']}{who}]"
-    if k == "NetworkSecurityGroup":
-        return (f"{s['nsg']} on {s['attached_to']} {s['direction']}: rule {s['rule']} "
-                f"(priority {s['priority']}) {s['access']}")
-    if k == "SNAT":
-        return f"{s['from']} -> {s['to']} ({s['why']})"
-    if k == "VNetPeering":
-        return f"{s['from_vnet']} -> {s['to_vnet']} via peering {s['peering']}"
-    if k == "VirtualAppliance":
-        return f"{s['network_interface']} ({s['ip']}), IP forwarding {'on' if s['enable_ip_forwarding'] else 'off'}"
-    if k == "Deliver":
-        who = s.get("virtual_machine") or s.get("web_app") or s.get("host") or s.get("ip")
-        extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
-        return f"{who} ({s.get('ip')}){extra}" + (f": {s['why']}" if s.get("why") else "")
-    return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))
 
 
 VERDICT_SHORT = {"Connected": "ok", "Refused": "ref", "TimedOut": "x"}

@@ -1,0 +1,30 @@
+"""How a trace step reads, one line in Azure's words: shared by the CLI's tables, the picture
+(``vnetlab graph``) and the web page, so that each face says the same thing."""
+
+from __future__ import annotations
+
+
+def step_detail(s: dict) -> str:
+    """One trace step (``Step.to_dict()``) in a line, in Azure's words."""
+    k = s["kind"]
+    if k == "KernelRoute":
+        return f"sandbox {s.get('sandbox')}: {s.get('route')} via {s.get('gateway') or 'on-link'} dev {s.get('iface')}"
+    if k == "Route":
+        hop = s["next_hop_type"] + (f" {s['next_hop_ip']}" if s.get("next_hop_ip") else "")
+        who = f" ({s['route_table']}/{s['route_name']})" if s.get("route_name") else ""
+        return f"subnet {s['subnet']}: {s['address_prefix']} -> {hop} [{s['source']}{who}]"
+    if k == "NetworkSecurityGroup":
+        return (f"{s['nsg']} on {s['attached_to']} {s['direction']}: rule {s['rule']} "
+                f"(priority {s['priority']}) {s['access']}")
+    if k == "SNAT":
+        return f"{s['from']} -> {s['to']} ({s['why']})"
+    if k == "VNetPeering":
+        return f"{s['from_vnet']} -> {s['to_vnet']} via peering {s['peering']}"
+    if k == "VirtualAppliance":
+        return (f"{s['network_interface']} ({s['ip']}), IP forwarding {'on' if s['enable_ip_forwarding'] else 'off'}, "
+                f"guest forwarding {'on' if s.get('guest_ip_forwarding') else 'off'}")
+    if k == "Deliver":
+        who = s.get("virtual_machine") or s.get("web_app") or s.get("host") or s.get("ip")
+        extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
+        return f"{who} ({s.get('ip')}){extra}" + (f": {s['why']}" if s.get("why") else "")
+    return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))
