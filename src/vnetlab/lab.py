@@ -159,7 +159,7 @@ class Lab:
         version, stored = self.store.version(), self.store.load_json()
         running = json.loads(stored) if stored is not None else None
         self._check_same_lab(desired, replace, running)
-        unaddressed = [nic for nic in desired.network_interfaces if not nic.private_ip_address]
+        to_address = unaddressed(desired)
         stage("checking")
         checked = self._unchanged(desired, running, stored) or self._draft(running, lambda _old: desired, True,
                                                                            whole=True)
@@ -169,8 +169,8 @@ class Lab:
         stage("saving")
         with self.store.write() as tx:
             if tx.version() != version:  # another writer came between: check against its lab
-                for nic in unaddressed:
-                    nic.private_ip_address = None
+                for holder in to_address:
+                    holder.private_ip_address = None
                 checked = self._draft(tx.load(), lambda _old: desired, True, whole=True)
             old, topo = checked
             changed = old is None or topo != old
@@ -350,31 +350,56 @@ def delete_group(topo: Topology, group: ResourceGroup) -> None:
     topo.resource_groups = [g for g in topo.resource_groups if g.name.lower() != low]
 
 
+def _address_holders(nic) -> list[tuple[str, object]]:
+    """What holds each of the NIC's addresses, with a key that survives a change: the NIC itself
+    for the primary configuration (its fields), each secondary configuration by its name."""
+    return [("", nic)] + [(c.name.lower(), c) for c in nic.secondary_ip_configurations]
+
+
+def unaddressed(topo: Topology) -> list[object]:
+    """The NICs and secondary IP configurations still without an address (dynamic ones to fill)."""
+    return [holder for nic in topo.network_interfaces for _key, holder in _address_holders(nic)
+            if not holder.private_ip_address]
+
+
 def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
-    """Dynamic NICs keep the address they had in the same subnet; new ones, and dynamic NICs moved
-    to another subnet, take the lowest free address from .4.
+    """Dynamic addresses (a NIC's primary configuration, or a secondary one) keep the address they
+    had in the same subnet; new ones, and those of a NIC moved to another subnet, take the lowest
+    free address from .4.
     https://learn.microsoft.com/azure/virtual-network/ip-services/private-ip-addresses#allocation-method"""
     previous = {n.name.lower(): n for n in (old.network_interfaces if old else [])}
     for nic in new.network_interfaces:
         before = previous.get(nic.name.lower())
-        if nic.private_ip_allocation_method != "Dynamic" or before is None:
+        if before is None:
             continue
-        if before.subnet.lower() != nic.subnet.lower():
-            nic.private_ip_address = None  # moved: re-addressed in its new subnet
-        elif not nic.private_ip_address:
-            nic.private_ip_address = before.private_ip_address
+        moved = before.subnet.lower() != nic.subnet.lower()
+        had = dict(_address_holders(before))
+        for key, holder in _address_holders(nic):
+            if holder.private_ip_allocation_method != "Dynamic":
+                continue
+            if moved:
+                holder.private_ip_address = None  # moved: re-addressed in its new subnet
+            elif not holder.private_ip_address and key in had:
+                holder.private_ip_address = had[key].private_ip_address
     taken: dict[str, set[IPv4Address]] = {}  # per VNet, kept up to date as addresses are given
     for nic in new.network_interfaces:
-        if nic.private_ip_address:
-            taken.setdefault(nic.subnet.split("/")[0].lower(), set()).add(IPv4Address(nic.private_ip_address))
+        for _key, holder in _address_holders(nic):
+            if holder.private_ip_address:
+                taken.setdefault(nic.subnet.split("/")[0].lower(), set()).add(IPv4Address(holder.private_ip_address))
     for nic in new.network_interfaces:
-        if nic.private_ip_address or not new.subnet(nic.subnet):
+        if not new.subnet(nic.subnet):
             continue
-        vnet, sn = new.subnet(nic.subnet)
-        in_vnet = taken.setdefault(vnet.name.lower(), set())
-        ip = next((ip for net in sn.networks if (ip := lowest_free(net, in_vnet)) is not None), None)
-        if ip is None:
-            raise SubnetIsFull(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
-                               "capacity for 1 IP addresses.")
-        nic.private_ip_address = str(ip)
-        in_vnet.add(ip)
+        for _key, holder in _address_holders(nic):
+            if not holder.private_ip_address:
+                _allocate(new, nic, holder, taken)
+
+
+def _allocate(topo: Topology, nic, holder, taken: dict[str, set[IPv4Address]]) -> None:
+    vnet, sn = topo.subnet(nic.subnet)
+    in_vnet = taken.setdefault(vnet.name.lower(), set())
+    ip = next((ip for net in sn.networks if (ip := lowest_free(net, in_vnet)) is not None), None)
+    if ip is None:
+        raise SubnetIsFull(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
+                           "capacity for 1 IP addresses.")
+    holder.private_ip_address = str(ip)
+    in_vnet.add(ip)

@@ -19,7 +19,7 @@ from yaml.nodes import ScalarNode
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
 from .model.nsg import PROTOCOLS
-from .model.topology import KINDS, NIC_KEYS
+from .model.topology import KINDS, NIC_INPUT_KEYS, NIC_KEYS
 
 try:  # libyaml's parser: the pure-Python one takes minutes on a 200,000-line lab
     from yaml import CSafeLoader as SafeLoader
@@ -198,7 +198,13 @@ def _input_forms(defs: dict) -> None:
     take: a VM's NIC inline, a delegation as a service name, a lone address space, integer ports
     and prefixes, one value for a plural key, and enums in any letter case."""
     vm, nic = defs["VirtualMachine"], defs["NetworkInterface"]
-    for key in NIC_KEYS:
+    nic["properties"]["ip_configurations"] = {
+        "type": "array", "minItems": 1, "items": {"$ref": "#/$defs/IPConfiguration"},
+        "title": "Ip Configurations", "description": "ARM's form: every IP configuration, exactly one primary"}
+    nic["properties"]["secondary_ip_addresses"] = {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "title": "Secondary Ip Addresses", "description": "static secondary addresses, named ipconfig2, ..."}
+    for key in NIC_KEYS + NIC_INPUT_KEYS:
         vm["properties"][key] = nic["properties"][key]
     vm["required"] = ["name"]
     vm["anyOf"] = [{"required": ["network_interface"]}, {"required": ["subnet"]}]

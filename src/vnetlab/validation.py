@@ -230,22 +230,40 @@ def _nics(topo: Topology) -> None:
             raise AzureError(f"Subnet {sn.name} is delegated to {sn.delegations[0].service_name}, so network "
                              f"interface {nic.name} cannot use it: a delegated subnet serves only that service.",
                              "SubnetDelegatedCannotBeUsedByNic")
-        if not nic.private_ip_address:
-            continue
-        ip = IPv4Address(nic.private_ip_address)
-        net = sn.network_of(ip)
-        if net is None:
-            raise AzureError(f"Private static IP address {ip} does not belong to the range of subnet prefix "
-                             f"{', '.join(sn.prefixes)}.", "PrivateIPAddressNotInSubnet")
-        if ip in reserved(net):
-            raise AzureError(f"Private static IP address {ip} falls within reserved IP range of subnet prefix {net}.",
-                             "PrivateIPAddressInReservedRange")
-        key = (vnet.name.lower(), ip)
-        if key in taken:
-            raise AzureError(f"IP configuration {topo.id_of('network_interfaces', nic)}/ipConfigurations/ipconfig1 "
-                             f"is using the private IP address {ip} which is already allocated to resource "
-                             f"{taken[key]}.", "PrivateIPAddressIsAllocated")
-        taken[key] = topo.id_of("network_interfaces", nic)
+        _ip_configuration_names(topo, nic)
+        for config in nic.ip_configurations:
+            if config.private_ip_address:
+                _nic_address(topo, nic, config, vnet, sn, taken)
+
+
+def _ip_configuration_names(topo: Topology, nic) -> None:
+    seen: set[str] = set()
+    for config in nic.ip_configurations:
+        if config.name.lower() in seen:
+            raise DuplicateResourceName(f"Network interface {topo.id_of('network_interfaces', nic)} has two IP "
+                                        f"configurations named '{config.name}': names must be unique in a NIC.")
+        seen.add(config.name.lower())
+
+
+def _nic_address(topo: Topology, nic, config, vnet, sn, taken: dict) -> None:
+    """Each configuration's address is in the NIC's subnet, not reserved, and held by nobody else
+    in the VNet (another NIC, or another configuration of this one).
+    https://learn.microsoft.com/azure/virtual-network/ip-services/virtual-network-multiple-ip-addresses-portal
+    https://learn.microsoft.com/azure/virtual-network/ip-services/private-ip-addresses"""
+    ip = IPv4Address(config.private_ip_address)
+    net = sn.network_of(ip)
+    if net is None:
+        raise AzureError(f"Private static IP address {ip} does not belong to the range of subnet prefix "
+                         f"{', '.join(sn.prefixes)}.", "PrivateIPAddressNotInSubnet")
+    if ip in reserved(net):
+        raise AzureError(f"Private static IP address {ip} falls within reserved IP range of subnet prefix {net}.",
+                         "PrivateIPAddressInReservedRange")
+    key = (vnet.name.lower(), ip)
+    config_id = f"{topo.id_of('network_interfaces', nic)}/ipConfigurations/{config.name}"
+    if key in taken:
+        raise AzureError(f"IP configuration {config_id} is using the private IP address {ip} which is already "
+                         f"allocated to resource {taken[key]}.", "PrivateIPAddressIsAllocated")
+    taken[key] = config_id
 
 
 def _plans_and_apps(topo: Topology) -> None:
@@ -312,7 +330,7 @@ def _transitions(new: Topology, old: Topology) -> None:
                                                  f"subnet. {SUBNET_DOCS}")
             for nic in new.nics_in(vnet.name, sn.name):
                 raise InUseSubnetCannotBeDeleted(f"Subnet {sn.name} is in use by "
-                                                 f"{new.id_of('network_interfaces', nic)}/ipConfigurations/ipconfig1 "
+                                                 f"{new.id_of('network_interfaces', nic)}/ipConfigurations/{nic.primary_ip_configuration} "
                                                  "and cannot be deleted. In order to delete the subnet, delete all the "
                                                  f"resources within the subnet. {SUBNET_DOCS}")
 
@@ -371,7 +389,8 @@ def _delegation_change(new: Topology, old: Topology, vnet, old_sn, new_sn) -> No
         return
     nics = old.nics_in(vnet.name, old_sn.name)
     if nics:
-        users = ", ".join(f"{old.id_of('network_interfaces', n)}/ipConfigurations/ipconfig1" for n in nics)
+        users = ", ".join(f"{old.id_of('network_interfaces', n)}/ipConfigurations/{n.primary_ip_configuration}"
+                          for n in nics)
         raise AzureError(f"Delegations of subnet {old.subnet_id(f'{vnet.name}/{old_sn.name}')} cannot be changed "
                          f"from [{', '.join(before)}] to [{', '.join(after)}] because it is being used by the "
                          f"resource {users}.", "SubnetDelegationsCannotChangeWhenSubnetUsedByResource")

@@ -26,5 +26,6 @@ def step_detail(s: dict) -> str:
     if k == "Deliver":
         who = s.get("virtual_machine") or s.get("web_app") or s.get("host") or s.get("ip")
         extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
-        return f"{who} ({s.get('ip')}){extra}" + (f": {s['why']}" if s.get("why") else "")
+        config = f" {s['ip_configuration']}" if s.get("ip_configuration") else ""
+        return f"{who} ({s.get('ip')}{config}){extra}" + (f": {s['why']}" if s.get("why") else "")
     return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))

@@ -133,7 +133,7 @@ def address_availability(topo: Topology, vnet_name: str, ip: IPv4Address, sugges
     if subnet is None:
         return False, []
     net = subnet.network
-    taken = {IPv4Address(n.private_ip_address) for n in topo.nics_in(vnet.name, subnet.name) if n.private_ip_address}
+    taken = {IPv4Address(ip) for n in topo.nics_in(vnet.name, subnet.name) for ip in n.addresses}
     for (_plan, ref), addresses in integration_addresses(topo).items():
         if ref == f"{vnet.name}/{subnet.name}".lower():
             taken.update(addresses)

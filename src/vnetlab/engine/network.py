@@ -58,9 +58,9 @@ class LabView:
                 self.subnets[ref.lower()] = SubnetView(ref, vnet, sn, topo.id_of("virtual_networks", vnet, "subnets",
                                                                                    sn.name), routes, RouteLookup(routes))
         self.nic_at: dict[tuple[str, int], NetworkInterface] = {}
-        for nic in topo.network_interfaces:
-            if nic.private_ip_address:
-                self.nic_at[(nic.subnet.split("/")[0].lower(), int(IPv4Address(nic.private_ip_address)))] = nic
+        for nic in topo.network_interfaces:  # every IP configuration's address reaches the NIC
+            for ip in nic.addresses:
+                self.nic_at[(nic.subnet.split("/")[0].lower(), int(IPv4Address(ip)))] = nic
         self.app_at: dict[tuple[str, int], tuple[WebApp, int]] = {}
         for app in topo.web_apps:
             if app.vnet_integration:

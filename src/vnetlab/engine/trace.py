@@ -184,6 +184,7 @@ class DeliverDetail(Detail):
     kind = StepKind.DELIVER
     ip: str
     virtual_machine: str | None = None
+    ip_configuration: str | None = None   # the VM's NIC's IP configuration holding ``ip``
     source_seen: str | None = None
     web_app: str | None = None
     instance: int | None = None
@@ -420,7 +421,8 @@ def _missing_forwarding(net: LabView, nic: NetworkInterface) -> Reason | None:
 def _via_appliance(net: LabView, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
     hop_ip = IPv4Address(route.next_hop_ip)
     nic, vnet = _holder_of(net, view, hop_ip)
-    if hop_ip == pkt.dst:  # addressed to the appliance itself: delivered, across the peering if it is in a peer
+    if hop_ip == pkt.dst or (nic is not None and nic.ip_configuration_at(pkt.dst)):
+        # addressed to the appliance itself (any of its addresses): delivered, across the peering if it is in a peer
         if vnet is not None and vnet is not view.vnet:
             _cross_peering(net, view, vnet.name, pkt, t)
         _deliver(net, vnet or view.vnet, pkt, t)
@@ -482,7 +484,8 @@ def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
         reason = _answer(services, pkt)
         vm = net.vm_of_nic[nic.name.lower()]
         t.steps.append(Step(net.topo.id_of("virtual_machines", vm), _answered(reason),
-                            DeliverDetail(str(pkt.dst), virtual_machine=vm.name, source_seen=str(pkt.src))))
+                            DeliverDetail(str(pkt.dst), virtual_machine=vm.name,
+                                          ip_configuration=nic.ip_configuration_at(pkt.dst), source_seen=str(pkt.src))))
         _return_path(net, view, pkt, t)
         raise _Done(reason)
     owner = net.app_at.get(key)

@@ -2,14 +2,14 @@
 
 from .compute import Service, VirtualMachine
 from .errors import AzureError, BackendError, Conflict, NotFound, ResourceNotFound
-from .network import Delegation, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkPeering, WEB_SERVER_FARMS
+from .network import Delegation, IPConfiguration, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkPeering, WEB_SERVER_FARMS
 from .nsg import DEFAULT_SECURITY_RULES, NetworkSecurityGroup, SecurityRule
 from .routes import Route, RouteTable
 from .topology import KINDS, InternetHost, ResourceGroup, Topology
 from .web import AppServicePlan, OutboundVnetRouting, WebApp
 
 __all__ = [
-    "AppServicePlan", "AzureError", "BackendError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost",
+    "AppServicePlan", "AzureError", "BackendError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost", "IPConfiguration",
     "KINDS", "NetworkInterface", "NetworkSecurityGroup", "NotFound", "OutboundVnetRouting",
     "ResourceGroup", "ResourceNotFound", "Route", "RouteTable", "SecurityRule", "Service", "Subnet", "Topology", "VirtualMachine",
     "VirtualNetwork", "VirtualNetworkPeering", "WEB_SERVER_FARMS", "WebApp",

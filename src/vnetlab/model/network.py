@@ -194,26 +194,154 @@ class VirtualNetwork(Resource):
         return next((s for s in self.subnets if s.name.lower() == low), None)
 
 
+def _ipv4(v):
+    if v is None:
+        return v
+    try:
+        return str(ipaddress.IPv4Address(str(v).strip()))
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid IPv4 address") from None
+
+
+def _static_when_addressed(data):
+    """An address given without a method is Static (as ARM and az do)."""
+    if isinstance(data, dict) and data.get("private_ip_address") and "private_ip_allocation_method" not in data:
+        data = {**data, "private_ip_allocation_method": "Static"}
+    return data
+
+
+PRIMARY_IP_CONFIGURATION = "ipconfig1"  # the name az and the portal give the first configuration
+
+
+class IPConfiguration(Model):
+    """One IP configuration of a network interface (ARM ``ipConfigurations[]``): a name and a
+    private address of the NIC's subnet. ``primary`` is set on the NIC's first one only (see
+    :class:`NetworkInterface`).
+    https://learn.microsoft.com/azure/virtual-network/ip-services/virtual-network-multiple-ip-addresses-portal"""
+
+    name: str = Field(min_length=1, max_length=80)
+    private_ip_address: str | None = None
+    private_ip_allocation_method: Literal["Dynamic", "Static"] = "Dynamic"
+    primary: bool = False
+
+    @field_validator("private_ip_address")
+    @classmethod
+    def _v_ip(cls, v):
+        return _ipv4(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _static_when_given(cls, data):
+        return _static_when_addressed(data)
+
+
 class NetworkInterface(Resource):
+    """A NIC in one subnet with one or several IP configurations, as ARM holds it. The primary
+    configuration's address and method are ``private_ip_address`` and
+    ``private_ip_allocation_method`` (its name ``primary_ip_configuration``); the others are in
+    ``secondary_ip_configurations``. The topology file may also write them as ARM does,
+    ``ip_configurations: [{name, private_ip_address, primary}, ...]`` (one primary), or give
+    secondary addresses alone: ``secondary_ip_addresses: [10.0.0.5]`` (named ipconfig2, ...).
+    ``ip_configurations`` (the property) gives all of them, the primary first.
+    https://learn.microsoft.com/azure/virtual-network/ip-services/virtual-network-network-interface-addresses"""
+
     subnet: str = Field(description="VNET/SUBNET")
     private_ip_address: str | None = None
     private_ip_allocation_method: Literal["Dynamic", "Static"] = "Dynamic"
+    primary_ip_configuration: str = Field(PRIMARY_IP_CONFIGURATION, min_length=1, max_length=80,
+                                          description="the name of the primary IP configuration")
+    secondary_ip_configurations: list[IPConfiguration] = Field(default_factory=list)
     network_security_group: str | None = None
     enable_ip_forwarding: bool = False
 
     @field_validator("private_ip_address")
     @classmethod
     def _v_ip(cls, v):
-        if v is None:
-            return v
-        try:
-            return str(ipaddress.IPv4Address(str(v).strip()))
-        except ValueError:
-            raise ValueError(f"{v!r} is not a valid IPv4 address") from None
+        return _ipv4(v)
 
     @model_validator(mode="before")
     @classmethod
-    def _static_when_given(cls, data):
-        if isinstance(data, dict) and data.get("private_ip_address") and "private_ip_allocation_method" not in data:
-            data = {**data, "private_ip_allocation_method": "Static"}
-        return data
+    def _input_forms(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "ip_configurations" in data:
+            data = _from_ip_configurations(data)
+        if "secondary_ip_addresses" in data:
+            data = _from_secondary_addresses(data)
+        return _static_when_addressed(data)
+
+    @model_validator(mode="after")
+    def _one_primary(self):
+        if any(c.primary for c in self.secondary_ip_configurations):
+            raise PydanticCustomError("NetworkInterfaceMustHaveOneOneIPConfigAsPrimary",
+                                      f"Network Interface {self.name} specifies more than one IPConfiguration as "
+                                      "Primary: exactly one must be.")
+        return self
+
+    @property
+    def ip_configurations(self) -> list[IPConfiguration]:
+        """Every IP configuration, the primary first (built on each call: change the NIC's fields,
+        not these)."""
+        primary = IPConfiguration(name=self.primary_ip_configuration, private_ip_address=self.private_ip_address,
+                                  private_ip_allocation_method=self.private_ip_allocation_method, primary=True)
+        return [primary, *self.secondary_ip_configurations]
+
+    @property
+    def addresses(self) -> list[str]:
+        """The NIC's private addresses given so far, the primary first."""
+        return [c.private_ip_address for c in self.ip_configurations if c.private_ip_address]
+
+    def ip_configuration_at(self, ip) -> str | None:
+        """The name of the configuration holding ``ip``."""
+        ip = str(ip)
+        return next((c.name for c in self.ip_configurations if c.private_ip_address == ip), None)
+
+
+def _from_ip_configurations(data: dict) -> dict:
+    """ARM's form: a list of configurations, exactly one primary when there are several
+    (Azure: NetworkInterfaceMustHaveOneOneIPConfigAsPrimary, see Azure/azure-sdk-for-go#259)."""
+    configs = data.pop("ip_configurations") or []
+    configs = [dict(c) if isinstance(c, dict) else c for c in configs]
+    name = data.get("name") or "?"
+    if not configs:
+        raise PydanticCustomError("NetworkInterfaceMustHaveIpConfiguration",
+                                  f"Network interface {name} must have at least one IP configuration.")
+    for key in ("private_ip_address", "private_ip_allocation_method", "primary_ip_configuration",
+                "secondary_ip_configurations"):
+        if key in data:
+            raise PydanticCustomError("InvalidRequestContent", f"Network interface {name} gives ip_configurations "
+                                      f"and {key}: write the primary configuration in ip_configurations only.")
+    primaries = [c for c in configs if isinstance(c, dict) and c.get("primary")]
+    if len(configs) == 1 and not primaries:
+        primaries = configs
+    if len(primaries) != 1:
+        which = "none of the IPConfigurations is" if not primaries else f"{len(primaries)} IPConfigurations are"
+        raise PydanticCustomError("NetworkInterfaceMustHaveOneOneIPConfigAsPrimary",
+                                  f"Network Interface {name} specifies multiple IPConfigurations but {which} "
+                                  "specified as Primary: exactly one must be.")
+    primary = primaries[0]
+    data["primary_ip_configuration"] = primary.get("name") or PRIMARY_IP_CONFIGURATION
+    for key in ("private_ip_address", "private_ip_allocation_method"):
+        if primary.get(key) is not None:
+            data[key] = primary[key]
+    data["secondary_ip_configurations"] = [c for c in configs if c is not primary]
+    return data
+
+
+def _from_secondary_addresses(data: dict) -> dict:
+    """The shorthand: secondary addresses alone, Static, named ipconfig2, ipconfig3, ... (the names
+    az and the portal suggest), after any configuration already given."""
+    addresses = data.pop("secondary_ip_addresses") or []
+    addresses = [addresses] if isinstance(addresses, str) else list(addresses)
+    configs = list(data.get("secondary_ip_configurations") or [])
+    taken = {str(data.get("primary_ip_configuration") or PRIMARY_IP_CONFIGURATION).lower()}
+    taken |= {str(c.get("name", "")).lower() for c in configs if isinstance(c, dict)}
+    n = 2
+    for address in addresses:
+        while f"ipconfig{n}" in taken:
+            n += 1
+        taken.add(f"ipconfig{n}")
+        configs.append({"name": f"ipconfig{n}", "private_ip_address": address, "private_ip_allocation_method": "Static"})
+    data["secondary_ip_configurations"] = configs
+    return data

@@ -1,7 +1,7 @@
 """The whole lab: one document holding every resource, as the YAML topology file writes it.
 
 The YAML form lets a VM carry its NIC inline (``subnet``, ``private_ip_address``,
-``enable_ip_forwarding``, ``network_security_group``); it is expanded here into a
+``enable_ip_forwarding``, ``network_security_group``, its IP configurations); it is expanded here into a
 NetworkInterface named ``{vm}VMNic`` (as ``az vm create`` names it) and a VirtualMachine
 that references it, which is how ARM holds them.
 """
@@ -22,7 +22,9 @@ from .routes import RouteTable
 from .web import AppServicePlan, WebApp
 
 NIC_KEYS = ("subnet", "private_ip_address", "private_ip_allocation_method", "enable_ip_forwarding",
-            "network_security_group")
+            "network_security_group", "primary_ip_configuration", "secondary_ip_configurations")
+# input forms of the NIC's IP configurations (see NetworkInterface), also taken inline on a VM
+NIC_INPUT_KEYS = ("ip_configurations", "secondary_ip_addresses")
 KINDS = ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
          "virtual_machines", "app_service_plans", "web_apps")
 
@@ -115,7 +117,7 @@ class Topology(Model):
         for vm in data["virtual_machines"]:
             if isinstance(vm, dict) and "subnet" in vm:
                 vm = dict(vm)
-                nic = {k: vm.pop(k) for k in NIC_KEYS if k in vm}
+                nic = {k: vm.pop(k) for k in NIC_KEYS + NIC_INPUT_KEYS if k in vm}
                 nic_name = vm.setdefault("network_interface", f"{vm.get('name')}VMNic")
                 for key in ("resource_group", "location"):
                     if key in vm:
