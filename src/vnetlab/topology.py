@@ -229,3 +229,40 @@ def _input_forms(defs: dict) -> None:
     defs["AppServicePlan"]["properties"]["os"] = {**_any_case("linux", "windows"), "default": "linux"}
     settings = defs["WebApp"]["properties"]["app_settings"]
     settings["additionalProperties"] = {"type": ["string", "integer", "number", "boolean"]}
+    _paas_input_forms(defs)
+
+
+def _paas_input_forms(defs: dict) -> None:
+    """The shorthands of the private DNS and PaaS resources: a record's ``value`` (one), ARM's rule
+    objects ({value}, {id}, virtual_network_subnet_id), a bypass list as one string, enums in any case."""
+    record = defs["RecordSet"]
+    record["properties"]["value"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                                     "description": "one value (for values)"}
+    record["properties"]["type"] = {**_any_case("A", "CNAME", "AAAA", "MX", "PTR", "SOA", "SRV", "TXT"),
+                                    "default": "A", "description": "A or CNAME in the lab"}
+    defs["VirtualNetworkLink"]["properties"]["resolution_policy"] = {**_any_case("Default", "NxDomainRedirect"),
+                                                                     "default": "Default"}
+    access = {**_any_case("Enabled", "Disabled", "SecuredByPerimeter"), "default": "Enabled"}
+    for kind in ("StorageAccount", "SqlServer", "KeyVault"):
+        defs[kind]["properties"]["public_network_access"] = access
+    ip_rule = {"anyOf": [{"type": "string"}, {"type": "object", "properties": {"value": {"type": "string"},
+                                                                               "action": {"type": "string"}}}]}
+    subnet_rule = {"anyOf": [{"type": "string"}, {"type": "object", "properties": {
+        "id": {"type": "string"}, "action": {"type": "string"}, "state": {"type": "string"},
+        "ignore_missing_vnet_service_endpoint": {"type": "boolean"}}}]}
+    for acls in ("StorageNetworkRuleSet", "KeyVaultNetworkAcls"):
+        props = defs[acls]["properties"]
+        props["default_action"] = {**_any_case("Allow", "Deny"), "default": "Allow"}
+        props["ip_rules"] = {"type": "array", "items": ip_rule}
+        props["virtual_network_rules"] = {"type": "array", "items": subnet_rule}
+    defs["StorageNetworkRuleSet"]["properties"]["bypass"] = {"anyOf": [
+        {"type": "string"}, {"type": "array", "items": _any_case("AzureServices", "Logging", "Metrics", "None")}]}
+    defs["KeyVaultNetworkAcls"]["properties"]["bypass"] = {**_any_case("AzureServices", "None"),
+                                                           "default": "AzureServices"}
+    sql_rule = defs["SqlVirtualNetworkRule"]
+    sql_rule["properties"]["virtual_network_subnet_id"] = {"type": "string", "description": "ARM's name for subnet"}
+    sql_rule["required"] = ["name"]
+    sql_rule["anyOf"] = [{"required": ["subnet"]}, {"required": ["virtual_network_subnet_id"]}]
+    pe = defs["PrivateEndpoint"]["properties"]
+    pe["connection_state"] = {**_any_case("Approved", "Pending", "Rejected", "Disconnected"), "default": "Approved"}
+    pe["private_dns_zone_group"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}

@@ -13,6 +13,8 @@ from ipaddress import IPv4Address, IPv4Network, ip_network
 from .engine.addressing import integration_addresses, reserved, usable_count
 from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag, unknown_prefix
 from .model import WEB_SERVER_FARMS, AzureError, Topology
+from .model.paas import GROUP_IDS, TARGET_TYPES
+from .model.topology import KINDS
 from .model.errors import (Conflict, DuplicateResourceName, InUseSubnetCannotBeDeleted, InvalidResourceReference,
                            NicInUse, NotFound, SubnetIsFull, VnetAddressSpacesOverlap)
 from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
@@ -35,11 +37,13 @@ def validate(new: Topology, old: Topology | None = None) -> None:
     _references(new)
     _nics(new)
     _plans_and_apps(new)
+    _private_dns_zones(new)
+    _private_endpoints(new)
+    _paas_firewalls(new, old)
 
 
 def _unique_names(topo: Topology) -> None:
-    for kind in ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
-                 "virtual_machines", "app_service_plans", "web_apps"):
+    for kind in KINDS:
         seen: set[str] = set()
         for res in getattr(topo, kind):
             if res.name.lower() in seen:
@@ -226,6 +230,10 @@ def _nics(topo: Topology) -> None:
     taken: dict[tuple[str, IPv4Address], str] = {}
     for nic in topo.network_interfaces:
         vnet, sn = topo.subnet(nic.subnet)
+        if sn.delegations and nic.private_endpoint:
+            raise AzureError(f"Private endpoint {topo.id_of('private_endpoints', topo.find('private_endpoints', nic.private_endpoint))} "
+                             f"cannot be created in a subnet {topo.subnet_id(nic.subnet)} since it has delegations.",
+                             "PrivateEndpointCannotBeCreatedInSubnetThatHasDelegations")
         if sn.delegations:
             raise AzureError(f"Subnet {sn.name} is delegated to {sn.delegations[0].service_name}, so network "
                              f"interface {nic.name} cannot use it: a delegated subnet serves only that service.",
@@ -433,3 +441,181 @@ def _deleted_while_in_use(new: Topology, old: Topology) -> None:
             if sites:
                 raise Conflict(f"Server farm '{plan.name}' cannot be deleted because it has web app(s) "
                                f"{', '.join(sites)} assigned to it.")
+
+
+# -- private DNS zones, private endpoints, PaaS firewalls (issue 9) ----------------------------------
+# Zone names Azure refuses: its own infrastructure domains and their subdomains, except privatelink
+# zones. https://learn.microsoft.com/azure/dns/private-dns-privatednszone#restrictions
+RESERVED_ZONES = ("azclient.ms", "azure.com", "azure.net", "azure-api.net", "cloudapp.net", "core.windows.net",
+                  "microsoft.com", "msidentity.com", "trafficmanager.net", "windows.net")
+MAX_ZONES_PER_GROUP = 5
+RFC1918 = tuple(ip_network(p) for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))  # https://learn.microsoft.com/azure/private-link/private-endpoint-dns-integration
+
+
+def _private_dns_zones(topo: Topology) -> None:
+    registration: dict[str, str] = {}  # VNet (lower) -> the zone it registers in
+    for zone in topo.private_dns_zones:
+        _zone_name(zone.name)
+        _zone_records(zone)
+        names: set[str] = set()
+        for link in zone.virtual_network_links:
+            if link.name.lower() in names:
+                raise DuplicateResourceName(f"Private DNS zone {zone.name} has two virtual network links named "
+                                            f"'{link.name}'.")
+            names.add(link.name.lower())
+            vnet = topo.vnet(link.virtual_network)
+            if vnet is None:
+                raise InvalidResourceReference(f"Virtual network '{link.virtual_network}' of virtual network link "
+                                               f"'{link.name}' of private DNS zone {zone.name} was not found.")
+            if zone.link_to(vnet.name) is not link:
+                # https://learn.microsoft.com/azure/dns/private-dns-virtual-network-links: one link per zone and VNet
+                raise AzureError(f"A virtual network cannot be linked to multiple zones with overlapping namespaces. "
+                                 f"You tried to link virtual network with '{zone.name}' and '{zone.name}' zones.")
+            if link.registration_enabled:
+                other = registration.setdefault(vnet.name.lower(), zone.name)
+                if other != zone.name:  # https://learn.microsoft.com/azure/dns/private-dns-autoregistration#restrictions
+                    raise Conflict(f"A virtual network can only be linked to 1 Private DNS zone(s) with "
+                                   f"auto-registration enabled; conflicting Private DNS zone is '{other}'.")
+
+
+def _zone_name(name: str) -> None:
+    labels = name.split(".")
+    if len(labels) < 2:
+        raise AzureError(f"The zone name '{name}' does not have enough labels. Zone names must have two or more "
+                         "labels.")
+    if len(labels) > 34 or not all(labels):
+        raise AzureError(f"The zone name '{name}' is not valid: a private DNS zone name has 2 to 34 labels.")
+    reserved_by = next((r for r in RESERVED_ZONES if name == r or name.endswith("." + r)), None)
+    if reserved_by and "privatelink" not in labels:
+        # Azure's text, "infrastucture" included
+        raise AzureError(f"The Private DNS zone name '{name}' is not permitted as it is a reserved Azure "
+                         "infrastucture domain and creating such zones may have unintended consequences for DNS "
+                         "resolution for services deployed in your virtual networks. Refer "
+                         "https://docs.microsoft.com/en-us/azure/dns/private-dns-privatednszone#restrictions for more "
+                         "details.")
+
+
+def _zone_records(zone) -> None:
+    seen: dict[str, str] = {}
+    for record in zone.records:
+        prior = seen.get(record.name)
+        if prior == record.type:
+            raise Conflict(f"The record set '{record.name}' of type {record.type} already exists in private DNS zone "
+                           f"{zone.name}.")
+        if prior is not None:  # a CNAME owns its name (RFC 1034 3.6.2)
+            raise AzureError(f"The record set '{record.name}' in private DNS zone {zone.name} cannot hold a CNAME "
+                             "record set and another record set: a CNAME record set cannot share its name.")
+        seen[record.name] = record.type
+
+
+def _private_endpoints(topo: Topology) -> None:
+    for pe in topo.private_endpoints:
+        by = topo.id_of("private_endpoints", pe)
+        if not topo.subnet(pe.subnet):
+            raise _missing(topo, "subnets", pe.subnet, by)
+        target = topo.private_link_target(pe)
+        if target is None:
+            raise InvalidResourceReference(f"Resource {pe.target} referenced by resource {by} was not found: a "
+                                           "private endpoint targets a storage account, SQL server, key vault or web "
+                                           "app of the lab.")
+        kind, resource = target
+        connection = f"{by}/privateLinkServiceConnections/{pe.name}"
+        if not pe.group_id:
+            raise AzureError(f"Private link service connection {connection} is missing required parameter "
+                             "'group Id'.", "MissingParameterOnPrivateLinkServiceConnection")
+        valid = GROUP_IDS[kind]
+        if pe.group_id not in valid and not (kind == "web_apps" and pe.group_id.startswith("sites-")):
+            # https://learn.microsoft.com/azure/private-link/private-endpoint-overview#private-link-resource
+            raise AzureError(f"Call to {TARGET_TYPES[kind]} failed. Error message: Values for request parameters are "
+                             f"invalid: GroupId: {pe.group_id}. Valid group ids: {', '.join(valid)}.",
+                             "InvalidValuesForRequestParameters")
+        if len(pe.private_dns_zone_group) > MAX_ZONES_PER_GROUP:
+            raise AzureError(f"Private DNS zone group of private endpoint {pe.name} references "
+                             f"{len(pe.private_dns_zone_group)} private DNS zones: at most {MAX_ZONES_PER_GROUP}.",
+                             "PrivateDnsZoneGroupHasTooManyZones")
+        for zone in pe.private_dns_zone_group:
+            if topo.find("private_dns_zones", zone) is None:
+                raise _missing(topo, "privateDnsZones", zone, f"{by}/privateDnsZoneGroups/default")
+
+
+# The service endpoint a VNet rule needs on its subnet, per service.
+# https://learn.microsoft.com/azure/virtual-network/virtual-network-service-endpoints-overview
+def has_service_endpoint(subnet, service: str) -> bool:
+    """The subnet has ``service``'s endpoint (``Microsoft.Storage.Global`` counts for storage)."""
+    low = service.lower()
+    return any(se.lower() in (low, f"{low}.global") for se in subnet.service_endpoints)
+
+
+def _paas_firewalls(topo: Topology, old: Topology | None) -> None:
+    for account in topo.storage_accounts:
+        _storage_rules(topo, account)
+    for server in topo.sql_servers:
+        _sql_rules(topo, server, old)
+    for vault in topo.key_vaults:
+        for ref in vault.network_acls.virtual_network_rules:
+            vnet, sn = _rule_subnet(topo, ref, topo.id_of("key_vaults", vault))
+            if not has_service_endpoint(sn, "Microsoft.KeyVault"):
+                raise AzureError(f"Subnet {topo.subnet_id(ref)} of virtual network rule of key vault {vault.name} "
+                                 "does not have the Microsoft.KeyVault service endpoint: add Microsoft.KeyVault to the "
+                                 "subnet's service endpoints first.", "VirtualNetworkRuleBadRequest")
+        _ip_rules(vault.network_acls.ip_rules, "key vault", vault.name)
+
+
+def _rule_subnet(topo: Topology, ref: str, by: str):
+    found = topo.subnet(ref)
+    if found is None:
+        raise _missing(topo, "subnets", ref, by)
+    return found
+
+
+def _storage_rules(topo: Topology, account) -> None:
+    for ref in account.network_rule_set.virtual_network_rules:
+        vnet, sn = _rule_subnet(topo, ref, topo.id_of("storage_accounts", account))
+        if not has_service_endpoint(sn, "Microsoft.Storage"):
+            # Azure's text. https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-from-a-virtual-network
+            raise AzureError(f"Validation of network acls failure: SubnetsHaveNoServiceEndpointsConfigured:Subnets "
+                             f"{sn.name} of virtual network {topo.id_of('virtual_networks', vnet)} do not have "
+                             "ServiceEndpoints for Microsoft.Storage resources configured. Add Microsoft.Storage to "
+                             "subnet's ServiceEndpoints collection before trying to ACL Microsoft.Storage resources to "
+                             "these subnets..", "NetworkAclsValidationFailure")
+    _ip_rules(account.network_rule_set.ip_rules, "storage account", account.name)
+
+
+def _ip_rules(rules: list[str], what: str, name: str) -> None:
+    """IP network rules take public IPv4 addresses only, and no /31 or /32 range (a bare address).
+    https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-from-an-internet-ip-range"""
+    for rule in rules:
+        net = ip_network(rule)
+        if any(net.overlaps(private) for private in RFC1918):
+            raise AzureError(f"Validation of network acls failure: IP rule {rule} of {what} {name} is a private "
+                             "address: IP network rules take public IPv4 addresses only.", "NetworkAclsValidationFailure")
+        if "/" in rule and net.prefixlen > 30:
+            raise AzureError(f"Validation of network acls failure: IP rule {rule} of {what} {name}: /31 and /32 "
+                             "ranges are not supported; write the address alone.", "NetworkAclsValidationFailure")
+
+
+def _sql_rules(topo: Topology, server, old: Topology | None) -> None:
+    for rule in server.firewall_rules:
+        if IPv4Address(rule.start_ip_address) > IPv4Address(rule.end_ip_address):
+            raise AzureError(f"Firewall rule {rule.name} of server {server.name}: the start IP address "
+                             f"{rule.start_ip_address} is after the end IP address {rule.end_ip_address}.",
+                             "FirewallRuleStartIpAddressGreaterThanEndIpAddress")
+    before = old.find("sql_servers", server.name) if old is not None else None
+    if server.public_network_access == "Disabled" and before is not None \
+            and [r.model_dump() for r in server.firewall_rules] != [r.model_dump() for r in before.firewall_rules]:
+        # https://learn.microsoft.com/azure/azure-sql/database/connectivity-settings#deny-public-network-access
+        raise AzureError("Unable to create or modify firewall rules when public network interface for the server is "
+                         "disabled. To manage server or database level firewall rules, please enable the public "
+                         "network interface.", "42101")
+    for rule in server.virtual_network_rules:
+        vnet, sn = _rule_subnet(topo, rule.subnet, topo.id_of("sql_servers", server))
+        if topo.location_of(vnet) != topo.location_of(server):
+            raise AzureError(f"Microsoft.Sql resources in {topo.location_of(server)} cannot be ACL-ed to virtual "
+                             f"network in {topo.location_of(vnet)}. Only resources in {topo.location_of(vnet)} can be "
+                             f"ACL-ed to virtual networks in {topo.location_of(vnet)}.", "VirtualNetworkRuleBadRequest")
+        if not rule.ignore_missing_vnet_service_endpoint and not has_service_endpoint(sn, "Microsoft.Sql"):
+            # https://learn.microsoft.com/azure/azure-sql/database/vnet-service-endpoint-rule-overview
+            raise AzureError(f"Virtual network rule {rule.name} of server {server.name}: subnet "
+                             f"{topo.subnet_id(rule.subnet)} does not have the Microsoft.Sql service endpoint. Add it "
+                             "to the subnet, or create the rule with ignore_missing_vnet_service_endpoint (it does "
+                             "nothing until the subnet has the endpoint).", "VirtualNetworkRuleBadRequest")

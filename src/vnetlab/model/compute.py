@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .base import Model, Resource
+from .dns import DnsServerConfig
 from .nsg import canonical_protocol
 
 
@@ -33,3 +34,6 @@ class VirtualMachine(Resource):
     # whose NIC forwards is taken for an appliance image that routes); false makes it a host.
     # https://learn.microsoft.com/azure/virtual-network/virtual-network-network-interface#enable-or-disable-ip-forwarding
     guest_ip_forwarding: bool | None = None
+    # The VM runs a DNS server (custom DNS): what it holds and where it forwards.
+    # https://learn.microsoft.com/azure/virtual-network/virtual-networks-name-resolution-for-vms-and-role-instances#name-resolution-that-uses-your-own-dns-server
+    dns_server: DnsServerConfig | None = None

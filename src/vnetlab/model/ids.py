@@ -20,6 +20,11 @@ TYPES = {
     "virtual_machines": ("Microsoft.Compute", "virtualMachines"),
     "app_service_plans": ("Microsoft.Web", "serverfarms"),
     "web_apps": ("Microsoft.Web", "sites"),
+    "private_dns_zones": ("Microsoft.Network", "privateDnsZones"),
+    "private_endpoints": ("Microsoft.Network", "privateEndpoints"),
+    "storage_accounts": ("Microsoft.Storage", "storageAccounts"),
+    "sql_servers": ("Microsoft.Sql", "servers"),
+    "key_vaults": ("Microsoft.KeyVault", "vaults"),
 }
 
 

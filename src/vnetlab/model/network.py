@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .base import Model, Resource
+from .dns import dns_server_addresses
 
 WEB_SERVER_FARMS = "Microsoft.Web/serverFarms"
 
@@ -171,14 +172,7 @@ class VirtualNetwork(Resource):
     def _v_dns(cls, v, info: ValidationInfo):
         """Each custom DNS server is an IP address.
         https://learn.microsoft.com/azure/virtual-network/manage-virtual-network#change-dns-servers"""
-        out = []
-        for server in v:
-            try:
-                out.append(str(ipaddress.ip_address(str(server).strip())))
-            except ValueError:
-                raise PydanticCustomError("InvalidDnsServerAddress", f"DNS server address '{server}' of virtual "
-                                          f"network {_owner(info)} is not a valid IP address.") from None
-        return out
+        return dns_server_addresses(v, f"virtual network {_owner(info)}")
 
     @property
     def ipv4_space(self) -> list[str]:
@@ -253,6 +247,17 @@ class NetworkInterface(Resource):
     secondary_ip_configurations: list[IPConfiguration] = Field(default_factory=list)
     network_security_group: str | None = None
     enable_ip_forwarding: bool = False
+    # dnsSettings.dnsServers: they take precedence over the VNet's.
+    # https://learn.microsoft.com/azure/virtual-network/virtual-network-network-interface#change-dns-servers
+    dns_servers: list[str] = Field(default_factory=list)
+    # read-only in ARM (privateEndpoint): the private endpoint that owns this NIC; the lab creates
+    # and removes such a NIC with its endpoint (Topology._private_endpoint_nics)
+    private_endpoint: str | None = None
+
+    @field_validator("dns_servers", mode="before")
+    @classmethod
+    def _v_dns(cls, v, info: ValidationInfo):
+        return dns_server_addresses(v, f"network interface {_owner(info)}")
 
     @field_validator("private_ip_address")
     @classmethod

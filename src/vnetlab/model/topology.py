@@ -9,24 +9,28 @@ that references it, which is how ARM holds them.
 from __future__ import annotations
 
 import ipaddress
+import uuid
 import weakref
 
 from pydantic import Field, model_validator
 
 from .base import Model
 from .compute import Service, VirtualMachine
-from .ids import DEFAULT_SUBSCRIPTION, resource_id, rg_id
+from .dns import PrivateDnsZone
+from .ids import DEFAULT_SUBSCRIPTION, parse_id, resource_id, rg_id
 from .network import NetworkInterface, Subnet, VirtualNetwork
 from .nsg import NetworkSecurityGroup
+from .paas import TARGET_TYPES, KeyVault, PrivateEndpoint, SqlServer, StorageAccount
 from .routes import RouteTable
 from .web import AppServicePlan, WebApp
 
 NIC_KEYS = ("subnet", "private_ip_address", "private_ip_allocation_method", "enable_ip_forwarding",
-            "network_security_group", "primary_ip_configuration", "secondary_ip_configurations")
+            "network_security_group", "primary_ip_configuration", "secondary_ip_configurations", "dns_servers")
 # input forms of the NIC's IP configurations (see NetworkInterface), also taken inline on a VM
 NIC_INPUT_KEYS = ("ip_configurations", "secondary_ip_addresses")
 KINDS = ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
-         "virtual_machines", "app_service_plans", "web_apps")
+         "virtual_machines", "app_service_plans", "web_apps", "private_dns_zones", "private_endpoints",
+         "storage_accounts", "sql_servers", "key_vaults")
 
 
 class ResourceGroup(Model):
@@ -104,6 +108,11 @@ class Topology(Model):
     virtual_machines: list[VirtualMachine] = Field(default_factory=list)
     app_service_plans: list[AppServicePlan] = Field(default_factory=list)
     web_apps: list[WebApp] = Field(default_factory=list)
+    private_dns_zones: list[PrivateDnsZone] = Field(default_factory=list)
+    private_endpoints: list[PrivateEndpoint] = Field(default_factory=list)
+    storage_accounts: list[StorageAccount] = Field(default_factory=list)
+    sql_servers: list[SqlServer] = Field(default_factory=list)
+    key_vaults: list[KeyVault] = Field(default_factory=list)
     internet_hosts: list[InternetHost] = Field(default_factory=_default_internet)
 
     @model_validator(mode="before")
@@ -126,6 +135,40 @@ class Topology(Model):
             vms.append(vm)
         data["virtual_machines"], data["network_interfaces"] = vms, nics
         return data
+
+    @model_validator(mode="after")
+    def _private_endpoint_nics(self):
+        """Each private endpoint has its read-only NIC, as Azure creates it: named
+        ``<pe>.nic.<guid>`` (or its custom name), in the endpoint's subnet, with the endpoint's
+        static address or a dynamic one (allocated as any dynamic NIC's); it goes with its endpoint.
+        https://learn.microsoft.com/azure/private-link/private-endpoint-overview#network-security-of-private-endpoints"""
+        if not self.private_endpoints and not any(n.private_endpoint for n in self.network_interfaces):
+            return self
+        owners = {pe.name.lower(): pe for pe in self.private_endpoints}
+        kept, has_nic = [], set()
+        for nic in self.network_interfaces:
+            pe = owners.get((nic.private_endpoint or "").lower()) if nic.private_endpoint else None
+            if nic.private_endpoint and pe is None:
+                continue  # its endpoint was deleted: the NIC goes with it
+            if pe is not None:
+                _follow_endpoint(nic, pe)
+                has_nic.add(pe.name.lower())
+            kept.append(nic)
+        for pe in self.private_endpoints:
+            if pe.name.lower() not in has_nic:
+                nic = NetworkInterface(name=pe.custom_network_interface_name or self._pe_nic_name(pe),
+                                       subnet=pe.subnet, private_endpoint=pe.name, resource_group=pe.resource_group,
+                                       location=pe.location)
+                _follow_endpoint(nic, pe)
+                kept.append(nic)
+        self.network_interfaces = kept
+        return self
+
+    def _pe_nic_name(self, pe: PrivateEndpoint) -> str:
+        """``<pe>.nic.<guid>``: the guid is derived from the endpoint's id, so the same endpoint gets
+        the same NIC name in every lab built from one file."""
+        guid = uuid.uuid5(uuid.NAMESPACE_URL, self.id_of("private_endpoints", pe).lower())
+        return f"{pe.name[:39]}.nic.{guid}"  # a NIC's name has at most 80 characters
 
     @model_validator(mode="after")
     def _default_group(self):
@@ -151,6 +194,40 @@ class Topology(Model):
         if index is None:
             index = indexes[(kind, attr)] = _NameIndex(items, attr, immutable=attr == "name")
         return index.get(items, low)
+
+    def private_endpoint_nic(self, pe: PrivateEndpoint) -> NetworkInterface | None:
+        """The endpoint's read-only NIC (its address is the endpoint's)."""
+        low = pe.name.lower()
+        return next((n for n in self.network_interfaces if (n.private_endpoint or "").lower() == low), None)
+
+    def private_endpoint_ip(self, pe: PrivateEndpoint) -> str | None:
+        nic = self.private_endpoint_nic(pe)
+        return nic.private_ip_address if nic is not None else None
+
+    def private_link_target(self, pe: PrivateEndpoint) -> tuple[str, object] | None:
+        """(kind, resource) the endpoint connects to: its ``target`` by name, or by ARM id (whose
+        type says the kind); None when there is none."""
+        wanted = None
+        if pe.target.strip().startswith("/"):
+            parsed = parse_id(pe.target)
+            arm_type = f"{parsed.namespace}/{parsed.types[0]}".lower() if parsed and parsed.types else ""
+            wanted = next((k for k, t in TARGET_TYPES.items() if t.lower() == arm_type), "")
+        for kind in TARGET_TYPES:
+            if wanted is None or wanted == kind:
+                found = self.find(kind, pe.target_name)
+                if found is not None:
+                    return kind, found
+        return None
+
+    def private_endpoints_to(self, kind: str, name: str) -> list[PrivateEndpoint]:
+        """The private endpoints whose target is the ``kind`` resource ``name``."""
+        out = []
+        for pe in self.private_endpoints:
+            if pe.target_name.lower() == name.lower():
+                target = self.private_link_target(pe)
+                if target is not None and target[0] == kind:
+                    out.append(pe)
+        return out
 
     def vnet(self, name: str | None) -> VirtualNetwork | None:
         return self.find("virtual_networks", name)
@@ -216,3 +293,13 @@ class Topology(Model):
 
     def vnet_of_ip(self, ip: ipaddress.IPv4Address) -> VirtualNetwork | None:
         return next((v for v in self.virtual_networks if any(ip in n for n in v.networks)), None)
+
+
+def _follow_endpoint(nic: NetworkInterface, pe: PrivateEndpoint) -> None:
+    """The NIC of an endpoint is in the endpoint's subnet, with its static address if it has one."""
+    if nic.subnet.lower() != pe.subnet.lower():
+        nic.subnet, nic.private_ip_address = pe.subnet, None
+    if pe.private_ip_address:
+        nic.private_ip_address, nic.private_ip_allocation_method = pe.private_ip_address, "Static"
+    elif nic.private_ip_allocation_method == "Static":
+        nic.private_ip_address, nic.private_ip_allocation_method = None, "Dynamic"

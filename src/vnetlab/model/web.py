@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from .base import Model, Resource
+from .dns import dns_server_addresses
 
 # sku name prefix -> ARM tier. https://azure.microsoft.com/pricing/details/app-service/linux/
 _TIERS = [
@@ -84,6 +85,15 @@ class WebApp(Resource):
     state: Literal["Running", "Stopped"] = "Running"
     restarts: int = Field(default=0, ge=0)
     site_config: dict = Field(default_factory=dict, description="other siteConfig properties, ARM camelCase")
+    # siteConfig.dnsConfiguration.dnsServers (up to 5); the app settings WEBSITE_DNS_SERVER and
+    # WEBSITE_DNS_ALT_SERVER also count (dns_servers_setting).
+    # https://learn.microsoft.com/azure/app-service/overview-name-resolution
+    dns_servers: list[str] = Field(default_factory=list, max_length=5)
+
+    @field_validator("dns_servers", mode="before")
+    @classmethod
+    def _v_dns(cls, v, info: ValidationInfo):
+        return dns_server_addresses(v, f"web app {info.data.get('name') or '?'}")
 
     @field_validator("app_settings", mode="before")
     @classmethod
