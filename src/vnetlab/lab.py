@@ -18,6 +18,7 @@ from typing import Callable
 from pydantic import ValidationError
 
 from .engine.addressing import lowest_free, settle_app_service_links
+from .engine.dns import Resolution, resolve
 from .engine.network import LabView
 from .engine.routing import settle_peerings
 from .engine.trace import Trace, trace
@@ -87,6 +88,10 @@ class Lab:
 
     def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp") -> Trace:
         return trace(self.network(), source, destination, port, protocol)
+
+    def resolve(self, source: str, name: str) -> Resolution:
+        """`nslookup NAME` in the VM or web app ``source``: the answer and why (engine.dns)."""
+        return resolve(self.network(), source, name)
 
     @property
     def backend_name(self) -> str:

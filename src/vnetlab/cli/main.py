@@ -22,7 +22,7 @@ from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
 from ..model.errors import EmulationNotRunning, InvalidArgumentValue, LabNotFound
 from ..topology import load, pydantic_error, schema as topology_schema
 from .progress import Bar, wanted as progress_wanted
-from .render import Output, console, err_console, matrix_table, print_json, table, trace_table
+from .render import Output, console, err_console, matrix_table, print_json, resolution_lines, table, trace_table
 
 
 def fail(exc: AzureError) -> None:
@@ -179,6 +179,21 @@ def show(name: Optional[str] = typer.Argument(None, help="Only resources with th
         for key, value in item["properties"].items():
             if value not in (None, [], {}, ""):
                 console.print(f"  {key}: {value}")
+
+
+@app.command()
+def resolve(source: str = typer.Argument(..., help="VM or web app name."),
+            name: str = typer.Argument(..., help="The name to look up, e.g. acct1.blob.core.windows.net."),
+            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """What `nslookup NAME` in SOURCE gets: the server asked, each alias, the addresses (or NXDOMAIN, or
+    no answer), and why. Exit 0 when the name resolves, 1 otherwise."""
+    result = Lab.open(home).resolve(source, name).to_dict()
+    if output == Output.json:
+        print_json(result)
+    else:
+        for line in resolution_lines(result):
+            typer.echo(line)  # nslookup's tabs, as they are
+    raise typer.Exit(0 if result["outcome"] == "NoError" else 1)
 
 
 @app.command()

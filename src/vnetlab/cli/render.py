@@ -112,3 +112,24 @@ def _cell(cell: dict, port: str) -> str:
     if real is None or real == cell["verdicts"][port]:
         return engine
     return f"[bold red]{engine} != {VERDICT_SHORT.get(real, real)}[/]"
+
+
+def resolution_lines(res: dict) -> list[str]:
+    """A resolution as Linux ``nslookup`` prints it, then why, one line per step."""
+    server = res["server"] or (res["servers"][0] if res["servers"] else "")
+    lines = [f"Server:\t\t{server}", f"Address:\t{server}#53", ""]
+    if res["outcome"] == "Timeout":
+        lines = [";; connection timed out; no servers could be reached"]
+    elif res["outcome"] == "NXDOMAIN":
+        lines.append(f"** server can't find {res['name']}: NXDOMAIN")
+    else:
+        lines.append("Non-authoritative answer:")
+        alias = res["name"]
+        for cname in res["cnames"]:
+            lines.append(f"{alias}\tcanonical name = {cname}.")
+            alias = cname
+        for address in res["addresses"]:
+            lines += [f"Name:\t{alias}", f"Address: {address}"]
+    lines += ["", "Why:"]
+    lines += [f"  {i}. {step['text']}" for i, step in enumerate(res["steps"], 1)]
+    return lines

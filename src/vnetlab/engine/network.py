@@ -19,6 +19,10 @@ from .routing import EffectiveRoute, RouteLookup, connected_peers, effective_rou
 from .security import AddressSet, CompiledNsg, virtual_network_tag
 
 
+# a VM that runs a DNS server listens on 53 (UDP and TCP)
+DNS_SERVER_PORTS = {("Udp", 53), ("Tcp", 53)}
+
+
 @dataclass
 class SubnetView:
     ref: str                   # VNET/SUBNET as written in the model
@@ -74,8 +78,8 @@ class LabView:
         self._nsgs: dict[tuple[str, str, str], CompiledNsg] = {}
         self._tags: dict[str, AddressSet] = {}
         self._sandboxes: dict[tuple[str, int], Sandbox] = {}
-        self._services = {vm.network_interface.lower(): {(s.protocol, s.port) for s in vm.services}
-                          for vm in topo.virtual_machines}
+        self._services = {vm.network_interface.lower(): {(s.protocol, s.port) for s in vm.services} | (
+            DNS_SERVER_PORTS if vm.dns_server is not None else set()) for vm in topo.virtual_machines}
 
     # -- lookups --------------------------------------------------------------------------
     def subnet_view(self, ref: str) -> SubnetView:
