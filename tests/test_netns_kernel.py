@@ -359,3 +359,23 @@ def test_netlink_equals_ip_batch(tmp_path, monkeypatch):
     assert dumps[0] == dumps[1]
     assert sum(len(v["routes"]) for v in dumps[0].values()) > 50
     assert not (set(names) & kernel.netns_list())
+
+
+def test_launched_responder_opens_its_log_at_its_first_connection_or_error(store):
+    """A built-in responder creates its log file when it first has something to say: at its first
+    connection (1,000 idle VMs create no files), or at once when it cannot start (its port is
+    taken), which the launcher then reports as failed."""
+    from vnetlab.backends.netns.processes import log_path, responder_argv
+    procs = [Process(ns=VM, name=n, argv=responder_argv("--name", n, "--tcp", "80"), kind="responder", tcp=[80])
+             for n in ("first", "second")]
+    rep = apply(DesiredState(namespaces=[Namespace(name=VM)], processes=procs), store)
+    assert len(rep.listening) == 1 and len(rep.failed) == 1, (rep.listening, rep.failed)
+    serving, refused = rep.listening[0].split("/")[1], rep.failed[0].split("/")[1]
+    assert "Address already in use" in log_path(store, VM, refused).read_text()
+    log = log_path(store, VM, serving)
+    assert not log.exists()
+    assert nx.probe_tcp(VM, "127.0.0.1", 80) == "Connected"
+    deadline = time.monotonic() + 5
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert log.read_text().startswith(f"responder {serving}: tcp [80]")

@@ -23,7 +23,9 @@ reads ``{"parent": PID, "items": [{"key", "ns", "args", "log"}, ...]}`` and, for
 forks a child that becomes a session leader, enters the namespace (``setns`` on
 ``/run/netns/NS``), gets its own mount namespace with ``/etc/netns/NS/*`` bound over
 ``/etc/*`` (what ``ip netns exec`` does, so it has the namespace's resolv.conf), binds its
-sockets and only then reports ready on a pipe. The launcher waits for every child to be
+sockets and only then reports ready on a pipe. The HTTP server, the log file and any thread
+are made at the first connection or datagram (the kernel queues them meanwhile): an idle
+responder costs its fork and its sockets only. The launcher waits for every child to be
 listening (or to have died), prints ``{key: {"pid": PID, "ready": bool}}`` as JSON and exits.
 Starting N services this way costs one interpreter start and N forks instead of N
 ``ip netns exec`` + N interpreter starts (~60 ms each). The children keep the launcher's
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import socket
 import sys
 import threading
@@ -99,6 +102,23 @@ def _handler(name: str, webapp: bool, backend: tuple[str, int] | None, check_tim
     return H
 
 
+def _tcp_socket(bind: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as _Server.allow_reuse_address
+    s.bind((bind, port))
+    s.listen(_Server.request_queue_size)
+    return s
+
+
+def _serving(listening: socket.socket, handler) -> _Server:
+    """The HTTP server around an already listening socket."""
+    srv = _Server(listening.getsockname(), handler, bind_and_activate=False)
+    srv.socket.close()
+    srv.socket = listening
+    srv.server_name, srv.server_port = listening.getsockname()[:2]
+    return srv
+
+
 def _udp_socket(bind: str, port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -125,7 +145,19 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None) -> int:
+def _log_to(path: str) -> None:
+    """Standard output and error (descriptors and ``sys`` objects) append to ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+
+def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None, log: str | None = None) -> int:
+    """Serve. With ``log`` (started by the launcher), output goes to that file from the first
+    connection or datagram on (nothing before: creating 1,000 files costs)."""
     a = parsed if parsed is not None else _parser().parse_args(argv)
     webapp = a.webapp is not None
     name = a.webapp if webapp else a.name
@@ -134,20 +166,28 @@ def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None
     if a.backend:
         h, _, p = a.backend.rpartition(":")
         backend = (h, int(p))
-    handler = _handler(name, webapp, backend, a.check_timeout)
-    servers = [_Server((a.bind, p), handler) for p in tcp_ports]  # bound and listening
+    listening = [_tcp_socket(a.bind, p) for p in tcp_ports]
     udp = [_udp_socket(a.bind, p) for p in a.udp]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    threads += [threading.Thread(target=_udp_echo, args=(s,), daemon=True) for s in udp]
-    for t in threads:
-        t.start()
-    sys.stderr.write(f"responder {name}: tcp {tcp_ports} udp {a.udp}\n")
-    sys.stderr.flush()
     if ready_fd is not None:  # every socket is bound: tell the launcher
         os.write(ready_fd, b"1")
         os.close(ready_fd)
     try:
-        threading.Event().wait()
+        # The kernel queues connections and datagrams from here on. The HTTP server is built
+        # at the first one: a lab's 1,000 VMs that nobody probes cost no more than their
+        # sockets (a forked child that runs Python copies every page it touches).
+        if listening or udp:
+            select.select(listening + udp, [], [])
+        if log:
+            _log_to(log)
+        sys.stderr.write(f"responder {name}: tcp {tcp_ports} udp {a.udp}\n")
+        sys.stderr.flush()
+        handler = _handler(name, webapp, backend, a.check_timeout)
+        loops = [_serving(s, handler).serve_forever for s in listening]
+        loops += [lambda s=s: _udp_echo(s) for s in udp]
+        # the last loop runs in this thread: a VM's one port costs no thread
+        for loop in loops[:-1]:
+            threading.Thread(target=loop, daemon=True).start()
+        (loops[-1] if loops else threading.Event().wait)()
     except KeyboardInterrupt:
         pass
     return 0
@@ -208,28 +248,23 @@ def _child(libc, item: dict, ready_w: int) -> None:
     # which is what the backend records to recognise it)
     title = ("vl:" + item.get("title", "responder"))[:15].encode()
     libc.prctl(PR_SET_NAME, ctypes_buffer(title), 0, 0, 0)
-    log = os.open(item["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    keep = {0, 1, 2, ready_w}
-    for fd in [int(x) for x in os.listdir("/proc/self/fd")]:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    sys.stdin = open(0, closefd=False)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the log is opened by main() at the first connection, or on an error
+        os.dup2(null, fd)
+    # every other descriptor (the launcher's pipes to the children forked before this one):
+    # two close_range() calls, not one close() per descriptor (O(N^2) over a launch)
+    os.closerange(3, ready_w)
+    os.closerange(ready_w + 1, 2**31 - 1)
     try:
         _enter(libc, item["ns"], item.get("etc", True))
-        main(ready_fd=ready_w, parsed=item["parsed"])
+        main(ready_fd=ready_w, parsed=item["parsed"], log=item["log"])
     except BaseException as e:  # noqa: BLE001 - the log says why; the launcher sees no "ready"
-        sys.stderr.write(f"responder in {item.get('ns')}: {type(e).__name__}: {e}\n")
-        sys.stderr.flush()
-        os._exit(1)
+        try:
+            _log_to(item["log"])
+            sys.stderr.write(f"responder in {item.get('ns')}: {type(e).__name__}: {e}\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(1)
     os._exit(0)
 
 
