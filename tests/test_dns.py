@@ -342,3 +342,36 @@ def test_cli_resolve_prints_like_nslookup_and_says_why(tmp_path):
     body = json.loads(as_json.output)
     assert body["outcome"] == "NoError" and body["addresses"] == [public_ip(d)] and body["steps"][0]["kind"] == "Servers"
     assert cli(home, "resolve", "nobody", ACCT).exit_code == 2
+
+
+# -- check by name ------------------------------------------------------------------------------------
+def test_check_by_name_resolves_first_and_traces_to_the_answer():
+    from vnetlab.engine.trace import StepKind, Verdict, trace
+    d = with_pe(doc())
+    t = trace(view(d), "vm1", ACCT, 443)
+    out = t.to_dict()
+    assert out["flow"]["destination"] == ACCT and out["flow"]["destination_ip"] == pe_ip(d)
+    assert out["resolution"]["addresses"] == [pe_ip(d)] and out["resolution"]["outcome"] == "NoError"
+    kinds_ = [s.kind for s in t.steps]
+    assert kinds_[0] == StepKind.RESOLUTION and StepKind.ROUTE in kinds_ and t.verdict != Verdict.NOT_RESOLVED
+    by_ip = trace(view(d), "vm1", "vm2", 80)
+    assert "resolution" not in by_ip.to_dict()  # a lab resource's name is not looked up in DNS
+
+
+def test_check_by_name_that_does_not_resolve(tmp_path):
+    import json
+
+    import yaml
+    d = forwarder_lab(link_forwarder_vnet=True)
+    d["virtual_machines"][-1]["dns_server"] = {}  # forwards nowhere
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(d))
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(f)).exit_code == 0
+    out = cli(home, "check", "vm2", ACCT, "--port", "443", "-o", "json")
+    body = json.loads(out.output)
+    assert out.exit_code == 1 and (body["verdict"], body["reason"]) == ("NotResolved", "NoDnsAnswer")
+    assert body["flow"]["destination_ip"] is None and body["resolution"]["outcome"] == "Timeout"
+    assert body["steps"][-1]["kind"] == "Resolution" and body["steps"][-1]["step"] == "NoAnswer"
+    out = cli(home, "check", "vm1", "acct9.blob.core.windows.net", "--port", "443")
+    assert out.exit_code == 1 and "NotResolved (NameNotFound" in out.output

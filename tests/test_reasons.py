@@ -131,6 +131,9 @@ CASES = {
                         "rg1vm1", "203.0.113.10", 443, "Tcp"),
     Reason.ROUTING_LOOP: (routing_loop(), "rg1vm1", "203.0.113.10", 443, "Tcp"),
     Reason.RETURN_PATH_DROPPED: (return_path_dropped(), "rg1vm1", "vm2", 80, "Tcp"),
+    Reason.NAME_NOT_FOUND: (note(), "rg1vm1", "nowhere.blob.core.windows.net", 443, "Tcp"),
+    Reason.NO_DNS_ANSWER: (note(virtual_networks=[{**NOTE["virtual_networks"][0], "dns_servers": ["10.0.0.60"]}]),
+                           "rg1vm1", "www.contoso.com", 443, "Tcp"),
 }
 
 

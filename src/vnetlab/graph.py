@@ -24,7 +24,7 @@ from .wording import step_detail
 
 COLLAPSE_AT = 50          # a subnet with this many endpoints or more is drawn as one node with a count
 FORMATS = ("dot", "mermaid", "svg", "png")
-VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf222e"}
+VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf222e", "NotResolved": "#cf222e"}
 
 
 @dataclass
@@ -324,7 +324,7 @@ def _draw_trace(pic: Picture, ids: _Ids, trace: dict, legend: bool) -> None:
     port = f"/{flow['port']}" if flow.get("port") else ""
     seen = f", source seen {trace['source_ip_seen']}" if trace.get("source_ip_seen") else ""
     pic.verdict = trace["verdict"]
-    pic.title += (f"\nTrace {flow['source']} -> {flow['destination']} ({flow['destination_ip']}) "
+    pic.title += (f"\nTrace {flow['source']} -> {flow['destination']} ({flow['destination_ip'] or 'not resolved'}) "
                   f"{flow['protocol']}{port}: {trace['verdict']} ({trace['reason']}: {trace['explanation']}){seen}")
     decided = decisive_step(trace)
     steps = [*(trace.get("steps") or []), *(trace.get("return_path") or [])]

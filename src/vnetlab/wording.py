@@ -28,4 +28,6 @@ def step_detail(s: dict) -> str:
         extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
         config = f" {s['ip_configuration']}" if s.get("ip_configuration") else ""
         return f"{who} ({s.get('ip')}{config}){extra}" + (f": {s['why']}" if s.get("why") else "")
+    if k == "Resolution":
+        return s["text"]
     return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))

@@ -209,7 +209,7 @@ def check(source: str = typer.Argument(..., help="VM or web app name."),
         port = 80
     result = lab.trace(source, destination, port, protocol).to_dict()
     observed = None
-    if lab.backend_name == "netns":
+    if lab.backend_name == "netns" and result["flow"]["destination_ip"]:  # a name that did not resolve: no packet
         from ..backends import netns_backend
         if netns_backend.apply_unfinished(lab):
             err_console.print("[yellow]WARNING[/]: the last apply to the kernel did not finish (was it killed?): "

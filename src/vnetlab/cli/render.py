@@ -35,14 +35,15 @@ def table(title: str | None, columns: list[str], rows: list[list]) -> None:
     console.print(t)
 
 
-VERDICT_STYLE = {"Connected": "bold green", "Refused": "bold yellow", "TimedOut": "bold red", "Unreachable": "bold red"}
+VERDICT_STYLE = {"Connected": "bold green", "Refused": "bold yellow", "TimedOut": "bold red", "Unreachable": "bold red",
+                 "NotResolved": "bold red"}
 
 
 def trace_table(tr: dict, title: str | None = None) -> None:
     flow = tr["flow"]
     port = f":{flow['port']}" if flow.get("port") else ""
     console.print(f"{title or 'Flow'}: {flow['source']} ({flow['source_ip']}) -> {flow['destination']} "
-                  f"({flow['destination_ip']}{port}) {flow['protocol']}")
+                  f"({flow['destination_ip'] or 'not resolved'}{port}) {flow['protocol']}")
     rows = [[i + 1, s["kind"], s["action"], step_detail(s)] for i, s in enumerate(tr["steps"])]
     table(None, ["#", "Step", "Action", "Detail"], rows)
     if tr.get("return_path"):

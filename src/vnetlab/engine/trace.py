@@ -30,6 +30,7 @@ class Verdict(StrEnum):
     CONNECTED = "Connected"   # handshake or echo reply
     REFUSED = "Refused"       # TCP reset or ICMP port unreachable
     TIMED_OUT = "TimedOut"    # silently dropped
+    NOT_RESOLVED = "NotResolved"  # the destination's name did not resolve: no connection was tried
 
 
 class Reason(StrEnum):
@@ -69,6 +70,9 @@ class Reason(StrEnum):
     ROUTING_LOOP = "RoutingLoop", Verdict.TIMED_OUT, "the packet went through too many appliances"
     RETURN_PATH_DROPPED = ("ReturnPathDropped", Verdict.TIMED_OUT,
                            "the destination's reply has no route back to the address it saw")
+    NAME_NOT_FOUND = ("NameNotFound", Verdict.NOT_RESOLVED,
+                      "the source's DNS server answered that the name does not exist (NXDOMAIN)")
+    NO_DNS_ANSWER = ("NoDnsAnswer", Verdict.NOT_RESOLVED, "no DNS server of the source answered for the name")
 
 
 class StepKind(StrEnum):
@@ -80,6 +84,7 @@ class StepKind(StrEnum):
     APPLIANCE = "VirtualAppliance"
     INTERNET = "Internet"
     DELIVER = "Deliver"
+    RESOLUTION = "Resolution"
 
 
 class Action(StrEnum):
@@ -194,6 +199,20 @@ class DeliverDetail(Detail):
     why: str | None = None
 
 
+@dataclass(frozen=True)
+class ResolutionDetail(Detail):
+    """One step of the destination name's resolution (engine.dns), before the packet leaves."""
+    kind = StepKind.RESOLUTION
+    step: str                      # the resolution step's kind (Query, LinkedZone, PublicRecord, ...)
+    text: str
+    name: str | None = None
+    server: str | None = None
+    zone: str | None = None
+    link: str | None = None
+    vnet: str | None = None
+    record: str | None = None
+
+
 @dataclass
 class Step:
     resource_id: str | None
@@ -216,7 +235,7 @@ class Flow:
     source_kind: str
     source_ip: str
     destination: str
-    destination_ip: str
+    destination_ip: str | None    # None when the destination's name did not resolve
     protocol: str
     port: int | None
 
@@ -241,6 +260,7 @@ class Trace:
     reason: Reason | None = None
     source_ip_seen: str | None = None
     return_path: list[Step] = field(default_factory=list)
+    resolution: dict | None = None   # the destination name's resolution (Resolution.to_dict), when it was a name
 
     @property
     def verdict(self) -> Verdict:
@@ -249,7 +269,8 @@ class Trace:
     def to_dict(self) -> dict:
         return {"flow": self.flow.to_dict(), "verdict": self.verdict, "reason": self.reason,
                 "explanation": self.reason.explanation, "source_ip_seen": self.source_ip_seen,
-                "steps": [s.to_dict() for s in self.steps], "return_path": [s.to_dict() for s in self.return_path]}
+                "steps": [s.to_dict() for s in self.steps], "return_path": [s.to_dict() for s in self.return_path],
+                **({"resolution": self.resolution} if self.resolution is not None else {})}
 
 
 class _Done(Exception):
@@ -273,9 +294,16 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
         # https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop
         raise AzureError(f"The web app '{src.name}' is stopped: it runs no code, so it opens no connection. "
                          "Start it first (az webapp start).", "WebAppStopped", 409)
-    dst_ip, dst_name = net.destination_ip(destination)
+    resolution = _resolve_name(net, src, destination)
+    if resolution is not None and resolution.outcome != "NoError":
+        return _not_resolved(src, destination, protocol, port, resolution)
+    dst_ip, dst_name = (IPv4Address(resolution.addresses[0]), destination) if resolution is not None \
+        else net.destination_ip(destination)
     port = port if protocol != "Icmp" else None
     t = Trace(Flow(src.name, src.kind, str(src.ip), dst_name, str(dst_ip), protocol, port))
+    if resolution is not None:
+        t.resolution = resolution.to_dict()
+        t.steps += _resolution_steps(resolution)
     pkt = Packet(src.ip, dst_ip, protocol, port)
     try:
         if src.kind == "webapp":
@@ -290,6 +318,49 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
         raise RuntimeError(f"the trace of {t.flow} ended without a reason")
     if t.verdict in (Verdict.CONNECTED, Verdict.REFUSED):
         t.source_ip_seen = str(pkt.src)
+    return t
+
+
+# -- a destination named by DNS --------------------------------------------------------------
+_ANSWERING = {"LinkedZone", "PublicRecord", "OwnZone", "InternalName"}
+_FAILING = {"LinkedZoneNxDomain", "PublicNxDomain", "NoAnswer"}
+
+
+def _resolve_name(net: LabView, src: Endpoint, destination: str):
+    """The resolution of ``destination`` when it is a DNS name (not an address, not a lab resource's
+    name): what the source's resolver answers (engine.dns), before any packet leaves."""
+    try:
+        IPv4Address(destination)
+        return None
+    except ValueError:
+        pass
+    if "." not in destination or _is_lab_name(net, destination) or src.kind == "internet":
+        return None
+    from .dns import resolve
+    return resolve(net, src.name, destination)
+
+
+def _is_lab_name(net: LabView, name: str) -> bool:
+    low = name.lower()
+    return any(low in net.by_name[kind] for kind in net.by_name) or \
+        any(h.name.lower() == low for h in net.topo.internet_hosts)
+
+
+def _resolution_steps(resolution) -> list[Step]:
+    out = []
+    for r in resolution.steps:
+        action = Action.ANSWERED if r.kind in _ANSWERING else Action.DROPPED if r.kind in _FAILING else Action.FORWARDED
+        out.append(Step(None, action, ResolutionDetail(r.kind, r.text, r.name, r.server, r.zone, r.link, r.vnet,
+                                                       r.record), dropped=action == Action.DROPPED))
+    return out
+
+
+def _not_resolved(src: Endpoint, destination: str, protocol: str, port: int | None, resolution) -> Trace:
+    """The name did not resolve: the client never connects (NXDOMAIN, or no DNS answer)."""
+    t = Trace(Flow(src.name, src.kind, str(src.ip), destination, None, protocol, port if protocol != "Icmp" else None))
+    t.steps = _resolution_steps(resolution)
+    t.resolution = resolution.to_dict()
+    t.reason = Reason.NAME_NOT_FOUND if resolution.outcome == "NXDOMAIN" else Reason.NO_DNS_ANSWER
     return t
 
 
