@@ -8,7 +8,10 @@ Layers (Azure-agnostic; the engine compiles Azure semantics into a ``DesiredStat
 - ``apply``: reconcile (write-ahead records in the store), ``teardown``/``clean``;
 - ``exec``: run commands, tcpdump, probes returning Connected/Refused/TimedOut/Unreachable;
 - ``responder``: the stdlib HTTP/UDP service run in emulated VMs and web apps, and the
-  launcher that starts all of them with one interpreter (fork per service after ``setns``).
+  launcher that starts all of them with one interpreter (fork per service after ``setns``);
+- ``services``: the platform services the responder also runs (stdlib): a DNS server answering
+  from a table (or really forwarding), and PaaS endpoints (storage and key vault over HTTPS,
+  SQL over TDS) admitting each source as their table says, listening in several namespaces.
 
 Everything lives in namespaces named ``vl*``; nothing is added to the host namespace.
 """

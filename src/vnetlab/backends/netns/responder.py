@@ -142,7 +142,27 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", help="HOST:PORT for /check without parameters")
     ap.add_argument("--check-timeout", type=float, default=2.0)
     ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--dns", metavar="JSON", help="run the DNS server of services.py with this spec")
+    ap.add_argument("--paas", metavar="JSON", help="run the PaaS endpoint of services.py with this spec")
     return ap
+
+
+def _services():
+    """services.py beside this file (this script runs isolated: no package imports)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "services.py")
+    spec = importlib.util.spec_from_file_location("vnetlab_netns_services", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def _ready(ready_fd: int | None):
+    def tell() -> None:
+        if ready_fd is not None:  # every socket is bound: tell the launcher
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+    return tell
 
 
 def _log_to(path: str) -> None:
@@ -159,6 +179,16 @@ def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None
     """Serve. With ``log`` (started by the launcher), output goes to that file from the first
     connection or datagram on (nothing before: creating 1,000 files costs)."""
     a = parsed if parsed is not None else _parser().parse_args(argv)
+    if a.dns or a.paas:  # the platform services (services.py): they log from the start
+        import json
+        if log:
+            _log_to(log)
+        svc = _services()
+        if a.dns:
+            svc.dns_main(json.loads(a.dns), _ready(ready_fd))
+        else:
+            svc.paas_main(json.loads(a.paas), _ready(ready_fd), _libc())
+        return 0
     webapp = a.webapp is not None
     name = a.webapp if webapp else a.name
     tcp_ports = a.tcp + a.port or ([80] if webapp else [])
