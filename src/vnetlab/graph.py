@@ -24,7 +24,8 @@ from .wording import step_detail
 
 COLLAPSE_AT = 50          # a subnet with this many endpoints or more is drawn as one node with a count
 FORMATS = ("dot", "mermaid", "svg", "png")
-VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf222e", "NotResolved": "#cf222e"}
+VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf222e", "NotResolved": "#cf222e",
+                 "Denied": "#8250df"}
 
 
 @dataclass

@@ -30,4 +30,19 @@ def step_detail(s: dict) -> str:
         return f"{who} ({s.get('ip')}{config}){extra}" + (f": {s['why']}" if s.get("why") else "")
     if k == "Resolution":
         return s["text"]
+    if k == "Admission":
+        return admission_line(s)
     return ", ".join(f"{k2}={v}" for k2, v in s.items() if k2 not in ("kind", "action", "dropped", "resource_id"))
+
+
+def admission_line(s: dict) -> str:
+    """A PaaS service's admission step: what it saw, and the rule that admitted or the error it sent."""
+    via = f" via the service endpoint of {s['source_subnet'].split('/virtualNetworks/')[-1].replace('/subnets/', '/')}" \
+        if s.get("source_subnet") else ""
+    head = f"{s['service']} {s['resource']} ({s['endpoint']} {s['ip']}) sees {s['source_seen']}{via}: "
+    if s["allowed"]:
+        return head + f"admitted by {s['rule']}"
+    status = f"HTTP {s['http_status']} " if s.get("http_status") else ""
+    code = f"{status}{s['code']}: " if s.get("code") else ""
+    text = (s.get("text") or "").replace("\r\n", " | ").replace("\n", " | ")
+    return head + f"refused ({s['rule']}) {code}{text}".rstrip()

@@ -299,7 +299,8 @@ def connectivity_result(net: LabView, doc: dict) -> dict:
     for step in steps:
         if step["kind"] == "VirtualAppliance" and not step["dropped"]:
             hops.append(_hop("VirtualAppliance", step.get("ip"), step.get("resource_id")))
-    connected = doc["verdict"] == "Connected"
+    # Denied: the TCP connection opened (what connectivityCheck tests); the PaaS service refused it after
+    connected = doc["verdict"] in ("Connected", "Denied")
     last = steps[-1] if steps else {}
     dest_kind, dest_id = destination_hop(net, flow["destination_ip"])
     dest = _hop(dest_kind, flow["destination_ip"], dest_id)
@@ -317,7 +318,8 @@ def connectivity_result(net: LabView, doc: dict) -> dict:
             "avgLatencyInMs": 1 if connected else None, "minLatencyInMs": 1 if connected else None,
             "maxLatencyInMs": 2 if connected else None, "probesSent": sent, "probesFailed": 0 if connected else sent,
             # not in Azure's answer: the engine's own verdict, for REST callers
-            "vnetlabTrace": {k: doc[k] for k in ("verdict", "reason", "explanation", "source_ip_seen")}}
+            "vnetlabTrace": {k: doc[k] for k in ("verdict", "reason", "explanation", "source_ip_seen", "admission")
+                             if k in doc}}
 
 
 def router(state: LabState) -> Router:

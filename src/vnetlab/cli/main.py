@@ -260,6 +260,8 @@ def routes(name: str = typer.Argument(..., help="Web app (its sandbox's kernel t
 @app.command()
 def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separated TCP ports; icmp for ping."),
            expand: bool = typer.Option(False, "--expand", help="Also every pair of endpoints by name."),
+           paas: bool = typer.Option(False, "--paas", help="Also the PaaS endpoints (public addresses and private "
+                                     "endpoints) as destinations."),
            backend: Optional[str] = typer.Option(None, "--backend",
                                                  help="netns: also probe each class pair on the running emulation."),
            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
@@ -275,7 +277,7 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     with Bar(progress_wanted(output), "Compiling the lab") as bar:
         def traced(done: int, total: int) -> None:
             bar.update(done, total, "Tracing class pairs")
-        result = compute(lab.network(), port_list, expand, traced)
+        result = compute(lab.network(), port_list, expand, traced, paas)
     if backend == "netns":
         from ..backends import netns_backend
         if netns_backend.apply_unfinished(lab):

@@ -36,7 +36,7 @@ def table(title: str | None, columns: list[str], rows: list[list]) -> None:
 
 
 VERDICT_STYLE = {"Connected": "bold green", "Refused": "bold yellow", "TimedOut": "bold red", "Unreachable": "bold red",
-                 "NotResolved": "bold red"}
+                 "NotResolved": "bold red", "Denied": "bold magenta"}
 
 
 def trace_table(tr: dict, title: str | None = None) -> None:
@@ -53,9 +53,13 @@ def trace_table(tr: dict, title: str | None = None) -> None:
     console.print(f"Verdict: [{style}]{tr['verdict']}[/] ({tr['reason']}: {tr['explanation']})")
     if tr.get("source_ip_seen"):
         console.print(f"Source address seen by the destination: {tr['source_ip_seen']}")
+    admission = tr.get("admission")
+    if admission and not admission["allowed"] and admission.get("text"):
+        code = " ".join(str(x) for x in (admission.get("http_status"), admission.get("code")) if x)
+        console.print(f"The service answered {code}: {admission['text']}", markup=False, highlight=False)
 
 
-VERDICT_SHORT = {"Connected": "ok", "Refused": "ref", "TimedOut": "x"}
+VERDICT_SHORT = {"Connected": "ok", "Refused": "ref", "TimedOut": "x", "Denied": "den"}
 
 
 def _verdicts_text(verdicts: dict) -> str:
@@ -80,7 +84,7 @@ def matrix_table(result: dict) -> None:
     table(f"{result['endpoints']} endpoints in {len(classes)} classes (members answer alike)",
           ["#", "Kind", "Subnet", "Members"], rows)
     ports = result["ports"]
-    title = f"Reachability between classes ({', '.join(ports)}): ok=Connected, ref=Refused, x=TimedOut"
+    title = f"Reachability between classes ({', '.join(ports)}): ok=Connected, ref=Refused, x=TimedOut, den=Denied"
     if result.get("backend") == "netns":  # every class pair, probed: engine != real marks a disagreement
         cells = [[_class_label(c["source"], classes[c["source"]]), _class_label(c["destination"],
                   classes[c["destination"]])] + [_cell(c, k) for k in ports] for c in result["cells"]]

@@ -4,8 +4,10 @@ Before integration the container has only ``eth0`` (172.16.2.x/24, default via 1
 Integration renumbers ``eth0`` to 169.254.129.x/24 (default via 169.254.129.1), and mounts a
 virtual interface named ``vnet`` plus 9 letters or digits (the note's ``vnet00sfpui6f``) with
 169.254.254.x/24 and MTU 1458 (hence the SYN's mss 1418). Routes via 169.254.254.1 send each
-VNet range, each connected peer's range, 10/8, 172.16/12 and 192.168/16 into the VNet; with
-Route All the default route moves to the vnet interface too. The platform SNATs what leaves
+VNet range, each connected peer's range, 10/8, 172.16/12 and 192.168/16 into the VNet, and the
+prefixes of the integration subnet's service endpoints ("only private traffic (RFC1918) and service
+endpoints configured on the integration subnet is sent into the virtual network"); with Route All
+the default route moves to the vnet interface too. The platform SNATs what leaves
 through it to the instance's integration-subnet address (WEBSITE_PRIVATE_IP).
 https://learn.microsoft.com/azure/app-service/overview-vnet-integration#routes
 The renumbering, the names and the MTU are not documented: they are what the note observed.
@@ -19,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..model import Topology, WebApp
 from .addressing import integration_addresses, public_outbound_addresses
+from .paas import service_endpoint_prefixes
 from .routing import RESERVED_NONE, connected_peers
 
 VNET_MTU = 1458
@@ -132,6 +135,7 @@ def sandbox(topo: Topology, app: WebApp, instance: int = 0,
               KernelRoute("169.254.129.0/24", None, "eth0"), KernelRoute("169.254.254.0/24", None, vname)]
     into_vnet = list(vnet.ipv4_space)
     into_vnet += [p for remote, _ in connected_peers(topo, vnet) for p in remote.ipv4_space]
+    into_vnet += service_endpoint_prefixes(topo, vnet, found[1])
     seen = set()
     for prefix in into_vnet + list(RFC1918):
         if prefix not in seen:

@@ -16,6 +16,10 @@ The answer has one shape at any size::
 ``cells`` lists the class pairs (indexes into ``classes``) whose verdicts differ from
 ``default``, the most common verdicts; every other pair of distinct endpoints has ``default``.
 ``expand=True`` adds ``pairs``: every pair of endpoints by name with its verdicts.
+
+``paas=True`` adds the lab's PaaS endpoints as destinations only (they open no connection): each
+public endpoint (kind ``storage_account``, ``sql_server``, ``key_vault``) and each private endpoint
+(kind ``private_endpoint``, named by the PE) is a class of its own, after the source classes.
 """
 
 from __future__ import annotations
@@ -129,15 +133,32 @@ def endpoint_classes(net: LabView, endpoints: list[Endpoint]) -> list[list[Endpo
     return list(classes.values())
 
 
+PAAS_KIND = {"storage_accounts": "storage_account", "sql_servers": "sql_server", "key_vaults": "key_vault",
+             "web_apps": "web_app"}
+
+
+def paas_destinations(net: LabView) -> list[Endpoint]:
+    """The lab's PaaS endpoints as matrix destinations: public endpoints, then private endpoints."""
+    out = []
+    for ep in net.paas.endpoints():
+        pe = ep.private_endpoint
+        if pe is None:
+            out.append(Endpoint(PAAS_KIND[ep.kind], ep.name, ep.ip))
+        else:
+            out.append(Endpoint("private_endpoint", pe.name, ep.ip, pe.subnet))
+    return out
+
+
 def class_cells(net: LabView, groups: list[list[Endpoint]], flows: list[tuple[str, int | None]],
-                progress: Callable[[int, int], None] | None = None,
+                progress: Callable[[int, int], None] | None = None, sources: int | None = None,
                 ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
     """(class pair -> verdicts per flow, traces run) for the pairs a route does not drop; every other
     pair of distinct endpoints is TimedOut whatever the port, without a trace. ``progress(done, total)``
-    is told after each source class."""
+    is told after each source class. Only the first ``sources`` classes (all by default) are sources."""
     cells: dict[tuple[int, int], tuple[str, ...]] = {}
     reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
-    for i, src_members in enumerate(groups):
+    sources = len(groups) if sources is None else sources
+    for i, src_members in enumerate(groups[:sources]):
         src = src_members[0]
         key, drops = _dropped_by_route(net, src)
         if key not in reachable:  # members of a class fall in the same route prefixes
@@ -148,28 +169,32 @@ def class_cells(net: LabView, groups: list[list[Endpoint]], flows: list[tuple[st
             if src is not dst:
                 cells[(i, j)] = tuple(str(trace(net, src.name, str(dst.ip), n, p).verdict) for p, n in flows)
         if progress is not None:
-            progress(i + 1, len(groups))
+            progress(i + 1, sources)
     return cells, len(cells)
 
 
 def matrix(net: LabView, ports: list[str], expand: bool = False,
-           progress: Callable[[int, int], None] | None = None) -> dict:
+           progress: Callable[[int, int], None] | None = None, paas: bool = False) -> dict:
     flows = parse_flows(ports)
     labels = [_label(p, n) for p, n in flows]
     endpoints = net.endpoints()
     groups = endpoint_classes(net, endpoints)
-    traced, count = class_cells(net, groups, flows, progress)
+    sources = len(groups)
+    extra = paas_destinations(net) if paas else []
+    groups += [[ep] for ep in extra]
+    traced, count = class_cells(net, groups, flows, progress, sources)
     dropped = tuple("TimedOut" for _ in flows)
-    pairs = len(groups) ** 2 - sum(1 for members in groups if len(members) == 1)  # class pairs with 2 endpoints
+    # class pairs with 2 endpoints: a source class to any class, itself only with 2 members
+    pairs = sources * len(groups) - sum(1 for members in groups[:sources] if len(members) == 1)
     tally = Counter(traced.values())
     tally[dropped] += pairs - len(traced)
     default = max(tally, key=tally.__getitem__) if pairs else dropped
     cells = [(i, j, v) for (i, j), v in traced.items() if v != default]
     if default != dropped:  # the dropped pairs are not the rule: list them too
-        cells += [(i, j, dropped) for i in range(len(groups)) for j in range(len(groups))
+        cells += [(i, j, dropped) for i in range(sources) for j in range(len(groups))
                   if (i, j) not in traced and (i != j or len(groups[i]) > 1)]
     result = {
-        "ports": labels, "endpoints": len(endpoints), "traces": count * len(flows),
+        "ports": labels, "endpoints": len(endpoints) + len(extra), "traces": count * len(flows),
         "classes": [{"kind": members[0].kind, "subnet": members[0].subnet_ref,
                      "members": [ep.name for ep in members]} for members in groups],
         "default": dict(zip(labels, default, strict=True)),
@@ -181,7 +206,7 @@ def matrix(net: LabView, ports: list[str], expand: bool = False,
         result["pairs"] = [{"source": s.name, "destination": d.name,
                             "verdicts": dict(zip(labels, traced.get((index[id(s)], index[id(d)]), dropped),
                                                  strict=True))}
-                           for s in endpoints for d in endpoints if s is not d]
+                           for s in endpoints for d in endpoints + extra if s is not d]
     return result
 
 

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 from ..model import AzureError, NetworkInterface, Topology, VirtualNetwork, WebApp
 from ..model.errors import ResourceNotFound
 from .addressing import integration_addresses, public_outbound_addresses
+from . import paas
 from .app_service import Sandbox, sandbox
 from .routing import EffectiveRoute, RouteLookup, connected_peers, effective_routes
 from .security import AddressSet, CompiledNsg, virtual_network_tag
@@ -54,11 +55,12 @@ class LabView:
         self.topo = topo
         self.integration = integration_addresses(topo)
         self.outbound = public_outbound_addresses(topo)
+        self.paas_public = paas.public_addresses(topo)
         self.subnets: dict[str, SubnetView] = {}
         for vnet in topo.virtual_networks:
             for sn in vnet.subnets:
                 ref = f"{vnet.name}/{sn.name}"
-                routes = effective_routes(topo, vnet, sn)
+                routes = effective_routes(topo, vnet, sn, self.paas_public)
                 self.subnets[ref.lower()] = SubnetView(ref, vnet, sn, topo.id_of("virtual_networks", vnet, "subnets",
                                                                                    sn.name), routes, RouteLookup(routes))
         self.nic_at: dict[tuple[str, int], NetworkInterface] = {}
@@ -87,6 +89,11 @@ class LabView:
 
     def vnet(self, name: str) -> VirtualNetwork | None:
         return self.topo.vnet(name)
+
+    @cached_property
+    def paas(self) -> paas.PaasIndex:
+        """Where the lab's PaaS resources listen (public and private endpoint addresses)."""
+        return paas.PaasIndex(self.topo, self.paas_public)
 
     @cached_property
     def peers(self) -> dict[str, dict[str, tuple[VirtualNetwork, object]]]:

@@ -8,6 +8,10 @@ next hop ``VNetPeering``; peering is not transitive, so only direct peers appear
 table attached to the subnet adds user routes (source ``User``). The longest prefix wins;
 on an equal prefix a user route beats a system route, and the loser shows ``Invalid``.
 https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview
+
+Private endpoints and service endpoints add system routes too (``InterfaceEndpoint`` /32s,
+``VirtualNetworkServiceEndpoint``): which ones, and when a UDR invalidates a PE's, is decided in
+``engine.paas``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from ..model import AzureError, Topology, VirtualNetwork, VirtualNetworkPeering
+from . import paas
 
 RESERVED_NONE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 SOURCE_RANK = {"User": 0, "VirtualNetworkGateway": 1, "Default": 2}
@@ -27,6 +32,7 @@ class EffectiveRoute:
     state: str                  # Active | Invalid
     address_prefix: str
     next_hop_type: str          # VnetLocal | VNetPeering | Internet | None | VirtualAppliance | VirtualNetworkGateway
+    #                             | InterfaceEndpoint | VirtualNetworkServiceEndpoint
     next_hop_ip: str | None = None
     name: str | None = None     # the user route's name
     route_table: str | None = None
@@ -173,8 +179,32 @@ def resolve(routes: list[EffectiveRoute]) -> list[EffectiveRoute]:
     return [r if active(r) else EffectiveRoute(**{**r.__dict__, "state": "Invalid"}) for r in routes]
 
 
-def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet) -> list[EffectiveRoute]:
-    return resolve(system_routes(topo, vnet) + user_routes(topo, subnet.route_table))
+def endpoint_routes(topo: Topology, vnet: VirtualNetwork, subnet,
+                    addresses: dict | None = None) -> tuple[list[EffectiveRoute], dict[str, object]]:
+    """The subnet's private endpoint /32 routes (every PE of its VNet and of connected peers) and
+    service endpoint routes (that subnet only), with the PE behind each /32."""
+    pes = {f"{pe.private_ip_address}/32": pe
+           for pe in paas.private_endpoints_seen_from(topo, vnet, connected_peers(topo, vnet))}
+    routes = [EffectiveRoute("Default", "Active", prefix, "InterfaceEndpoint") for prefix in pes]
+    routes += [EffectiveRoute("Default", "Active", prefix, "VirtualNetworkServiceEndpoint")
+               for prefix in paas.service_endpoint_prefixes(topo, vnet, subnet, addresses)]
+    return routes, pes
+
+
+def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet, paas_addresses: dict | None = None
+                     ) -> list[EffectiveRoute]:
+    """``paas_addresses``: the lab's PaaS public addresses (``paas.public_addresses``), computed once
+    by the caller for many subnets."""
+    extra, pes = endpoint_routes(topo, vnet, subnet, paas_addresses)
+    users = user_routes(topo, subnet.route_table)
+    routes = resolve(system_routes(topo, vnet) + extra + users)
+    if not pes or not users:
+        return routes
+    return [EffectiveRoute(**{**r.__dict__, "state": "Invalid"})
+            if r.next_hop_type == "InterfaceEndpoint" and r.state == "Active"
+            and any(paas.invalidates_private_endpoint_route(topo, pes[r.address_prefix], u.address_prefix)
+                    for u in users) else r
+            for r in routes]
 
 
 class RouteLookup:

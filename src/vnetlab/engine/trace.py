@@ -7,8 +7,14 @@ destination's inbound NSGs (subnet then NIC), and what the destination host does
 The return path is walked too: replies need a route back to the address the destination saw.
 
 Verdicts are what a real client sees: ``Connected`` (handshake or echo reply), ``Refused``
-(TCP reset or ICMP port unreachable), ``TimedOut`` (silently dropped); each trace ends with one
-:class:`Reason`, which carries its verdict. Each step has a kind, an action and one typed detail.
+(TCP reset or ICMP port unreachable), ``TimedOut`` (silently dropped), ``Denied`` (the connection
+opened and a PaaS service refused it with its own error); each trace ends with one
+:class:`Reason`, which carries its verdict.
+
+A PaaS service is reached at its public address (through the internet route, or a subnet's
+service endpoint route: then it sees the private address and the subnet) or at a private
+endpoint's address; its admission step (``engine.paas.admit``) says which rule admitted or
+which error refused. Each step has a kind, an action and one typed detail.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
 from ..model.errors import InvalidPort, SubnetIsFull
+from . import paas
 from .network import Endpoint, LabView, SubnetView, integration_inbound_refused
 from .security import flow_protocol, is_public, nsg_chain
 
@@ -31,6 +38,7 @@ class Verdict(StrEnum):
     REFUSED = "Refused"       # TCP reset or ICMP port unreachable
     TIMED_OUT = "TimedOut"    # silently dropped
     NOT_RESOLVED = "NotResolved"  # the destination's name did not resolve: no connection was tried
+    DENIED = "Denied"         # the connection opened; the PaaS service refused it (its own error)
 
 
 class Reason(StrEnum):
@@ -73,6 +81,16 @@ class Reason(StrEnum):
     NAME_NOT_FOUND = ("NameNotFound", Verdict.NOT_RESOLVED,
                       "the source's DNS server answered that the name does not exist (NXDOMAIN)")
     NO_DNS_ANSWER = ("NoDnsAnswer", Verdict.NOT_RESOLVED, "no DNS server of the source answered for the name")
+    PRIVATE_ENDPOINT_NOT_APPROVED = ("PrivateEndpointNotApproved", Verdict.TIMED_OUT,
+                                     "the private endpoint's connection is not Approved (Pending, Rejected or "
+                                     "Disconnected): it passes no traffic")
+    SERVICE_PORT_NOT_SERVED = ("ServicePortNotServed", Verdict.TIMED_OUT,
+                               "the PaaS service does not serve that protocol or port: nothing answers")
+    PUBLIC_NETWORK_ACCESS_DISABLED = ("PublicNetworkAccessDisabled", Verdict.DENIED,
+                                      "the service's public network access is disabled: only its private "
+                                      "endpoints admit connections")
+    SERVICE_FIREWALL_DENIED = ("ServiceFirewallDenied", Verdict.DENIED,
+                               "the service's firewall has no rule that admits the source it saw")
 
 
 class StepKind(StrEnum):
@@ -85,6 +103,7 @@ class StepKind(StrEnum):
     INTERNET = "Internet"
     DELIVER = "Deliver"
     RESOLUTION = "Resolution"
+    ADMISSION = "Admission"
 
 
 class Action(StrEnum):
@@ -213,6 +232,23 @@ class ResolutionDetail(Detail):
     record: str | None = None
 
 
+@dataclass(frozen=True)
+class AdmissionDetail(Detail):
+    """What a PaaS service did with the connection: the rule that admitted it, or its error."""
+    kind = StepKind.ADMISSION
+    service: str                    # storage account | SQL server | key vault | web app
+    resource: str
+    endpoint: str                   # public | private endpoint NAME
+    ip: str
+    source_seen: str
+    allowed: bool
+    rule: str
+    source_subnet: str | None = None    # the client subnet, when its service endpoint carried the flow
+    code: str | None = None
+    http_status: int | None = None
+    text: str | None = None
+
+
 @dataclass
 class Step:
     resource_id: str | None
@@ -251,6 +287,7 @@ class Packet:
     port: int | None
     public_src: IPv4Address | None = None   # the address used if the packet leaves to the internet
     origin_vnet: str | None = None          # where the packet entered Azure's SDN
+    origin_region: str | None = None        # the source's Azure region
 
 
 @dataclass
@@ -261,6 +298,7 @@ class Trace:
     source_ip_seen: str | None = None
     return_path: list[Step] = field(default_factory=list)
     resolution: dict | None = None   # the destination name's resolution (Resolution.to_dict), when it was a name
+    admission: paas.Admission | None = None   # set when a PaaS service took the connection
 
     @property
     def verdict(self) -> Verdict:
@@ -270,7 +308,8 @@ class Trace:
         return {"flow": self.flow.to_dict(), "verdict": self.verdict, "reason": self.reason,
                 "explanation": self.reason.explanation, "source_ip_seen": self.source_ip_seen,
                 "steps": [s.to_dict() for s in self.steps], "return_path": [s.to_dict() for s in self.return_path],
-                **({"resolution": self.resolution} if self.resolution is not None else {})}
+                **({"resolution": self.resolution} if self.resolution is not None else {}),
+                **({"admission": self.admission.to_dict()} if self.admission is not None else {})}
 
 
 class _Done(Exception):
@@ -316,7 +355,7 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
         t.reason = done.reason
     if t.reason is None:  # every walk ends in _Done: a path that does not is a bug, not a TimedOut
         raise RuntimeError(f"the trace of {t.flow} ended without a reason")
-    if t.verdict in (Verdict.CONNECTED, Verdict.REFUSED):
+    if t.verdict in (Verdict.CONNECTED, Verdict.REFUSED, Verdict.DENIED):
         t.source_ip_seen = str(pkt.src)
     return t
 
@@ -369,6 +408,7 @@ def _from_nic(net: LabView, nic: NetworkInterface, pkt: Packet, t: Trace) -> Non
     view = net.subnet_view(nic.subnet)
     pkt.public_src = net.public_ip("network_interfaces", nic.name)
     pkt.origin_vnet = view.vnet.name.lower()
+    pkt.origin_region = net.topo.location_of(view.vnet)
     _outbound_nsgs(net, view, nic, pkt, t)
     _route_from(net, view, pkt, t, hops=0)
 
@@ -381,6 +421,7 @@ def _from_app(net: LabView, src: Endpoint, pkt: Packet, t: Trace) -> None:
     t.steps.append(Step(net.topo.id_of("web_apps", src.app), Action.FORWARDED,
                         KernelRouteDetail(sb.app, sb.instance, route.destination, route.gateway, route.iface)))
     pkt.public_src = sb.outbound_ip
+    pkt.origin_region = net.topo.location_of(src.app)
     if sb.vnet is None or route.iface != sb.vnet.name:
         _snat(t, pkt, sb.outbound_ip, "App Service public outbound address", None)
         _to_internet(net, pkt, t)
@@ -456,6 +497,12 @@ def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int
         _deliver(net, remote, pkt, t)
     elif kind == "VirtualAppliance":
         _via_appliance(net, view, route, pkt, t, hops)
+    elif kind == "InterfaceEndpoint":
+        _to_private_endpoint(net, view, pkt, t)
+    elif kind == "VirtualNetworkServiceEndpoint":
+        # the service sees the private address and the subnet's identity, not a public address
+        # https://learn.microsoft.com/azure/virtual-network/virtual-network-service-endpoints-overview
+        _at_service(net, net.paas.public_at[int(pkt.dst)], pkt, t, view.id)
 
 
 def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
@@ -535,6 +582,9 @@ def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
         raise _Done(Reason.PRIVATE_ADDRESS_ON_INTERNET)
     if pkt.src != pkt.public_src:
         _snat(t, pkt, pkt.public_src, "outbound to the internet", None)
+    service = net.paas.public_at.get(int(pkt.dst))
+    if service is not None:
+        _at_service(net, service, pkt, t, None)
     host = net.internet_at.get(int(pkt.dst))
     if host is None:
         raise _Done(Reason.NO_HOST_AT_DESTINATION)
@@ -545,6 +595,9 @@ def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
 
 def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
     key = (vnet.name.lower(), int(pkt.dst))
+    endpoint = net.paas.private_at.get(key)
+    if endpoint is not None:
+        _at_private_endpoint(net, endpoint, pkt, t)
     nic = net.nic_at.get(key)
     if nic is not None:
         view = net.subnet_view(nic.subnet)
@@ -572,6 +625,60 @@ def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
     t.steps.append(Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), vnet=vnet.name,
                                                             why="no host holds this address"), True))
     raise _Done(Reason.NO_HOST_AT_DESTINATION)
+
+
+# -- PaaS services ---------------------------------------------------------------------------------
+def _paas_id(net: LabView, kind: str, resource) -> str | None:
+    try:
+        return net.topo.id_of(kind, resource)
+    except KeyError:  # a kind without an ARM type in the lab
+        return None
+
+
+def _to_private_endpoint(net: LabView, view: SubnetView, pkt: Packet, t: Trace) -> None:
+    """Follow a PE's /32 route to the PE, in this VNet or across the peering to the VNet holding it."""
+    for vnet in [view.vnet] + [remote for remote, _ in net.peers[view.vnet.name.lower()].values()]:
+        if (vnet.name.lower(), int(pkt.dst)) in net.paas.private_at:
+            if vnet is not view.vnet:
+                _cross_peering(net, view, vnet.name, pkt, t)
+            _deliver(net, vnet, pkt, t)
+    raise _Done(Reason.NO_HOST_AT_DESTINATION)  # a route to a PE the lab no longer has
+
+
+def _at_private_endpoint(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace) -> None:
+    """A PE passes traffic only with an Approved connection; its subnet's NSG filters only under NSG
+    network policies. https://learn.microsoft.com/azure/private-link/private-endpoint-overview"""
+    pe = endpoint.private_endpoint
+    pe_view = net.subnet_view(pe.subnet)
+    if not endpoint.approved:
+        t.steps.append(Step(_paas_id(net, "private_endpoints", pe), Action.DROPPED, DeliverDetail(
+            str(pkt.dst), vnet=pe_view.vnet.name, why=f"private endpoint {pe.name}: connection "
+            f"{paas.connection_state(pe)}, only Approved connections pass traffic"), True))
+        raise _Done(Reason.PRIVATE_ENDPOINT_NOT_APPROVED)
+    if paas.pe_nsg_applies(net.topo, pe):
+        _nsg_check(net, pe_view.subnet.network_security_group, "Inbound", pe_view, pkt, t, "subnet " + pe_view.ref)
+    _at_service(net, endpoint, pkt, t, None)
+
+
+def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace, subnet_id: str | None) -> None:
+    """The PaaS service takes the connection (or does not serve the port) and admits or refuses it."""
+    rid = _paas_id(net, endpoint.kind, endpoint.resource)
+    if not endpoint.serves(pkt.protocol, pkt.port):
+        ports = ", ".join(str(p) for p in sorted(endpoint.service.ports))
+        t.steps.append(Step(rid, Action.DROPPED, DeliverDetail(
+            str(pkt.dst), why=f"{endpoint.describe()} serves TCP {ports} only"), True))
+        raise _Done(Reason.SERVICE_PORT_NOT_SERVED)
+    admission = paas.admit(net, endpoint, endpoint.ip, pkt.src, subnet_id, pkt.origin_region)
+    t.admission = admission
+    where = "public" if endpoint.private_endpoint is None else f"private endpoint {endpoint.private_endpoint.name}"
+    t.steps.append(Step(rid, Action.ALLOWED if admission.allowed else Action.DENIED, AdmissionDetail(
+        endpoint.service.label, endpoint.name, where, str(endpoint.ip), str(pkt.src), admission.allowed,
+        admission.rule, subnet_id, admission.code, admission.http_status, admission.text)))
+    if admission.allowed:
+        raise _Done(Reason.REACHABLE)
+    if admission.rule == paas.PUBLIC_ACCESS_CLOSED:
+        raise _Done(Reason.PUBLIC_NETWORK_ACCESS_DISABLED)
+    raise _Done(Reason.SERVICE_FIREWALL_DENIED)
 
 
 def _return_path(net: LabView, view: SubnetView, pkt: Packet, t: Trace) -> None:
