@@ -96,6 +96,23 @@ def routing_loop() -> dict:
     return doc
 
 
+def with_storage(account: dict, pe: dict | None = None) -> dict:
+    """The note with a storage account, and a private endpoint to it in vnet1/default."""
+    doc = note(storage_accounts=[{"name": "acct1", **account}])
+    if pe is not None:
+        doc["private_endpoints"] = [{"name": "pe1", "subnet": "vnet1/default", "private_ip_address": "10.0.0.20",
+                                     "target": "acct1", "group_id": "blob", **pe}]
+    return doc
+
+
+def storage_ip(doc: dict) -> str:
+    """acct1's public address, as the engine gives it."""
+    return str(LabView(build(doc)).paas.public[("storage_accounts", "acct1")])
+
+
+CLOSED = with_storage({"public_network_access": "Disabled"})
+FIREWALLED = with_storage({"network_rule_set": {"default_action": "Deny"}})
+
 NSG_DENY_80 = {"name": "deny-80", "security_rules": [
     {"name": "deny-http-in", "priority": 100, "direction": "Inbound", "access": "Deny",
      "protocol": "Tcp", "destination_port_range": "80"}]}
@@ -134,6 +151,11 @@ CASES = {
     Reason.NAME_NOT_FOUND: (note(), "rg1vm1", "nowhere.blob.core.windows.net", 443, "Tcp"),
     Reason.NO_DNS_ANSWER: (note(virtual_networks=[{**NOTE["virtual_networks"][0], "dns_servers": ["10.0.0.60"]}]),
                            "rg1vm1", "www.contoso.com", 443, "Tcp"),
+    Reason.PRIVATE_ENDPOINT_NOT_APPROVED: (with_storage({}, {"connection_state": "Pending"}),
+                                           "rg1vm1", "10.0.0.20", 443, "Tcp"),
+    Reason.SERVICE_PORT_NOT_SERVED: (with_storage({}, {}), "rg1vm1", "10.0.0.20", 22, "Tcp"),
+    Reason.PUBLIC_NETWORK_ACCESS_DISABLED: (CLOSED, "app1", storage_ip(CLOSED), 443, "Tcp"),
+    Reason.SERVICE_FIREWALL_DENIED: (FIREWALLED, "rg1vm1", storage_ip(FIREWALLED), 443, "Tcp"),
 }
 
 

@@ -279,6 +279,8 @@ def _step_key(step: dict) -> tuple | None:
         if step.get("internet") or step.get("host"):
             return ("internet", "")
         return ("ip", step["ip"])
+    if kind == "Admission":  # a PaaS service: on the internet side, or at its private endpoint (where the packet is)
+        return ("internet", "") if step["endpoint"] == "public" else None
     if kind == "SNAT" and step.get("resource_id"):
         m = re.search(r"/virtualNetworks/([^/]+)/subnets/([^/]+)$", step["resource_id"])
         return ("subnet", f"{m.group(1)}/{m.group(2)}".lower()) if m else None
