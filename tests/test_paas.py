@@ -447,6 +447,17 @@ def test_network_watcher_effective_routes_list_the_endpoint_routes(tmp_path):
     with ServerThread(create_app(home), tls) as url, httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(tls.ca)), timeout=30,
                                                                  params={"api-version": "2024-07-01"}) as client:
         resp = client.post(f"{nic}/effectiveRouteTable")
+        account_ip = public_ip(LabView(build(_lab_with_endpoints())), "storage_accounts", "acct1")
+        vm_id = nic.replace("Microsoft.Network/networkInterfaces/vm1VMNic", "Microsoft.Compute/virtualMachines/vm1")
+        check_resp = client.post(nic.replace("networkInterfaces/vm1VMNic", "networkWatchers/nw/connectivityCheck"),
+                                 json={"source": {"resourceId": vm_id},
+                                       "destination": {"address": account_ip, "port": 443}})
+    assert check_resp.status_code == 200, check_resp.text
+    result = check_resp.json()
+    # the TCP connection opened (what the check tests); the account refused the request after it
+    assert (result["connectionStatus"], result["vnetlabTrace"]["verdict"]) == ("Reachable", "Denied")
+    assert result["vnetlabTrace"]["admission"]["code"] == "AuthorizationFailure"
+    assert result["hops"][-1]["resourceId"].endswith("/providers/Microsoft.Storage/storageAccounts/acct1")
     assert resp.status_code == 200
     routes = {r["nextHopType"]: r for r in resp.json()["value"]}
     pe = routes["InterfaceEndpoint"]

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from ..model.errors import InvalidPort, InvalidTargetResourceId, NotFound
 from ..engine.network import LabView
+from ..engine.paas import endpoint_at
 from ..engine.security import (ANY_ADDRESS, flow_protocol, is_public, nsg_chain, parse_ports, service_tag,
                                tag_key, tag_map)
 from ..model import NetworkInterface
@@ -278,6 +279,12 @@ def destination_hop(net: LabView, ip_text: str) -> tuple[str, str | None]:
     https://learn.microsoft.com/azure/network-watcher/connection-troubleshoot-overview#response"""
     ip = IPv4Address(ip_text)
     vnet = net.topo.vnet_of_ip(ip)
+    service = endpoint_at(net, ip, vnet.name if vnet is not None else None)
+    if service is not None:  # a PaaS resource: its public endpoint, or the private endpoint holding the address
+        pe = service.private_endpoint
+        rid = net.topo.id_of("private_endpoints", pe) if pe is not None else net.topo.id_of(service.kind,
+                                                                                            service.resource)
+        return ("VirtualNetwork" if pe is not None else "Internet"), rid
     if vnet is None:
         return ("Internet" if is_public(int(ip)) else "VirtualNetwork"), None
     nic = net.nic_at.get((vnet.name.lower(), int(ip)))
