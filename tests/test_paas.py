@@ -63,7 +63,8 @@ def public_ip(net: LabView, kind: str, name: str) -> str:
 
 
 def pe_ip(topo, name: str) -> str:
-    return topo.find("private_endpoints", name).private_ip_address
+    """The private endpoint's address: its read-only NIC's."""
+    return topo.private_endpoint_ip(topo.find("private_endpoints", name))
 
 
 def vm_ip(topo, name: str) -> str:
@@ -363,19 +364,28 @@ def test_pain6_allow_listing_the_apps_outbound_ip_on_same_region_storage_never_m
     assert "own region" in t.admission.rule
 
 
-@pytest.mark.parametrize("endpoint,rule", [(True, False), (False, True), (True, True)])
-def test_pain8_the_endpoint_on_the_integration_subnet_and_the_rule_on_the_account_are_both_needed(endpoint, rule):
+@pytest.mark.parametrize("rule", [False, True])
+def test_pain8_the_endpoint_on_the_integration_subnet_needs_the_rule_on_the_account(rule):
     doc = lab(storage_accounts=[deny_storage(virtual_network_rules=["hub/integration"] if rule else [])])
-    subnet(doc, "hub/integration")["service_endpoints"] = ["Microsoft.Storage"] if endpoint else []
-    if rule and not endpoint:  # the account side as the portal leaves it when the endpoint is removed later
-        doc["storage_accounts"][0]["network_rule_set"]["virtual_network_rules"] = []
-        doc["storage_accounts"][0]["network_rule_set"]["ip_rules"] = []
+    subnet(doc, "hub/integration")["service_endpoints"] = ["Microsoft.Storage"]
     topo = build(doc)
     net = LabView(topo)
     t = check(topo, "app1", public_ip(net, "storage_accounts", "acct1"))  # Route All off: the endpoint still applies
-    assert t.verdict == ("Connected" if endpoint and rule else "Denied")
-    if endpoint:
-        assert t.source_ip_seen == str(net.sandbox(topo.web_apps[0]).integration_ip)
+    assert (t.verdict, t.source_ip_seen) == ("Connected" if rule else "Denied",
+                                             str(net.sandbox(topo.web_apps[0]).integration_ip))
+
+
+def test_pain8_a_sql_rule_for_a_subnet_without_the_endpoint_does_nothing():
+    doc = lab(sql_servers=[{"name": "sql1", "virtual_network_rules": [
+        {"name": "int", "subnet": "hub/integration", "ignore_missing_vnet_service_endpoint": True}]}])
+    topo = build(doc)
+    net = LabView(topo)
+    t = check(topo, "app1", public_ip(net, "sql_servers", "sql1"), 1433)
+    outbound = str(net.sandbox(topo.web_apps[0]).outbound_ip)
+    assert (t.verdict, t.admission.code, t.source_ip_seen) == ("Denied", "40615", outbound)
+    subnet(doc, "hub/integration")["service_endpoints"] = ["Microsoft.Sql"]
+    t = check(build(doc), "app1", public_ip(net, "sql_servers", "sql1"), 1433)
+    assert (t.verdict, admission_step(t).detail.rule) == ("Connected", "virtualNetworkRules int")
 
 
 def test_pain11_service_endpoint_traffic_bypasses_a_udr_default_route_to_an_appliance():

@@ -55,12 +55,12 @@ class LabView:
         self.topo = topo
         self.integration = integration_addresses(topo)
         self.outbound = public_outbound_addresses(topo)
-        self.paas_public = paas.public_addresses(topo)
+        self.endpoint_routing = paas.EndpointRouting(topo)
         self.subnets: dict[str, SubnetView] = {}
         for vnet in topo.virtual_networks:
             for sn in vnet.subnets:
                 ref = f"{vnet.name}/{sn.name}"
-                routes = effective_routes(topo, vnet, sn, self.paas_public)
+                routes = effective_routes(topo, vnet, sn, self.endpoint_routing)
                 self.subnets[ref.lower()] = SubnetView(ref, vnet, sn, topo.id_of("virtual_networks", vnet, "subnets",
                                                                                    sn.name), routes, RouteLookup(routes))
         self.nic_at: dict[tuple[str, int], NetworkInterface] = {}
@@ -93,7 +93,7 @@ class LabView:
     @cached_property
     def paas(self) -> paas.PaasIndex:
         """Where the lab's PaaS resources listen (public and private endpoint addresses)."""
-        return paas.PaasIndex(self.topo, self.paas_public)
+        return paas.PaasIndex(self.topo, self.endpoint_routing)
 
     @cached_property
     def peers(self) -> dict[str, dict[str, tuple[VirtualNetwork, object]]]:

@@ -102,18 +102,14 @@ def public_address_overflow(topo: Topology) -> list[tuple[str, str]]:
     return out
 
 
-def target_of(topo: Topology, pe) -> tuple[str, Any] | None:
-    """(kind, resource) a private endpoint connects to: its ``target`` by name or ARM id."""
-    name = str(pe.target).rstrip("/").rsplit("/", 1)[-1]
-    for kind in SERVICES:
-        res = topo.find(kind, name)
-        if res is not None:
-            return kind, res
-    return None
+def private_endpoint_addresses(topo: Topology) -> dict[str, IPv4Address]:
+    """Lower-case PE name -> its address: the address of its read-only NIC."""
+    return {nic.private_endpoint.lower(): IPv4Address(nic.private_ip_address) for nic in topo.network_interfaces
+            if nic.private_endpoint and nic.private_ip_address}
 
 
 def connection_state(pe) -> str:
-    return getattr(pe, "connection_state", None) or "Approved"
+    return pe.connection_state
 
 
 @dataclass(frozen=True)
@@ -149,19 +145,20 @@ class PaasEndpoint:
 class PaasIndex:
     """Where PaaS resources listen in one lab: public addresses, and PE addresses per VNet."""
 
-    def __init__(self, topo: Topology, addresses: dict[tuple[str, str], IPv4Address] | None = None):
+    def __init__(self, topo: Topology, routing: "EndpointRouting | None" = None):
         self.topo = topo
-        self.public = public_addresses(topo) if addresses is None else addresses
+        routing = routing or EndpointRouting(topo)
+        self.public = routing.public
         self.public_at: dict[int, PaasEndpoint] = {}
         for (kind, low), ip in self.public.items():
             self.public_at[int(ip)] = PaasEndpoint(kind, topo.find(kind, low), ip)
         self.private_at: dict[tuple[str, int], PaasEndpoint] = {}
-        for pe in getattr(topo, "private_endpoints", []):
-            target = target_of(topo, pe)
-            if target is None or not pe.private_ip_address:
+        for pe in topo.private_endpoints:
+            target = topo.private_link_target(pe)
+            ip = routing.pe_ips.get(pe.name.lower())
+            if target is None or ip is None:
                 continue
             vnet = pe.subnet.split("/")[0].lower()
-            ip = IPv4Address(pe.private_ip_address)
             self.private_at[(vnet, int(ip))] = PaasEndpoint(target[0], target[1], ip, pe, vnet)
 
     def endpoints(self) -> list[PaasEndpoint]:
@@ -187,7 +184,9 @@ def _endpoint_services(subnet) -> list[tuple[str, list[str] | None]]:
     out = []
     for se in subnet.service_endpoints:
         if isinstance(se, str):
-            out.append((se, None))
+            base, dot, scope = se.rpartition(".")
+            # Microsoft.Storage.Global: the cross-region storage endpoint, every region
+            out.append((base, ["*"]) if dot and scope.lower() == "global" else (se, None))
         else:
             locations = [str(x).lower().replace(" ", "") for x in (getattr(se, "locations", None) or [])]
             out.append((se.service, locations or None))
@@ -223,7 +222,8 @@ def service_endpoint_prefixes(topo: Topology, vnet, subnet,
     resource its service endpoints cover (a /32 each: the lab's addresses of that service)."""
     if not subnet.service_endpoints:
         return []
-    addresses = public_addresses(topo) if addresses is None else addresses
+    if addresses is None:
+        addresses = public_addresses(topo)
     out = []
     for kind in PUBLIC_KINDS:
         for res in getattr(topo, kind, []):
@@ -233,14 +233,33 @@ def service_endpoint_prefixes(topo: Topology, vnet, subnet,
     return out
 
 
-def private_endpoints_seen_from(topo: Topology, vnet, peers) -> list:
-    """The PEs whose /32 route a subnet of ``vnet`` gets: those in ``vnet`` and in its connected peers."""
-    names = {vnet.name.lower()} | {remote.name.lower() for remote, _ in peers}
-    return [pe for pe in getattr(topo, "private_endpoints", [])
-            if pe.private_ip_address and pe.subnet.split("/")[0].lower() in names]
+class EndpointRouting:
+    """What the endpoint routes of every subnet need, computed once per lab: the PaaS public
+    addresses, and each PE's address with the PEs per VNet."""
+
+    def __init__(self, topo: Topology):
+        self.topo = topo
+        self.public = public_addresses(topo)
+        self.pe_ips = private_endpoint_addresses(topo) if topo.private_endpoints else {}
+        self.pes_in: dict[str, list] = {}
+        for pe in topo.private_endpoints:
+            if pe.name.lower() in self.pe_ips:
+                self.pes_in.setdefault(pe.subnet.split("/")[0].lower(), []).append(pe)
+
+    def private_endpoint_routes(self, vnet, peers) -> dict[str, Any]:
+        """``a.b.c.d/32`` -> the PE whose route a subnet of ``vnet`` gets: the PEs in ``vnet`` and in
+        its connected peers (``peers``: ``[(remote, peering)]``)."""
+        out = {}
+        for name in [vnet.name.lower()] + [remote.name.lower() for remote, _ in peers]:
+            for pe in self.pes_in.get(name, []):
+                out[f"{self.pe_ips[pe.name.lower()]}/32"] = pe
+        return out
+
+    def invalidated(self, pe, udr_prefix: str) -> bool:
+        return invalidates_private_endpoint_route(self.topo, pe, self.pe_ips[pe.name.lower()], udr_prefix)
 
 
-def invalidates_private_endpoint_route(topo: Topology, pe, udr_prefix: str) -> bool:
+def invalidates_private_endpoint_route(topo: Topology, pe, pe_ip: IPv4Address, udr_prefix: str) -> bool:
     """A UDR overrides a PE's /32 only with route-table policies on the PE's subnet and a prefix equal
     to or wider than the PE VNet's range holding it; 0.0.0.0/0 never does.
     https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"""
@@ -251,7 +270,7 @@ def invalidates_private_endpoint_route(topo: Topology, pe, udr_prefix: str) -> b
         udr = IPv4Network(udr_prefix, strict=False)
     except ValueError:
         return False
-    ip = IPv4Address(pe.private_ip_address)
+    ip = pe_ip
     space = next((n for n in found[0].networks if ip in n), None)
     return (udr.prefixlen > 0 and ip in udr and space is not None and udr.prefixlen <= space.prefixlen)
 

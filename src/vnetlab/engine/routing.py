@@ -179,31 +179,30 @@ def resolve(routes: list[EffectiveRoute]) -> list[EffectiveRoute]:
     return [r if active(r) else EffectiveRoute(**{**r.__dict__, "state": "Invalid"}) for r in routes]
 
 
-def endpoint_routes(topo: Topology, vnet: VirtualNetwork, subnet,
-                    addresses: dict | None = None) -> tuple[list[EffectiveRoute], dict[str, object]]:
+def endpoint_routes(topo: Topology, vnet: VirtualNetwork, subnet, endpoints: paas.EndpointRouting
+                    ) -> tuple[list[EffectiveRoute], dict[str, object]]:
     """The subnet's private endpoint /32 routes (every PE of its VNet and of connected peers) and
     service endpoint routes (that subnet only), with the PE behind each /32."""
-    pes = {f"{pe.private_ip_address}/32": pe
-           for pe in paas.private_endpoints_seen_from(topo, vnet, connected_peers(topo, vnet))}
+    pes = endpoints.private_endpoint_routes(vnet, connected_peers(topo, vnet)) if endpoints.pes_in else {}
     routes = [EffectiveRoute("Default", "Active", prefix, "InterfaceEndpoint") for prefix in pes]
     routes += [EffectiveRoute("Default", "Active", prefix, "VirtualNetworkServiceEndpoint")
-               for prefix in paas.service_endpoint_prefixes(topo, vnet, subnet, addresses)]
+               for prefix in paas.service_endpoint_prefixes(topo, vnet, subnet, endpoints.public)]
     return routes, pes
 
 
-def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet, paas_addresses: dict | None = None
+def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet, endpoints: paas.EndpointRouting | None = None
                      ) -> list[EffectiveRoute]:
-    """``paas_addresses``: the lab's PaaS public addresses (``paas.public_addresses``), computed once
-    by the caller for many subnets."""
-    extra, pes = endpoint_routes(topo, vnet, subnet, paas_addresses)
+    """``endpoints``: the lab's PaaS addresses (``paas.EndpointRouting``), built once by the caller for
+    many subnets."""
+    endpoints = endpoints or paas.EndpointRouting(topo)
+    extra, pes = endpoint_routes(topo, vnet, subnet, endpoints)
     users = user_routes(topo, subnet.route_table)
     routes = resolve(system_routes(topo, vnet) + extra + users)
     if not pes or not users:
         return routes
     return [EffectiveRoute(**{**r.__dict__, "state": "Invalid"})
             if r.next_hop_type == "InterfaceEndpoint" and r.state == "Active"
-            and any(paas.invalidates_private_endpoint_route(topo, pes[r.address_prefix], u.address_prefix)
-                    for u in users) else r
+            and any(endpoints.invalidated(pes[r.address_prefix], u.address_prefix) for u in users) else r
             for r in routes]
 
 
