@@ -474,3 +474,13 @@ def test_network_watcher_effective_routes_list_the_endpoint_routes(tmp_path):
     assert (pe["source"], pe["state"], pe["nextHopIpAddress"]) == ("Default", "Active", [])
     assert pe["addressPrefix"] == [f"{pe_ip(build(_lab_with_endpoints()), 'pe-acct1')}/32"]
     assert routes["VirtualNetworkServiceEndpoint"]["source"] == "Default"
+
+
+def test_a_lab_with_more_accounts_than_the_storage_tag_has_addresses_is_refused():
+    from vnetlab.model import AzureError
+    from vnetlab.engine.security import PLATFORM_TAGS
+    size = sum(n.num_addresses for n in PLATFORM_TAGS["Storage"])
+    build(lab(storage_accounts=[{"name": f"acct{i}"} for i in range(size)]))
+    with pytest.raises(AzureError) as err:
+        build(lab(storage_accounts=[{"name": f"acct{i}"} for i in range(size + 1)]))
+    assert err.value.code == "PaasAddressesExhausted" and f"acct{size}" in err.value.message

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from ..model import Topology
+from ..model import AzureError, Topology
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _security():
 def public_addresses(topo: Topology) -> dict[tuple[str, str], IPv4Address]:
     """(kind, lower-case name) -> the resource's public address: the i-th resource of a service
     takes the i-th address of its service tag's block. A resource beyond the block has none
-    (``public_address_overflow`` names it; validation refuses it)."""
+    (``check_public_addresses`` refuses such a lab)."""
     out: dict[tuple[str, str], IPv4Address] = {}
     for kind in PUBLIC_KINDS:
         pool = [ip for net in _security().PLATFORM_TAGS[SERVICES[kind].tag] for ip in net]
@@ -93,13 +93,18 @@ def public_addresses(topo: Topology) -> dict[tuple[str, str], IPv4Address]:
     return out
 
 
-def public_address_overflow(topo: Topology) -> list[tuple[str, str]]:
-    """(kind, name) of the resources the service's address block cannot hold."""
-    out = []
+def check_public_addresses(topo: Topology) -> None:
+    """Refuse a lab with more resources of a service than its service tag's block has addresses
+    (a vnetlab limit, not Azure's: code ``PaasAddressesExhausted`` chosen by vnetlab)."""
     for kind in PUBLIC_KINDS:
-        size = sum(net.num_addresses for net in _security().PLATFORM_TAGS[SERVICES[kind].tag])
-        out += [(kind, res.name) for res in getattr(topo, kind, [])[size:]]
-    return out
+        blocks = _security().PLATFORM_TAGS[SERVICES[kind].tag]
+        size = sum(net.num_addresses for net in blocks)
+        extra = getattr(topo, kind, [])[size:]
+        if extra:
+            label = SERVICES[kind].label
+            raise AzureError(f"The lab gives each {label} a public address from its service tag "
+                             f"{SERVICES[kind].tag} ({', '.join(str(n) for n in blocks)}): it holds {size} of them, "
+                             f"and {label} {extra[0].name} is one more.", "PaasAddressesExhausted")
 
 
 def private_endpoint_addresses(topo: Topology) -> dict[str, IPv4Address]:
