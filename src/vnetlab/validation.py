@@ -11,6 +11,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from .engine.addressing import integration_addresses, reserved, usable_count
+from .engine.paas import check_public_addresses
 from .engine.security import ANY_ADDRESS, RuleError, parse_ports, service_tag, unknown_prefix
 from .model import WEB_SERVER_FARMS, AzureError, Topology
 from .model.paas import GROUP_IDS, TARGET_TYPES
@@ -40,6 +41,7 @@ def validate(new: Topology, old: Topology | None = None) -> None:
     _private_dns_zones(new)
     _private_endpoints(new)
     _paas_firewalls(new, old)
+    check_public_addresses(new)
 
 
 def _unique_names(topo: Topology) -> None:
