@@ -6,8 +6,9 @@ touches only what changed:
 1. stop processes that are gone or whose spec changed (their process groups, all together);
 2. delete namespaces that are gone (``ip netns del NAME``: this also deletes every veth,
    bridge, route and nft table inside it, so per-namespace records are enough);
-3. create new namespaces in one ``ip -batch`` (after writing their resolv.conf), then start
-   the built-in responders at once in the background (:mod:`.processes`);
+3. create new namespaces (two ``ip -batch`` at once, their resolv.conf written meanwhile),
+   start the built-in responders at once in the background (:mod:`.processes`), then set
+   the namespaces' own sysctls;
 4-6. links, addresses, routes, neighbours, rules, sysctls and nft tables
    (:func:`.reconcile.configure`);
 7. collect the responders' PIDs, start the ``command:`` services (and restart recorded ones
@@ -146,16 +147,17 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     # 3. namespaces new (write-ahead records in one transaction, resolv.conf, then one batch)
     store.record_many(K_NETNS, {ns: {"etc_dir": str(kernel.etc_netns_dir(ns))} for ns in new_ns})
     kernel.netns_add_with_resolv({ns: D_ns[(ns,)].resolv_conf for ns in new_ns})
-    # a new namespace's own sysctls before any link exists in it: IPv6 off first makes every
-    # link created afterwards cheaper to create and to delete
-    kernel.sysctl_many({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
     for ns in resolv_changed:
         kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
     rep.created_namespaces = list(new_ns)
+    # the built-in responders only need their namespaces (and resolv.conf): they start now
     starter = Starter(store, to_start)
     starter.begin()
-    lap("namespaces")
     try:
+        # a new namespace's own sysctls before any link exists in it: IPv6 off first makes every
+        # link created afterwards cheaper to create and to delete
+        kernel.sysctl_many({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
+        lap("namespaces")
         rep.changed_namespaces = sorted(configure(desired, prev, rep.nft_loaded, new_ns, D_ns, P_ns, lap)
                                         - set(new_ns))
         # 7. processes (the built-in responders were started right after the namespaces)
@@ -192,6 +194,9 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
         kernel.netns_del_many([ns for ns in nss if kernel.assert_ns(ns)])
     except Exception as e:  # noqa: BLE001
         problems.append(f"namespaces: {e}")
+    # the /etc/netns dirs of the namespaces now gone are removed while the processes exit
+    deleted = [ns for ns in nss if not kernel.netns_exists(ns)]
+    etc = kernel.Background(kernel.remove_etc_netns_many, deleted)
     for kind, recs, targets in stopping:
         try:
             problems += finish_stop(store, targets, recs, kind=kind)
@@ -204,7 +209,8 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
             gone.append(ns)
         except Exception as e:  # noqa: BLE001
             problems.append(f"namespace {ns}: {e}")
-    problems += kernel.remove_etc_netns_many(gone)
+    problems += etc.result()
+    problems += kernel.remove_etc_netns_many(sorted(set(gone) - set(deleted)))
     store.forget_many(K_NETNS, gone)
     if not problems:
         store.set_meta(STATE_META, "")

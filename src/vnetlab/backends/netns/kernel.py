@@ -118,25 +118,65 @@ def netns_add_with_resolv(items: dict[str, str]) -> None:
     if not items:
         return
     lines = [f"netns add {assert_ns(n)}" for n in items]
-    proc = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    proc.stdin.write("\n".join(lines) + "\n")  # type: ignore[union-attr]
-    proc.stdin.close()  # type: ignore[union-attr]
+    procs = []
+    for part in (_halves(lines) if len(lines) >= 64 else [lines]):  # two at once: two CPUs
+        proc = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        proc.stdin.write("\n".join(part) + "\n")  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+        procs.append((proc, part))
     try:  # concurrently: each waits on the filesystem
         with ThreadPoolExecutor(max_workers=16) as ex:
             list(ex.map(lambda kv: write_resolv_conf(*kv), items.items()))
     finally:
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        proc.wait(timeout=120)
-    if proc.returncode != 0:
-        raise KernelError(["ip", "-batch", "-"], proc.returncode, err, "\n".join(lines))
+        failed = []
+        for proc, part in procs:
+            err = proc.stderr.read()  # type: ignore[union-attr]
+            proc.stderr.close()  # type: ignore[union-attr]
+            proc.wait(timeout=120)
+            if proc.returncode != 0:
+                failed.append(KernelError(["ip", "-batch", "-"], proc.returncode, err, "\n".join(part)))
+    if failed:
+        raise failed[0]
+
+
+class Background:
+    """``fn(*args)`` in a thread; ``result()`` waits and returns its value or raises its error."""
+
+    def __init__(self, fn, *args):
+        self._out: list = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="vnetlab-bg")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._out.append((True, fn(*args)))
+        except BaseException as e:  # noqa: BLE001 - re-raised by result()
+            self._out.append((False, e))
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._out[0]
+        if not ok:
+            raise value
+        return value
+
+
+def _halves(items: list) -> list[list]:
+    """``items`` in two halves (one ``ip`` process each: the kernel work runs on two CPUs)."""
+    mid = (len(items) + 1) // 2
+    return [part for part in (items[:mid], items[mid:]) if part]
 
 
 def netns_del_many(names: list[str]) -> None:
-    """Delete many namespaces in one ``ip -force -batch`` (each by name; never ``-all``)."""
+    """Delete many namespaces by name (never ``-all``), in two ``ip -force -batch`` at once."""
     existing = [assert_ns(n) for n in names if netns_exists(n)]
-    ip_host_batch([f"netns del {n}" for n in existing], force=True)
+    if len(existing) < 64:
+        ip_host_batch([f"netns del {n}" for n in existing], force=True)
+        return
+    parts = [Background(ip_host_batch, [f"netns del {n}" for n in part], True) for part in _halves(existing)]
+    for part in parts:
+        part.result()
 
 
 def netns_del(name: str, missing_ok: bool = True) -> bool:
