@@ -484,3 +484,49 @@ def test_a_lab_with_more_accounts_than_the_storage_tag_has_addresses_is_refused(
     with pytest.raises(AzureError) as err:
         build(lab(storage_accounts=[{"name": f"acct{i}"} for i in range(size + 1)]))
     assert err.value.code == "PaasAddressesExhausted" and f"acct{size}" in err.value.message
+
+
+# -- by name: the resolution decides which path the packet takes ------------------------------------------
+def _sql_behind_pe(link_to: str | None) -> dict:
+    """SQL with public access off and a PE in hub/pe; the privatelink zone linked to ``link_to`` (or nowhere)."""
+    zone = {"name": "privatelink.database.windows.net",
+            "virtual_network_links": [{"name": "link", "virtual_network": link_to}] if link_to else []}
+    return with_pe(lab(sql_servers=[{"name": "sql1", "public_network_access": "Disabled"}],
+                       private_dns_zones=[zone]), "sql1", "sqlServer",
+                   private_dns_zone_group=["privatelink.database.windows.net"])
+
+
+@pytest.mark.parametrize("link_to", [None, "spoke"])
+def test_pain9_an_app_whose_vnet_is_not_linked_resolves_the_public_address_and_gets_47073(link_to):
+    """Scenario 2.4 and pain 1: no link, or the zone linked to another VNet."""
+    topo = build(_sql_behind_pe(link_to))
+    net = LabView(topo)
+    t = check(topo, "app1", "sql1.database.windows.net", 1433)
+    assert t.flow.destination_ip == public_ip(net, "sql_servers", "sql1")
+    assert (t.verdict, t.reason, t.admission.code) == ("Denied", "PublicNetworkAccessDisabled", "47073")
+    assert t.source_ip_seen == str(net.sandbox(topo.web_apps[0]).outbound_ip)
+
+
+def test_scenario_2_4_with_the_zone_linked_the_app_reaches_sql_through_its_pe_from_the_integration_address():
+    topo = build(_sql_behind_pe("hub"))
+    net = LabView(topo)
+    t = check(topo, "app1", "sql1.database.windows.net", 1433)
+    assert t.flow.destination_ip == pe_ip(topo, "pe-sql1")
+    assert (t.verdict, t.source_ip_seen) == ("Connected", str(net.sandbox(topo.web_apps[0]).integration_ip))
+    assert t.to_dict()["resolution"]["addresses"] == [pe_ip(topo, "pe-sql1")]
+
+
+def test_scenario_2_3_a_vm_in_a_linked_vnet_reaches_closed_storage_and_one_outside_gets_the_403():
+    doc = with_pe(lab(storage_accounts=[{"name": "acct1", "public_network_access": "Disabled"}],
+                      private_dns_zones=[{"name": "privatelink.blob.core.windows.net",
+                                          "virtual_network_links": [{"name": "hub", "virtual_network": "hub"}]}]),
+                  "acct1", "blob", private_dns_zone_group=["privatelink.blob.core.windows.net"])
+    topo = build(doc)
+    net = LabView(topo)
+    inside = check(topo, "vm1", "acct1.blob.core.windows.net")
+    assert (inside.verdict, inside.flow.destination_ip) == ("Connected", pe_ip(topo, "pe-acct1"))
+    outside = check(topo, "vm2", "acct1.blob.core.windows.net")  # spoke: peered, but its VNet is not linked
+    assert outside.flow.destination_ip == public_ip(net, "storage_accounts", "acct1")
+    assert (outside.verdict, outside.admission.code, outside.admission.http_status) == \
+        ("Denied", "AuthorizationFailure", 403)
+    assert outside.source_ip_seen == str(net.public_ip("network_interfaces", "vm2VMNic"))
