@@ -530,3 +530,13 @@ def test_scenario_2_3_a_vm_in_a_linked_vnet_reaches_closed_storage_and_one_outsi
     assert (outside.verdict, outside.admission.code, outside.admission.http_status) == \
         ("Denied", "AuthorizationFailure", 403)
     assert outside.source_ip_seen == str(net.public_ip("network_interfaces", "vm2VMNic"))
+
+
+def test_scenario_2_5_a_login_through_the_private_link_name_fails_and_by_address_it_takes_user_at_server():
+    topo = build(_sql_behind_pe("hub"))
+    t = check(topo, "vm1", "sql1.privatelink.database.windows.net", 1433)
+    assert t.flow.destination_ip == pe_ip(topo, "pe-sql1")  # the name resolves: the gateway refuses the login
+    assert (t.verdict, t.reason, t.admission.code) == ("Denied", "SqlServerNameNotDetermined", "40531")
+    assert t.admission.text.startswith("Server name cannot be determined.")
+    # by address vnetlab assumes the login names the server (user@server), as the 40531 text allows
+    assert check(topo, "vm1", pe_ip(topo, "pe-sql1"), 1433).verdict == "Connected"

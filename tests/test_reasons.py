@@ -110,6 +110,16 @@ def storage_ip(doc: dict) -> str:
     return str(LabView(build(doc)).paas.public[("storage_accounts", "acct1")])
 
 
+def sql_behind_pe() -> dict:
+    """The note with a SQL server, a PE to it in vnet1/default and its privatelink zone linked to vnet1."""
+    return note(sql_servers=[{"name": "sql1"}],
+                private_dns_zones=[{"name": "privatelink.database.windows.net",
+                                    "virtual_network_links": [{"name": "link", "virtual_network": "vnet1"}]}],
+                private_endpoints=[{"name": "pe-sql", "subnet": "vnet1/default", "target": "sql1",
+                                    "group_id": "sqlServer",
+                                    "private_dns_zone_group": ["privatelink.database.windows.net"]}])
+
+
 CLOSED = with_storage({"public_network_access": "Disabled"})
 FIREWALLED = with_storage({"network_rule_set": {"default_action": "Deny"}})
 
@@ -156,6 +166,8 @@ CASES = {
     Reason.SERVICE_PORT_NOT_SERVED: (with_storage({}, {}), "rg1vm1", "10.0.0.20", 22, "Tcp"),
     Reason.PUBLIC_NETWORK_ACCESS_DISABLED: (CLOSED, "app1", storage_ip(CLOSED), 443, "Tcp"),
     Reason.SERVICE_FIREWALL_DENIED: (FIREWALLED, "rg1vm1", storage_ip(FIREWALLED), 443, "Tcp"),
+    Reason.SQL_SERVER_NAME_NOT_DETERMINED: (sql_behind_pe(), "rg1vm1", "sql1.privatelink.database.windows.net", 1433,
+                                            "Tcp"),
 }
 
 

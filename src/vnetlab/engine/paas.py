@@ -311,16 +311,19 @@ def kind_of(topo: Topology, resource) -> str:
 
 
 def admit(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id: str | None,
-          source_region: str | None = None) -> Admission:
+          source_region: str | None = None, server_name: str | None = None) -> Admission:
     """Algorithm 0.2: whether ``resource`` (a model or a ``PaasEndpoint``) admits a connection that
     arrived at ``arrived_at_ip`` from ``source_ip_seen``; ``source_subnet_id`` is the client subnet's
     id when it came through that subnet's service endpoint; ``source_region`` the caller's region
-    (Storage ignores IP rules for callers in its own region)."""
+    (Storage ignores IP rules for callers in its own region); ``server_name`` the DNS name the
+    client connected to (None: it used an address, SQL then takes the server from ``user@server``)."""
     topo = view.topo
     kind = kind_of(topo, resource)
     res = resource.resource if isinstance(resource, PaasEndpoint) else resource
     ip = IPv4Address(arrived_at_ip)
     source = IPv4Address(source_ip_seen)
+    if kind == "sql_servers" and server_name and not _sql_gateway_name(res, server_name):
+        return _server_name_refusal(res, server_name)
     pe = next((ep.private_endpoint for (_, at), ep in view.paas.private_at.items()
                if at == int(ip) and ep.resource is res), None)
     if pe is not None:
@@ -434,6 +437,25 @@ def _sql_firewall(topo: Topology, res, source: IPv4Address, subnet_id: str | Non
                      "allowed to access the server. To enable access, use the Azure Management Portal or run "
                      "sp_set_firewall_rule on the master database to create a firewall rule for this IP address or "
                      "address range. It may take up to five minutes for this change to take effect.")
+
+
+SQL_SERVER_NAME_RULE = "the SQL gateway takes the server from <server>.database.windows.net only"
+
+
+def _sql_gateway_name(res, server_name: str) -> bool:
+    """"Clients need to connect to the server using the server's FQDN. Connection attempts made directly
+    to the IP address or using the private link FQDN shall fail."
+    https://learn.microsoft.com/azure/azure-sql/database/private-endpoint-overview"""
+    return server_name.rstrip(".").lower() == f"{res.name.lower()}.database.windows.net"
+
+
+def _server_name_refusal(res, server_name: str) -> Admission:
+    """The gateway's 40531 (observed text; the number for the private link name is vnetlab's choice)."""
+    return Admission(False, f"{SQL_SERVER_NAME_RULE} (the client used {server_name})", "40531", None,
+                     "Server name cannot be determined. It must appear as the first segment of the server's dns "
+                     "name (servername.database.windows.net). Some libraries do not send the server name, in which "
+                     "case the server name must be included as part of the user name (username@servername). In "
+                     "addition, if both formats are used, the server names must match.")
 
 
 SQL_47073 = ("Reason: An instance-specific error occurred while establishing a connection to SQL Server. Connection "

@@ -91,6 +91,9 @@ class Reason(StrEnum):
                                       "endpoints admit connections")
     SERVICE_FIREWALL_DENIED = ("ServiceFirewallDenied", Verdict.DENIED,
                                "the service's firewall has no rule that admits the source it saw")
+    SQL_SERVER_NAME_NOT_DETERMINED = ("SqlServerNameNotDetermined", Verdict.DENIED,
+                                      "the SQL gateway routes a login by <server>.database.windows.net only: the "
+                                      "private link name (or another alias) fails")
 
 
 class StepKind(StrEnum):
@@ -668,7 +671,8 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
         t.steps.append(Step(rid, Action.DROPPED, DeliverDetail(
             str(pkt.dst), why=f"{endpoint.describe()} serves TCP {ports} only"), True))
         raise _Done(Reason.SERVICE_PORT_NOT_SERVED)
-    admission = paas.admit(net, endpoint, endpoint.ip, pkt.src, subnet_id, pkt.origin_region)
+    server_name = t.flow.destination if t.resolution is not None else None  # the name the client connected to
+    admission = paas.admit(net, endpoint, endpoint.ip, pkt.src, subnet_id, pkt.origin_region, server_name)
     t.admission = admission
     where = "public" if endpoint.private_endpoint is None else f"private endpoint {endpoint.private_endpoint.name}"
     t.steps.append(Step(rid, Action.ALLOWED if admission.allowed else Action.DENIED, AdmissionDetail(
@@ -678,6 +682,8 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
         raise _Done(Reason.REACHABLE)
     if admission.rule == paas.PUBLIC_ACCESS_CLOSED:
         raise _Done(Reason.PUBLIC_NETWORK_ACCESS_DISABLED)
+    if admission.rule.startswith(paas.SQL_SERVER_NAME_RULE):
+        raise _Done(Reason.SQL_SERVER_NAME_NOT_DETERMINED)
     raise _Done(Reason.SERVICE_FIREWALL_DENIED)
 
 
