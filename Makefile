@@ -46,6 +46,7 @@ test-az: venv azcli
 bench: venv
 	$(BIN)/python benchmarks/sim.py
 	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/dns.py
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python benchmarks/netns.py; fi
 
 # Large labs through the real CLI and the ARM endpoint (issue 8): both shapes, about ten minutes.

@@ -134,6 +134,9 @@ class DnsIndex:
         self.zones = {z.name: z for z in topo.private_dns_zones}
         self.records = {z.name: zone_records(topo, z) for z in topo.private_dns_zones}
         self.public = public_records(topo)
+        self._linked: dict[str, list] = {}
+        self.sources: dict[str, tuple[list[str], str, str | None]] = {}   # source -> servers, origin, VNet
+        self.answers: dict[tuple[str, str], Answer] = {}   # (VNet, name) -> Azure DNS's answer
         self.vm_at: dict[tuple[str, str], object] = {}   # (vnet, vm name) -> VM, for internal names
         for vm in topo.virtual_machines:
             nic = topo.find("network_interfaces", vm.network_interface)
@@ -144,8 +147,11 @@ class DnsIndex:
         """(zone, link) of the zones linked to ``vnet``, the most specific (longest) name first."""
         if vnet is None:
             return []
-        out = [(z, z.link_to(vnet)) for z in self.zones.values() if z.link_to(vnet) is not None]
-        return sorted(out, key=lambda zl: -len(zl[0].name))
+        key = vnet.lower()
+        if key not in self._linked:
+            out = [(z, z.link_to(vnet)) for z in self.zones.values() if z.link_to(vnet) is not None]
+            self._linked[key] = sorted(out, key=lambda zl: -len(zl[0].name))
+        return self._linked[key]
 
 
 _INDEXES: "weakref.WeakKeyDictionary[object, DnsIndex]" = weakref.WeakKeyDictionary()
@@ -205,13 +211,12 @@ def public_addresses(topo: Topology) -> dict[tuple[str, str], str]:
     """(kind, lower-case name) -> the public address of each PaaS resource and web app. Storage, SQL
     and Key Vault: the PaaS engine's (their service tag's block); a web app: the i-th address of the
     AppService tag's block (the lab's choice)."""
+    from .paas import public_addresses as paas_addresses
     from .security import PLATFORM_TAGS
-    out = {}
-    for kind, tag in (("storage_accounts", "Storage"), ("sql_servers", "Sql"), ("key_vaults", "AzureKeyVault"),
-                      ("web_apps", "AppService")):
-        pool = [ip for net in PLATFORM_TAGS[tag] for ip in net]
-        for ip, resource in zip(pool, getattr(topo, kind), strict=False):
-            out[(kind, resource.name.lower())] = str(ip)
+    out = {key: str(ip) for key, ip in paas_addresses(topo).items()}
+    pool = [ip for net in PLATFORM_TAGS["AppService"] for ip in net]
+    for ip, app in zip(pool, topo.web_apps, strict=False):
+        out[("web_apps", app.name.lower())] = str(ip)
     return out
 
 
@@ -261,7 +266,16 @@ def public_records(topo: Topology) -> dict[str, _Public]:
 def azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
     """What 168.63.129.16 answers a query for ``fqdn`` arriving from VNet ``vnet_name`` (None: from
     outside any VNet, the public answer): linked zones first, then the VNet's VM names, then public
-    recursion with each alias checked again against the linked zones."""
+    recursion with each alias checked again against the linked zones. Computed once per lab, VNet
+    and name: treat the answer as read-only."""
+    answers = index(view).answers
+    key = ((vnet_name or "").lower(), _normal(fqdn))
+    if key not in answers:
+        answers[key] = _azure_dns_answer(view, vnet_name, fqdn)
+    return answers[key]
+
+
+def _azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
     idx, answer = index(view), Answer()
     vnet = view.topo.vnet(vnet_name) if vnet_name else None
     vnet_name = vnet.name if vnet is not None else None
@@ -429,13 +443,13 @@ def ask(view, asker: str, server: str, name: str, depth: int = 0) -> Answer:
         return Answer("Timeout", steps=[ResolutionStep("NoAnswer", f"the query went through more than "
                                                        f"{MAX_FORWARDS} servers: no answer", server=server, name=name)])
     if server == AZURE_DNS:
-        vnet = dns_vnet_of(view, asker)
+        vnet = _source(view, asker)[2]
         where = f"from VNet {vnet}: the zones linked to {vnet} count" if vnet else \
             "from outside any VNet: public answers only"
         answer = azure_dns_answer(view, vnet, name)
         query = ResolutionStep("Query", f"{asker} asks Azure DNS {AZURE_DNS} {where}", server=AZURE_DNS, vnet=vnet,
                                name=name)
-        return Answer(answer.outcome, answer.cnames, answer.addresses, [query, *answer.steps])
+        return Answer(answer.outcome, list(answer.cnames), list(answer.addresses), [query, *answer.steps])
     dns_vm = _dns_vm_at(view, server)
     if dns_vm is not None:
         blocked = _unreachable(view, asker, server)
@@ -454,7 +468,7 @@ def ask(view, asker: str, server: str, name: str, depth: int = 0) -> Answer:
     answer = azure_dns_answer(view, None, name)
     query = ResolutionStep("Query", f"{asker} asks {server}, a public resolver outside the lab: it knows the public "
                            "DNS only, no private zone", server=server, name=name)
-    return Answer(answer.outcome, answer.cnames, answer.addresses, [query, *answer.steps])
+    return Answer(answer.outcome, list(answer.cnames), list(answer.addresses), [query, *answer.steps])
 
 
 def _dns_vm_at(view, ip: str):
@@ -546,13 +560,23 @@ def dns_servers_for(view, source: str) -> list[str]:
     return dns_servers_with_origin(view, source)[0]
 
 
+def _source(view, source: str) -> tuple[list[str], str, str | None]:
+    """(servers, the setting they come from, the VNet its queries to Azure DNS come from), once per lab."""
+    sources = index(view).sources
+    key = source.lower()
+    if key not in sources:
+        sources[key] = (*dns_servers_with_origin(view, source), dns_vnet_of(view, source))
+    return sources[key]
+
+
 def resolve(view, source: str, fqdn: str) -> Resolution:
     """``nslookup fqdn`` in ``source``: the first server that answers decides (NXDOMAIN included);
     a server that does not answer is skipped."""
-    if view.topo.find("web_apps", source) is not None and not view.topo.find("web_apps", source).running:
+    app = view.topo.find("web_apps", source)
+    if app is not None and not app.running:
         raise AzureError(f"The web app '{source}' is stopped: it runs no code, so it resolves no name. Start it "
                          "first (az webapp start).", "WebAppStopped", 409)
-    servers, origin = dns_servers_with_origin(view, source)
+    servers, origin, _ = _source(view, source)
     name = _normal(fqdn)
     steps = [ResolutionStep("Servers", f"{source} asks {', '.join(servers)} ({origin})")]
     for server in servers:

@@ -300,7 +300,7 @@ class Trace:
     reason: Reason | None = None
     source_ip_seen: str | None = None
     return_path: list[Step] = field(default_factory=list)
-    resolution: dict | None = None   # the destination name's resolution (Resolution.to_dict), when it was a name
+    resolution: object | None = None   # the destination name's engine.dns.Resolution, when it was a name
     admission: paas.Admission | None = None   # set when a PaaS service took the connection
 
     @property
@@ -311,7 +311,7 @@ class Trace:
         return {"flow": self.flow.to_dict(), "verdict": self.verdict, "reason": self.reason,
                 "explanation": self.reason.explanation, "source_ip_seen": self.source_ip_seen,
                 "steps": [s.to_dict() for s in self.steps], "return_path": [s.to_dict() for s in self.return_path],
-                **({"resolution": self.resolution} if self.resolution is not None else {}),
+                **({"resolution": self.resolution.to_dict()} if self.resolution is not None else {}),
                 **({"admission": self.admission.to_dict()} if self.admission is not None else {})}
 
 
@@ -344,7 +344,7 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
     port = port if protocol != "Icmp" else None
     t = Trace(Flow(src.name, src.kind, str(src.ip), dst_name, str(dst_ip), protocol, port))
     if resolution is not None:
-        t.resolution = resolution.to_dict()
+        t.resolution = resolution
         t.steps += _resolution_steps(resolution)
     pkt = Packet(src.ip, dst_ip, protocol, port)
     try:
@@ -401,7 +401,7 @@ def _not_resolved(src: Endpoint, destination: str, protocol: str, port: int | No
     """The name did not resolve: the client never connects (NXDOMAIN, or no DNS answer)."""
     t = Trace(Flow(src.name, src.kind, str(src.ip), destination, None, protocol, port if protocol != "Icmp" else None))
     t.steps = _resolution_steps(resolution)
-    t.resolution = resolution.to_dict()
+    t.resolution = resolution
     t.reason = Reason.NAME_NOT_FOUND if resolution.outcome == "NXDOMAIN" else Reason.NO_DNS_ANSWER
     return t
 
