@@ -375,3 +375,16 @@ def test_check_by_name_that_does_not_resolve(tmp_path):
     assert body["steps"][-1]["kind"] == "Resolution" and body["steps"][-1]["step"] == "NoAnswer"
     out = cli(home, "check", "vm1", "acct9.blob.core.windows.net", "--port", "443")
     assert out.exit_code == 1 and "NotResolved (NameNotFound" in out.output
+
+
+def test_pain_1_end_to_end_the_public_answer_meets_the_closed_public_endpoint():
+    from vnetlab.engine.trace import Verdict, trace
+    d = app_lab()
+    d["storage_accounts"][0]["public_network_access"] = "Disabled"
+    d["private_dns_zones"][0]["virtual_network_links"] = [{"name": "link-spoke", "virtual_network": "spoke"}]
+    t = trace(view(d), "app1", ACCT, 443).to_dict()
+    assert t["resolution"]["addresses"] == [public_ip(d)] and t["verdict"] == Verdict.DENIED
+    assert t["admission"]["code"] == "AuthorizationFailure"
+    d["private_dns_zones"][0]["virtual_network_links"].append({"name": "link-hub", "virtual_network": "hub"})
+    t = trace(view(d), "app1", ACCT, 443).to_dict()
+    assert t["resolution"]["addresses"] == [pe_ip(d)] and t["verdict"] == Verdict.CONNECTED
