@@ -546,3 +546,15 @@ def test_matrix_paas_with_real_probes_is_refused_saying_why(tmp_path):
     home = up_note(tmp_path, _lab_with_endpoints())
     result = cli(home, "matrix", "--paas", "--backend", "netns")
     assert result.exit_code == 2 and "--paas is not available with --backend netns" in result.output
+
+
+def test_diff_names_the_paas_refusal_a_firewall_change_brings(tmp_path):
+    from vnetlab.engine.whatif import what_if
+    before = build(lab())
+    after = build(lab(storage_accounts=[deny_storage()]))
+    result = what_if(before, after, ["443"])
+    change = next(c for c in result.reachability if c.source == "vm1" and c.destination == "acct1")
+    assert (change.before.verdict, change.after.verdict) == ("Connected", "Denied")
+    assert change.after.cause == "ServiceFirewallDenied: 403 AuthorizationFailure (no rule admits the source, " \
+                                 "defaultAction Deny)"
+    assert result.breaks_paths

@@ -401,7 +401,7 @@ def _acl_firewall(topo: Topology, kind: str, res, source: IPv4Address, subnet_id
         match = _ip_rule_match(acls.ip_rules, source)
         if match is not None:
             return Admission(True, f"{field}.ipRules {match}")
-    why = "no rule admits the source (defaultAction Deny)"
+    why = "no rule admits the source, defaultAction Deny"
     if same_region and _ip_rule_match(acls.ip_rules, source):
         # "IP network rules have no effect on requests originating from the same Azure region"
         why = ("ipRules have no effect on requests from the account's own region (defaultAction Deny): "

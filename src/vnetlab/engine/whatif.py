@@ -11,7 +11,8 @@ Paths name the items of lists of named things (subnets, rules, routes, peerings)
 Reachability: the matrix's endpoint classes are computed in both labs; endpoints present in
 both (by kind and name) are grouped by their class in each lab, so one trace per group pair and
 lab answers for every pair in it. Every group pair whose verdict changes for a flow is reported
-with both traces' reasons and the step that decided them (the rule, route, peering).
+with both traces' reasons and the step that decided them (the rule, route, peering, or the PaaS
+service's refusal). PaaS endpoints (public and private) are destinations too, as in ``matrix --paas``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..model import KINDS, Topology
-from .matrix import _label, class_cells, endpoint_classes, parse_flows
+from .matrix import _label, class_cells, endpoint_classes, paas_destinations, parse_flows
 from .network import Endpoint, LabView
 from .trace import Trace, trace
 
@@ -163,6 +164,9 @@ class WhatIf:
 def cause(t: Trace) -> str:
     """The trace's reason with the step that decided it."""
     reason = str(t.reason)
+    if t.admission is not None and not t.admission.allowed:  # a PaaS service's own refusal
+        return f"{reason}: {' '.join(str(x) for x in (t.admission.http_status, t.admission.code) if x)} " \
+               f"({t.admission.rule})"
     step = next((s for s in reversed([*t.steps, *t.return_path]) if s.dropped), None)
     if step is None:
         return reason
@@ -193,9 +197,12 @@ def _classes(net: LabView, flows) -> tuple[dict[tuple[str, str], int], dict[tupl
     """(endpoint -> class index, class pair -> verdicts per flow (missing: a route drops it), endpoints)."""
     endpoints = net.endpoints()
     groups = endpoint_classes(net, endpoints)
-    cells, _ = class_cells(net, groups, flows)
+    sources = len(groups)
+    extra = paas_destinations(net)  # destinations only
+    groups += [[ep] for ep in extra]
+    cells, _ = class_cells(net, groups, flows, sources=sources)
     index = {_key(ep): i for i, members in enumerate(groups) for ep in members}
-    return index, cells, {_key(ep): ep for ep in endpoints}
+    return index, cells, {_key(ep): ep for ep in endpoints + extra}
 
 
 def reachability_changes(old: LabView, new: LabView, ports: list[str]) -> tuple[list[VerdictChange], list[str],
