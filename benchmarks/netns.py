@@ -1,9 +1,10 @@
 """Benchmark of the netns backend (Linux, root).
 
-    .venv/bin/python benchmarks/netns.py [--vms 1000] [--only-vms] [--endpoints 200] [--seconds 3]
-                                         [--rounds 3] [--repeat 3]
+    .venv/bin/python benchmarks/netns.py [--vms 1000] [--vnets 4 20] [--only-vms] [--endpoints 200]
+                                         [--seconds 3] [--rounds 3] [--repeat 3]
 
-0. ``up``/``down`` of a lab of ``--vms`` VMs (1,000: goal up < 3 s, down < 1 s);
+0. ``up``/``down`` of a lab of ``--vms`` VMs in each number of ``--vnets`` peered VNets (1,000:
+   goal up < 3 s, down < 1 s), with the wall time, the CPU time and the load average of each run;
 1. ``up``/``down`` of the field note's lab (examples/app-service-vnet-integration.yaml);
 2. ``up``/``down`` of a generated lab with N endpoints (VMs + web apps, several VNets);
 3. iperf3 throughput web app -> VM through the VNet fabric with a 1,000-rule NSG on the VM's
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,26 +90,49 @@ def leftovers(prefix: str) -> list[str]:
     return sorted(n for n in kernel.netns_list() if n.startswith(prefix))
 
 
+def cpu_seconds() -> float:
+    """CPU used so far by this process (all its threads) and its reaped children (ip, nft, the
+    responder launcher)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def services_cpu(lab: Lab) -> float:
+    """CPU used so far by the lab's running services (not children of this process)."""
+    total = 0
+    for _, _, data in lab.store.records(nb.K_PROC):
+        try:
+            total += int(Path(f"/proc/{data['pid']}/schedstat").read_text().split()[0])
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+    return total / 1e9
+
+
 def time_lab(topo: Topology, repeat: int = 1) -> dict:
-    """``up`` then ``down`` in a fresh home, ``repeat`` times; median and all figures."""
-    ups, downs, left = [], [], []
+    """``up`` then ``down`` in a fresh home, ``repeat`` times; medians and all figures. CPU of
+    ``up``: this process, its children and the services it started; of ``down``: this process
+    and its children (the kernel's own namespace clean-up runs later, in its workers)."""
+    ups, downs, left, up_cpu, down_cpu, loads = [], [], [], [], [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="vnetlab-bench-") as home:
             lab = Lab.open(home)
             prefix = f"vl{lab_id_for(lab.home)}-"
             try:
-                t0 = time.perf_counter()
+                loads.append(load_average())
+                c0, t0 = cpu_seconds(), time.perf_counter()
                 lab.up(topo, "netns")
                 ups.append(round(time.perf_counter() - t0, 3))
+                up_cpu.append(round(cpu_seconds() - c0 + services_cpu(lab), 2))
                 n_ns = len(leftovers(prefix))
                 eps = len(lab.network().endpoints())
             finally:
-                t1 = time.perf_counter()
+                c1, t1 = cpu_seconds(), time.perf_counter()
                 lab.down()
                 downs.append(round(time.perf_counter() - t1, 3))
+                down_cpu.append(round(cpu_seconds() - c1, 2))
             left += leftovers(prefix)
     return {"endpoints": eps, "namespaces": n_ns, "up_s": statistics.median(ups), "down_s": statistics.median(downs),
-            "ups": ups, "downs": downs, "left": left}
+            "ups": ups, "downs": downs, "left": left, "up_cpu": up_cpu, "down_cpu": down_cpu, "loads": loads}
 
 
 class IperfServer:
@@ -223,17 +248,20 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved iperf3 rounds per path")
     ap.add_argument("--repeat", type=int, default=3, help="up/down cycles per lab (median reported)")
     ap.add_argument("--vms", type=int, default=1000, help="VMs of the large lab (0: skip it)")
+    ap.add_argument("--vnets", type=int, nargs="+", default=[4],
+                    help="VNets of the large VM lab, one lab shape per value (e.g. --vnets 4 20)")
     ap.add_argument("--only-vms", action="store_true", help="only the large VM lab")
     a = ap.parse_args()
     problems = check_prerequisites()
     if problems:
         print("netns emulation unavailable: " + "; ".join(problems))
         return 2
-    if a.vms:
-        big = time_lab(Topology.model_validate(vms_only(a.vms)), a.repeat)
-        print(f"{a.vms}-VM lab:    up {big['up_s']:.3f} s (goal < 3), down {big['down_s']:.3f} s (goal < 1), "
-              f"{big['namespaces']} namespaces, left {big['left']}  (medians of {big['ups']} / {big['downs']}; "
-              f"load average {load_average()})")
+    for n_vnets in (a.vnets if a.vms else []):
+        big = time_lab(Topology.model_validate(vms_only(a.vms, n_vnets)), a.repeat)
+        print(f"{a.vms}-VM lab in {n_vnets} VNets: up {big['up_s']:.3f} s (goal < 3), down {big['down_s']:.3f} s "
+              f"(goal < 1), {big['namespaces']} namespaces, left {big['left']}")
+        print(f"    runs: up {big['ups']} s, CPU {big['up_cpu']} s; down {big['downs']} s, CPU {big['down_cpu']} s; "
+              f"load average before each {big['loads']}")
     if a.only_vms:
         return 0
     note = time_lab(load(ROOT / "examples" / "app-service-vnet-integration.yaml"), a.repeat)
