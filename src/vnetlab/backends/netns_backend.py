@@ -35,7 +35,7 @@ def lab_id(lab) -> str:
 
 def names(lab, topology=None):
     topology = topology if topology is not None else lab.topology()
-    return plan_with_names(topology, lab_id(lab))[1]
+    return plan_with_names(topology, lab_id(lab), services=False)[1]
 
 
 SERVICE_TIMEOUT = 5.0   # seconds a ``command:`` gets to listen on its port
@@ -67,7 +67,8 @@ def apply(lab, topology, wait: bool = True):
         while True:
             version = lab.store.version()
             current = lab.topology() if lab.exists() else topology
-            desired, _ = plan_with_names(current, lab_id(lab))
+            desired, _ = plan_with_names(current, lab_id(lab), tls_dir=str(Path(lab.home) / "tls"))
+            issue_service_certs(lab, desired)
             rep = _kapply(desired, lab.store)
             reports.append(rep)
             started += rep.started
@@ -79,6 +80,17 @@ def apply(lab, topology, wait: bool = True):
         if failed:
             raise ServiceNotStarted(failed)
     return rep
+
+
+def issue_service_certs(lab, desired) -> None:
+    """The certificates (the lab's CA) of the emulated PaaS services, for their FQDNs."""
+    from ..api.tls import issue_cert
+    for p in desired.processes:
+        if "--paas" not in p.argv:
+            continue
+        spec = json.loads(p.argv[p.argv.index("--paas") + 1])
+        if spec.get("cert") and spec.get("fqdns"):
+            issue_cert(lab.home, spec["fqdns"], Path(spec["cert"]), Path(spec["key"]))
 
 
 def in_sync(lab) -> bool:

@@ -125,6 +125,10 @@ class Layout:
         self.plan_instances: dict[tuple[str, str, int], PlanInstance] = {}
         self.app_public_via: dict[str, str] = {}              # route-all app's public address -> fabric
         self.aso_snat: list[tuple[str, str]] = []             # (outbound link, public address)
+        self.pe_ns: dict[str, str] = {}                       # private endpoint -> its namespace
+        self.pe_ports: dict[tuple[str, str], Port] = {}       # (vnet, private endpoint address) -> its port
+        self.se_prefixes: dict[str, list[str]] = {}           # VNET/SUBNET -> its service endpoint routes' prefixes
+        self.integrated: list[tuple[str, str, str]] = []      # (sandbox ns, VNet interface, its gateway)
 
     # -- helpers ---------------------------------------------------------------------------
     def nsname(self, kind: str, name: str) -> str:
@@ -283,6 +287,7 @@ class Layout:
                 s_m, p_m = self.veth(sns, itf.name, pin.ns, sdev, mtu=itf.mtu, alias=f"VNet integration of {label}")
                 self.neigh.append(Neighbour(ns=sns, dev=itf.name, ip=gw_ip, mac=p_m))
                 pin.apps.append(AppBehind(app, sdev, fdev, str(iface.ip), s_m, port, itf.mtu, label))
+                self.integrated.append((sns, itf.name, gw_ip))
                 continue
             wdev = "se" if itf.name == sb.interfaces[0].name else "sv"
             s_m, w_m = self.veth(sns, itf.name, wns, wdev, mtu=itf.mtu)

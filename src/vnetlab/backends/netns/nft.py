@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from ...engine.network import integration_inbound_refused
 from ...engine.security import FULL_PORTS, PRIVATE_RANGES
 from ...model import VirtualNetwork
+from .dns import AZURE_DNS
 from .layout import Layout, PlanInstance, Port, port_name, short_hash
 from .routing import NVA_MARK_BASE, nva_return
 from .state import NftTable, ttl_decrement_body, ttl_preserve_body
@@ -179,7 +180,9 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
         fw.append(f"    oifname vmap {{ {', '.join(ch.in_map)} }}")
     fw.append("    accept")
     body.append("  chain fw {\n    type filter hook forward priority filter; policy drop;\n" + "\n".join(fw) + "\n  }")
-    body.append("  chain inp {\n    type filter hook input priority filter; policy drop;\n  }")
+    # delivered to the fabric itself: only DNS queries to Azure DNS (``dns``)
+    body.append("  chain inp {\n    type filter hook input priority filter; policy drop;\n"
+                f"    ip daddr {AZURE_DNS} meta l4proto {{ tcp, udp }} th dport 53 accept\n  }}")
     body += _fabric_nat(lay, fab, ports)
     # every interface of the fabric forwards without a visible hop (its bridges hold only the
     # gateway addresses and never receive); what is delivered to the fabric itself is dropped
@@ -206,7 +209,8 @@ def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
     zone, where the internet's replies find it)."""
     net = lay.net
     body = []
-    snat = [f'"{p.name}" : {net.public_ip("network_interfaces", p.nic.name)}' for p in ports if p.nic]
+    snat = [f'"{p.name}" : {net.public_ip("network_interfaces", p.nic.name)}' for p in ports
+            if p.nic and not getattr(p.nic, "private_endpoint", None)]
     snat += [f'"{p.name}" : {p.public}' for p in ports if p.app is not None]
     nat = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
     nvas = [p for p in ports if p.nic is not None and net.accepts_transit(p.nic)]
@@ -219,6 +223,11 @@ def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
         body.append('  chain nvamark {\n    type filter hook prerouting priority mangle; policy accept;\n'
                     '    iifname "inet" meta mark set ct mark\n  }')
         nva_return(lay, fab, nvas)
+    for sref, prefixes in sorted(lay.se_prefixes.items()):
+        # service endpoint traffic keeps its private source (the engine's source seen)
+        ifs = ", ".join(f'"{p.name}"' for p in ports if p.subnet.lower() == sref)
+        if ifs:
+            nat.append(f'    oifname "inet" iifname {{ {ifs} }} ip daddr {{ {", ".join(sorted(set(prefixes)))} }} accept')
     if snat:
         nat.append(f'    oifname "inet" snat to iifname map {{ {", ".join(snat)} }}')
     nat.append("  }")

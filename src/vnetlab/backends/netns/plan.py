@@ -61,7 +61,7 @@ import hashlib
 from pathlib import Path
 
 from ...model import Topology
-from . import nft, routing
+from . import dns, nft, routing
 from .layout import Layout, Names
 from .state import DesiredState
 
@@ -74,8 +74,11 @@ def lab_id_for(home) -> str:
     return hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:LAB_ID_LEN]
 
 
-def plan_with_names(topology: Topology, lab_id: str) -> tuple[DesiredState, Names]:
-    """The kernel state realizing ``topology`` (pure: no I/O), and where each endpoint lives."""
+def plan_with_names(topology: Topology, lab_id: str, tls_dir: str | None = None,
+                    services: bool = True) -> tuple[DesiredState, Names]:
+    """The kernel state realizing ``topology`` (pure: no I/O), and where each endpoint lives.
+    ``tls_dir``: where the PaaS processes find their certificates (the backend issues them);
+    ``services=False`` leaves out the DNS and PaaS processes' tables (for where things live only)."""
     lay = Layout(topology, lab_id)
     lay.outer()
     nics: dict[str, list] = {}
@@ -89,6 +92,13 @@ def plan_with_names(topology: Topology, lab_id: str) -> tuple[DesiredState, Name
     routing.appliance_links(lay)
     lay.internet_hosts()
     routing.internet_routes(lay)
+    for sns, iface, gw in lay.integrated:
+        dns.sandbox_dns_route(lay, sns, iface, gw)
+    if services:
+        names = dns.known_names(lay)
+        dns.azure_dns(lay, names)
+        dns.custom_dns(lay, names)
+        dns.resolv_confs(lay)
     for vnet in topology.virtual_networks:
         routing.fabric_routes(lay, vnet)
         nft.fabric_table(lay, vnet)
@@ -98,6 +108,6 @@ def plan_with_names(topology: Topology, lab_id: str) -> tuple[DesiredState, Name
     return lay.state(), lay.names
 
 
-def plan(topology: Topology, lab_id: str) -> DesiredState:
+def plan(topology: Topology, lab_id: str, tls_dir: str | None = None) -> DesiredState:
     """The kernel state realizing ``topology`` (pure: no I/O)."""
-    return plan_with_names(topology, lab_id)[0]
+    return plan_with_names(topology, lab_id, tls_dir)[0]

@@ -116,8 +116,29 @@ def _subnet_table(lay: Layout, fab: str, vnet: VirtualNetwork, view, table: int,
                 lay.route(fab, r.address_prefix, via=r.next_hop_ip, dev=dev, table=table, onlink=True)
             else:  # no VM behind the next hop, or the peering refuses access: dropped
                 lay.route(fab, r.address_prefix, table=table, type="blackhole")
+        elif kind == "InterfaceEndpoint":
+            _to_private_endpoint(lay, fab, vnet, r.address_prefix, table)
+        elif kind == "VirtualNetworkServiceEndpoint":
+            # to the service's public address, keeping the private source (no SNAT: ``nft``)
+            lay.route(fab, r.address_prefix, via=LINK_GW, dev="inet", table=table, onlink=True)
+            lay.se_prefixes.setdefault(view.ref.lower(), []).append(r.address_prefix)
         else:  # VnetLocal (hosts above), None, VirtualNetworkGateway
             lay.route(fab, r.address_prefix, table=table, type="blackhole")
+
+
+def _to_private_endpoint(lay: Layout, fab: str, vnet: VirtualNetwork, prefix: str, table: int) -> None:
+    """A private endpoint's /32: to its port in this fabric, or over the peering to the fabric of
+    the peered VNet that holds it (which delivers it); dropped when neither holds it."""
+    ip = prefix.split("/")[0]
+    own = lay.pe_ports.get((vnet.name.lower(), ip))
+    if own is not None:
+        lay.route(fab, prefix, dev=own.name, table=table)
+        return
+    for rname, (remote, _) in sorted(lay.net.peers[vnet.name.lower()].items()):
+        if (rname, ip) in lay.pe_ports and lay.net.peering_open(vnet.name, remote.name):
+            lay.route(fab, prefix, via=LINK_GW, dev=port_name("p", remote.name), table=table, onlink=True)
+            return
+    lay.route(fab, prefix, table=table, type="blackhole")
 
 
 def _appliance_dev(lay: Layout, fab: str, vnet: VirtualNetwork, view, hop_ip: str) -> str | None:

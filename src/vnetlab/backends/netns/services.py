@@ -13,7 +13,10 @@ question.
       {"bind": "168.63.129.16", "names": {"acct1.blob.core.windows.net":
            {"outcome": "NoError", "cnames": ["acct1.privatelink.blob.core.windows.net"],
             "addresses": ["10.0.2.5"]}, ...},
+       "zones": {"corp.example": {"forward": ["10.2.0.4"]}},
        "default": {"outcome": "NXDOMAIN"}}
+
+  (``bind``: one address or a list.)
 
 - ``paas_main(spec)``: one PaaS resource (storage account, key vault: HTTPS on 443; SQL
   server: TDS on 1433) listening on its public address and on each private endpoint address,
@@ -115,8 +118,13 @@ def error_answer(query: bytes, rcode: int) -> bytes:
 
 
 class DnsTable:
+    """Names -> entries; ``zones``: suffix -> entry for the names of a zone not listed (the most
+    specific suffix wins); ``default`` for the rest."""
+
     def __init__(self, spec: dict):
         self.names = {k.rstrip(".").lower(): v for k, v in spec.get("names", {}).items()}
+        self.zones = sorted(((k.rstrip(".").lower(), v) for k, v in spec.get("zones", {}).items()),
+                            key=lambda kv: -len(kv[0]))
         self.default = spec.get("default") or {"outcome": "NXDOMAIN"}
         # each alias of a chain answers the rest of it (a client following the CNAME asks
         # for it), unless the table has its own answer for that name
@@ -126,7 +134,10 @@ class DnsTable:
                 self.names.setdefault(alias, {**entry, "cnames": cnames[i + 1:]})
 
     def entry(self, qname: str) -> dict:
-        return self.names.get(qname.rstrip(".").lower(), self.default)
+        name = qname.rstrip(".").lower()
+        if name in self.names:
+            return self.names[name]
+        return next((e for z, e in self.zones if name == z or name.endswith("." + z)), self.default)
 
 
 def forward(query: bytes, servers: list[str], timeout: float = 2.0) -> bytes | None:
@@ -238,10 +249,12 @@ def dns_sockets(bind: str, port: int = 53) -> tuple[socket.socket, socket.socket
 
 def dns_main(spec: dict, ready) -> None:
     table = DnsTable(spec)
-    u, t = dns_sockets(spec.get("bind", "0.0.0.0"), int(spec.get("port", 53)))
-    threading.Thread(target=_serve_udp, args=(u, table), daemon=True).start()
-    threading.Thread(target=_serve_tcp, args=(t, table), daemon=True).start()
-    _log(f"dns on {spec.get('bind', '0.0.0.0')}:53: {len(table.names)} names, default {table.default}")
+    binds = spec.get("bind", "0.0.0.0")
+    for bind in [binds] if isinstance(binds, str) else binds:
+        u, t = dns_sockets(bind, int(spec.get("port", 53)))
+        threading.Thread(target=_serve_udp, args=(u, table), daemon=True).start()
+        threading.Thread(target=_serve_tcp, args=(t, table), daemon=True).start()
+    _log(f"dns on {binds} port 53: {len(table.names)} names, {len(table.zones)} zones, default {table.default}")
     ready()
     threading.Event().wait()
 
