@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vnetlab.backends import netns_backend as nb
-from vnetlab.backends.netns import kernel
+from vnetlab.backends.netns import Namespace, kernel
 from vnetlab.backends.netns import exec as nx
 from vnetlab.backends.netns.apply import K_PROC, pid_alive
 from vnetlab.backends.netns.plan import lab_id_for, plan
@@ -267,7 +267,23 @@ def test_plan_is_pure_and_deterministic():
     a, b = plan(topo, "abcd"), plan(topo, "abcd")
     assert a == b
     assert all(n.name.startswith("vlabcd-") for n in a.namespaces)
-    assert len({n.resolv_conf for n in a.namespaces}) == 1
+    # hosts (VMs, app sandboxes) ask the engine's DNS servers; the lab's own namespaces ask none
+    from vnetlab.backends.netns.plan import plan_with_names
+    from vnetlab.engine import dns as edns
+    from vnetlab.engine.network import LabView
+    names, view = plan_with_names(topo, "abcd")[1], LabView(topo)
+    hosts = {}
+    for who, ns in names.endpoints.items():
+        base = who.split("#")[0]
+        if ":" not in who and (topo.find("virtual_machines", base) or topo.find("web_apps", base)):
+            hosts[ns] = base
+    assert hosts
+    for n in a.namespaces:
+        servers = [line.split()[1] for line in n.resolv_conf.splitlines() if line.startswith("nameserver ")]
+        if n.name in hosts:
+            assert servers == edns.dns_servers_for(view, hosts[n.name])
+        else:
+            assert n.resolv_conf == Namespace(name=n.name).resolv_conf
     # no fabric has a route out: every fabric default route is a blackhole or to the lab's internet ns
     for r in a.routes:
         if "-fab-" in r.ns and r.dest == "default" and r.type == "unicast":
