@@ -36,6 +36,7 @@ AZURE_DNS = "168.63.129.16"   # https://learn.microsoft.com/azure/virtual-networ
 PRIO_DNS_REPLY = 50           # fabric: the resolver's replies, before the links' rules
 SANDBOX_DNS_TABLE, PRIO_SANDBOX_DNS = 53, 100
 MAX_NAMESERVERS = 3           # glibc reads at most three (MAXNS)
+NXDOMAIN = {"outcome": "NXDOMAIN", "cnames": [], "addresses": []}
 UNKNOWN_NAME = "name.unknown.invalid"   # a name nobody holds (RFC 2606): the table's default
 UNKNOWN_LABEL = "name-unknown-to-the-lab"   # a host name no zone holds
 # Azure-provided names; Azure's DHCP gives VMs a search suffix under it
@@ -60,6 +61,13 @@ def known_names(lay: Layout) -> list[str]:
     return sorted(names)
 
 
+def compact(table: dict[str, dict]) -> dict[str, dict]:
+    """The table without the plain NXDOMAIN entries (the process's default), except for names that
+    are an alias in some chain (the process would otherwise answer them with the rest of it)."""
+    aliases = {c.lower() for e in table.values() for c in e.get("cnames", [])}
+    return {n: e for n, e in table.items() if e != NXDOMAIN or n in aliases}
+
+
 def dns_process(ns: str, resource: str, spec: dict) -> Process:
     return Process(ns=ns, name="dns", argv=responder_argv("--dns", json.dumps(spec, sort_keys=True)),
                    kind="responder", tcp=[53], udp=[53], resource=resource)
@@ -73,12 +81,12 @@ def azure_dns(lay: Layout, names: list[str]) -> None:
         lay.addresses.append(Address(ns=fab, dev="lo", cidr=f"{AZURE_DNS}/32"))
         lay.rules.append(Rule(ns=fab, priority=PRIO_DNS_REPLY, iif="lo", from_=f"{AZURE_DNS}/32",
                               table=DELIVER_TABLE))
-        table = {n: entry(edns.azure_dns_answer(lay.net, vnet.name, n)) for n in names}
+        table = compact({n: entry(edns.azure_dns_answer(lay.net, vnet.name, n)) for n in names})
         lay.procs.append(dns_process(fab, f"dns-{vnet.name}", {"bind": AZURE_DNS, "names": table}))
     public = [AZURE_DNS] + public_resolvers(lay)
     for ip in public:
         lay.addresses.append(Address(ns=lay.inet, dev="lo", cidr=f"{ip}/32"))
-    table = {n: entry(edns.azure_dns_answer(lay.net, None, n)) for n in names}
+    table = compact({n: entry(edns.azure_dns_answer(lay.net, None, n)) for n in names})
     lay.procs.append(dns_process(lay.inet, "dns-public", {"bind": public, "names": table}))
 
 

@@ -19,6 +19,7 @@ from ...engine.security import FULL_PORTS, PRIVATE_RANGES
 from ...model import VirtualNetwork
 from .dns import AZURE_DNS
 from .layout import Layout, PlanInstance, Port, port_name, short_hash
+from .paas import nsg_applies
 from .routing import NVA_MARK_BASE, nva_return
 from .state import NftTable, ttl_decrement_body, ttl_preserve_body
 
@@ -91,7 +92,7 @@ class _Chains:
     """The NSG chains of one fabric (one per NSG x direction) and the per-port chains."""
 
     def __init__(self, lay: Layout, vnet: VirtualNetwork):
-        self.net, self.vnet = lay.net, vnet
+        self.lay, self.net, self.vnet = lay, lay.net, vnet
         self.chains: dict[str, list[str]] = {}
         self.nsg_chain: dict[tuple[str, str], str] = {}
         self.out_map: list[str] = []
@@ -122,6 +123,8 @@ class _Chains:
             self.chains["i_" + p.name] = [f"    {REJECT[proto]}" for proto in PROTOCOLS
                                           if integration_inbound_refused(proto)] + ["    drop"]
             self.in_map.append(f'"{p.name}" : jump i_{p.name}')
+        if nic is not None and not nsg_applies(self.lay, nic):
+            return   # a private endpoint whose subnet's network policies leave NSGs out
         if nic is not None:
             # a NIC without IP forwarding only receives what is addressed to it (the engine's)
             ins = [] if self.net.accepts_transit(nic) else [f"    ip daddr != {p.ip} drop"]

@@ -61,7 +61,7 @@ import hashlib
 from pathlib import Path
 
 from ...model import Topology
-from . import dns, nft, routing
+from . import dns, nft, paas, routing
 from .layout import Layout, Names
 from .state import DesiredState
 
@@ -86,6 +86,9 @@ def plan_with_names(topology: Topology, lab_id: str, tls_dir: str | None = None,
         nics.setdefault(nic.subnet.split("/")[0].lower(), []).append(nic)
     for vnet in topology.virtual_networks:
         lay.fabric(vnet, nics.get(vnet.name.lower(), []))
+        for nic in nics.get(vnet.name.lower(), []):
+            if nic.private_endpoint and nic.private_ip_address:
+                paas.private_endpoint(lay, lay.fabric_of[vnet.name.lower()], vnet, nic)
     lay.peerings()
     lay.apps()
     lay.plan_instance_links()
@@ -94,14 +97,17 @@ def plan_with_names(topology: Topology, lab_id: str, tls_dir: str | None = None,
     routing.internet_routes(lay)
     for sns, iface, gw in lay.integrated:
         dns.sandbox_dns_route(lay, sns, iface, gw)
+    paas.public_addresses(lay)
     if services:
         names = dns.known_names(lay)
         dns.azure_dns(lay, names)
         dns.custom_dns(lay, names)
         dns.resolv_confs(lay)
+        paas.processes(lay, tls_dir)
     for vnet in topology.virtual_networks:
         routing.fabric_routes(lay, vnet)
         nft.fabric_table(lay, vnet)
+    paas.service_endpoint_returns(lay)
     for pin in lay.plan_instances.values():
         lay.nft.append(nft.plan_instance_table(pin))
     nft.outer_tables(lay)

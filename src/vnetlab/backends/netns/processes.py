@@ -94,6 +94,12 @@ def _launched(p: Process) -> bool:
     return p.kind == "responder" and not p.env and p.cwd is None
 
 
+def _launch_key(p: Process) -> tuple[str, bool]:
+    """(interpreter, late): the platform services (DNS, PaaS: ``services.py``) bind the lab's
+    addresses and answer by its routes, so they start once the network is configured."""
+    return p.argv[0], "--dns" in p.argv or "--paas" in p.argv
+
+
 # -- /proc --------------------------------------------------------------------------------------
 def _cmdline(pid: int) -> list[str] | None:
     try:
@@ -287,19 +293,20 @@ class Starter:
     """Starts services. ``begin()`` starts the launcher(s) for the built-in responders right
     away, in the background (they bind to the wildcard address, so they only need their
     namespaces), while the links, addresses, routes and nft tables are being configured;
-    ``finish()`` collects their PIDs (the launcher reports once every socket is bound) and
-    starts the ``command:`` services (which may expect a configured network) with ``ip netns
-    exec``. ``finish()`` also runs on errors, so whatever was started gets recorded."""
+    ``finish()`` starts the launcher of the platform services (DNS, PaaS: they need the
+    network), collects every PID (a launcher reports once every socket is bound) and starts
+    the ``command:`` services (which may expect a configured network) with ``ip netns exec``.
+    ``finish()`` also runs on errors, so whatever was started gets recorded."""
 
     def __init__(self, store: Store, procs: list[Process]):
         self.store = store
         self.procs = procs
-        self.launch: dict[str, list[Process]] = {}
+        self.launch: dict[tuple[str, bool], list[Process]] = {}   # (interpreter, late) -> services
         self.others: list[Process] = []
         for p in procs:
-            (self.launch.setdefault(p.argv[0], []) if _launched(p) else self.others).append(p)
-        self.cmdlines = {exe: [exe, "-I", "-S", RESPONDER, "--launch", uuid.uuid4().hex[:16]]
-                         for exe in self.launch}
+            (self.launch.setdefault(_launch_key(p), []) if _launched(p) else self.others).append(p)
+        self.cmdlines = {key: [key[0], "-I", "-S", RESPONDER, "--launch", uuid.uuid4().hex[:16]]
+                         for key in self.launch}
         self.intents: dict[str, dict] = {}
         self.running: list[tuple[list[str], list[Process], subprocess.Popen, object]] = []
         self.done: dict[str, dict] = {}
@@ -317,26 +324,34 @@ class Starter:
                                  "resource": p.resource, "tcp": list(p.tcp), "udp": list(p.udp),
                                  "log": str(log_path(self.store, p.ns, p.name))}
             if _launched(p):
-                self.intents[key]["cmdline"] = self.cmdlines[p.argv[0]]
+                self.intents[key]["cmdline"] = self.cmdlines[_launch_key(p)]
         self.store.record_many(K_PROC, self.intents)
-        for exe, group in self.launch.items():
-            spec = {"parent": os.getpid(), "timeout": 10,
-                    "items": [{"key": proc_key(p), "ns": p.ns, "args": p.argv[4:], "title": p.resource or p.name,
-                               "log": self.intents[proc_key(p)]["log"], "etc": p.name == "webapp"}
-                              for p in group]}
-            out = tempfile.TemporaryFile()
-            proc = subprocess.Popen(self.cmdlines[exe], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                                    env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                                         "LANG": "C.UTF-8"})
-            self.running.append((self.cmdlines[exe], group, proc, out))
-            proc.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
+        for key, group in self.launch.items():
+            if not key[1]:
+                self._spawn(key, group)
+
+    def _spawn(self, key: tuple[str, bool], group: list[Process]) -> None:
+        spec = {"parent": os.getpid(), "timeout": 10,
+                "items": [{"key": proc_key(p), "ns": p.ns, "args": p.argv[4:], "title": p.resource or p.name,
+                           "log": self.intents[proc_key(p)]["log"], "etc": p.name == "webapp"}
+                          for p in group]}
+        out = tempfile.TemporaryFile()
+        proc = subprocess.Popen(self.cmdlines[key], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                                     "LANG": "C.UTF-8"})
+        self.running.append((self.cmdlines[key], group, proc, out))
+        proc.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
 
     def finish(self, start_others: bool = True) -> None:
         if self.finished:
             return
         self.finished = True
         try:
+            if start_others:  # the network is configured: the platform services can start
+                for key, group in self.launch.items():
+                    if key[1]:
+                        self._spawn(key, group)
             errors = self._collect_launched()
             if errors:
                 raise errors[0]

@@ -1,0 +1,167 @@
+"""PaaS in the emulation: private endpoints' namespaces and one real process per storage account,
+SQL server and key vault, answering each connection as the engine admits it (``engine.paas``).
+
+- A private endpoint's NIC is a namespace ``vl<lab>-pe-<name>`` holding the endpoint's address on
+  ``eth0``, a routed port of its VNet's fabric like a VM's NIC (the PE subnet's NSG applies when
+  the engine says the subnet's network policies make it apply).
+- Each PaaS resource's public address is an address of the internet namespace (on ``lo``).
+- One process per resource listens on its public address and on each of its endpoints' private
+  addresses (a socket per namespace, ``services.paas_main``): HTTPS on 443 (and HTTP on 80 for
+  storage) with a certificate of the lab's CA for its FQDNs, or TDS on 1433 for SQL. Its table:
+  for every address it listens on, for every source the lab has (VMs, web app instances,
+  internet hosts), the engine's trace of that flow says what source address the service sees,
+  and the engine's admission for it what the service answers; a default for any other source.
+- Service endpoint traffic arrives at the internet namespace with its private source (the
+  engine's ``VirtualNetworkServiceEndpoint`` routes, not SNATed by the fabric); the services'
+  replies go back to the fabric of the subnet it came from (a route per such subnet).
+"""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address
+
+from ...engine import dns as edns
+from ...engine import paas as epaas
+from ...engine.trace import trace
+from ...model import AzureError
+from .layout import LINK_GW, Layout, Port, port_name
+from .processes import responder_argv
+from .state import Address, Neighbour, Process
+
+PORTS = {"storage_accounts": [(443, True), (80, False)], "key_vaults": [(443, True)], "sql_servers": [(1433, False)]}
+SPEC_KIND = {"storage_accounts": "storage", "key_vaults": "keyvault", "sql_servers": "sql"}
+UNKNOWN_SOURCE = "192.0.2.254"   # TEST-NET-1: a source no rule of the lab names (the table's default)
+RID, WHEN = "@RID@", "@TIME@"    # filled in by the process for each answer
+
+
+def fqdns(lay: Layout, kind: str, res) -> list[str]:
+    """The names a resource's certificate holds: its public FQDNs (the engine's)."""
+    return sorted(fqdn for fqdn, _group, _privatelink, _cluster in edns.public_names(lay.topo, kind, res))
+
+
+def private_endpoint(lay: Layout, fab: str, vnet, nic) -> None:
+    """The namespace of a private endpoint's NIC: its address, a routed port of the fabric."""
+    view = lay.net.subnet_view(nic.subnet)
+    sn = view.subnet
+    ns = lay.add_ns(lay.nsname("pe", nic.private_endpoint))
+    lay.names.endpoints[f"pe:{nic.private_endpoint.lower()}"] = ns
+    port = port_name("n", nic.name)
+    pe_m, f_m = lay.veth(ns, "eth0", fab, port, alias=lay.topo.id_of("network_interfaces", nic))
+    own = sn.network_of(nic.private_ip_address) or sn.network
+    gw = str(IPv4Address(int(own.network_address) + 1))
+    lay.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{nic.private_ip_address}/{own.prefixlen}",
+                                 noprefixroute=True))
+    lay.route(ns, "default", via=gw, dev="eth0", onlink=True)
+    lay.neigh.append(Neighbour(ns=ns, dev="eth0", ip=gw, mac=f_m))
+    lay.neigh.append(Neighbour(ns=fab, dev=port, ip=nic.private_ip_address, mac=pe_m))
+    p = Port(fab, port, nic.private_ip_address, view.ref, vnet, nic=nic)
+    lay.ports[f"{port}@{fab}"] = p
+    lay.pe_ports[(vnet.name.lower(), nic.private_ip_address)] = p
+    lay.pe_ns[nic.private_endpoint.lower()] = ns
+
+
+def nsg_applies(lay: Layout, nic) -> bool:
+    """The NSGs of a private endpoint's subnet filter its traffic only under the subnet's network
+    policies (the engine's rule); other NICs always."""
+    if not getattr(nic, "private_endpoint", None):
+        return True
+    pe = lay.topo.find("private_endpoints", nic.private_endpoint)
+    return pe is not None and epaas.pe_nsg_applies(lay.topo, pe)
+
+
+def public_addresses(lay: Layout) -> None:
+    for (_kind, _name), ip in sorted(lay.net.paas.public.items(), key=lambda kv: int(kv[1])):
+        lay.addresses.append(Address(ns=lay.inet, dev="lo", cidr=f"{ip}/32"))
+
+
+def service_endpoint_returns(lay: Layout) -> None:
+    """The internet namespace's way back to private sources (service endpoint traffic): each
+    subnet with service endpoint routes is routed back to its VNet's fabric. (Its forward chain
+    still drops private destinations: only its own answers go there.)"""
+    for sref in sorted(lay.se_prefixes):
+        view = lay.net.subnet_view(sref)
+        for net in view.subnet.networks:
+            lay.route(lay.inet, str(net), via=LINK_GW, dev=port_name("f", view.vnet.name), onlink=True)
+
+
+def listen_addresses(lay: Layout, kind: str, res) -> list[dict]:
+    """Where the resource listens: its public address (internet namespace), then each of its
+    private endpoints' addresses (their namespaces)."""
+    out = []
+    public = lay.net.paas.public.get((kind, res.name.lower()))
+    if public is not None:
+        out.append({"ns": lay.inet, "ip": str(public)})
+    for ep in lay.net.paas.endpoints():
+        if ep.private_endpoint is not None and ep.kind == kind and ep.name.lower() == res.name.lower():
+            ns = lay.pe_ns.get(ep.private_endpoint.name.lower())
+            if ns is not None:
+                out.append({"ns": ns, "ip": str(ep.ip), "vnet": ep.vnet})
+    return out
+
+
+def _sources(lay: Layout) -> list[str]:
+    """Every source the lab has: VMs, web apps (each instance), internet hosts."""
+    out = [vm.name for vm in lay.topo.virtual_machines]
+    for app in lay.topo.web_apps:
+        plan = lay.topo.find("app_service_plans", app.plan)
+        out += [app.name if i == 0 else f"{app.name}#{i}" for i in range(plan.instances if plan else 1)]
+    out += [h.name for h in lay.topo.internet_hosts]
+    return out
+
+
+def _reaching(lay: Layout, source: str, ip: str, port: int):
+    """(source address the service sees, the engine's admission) of the flow ``source`` -> ``ip``
+    when the engine's trace says it reaches the service; None otherwise."""
+    try:
+        t = trace(lay.net, source, ip, port)
+    except AzureError:
+        return None  # a source the engine does not walk from (e.g. an internet host)
+    if getattr(t, "admission", None) is None or not t.source_ip_seen:
+        return None
+    return t.source_ip_seen, t.admission
+
+
+def admission_table(lay: Layout, listen: list[dict], port: int) -> dict:
+    """For each address: source address seen -> the engine's admission, and a default (an address
+    no rule names)."""
+    table = {}
+    for item in listen:
+        ip = item["ip"]
+        sources: dict[str, dict] = {}
+        for src in _sources(lay):
+            seen = _reaching(lay, src, ip, port)
+            if seen is not None:
+                sources.setdefault(seen[0], _admission(seen[1]))
+        endpoint = epaas.endpoint_at(lay.net, ip, item.get("vnet"))
+        table[ip] = {"sources": sources,
+                     "default": _admission(epaas.admit(lay.net, endpoint, ip, UNKNOWN_SOURCE, None))}
+    return table
+
+
+def _admission(adm) -> dict:
+    out = {"allowed": bool(adm.allowed), "code": adm.code or "", "http_status": adm.http_status or 0,
+           "text": adm.text or ""}
+    if not adm.allowed and adm.http_status:
+        out["body"] = epaas.http_body(adm, RID, WHEN)   # the service's own error body
+    return out
+
+
+def processes(lay: Layout, tls_dir: str | None) -> None:
+    for kind in ("storage_accounts", "sql_servers", "key_vaults"):
+        for res in getattr(lay.topo, kind, []):
+            listen = listen_addresses(lay, kind, res)
+            if not listen:
+                continue
+            ports = PORTS[kind]
+            spec = {"kind": SPEC_KIND[kind], "name": res.name, "listen": listen,
+                    "ports": [{"port": p, "tls": tls} for p, tls in ports],
+                    "admission": admission_table(lay, listen, ports[0][0])}
+            if any(tls for _, tls in ports):
+                spec["fqdns"] = fqdns(lay, kind, res)
+                if tls_dir:
+                    spec["cert"] = f"{tls_dir}/paas-{res.name.lower()}.pem"
+                    spec["key"] = f"{tls_dir}/paas-{res.name.lower()}.key"
+            lay.procs.append(Process(ns=lay.inet, name=f"paas-{res.name.lower()}",
+                                     argv=responder_argv("--paas", json.dumps(spec, sort_keys=True)),
+                                     kind="responder", tcp=[p for p, _ in ports], resource=res.name))

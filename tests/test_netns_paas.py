@@ -1,0 +1,177 @@
+"""Real PaaS endpoints in the emulation: curl by name to a storage account (through its private
+endpoint, or its public endpoint), a real TDS client (python-tds) against a SQL server, and a key
+vault's ``/healthstatus``: each answers what the engine's trace of the same flow says (verdict,
+the service's code, the source it sees)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from vnetlab.backends import netns_backend as nb
+from vnetlab.backends.netns import exec as nx
+from vnetlab.backends.netns import kernel
+from vnetlab.backends.netns.apply import K_PROC, pid_alive
+from vnetlab.backends.netns.plan import lab_id_for
+from vnetlab.lab import Lab
+from vnetlab.topology import load_yaml, parse
+from netns_support import NETNS_MARKS  # noqa: E402
+
+pytestmark = NETNS_MARKS
+
+LAB = textwrap.dedent("""
+    name: paas
+    location: westeurope
+    virtual_networks:
+      - name: hub
+        address_space: [10.1.0.0/16]
+        subnets:
+          - {name: default, address_prefix: 10.1.0.0/24}
+          - {name: pe, address_prefix: 10.1.1.0/24}
+          - {name: se, address_prefix: 10.1.3.0/24, service_endpoints: [Microsoft.KeyVault, Microsoft.Storage]}
+          - {name: integration, address_prefix: 10.1.2.0/26, delegations: [Microsoft.Web/serverFarms]}
+      - name: other
+        address_space: [10.3.0.0/16]
+        subnets: [{name: default, address_prefix: 10.3.0.0/24}]
+    virtual_machines:
+      - {name: vm1, subnet: hub/default}
+      - {name: sevm, subnet: hub/se}
+      - {name: othervm, subnet: other/default}
+    app_service_plans: [{name: plan1, sku: P1v3}]
+    web_apps:
+      - {name: app1, plan: plan1, vnet_integration: hub/integration}
+    private_dns_zones:
+      - name: privatelink.blob.core.windows.net
+        virtual_network_links: [{name: link-hub, virtual_network: hub}]
+      - name: privatelink.database.windows.net
+        virtual_network_links: [{name: link-hub, virtual_network: hub}]
+    private_endpoints:
+      - {name: pe-blob, subnet: hub/pe, target: acct1, group_id: blob,
+         private_dns_zone_group: [privatelink.blob.core.windows.net]}
+      - {name: pe-sql, subnet: hub/pe, target: sql1, group_id: sqlServer,
+         private_dns_zone_group: [privatelink.database.windows.net]}
+    storage_accounts:
+      - {name: acct1, network_rule_set: {default_action: Deny, virtual_network_rules: [hub/se]}}
+    sql_servers:
+      - {name: sql1, public_network_access: Disabled}
+    key_vaults:
+      - {name: kv1, network_acls: {default_action: Deny, virtual_network_rules: [hub/se]}}
+    """)
+
+BLOB, SQL, VAULT = "acct1.blob.core.windows.net", "sql1.database.windows.net", "kv1.vault.azure.net"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab.open(tmp_path_factory.mktemp("paas") / "home")
+    prefix = f"vl{lab_id_for(lab.home)}-"
+    try:
+        lab.up(parse(load_yaml(LAB)), backend="netns")
+        yield lab
+    finally:
+        pids = [d["pid"] for _, _, d in lab.store.records(K_PROC) if d.get("pid")]
+        lab.down()
+        assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
+        assert not [p for p in pids if pid_alive(p)]
+
+
+def engine(lab: Lab, who: str, name: str, port: int) -> dict:
+    return lab.trace(who, name, port).to_dict()
+
+
+def admission(trace: dict) -> dict:
+    """What the service decided, in the engine's trace."""
+    return trace.get("admission") or {}
+
+
+def curl(lab: Lab, who: str, url: str) -> tuple[int, dict[str, str], str]:
+    ca = str(lab.home / "tls" / "ca.pem")
+    out = nx.run_in(nb.namespace_of(lab, who), ["curl", "-s", "-i", "--max-time", "5", "--cacert", ca, url],
+                    timeout=30).stdout
+    head, _, body = out.partition("\n\n")   # text mode: CRLF read as LF
+    lines = head.split("\n")
+    status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+@pytest.mark.parametrize("who", ["vm1", "sevm", "othervm", "app1"])
+def test_storage_by_name_answers_as_the_engine_admits(lab, who):
+    want = engine(lab, who, BLOB, 443)
+    status, headers, body = curl(lab, who, f"https://{BLOB}/?comp=list")
+    if want["verdict"] == "Connected":
+        assert status == 200 and "<EnumerationResults" in body
+    else:
+        assert want["verdict"] == "Denied", want
+        adm = admission(want)
+        assert status == adm["http_status"] == 403
+        assert headers["x-ms-error-code"] == adm["code"]
+        assert f"<Code>{adm['code']}</Code><Message>{adm['text']}" in body
+
+
+def test_private_endpoint_gives_200_and_public_path_403(lab):
+    """The story: the same account by the same name, 200 from the linked hub (its private
+    endpoint), 403 AuthorizationFailure from the unlinked VNet (the public endpoint, Deny)."""
+    assert engine(lab, "vm1", BLOB, 443)["verdict"] == "Connected"
+    assert engine(lab, "othervm", BLOB, 443)["verdict"] == "Denied"
+    assert curl(lab, "vm1", f"https://{BLOB}/")[0] == 200
+    status, headers, _ = curl(lab, "othervm", f"https://{BLOB}/")
+    assert (status, headers.get("x-ms-error-code")) == (403, "AuthorizationFailure")
+
+
+TDS_CLIENT = textwrap.dedent("""
+    import json, sys, pytds
+    try:
+        pytds.connect(sys.argv[1], "master", "u", "p", port=1433, login_timeout=5, autocommit=True,
+                      disable_connect_retry=True).close()
+        print(json.dumps({"login": True}))
+    except Exception as e:
+        while e is not None and not hasattr(e, "msg_no"):
+            e = e.__cause__ or e.__context__
+        print(json.dumps({"login": False, "number": getattr(e, "msg_no", None), "text": getattr(e, "text", "")}))
+    """)
+
+
+def tds(lab: Lab, who: str, host: str) -> dict:
+    pytest.importorskip("pytds")
+    out = nx.run_in(nb.namespace_of(lab, who), [sys.executable, "-c", TDS_CLIENT, host], timeout=60).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("who", ["vm1", "othervm"])
+def test_sql_login_as_the_engine_admits(lab, who):
+    want = engine(lab, who, SQL, 1433)
+    got = tds(lab, who, SQL)
+    if want["verdict"] == "Connected":
+        assert got == {"login": True}
+    else:
+        adm = admission(want)
+        assert got["login"] is False and str(got["number"]) == str(adm.get("code"))
+        assert got["text"] == adm.get("text")
+
+
+def test_sql_public_access_disabled_is_47073(lab):
+    got = tds(lab, "othervm", SQL)
+    assert got["number"] == 47073
+    assert "Deny Public Network Access" in got["text"]
+
+
+@pytest.mark.parametrize("who", ["sevm", "othervm", "vm1"])
+def test_key_vault_sees_the_source_the_engine_says(lab, who):
+    want = engine(lab, who, VAULT, 443)
+    status, headers, _ = curl(lab, who, f"https://{VAULT}/healthstatus")
+    assert status == 200
+    seen = re.match(r"addr=([^;]+);", headers["x-ms-keyvault-network-info"]).group(1)
+    assert seen == want["source_ip_seen"]
+
+
+def test_processes_are_named_after_their_resource(lab):
+    ps = subprocess.run(["ps", "-eo", "pid,comm"], capture_output=True, text=True).stdout
+    pids = {d.get("resource"): d["pid"] for _, _, d in lab.store.records(K_PROC) if d.get("pid")}
+    for res in ("acct1", "sql1", "kv1"):
+        assert re.search(rf"^\s*{pids[res]}\s+vl:{res}$", ps, re.M), res
