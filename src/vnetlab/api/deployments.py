@@ -17,130 +17,21 @@ import hashlib
 import json
 import re
 import uuid
-from typing import Any
 
 from starlette.responses import Response
 
-from ..model.errors import AzureError, DeploymentNotFound, InvalidRequestContent, InvalidTemplate
+from ..engine.whatif import CREATE, resource_changes
+from ..lab import preview
+from ..model import Topology
+from ..model.errors import AzureError, DeploymentNotFound, InvalidRequestContent
+from ..model.ids import parse_id
+from ..topology import parse
+from .apply import LabTarget, get as get_resource
 from .arm import TOP_LEVEL_KEYS, Call, Router, bad_request, dumps, json_response
 from .state import LabState, Obj, require_group
+from .template import Declared, Scope, declared, resource_path, run
 
 _RESOURCE_KEYS = {k.lower() for k in TOP_LEVEL_KEYS} - {"id", "type", "name", "etag"}
-
-
-# -- template expressions ----------------------------------------------------------------------
-# The subset templates from az and from `az group export` use: parameters(), variables(),
-# resourceId(), resourceGroup(), subscription(), concat(), and property access.
-# https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions
-
-_TOKEN = re.compile(r"\s*(?:('(?:[^']|'')*')|(-?\d+)|([A-Za-z_][\w]*)|(.))")
-
-
-class _Expr:
-    def __init__(self, text: str, ctx: "_Context"):
-        self.tokens = [m for m in _TOKEN.finditer(text) if m.group(0).strip()]
-        self.pos, self.ctx, self.text = 0, ctx, text
-
-    def fail(self) -> AzureError:
-        return InvalidTemplate(f"Unable to evaluate the template language expression "
-                                                f"'[{self.text}]': vnetlab knows parameters, variables, resourceId, "
-                                                "resourceGroup, subscription and concat.")
-
-    def peek(self) -> str | None:
-        return self.tokens[self.pos].group(0).strip() if self.pos < len(self.tokens) else None
-
-    def take(self, want: str | None = None) -> re.Match:
-        if self.pos >= len(self.tokens) or (want is not None and self.peek() != want):
-            raise self.fail()
-        self.pos += 1
-        return self.tokens[self.pos - 1]
-
-    def parse(self) -> Any:
-        value = self.value()
-        if self.pos != len(self.tokens):
-            raise self.fail()
-        return value
-
-    def value(self) -> Any:
-        tok = self.take()
-        string, number, name = tok.group(1), tok.group(2), tok.group(3)
-        if string is not None:
-            out: Any = string[1:-1].replace("''", "'")
-        elif number is not None:
-            out = int(number)
-        elif name is not None:
-            self.take("(")
-            args = []
-            while self.peek() != ")":
-                args.append(self.value())
-                if self.peek() == ",":
-                    self.take(",")
-            self.take(")")
-            out = self.ctx.call(name.lower(), args, self)
-        else:
-            raise self.fail()
-        while self.peek() in (".", "["):
-            if self.take().group(0).strip() == ".":
-                key = self.take().group(3)
-                if key is None or not isinstance(out, dict):
-                    raise self.fail()
-                out = next((v for k, v in out.items() if k.lower() == key.lower()), None)
-            else:
-                index = self.value()
-                self.take("]")
-                out = out[index]
-        return out
-
-
-class _Context:
-    def __init__(self, state: LabState, sub: str, rg: str, template: Obj, parameters: dict):
-        self.sub, self.rg = sub, rg
-        group = state.read().group(rg)
-        self.location = (group.location if group and group.location else state.read().location).lower()
-        self.parameters = {}
-        for name, spec in template.obj("parameters").data.items():
-            given = next((v for k, v in parameters.items() if k.lower() == name.lower()), None)
-            if isinstance(given, dict) and "value" in given:
-                self.parameters[name.lower()] = given["value"]
-            elif isinstance(spec, dict) and "defaultValue" in spec:
-                self.parameters[name.lower()] = spec["defaultValue"]
-            else:
-                raise InvalidTemplate(f"The value for the template parameter '{name}' is not provided.")
-        self.parameters = {k: self.evaluate(v) for k, v in self.parameters.items()}
-        self.variables = {k.lower(): v for k, v in template.obj("variables").data.items()}
-
-    def call(self, name: str, args: list, expr: _Expr) -> Any:
-        if name == "parameters" and len(args) == 1 and str(args[0]).lower() in self.parameters:
-            return self.parameters[str(args[0]).lower()]
-        if name == "variables" and len(args) == 1 and str(args[0]).lower() in self.variables:
-            return self.evaluate(self.variables[str(args[0]).lower()])
-        if name == "concat":
-            return [x for a in args for x in a] if args and isinstance(args[0], list) else "".join(map(str, args))
-        if name == "resourcegroup" and not args:
-            return {"id": f"/subscriptions/{self.sub}/resourceGroups/{self.rg}", "name": self.rg,
-                    "location": self.location}
-        if name == "subscription" and not args:
-            return {"id": f"/subscriptions/{self.sub}", "subscriptionId": self.sub}
-        if name == "resourceid" and len(args) >= 2:
-            return resource_path(self.sub, self.rg, str(args[0]), [str(a) for a in args[1:]])
-        raise expr.fail()
-
-    def evaluate(self, value: Any) -> Any:
-        if isinstance(value, str) and value.startswith("[") and value.endswith("]") and not value.startswith("[["):
-            return _Expr(value[1:-1], self).parse()
-        if isinstance(value, dict):
-            return {k: self.evaluate(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.evaluate(v) for v in value]
-        return value
-
-
-def resource_path(sub: str, rg: str, type_: str, names: list[str]) -> str:
-    namespace, *types = type_.split("/")
-    if len(types) != len(names) or not types:
-        raise InvalidTemplate(f"The resource type '{type_}' does not match the names {names}.")
-    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/" + \
-        "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
 
 
 # -- the request body --------------------------------------------------------------------------
@@ -190,44 +81,22 @@ def deployment_body(call: Call) -> Obj:
 
 # -- deploying ---------------------------------------------------------------------------------
 
-def _ordered(resources: list[dict]) -> list[dict]:
-    """Dependencies first (dependsOn names a resource by type/name or by id), else template order."""
-    def key(res: dict) -> str:
-        return f"{res.get('type', '')}/{res.get('name', '')}".lower()
-
-    by_key = {key(r): r for r in resources}
-    out: list[dict] = []
-    seen: set[int] = set()
-
-    def visit(res: dict, stack: tuple = ()) -> None:
-        if id(res) in seen:
-            return
-        if id(res) in stack:
-            raise InvalidTemplate(f"Circular dependency detected on resource '{key(res)}'.")
-        for dep in res.get("dependsOn") or []:
-            dep_key = str(dep).lower().split("/providers/")[-1]
-            target = by_key.get(dep_key) or next((r for k, r in by_key.items() if k.endswith("/" + dep_key)), None)
-            if target is not None:
-                visit(target, stack + (id(res),))
-        seen.add(id(res))
-        out.append(res)
-
-    for res in resources:
-        visit(res)
-    return out
-
-
-def failure(rid: str, res: dict, response: Response) -> dict:
+def failure(rid: str, res: Declared, response: Response) -> dict:
     """ARM's DeploymentFailed error, with the failing resource's own error in its details."""
     try:
         inner = json.loads(response.body)["error"]
     except (ValueError, KeyError, TypeError):
         inner = {"code": "InternalServerError", "message": response.body.decode(errors="replace")}
+    return deployment_failed(rid, res, inner)
+
+
+def deployment_failed(rid: str, res: Declared | None, inner: dict) -> dict:
+    what = f"{res.type} '{res.name}': " if res is not None else ""
     return {"code": "DeploymentFailed",
             "message": "At least one resource deployment operation failed. Please list deployment operations for "
                        "details. Please see https://aka.ms/arm-deployment-operations for usage details.",
             "details": [{"code": inner.get("code", "BadRequest"), "target": rid,
-                         "message": f"{res.get('type', '')} '{res.get('name', '')}': {inner.get('message', '')}"}]}
+                         "message": f"{what}{inner.get('message', '')}"}]}
 
 
 _UNSUPPORTED_HINTS = {"microsoft.network/publicipaddresses": " (az vm create: pass --public-ip-address \"\")"}
@@ -242,6 +111,46 @@ def unsupported(rid: str, type_: str) -> dict:
                          "message": f"vnetlab does not model resources of type '{type_}'{hint}."}]}
 
 
+def _template_of(props: Obj) -> dict:
+    if "template" not in props:
+        raise InvalidRequestContent("The request content must have properties.template (templateLink is not "
+                                    "supported: pass the template inline, e.g. az deployment group create "
+                                    "--template-file).")
+    return props.obj("template").data
+
+
+def _top_level_id(rid: str) -> str:
+    parsed = parse_id(rid)
+    if parsed is None or len(parsed.types) < 2:
+        return rid
+    return resource_path(parsed.subscription, parsed.resource_group, f"{parsed.namespace}/{parsed.types[0]}",
+                         [parsed.names[0]])
+
+
+class _Failed(Exception):
+    def __init__(self, error: dict):
+        self.error = error
+
+
+class EndpointTarget:
+    """A deployment's resources PUT through the endpoint's own handlers, as a client's PUT is."""
+
+    def __init__(self, dispatch, call: Call):
+        self.dispatch, self.call = dispatch, call
+        self.deployed: list[str] = []
+
+    def put(self, resource: Declared, body: dict) -> None:
+        doc = {k: v for k, v in body.items() if k.lower() in _RESOURCE_KEYS}
+        response = self.dispatch(self.call, "PUT", resource.id, dumps(doc))
+        if response.status_code >= 400:
+            raise _Failed(failure(resource.id, resource, response))
+        self.deployed.append(resource.id)
+
+    def get(self, resource_id: str) -> dict | None:
+        response = self.dispatch(self.call, "GET", resource_id, b"")
+        return json.loads(response.body) if response.status_code == 200 else None
+
+
 class Deployments:
     """Deployments are kept in memory: ARM lists them, but they are not resources of the lab.
     ``dispatch(call, method, path, body)`` answers one request as the endpoint would;
@@ -251,29 +160,28 @@ class Deployments:
         self.state, self.dispatch, self.supports = state, dispatch, supports
         self.done: dict[tuple[str, str], dict] = {}
 
+    def scope(self, sub: str, rg: str, name: str) -> Scope:
+        topo = self.state.read()
+        group = topo.group(rg)
+        location = (group.location if group and group.location else topo.location).lower()
+        return Scope(sub, rg, location, name)
+
     def deploy(self, call: Call, rg: str, name: str, body: Obj, sub: str) -> dict:
         props = body.obj("properties")
-        template = props.obj("template")
-        if "template" not in props:
-            raise InvalidRequestContent("The request content must have properties.template (templateLink is not supported: "
-                              "pass the template inline, e.g. az deployment group create --template-file).")
-        ctx = _Context(self.state, sub, rg, template, props.obj("parameters").data)
-        resources = ctx.evaluate(template.list("resources"))
-        deployed: list[dict] = []
-        todo = [(resource_path(sub, rg, str(r.get("type", "")), str(r.get("name", "")).split("/")), r)
-                for r in _ordered([r for r in resources if isinstance(r, dict)]) if r.get("condition") is not False]
-        for rid, res in todo:
-            if not self.supports("PUT", rid):
-                return self.record(sub, rg, name, props, [], {}, unsupported(rid, str(res.get("type"))))
-        for rid, res in todo:
-            doc = {k: v for k, v in res.items() if k.lower() in _RESOURCE_KEYS}
-            response = self.dispatch(call, "PUT", rid, dumps(doc))
-            if response.status_code >= 400:
-                return self.record(sub, rg, name, props, deployed, {}, failure(rid, res, response))
-            deployed.append({"id": rid})
-        outputs = {k: {"type": (v or {}).get("type", "String"), "value": ctx.evaluate((v or {}).get("value"))}
-                   for k, v in template.obj("outputs").data.items()}
-        return self.record(sub, rg, name, props, deployed, outputs)
+        template, parameters = _template_of(props), props.obj("parameters").data
+        scope = self.scope(sub, rg, name)
+        for res in declared(template, parameters, scope):
+            if not res.is_deployment and not self.supports("PUT", res.id):
+                return self.record(sub, rg, name, props, [], {}, unsupported(res.id, res.type))
+        target = EndpointTarget(self.dispatch, call)
+        try:
+            outputs, deployed = run(template, parameters, scope, target)
+        except _Failed as failed:
+            return self.record(sub, rg, name, props, [{"id": i} for i in target.deployed], {}, failed.error)
+        except AzureError as exc:  # the template itself: an expression, a dependency cycle, a reference
+            return self.record(sub, rg, name, props, [{"id": i} for i in target.deployed], {},
+                               deployment_failed(f"{scope.subscription}/{rg}/{name}", None, exc.to_body()["error"]))
+        return self.record(sub, rg, name, props, [{"id": i} for i in deployed], outputs)
 
     def record(self, sub: str, rg: str, name: str, props: Obj, deployed: list, outputs: dict,
                error: dict | None = None) -> dict:
@@ -307,16 +215,61 @@ class Deployments:
         status = f"{call.base_url}{doc['id']}/operationStatuses/{uuid.uuid4()}?api-version=2024-11-01"
         return json_response(running, 200 if existed else 201, {"Azure-AsyncOperation": status, "Retry-After": "0"})
 
-    def validate(self, call: Call) -> Response:
+    def dry_run(self, call: Call) -> tuple[Topology, Topology, list[str], Obj]:
+        """The template deployed into a copy of the lab, nothing written: (the lab, the lab after it,
+        the ids the template deploys, the request's properties). Raises the first refusal."""
         rg = require_group(self.state.read(), call.params["rg"])
         props = deployment_body(call).obj("properties")
-        ctx = _Context(self.state, call.subscription, rg, props.obj("template"), props.obj("parameters").data)
-        ctx.evaluate(props.obj("template").list("resources"))
-        rid = f"/subscriptions/{call.subscription}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments/" \
-              f"{call.params['name']}"
+        template, parameters = _template_of(props), props.obj("parameters").data
+        before = self.state.read()
+        draft = parse(before.model_dump(mode="json"))
+        _, ids = run(template, parameters, self.scope(call.subscription, rg, call.params["name"]), LabTarget(draft))
+        return before, preview(parse(draft.model_dump(mode="json")), before), ids, props
+
+    def validate(self, call: Call) -> Response:
+        """POST .../deployments/{name}/validate: the deployment tried on a copy of the lab; Azure's
+        InvalidTemplateDeployment with the first refusal inside when it would fail.
+        https://learn.microsoft.com/rest/api/resources/deployments/validate"""
+        rid = f"/subscriptions/{call.subscription}/resourceGroups/{call.params['rg']}/providers/" \
+              f"Microsoft.Resources/deployments/{call.params['name']}"
+        try:
+            _, _, ids, props = self.dry_run(call)
+        except AzureError as exc:
+            inner = exc.to_body()["error"]
+            return json_response({"error": {
+                "code": "InvalidTemplateDeployment",
+                "message": f"The template deployment '{call.params['name']}' is not valid according to the "
+                           f"validation procedure. See inner errors for details.",
+                "details": [inner]}}, 400)
         return json_response({"id": rid, "name": call.params["name"], "type": "Microsoft.Resources/deployments",
                               "properties": {"provisioningState": "Succeeded", "mode": "Incremental",
-                                             "parameters": props.obj("parameters").data}})
+                                             "parameters": props.obj("parameters").data,
+                                             "validatedResources": [{"id": i} for i in ids]}})
+
+    def what_if(self, call: Call) -> Response:
+        """POST .../deployments/{name}/whatIf: each resource the template deploys, Create, Modify
+        (with its changed properties) or NoChange, from the engine's comparison of the lab before and
+        after (:func:`vnetlab.engine.whatif.resource_changes`); types vnetlab does not model: Unsupported.
+        https://learn.microsoft.com/rest/api/resources/deployments/what-if"""
+        before, after, ids, props = self.dry_run(call)
+        by_id = {c.resource_id.lower(): c for c in resource_changes(before, after)}
+        changes, seen = [], set()
+        for rid in ids:
+            top = _top_level_id(rid)
+            if top.lower() in seen:
+                continue
+            seen.add(top.lower())
+            change = by_id.get(top.lower())
+            if change is None:
+                changes.append({"resourceId": top, "changeType": "Unsupported",
+                                "unsupportedReason": "vnetlab does not model this resource type."})
+                continue
+            changes.append({"resourceId": change.resource_id, "changeType": change.change_type,
+                            "before": get_resource(before, top) if change.change_type != CREATE else None,
+                            "after": get_resource(after, top),
+                            "delta": [{"path": d.path, "propertyChangeType": d.change_type, "before": d.before,
+                                       "after": d.after} for d in change.delta] or None})
+        return json_response({"status": "Succeeded", "properties": {"changes": changes}})
 
     def get(self, call: Call) -> Response:
         rg = require_group(self.state.read(), call.params["rg"])
@@ -345,5 +298,6 @@ class Deployments:
         r.add("GET", f"{base}/{{name}}", self.get)
         r.add("GET", base, self.list_)
         r.add("POST", f"{base}/{{name}}/validate", self.validate, blocking=True)
+        r.add("POST", f"{base}/{{name}}/whatIf", self.what_if, blocking=True)
         r.add("GET", f"{base}/{{name}}/operationStatuses/{{op}}", self.operation_status)
         return r

@@ -136,13 +136,21 @@ class TopLevel:
                 if current is None:
                     raise self.not_found(rg, name)
                 source = Obj(merge(before, body.data), "")
-            new = self.from_wire(topo, source, current, rg, current.name if current else name)
-            _replace(getattr(topo, self.kind), current, new)
-            created.append(current is None)
+            created.append(self.put_into(topo, rg, name, source, current) is None)
 
         topo = state.change(change)
         res = find(topo, self.kind, call.params["rg"], name)
         return resource_response(self.to_wire(topo, res), self.created if created[0] else 200)
+
+    def put_into(self, topo: Topology, rg: str, name: str, body: Obj, current: Any = ...) -> Any:
+        """The resource ``body`` describes, put into ``topo`` (a lab being changed): what a PUT does
+        inside its transaction, and what a template deployment or an import does per resource.
+        Returns the resource it replaced (None: created)."""
+        if current is ...:
+            current = find(topo, self.kind, rg, name)
+        new = self.from_wire(topo, body, current, rg, current.name if current else name)
+        _replace(getattr(topo, self.kind), current, new)
+        return current
 
     def put(self, state: LabState, call: Call) -> Response:
         return self.write(state, call, Obj(call.resource_body(), ""))
@@ -240,13 +248,18 @@ class Child:
             if conditional(call.headers):
                 check_preconditions(call.headers,
                                     self.to_wire(topo, parent, current) if current is not None else None)
-            new = self.from_wire(topo, body, parent, current, current.name if current else name)
-            _replace(self.items(parent), current, new)
-            created.append(current is None)
+            created.append(self.put_into(topo, parent, name, body) is None)
 
         topo = state.change(change)
         parent = find(topo, self.parent.kind, call.params["rg"], call.params["name"])
         return resource_response(self.to_wire(topo, parent, self._find(parent, name)), 201 if created[0] else 200)
+
+    def put_into(self, topo: Topology, parent: Any, name: str, body: Obj) -> Any:
+        """The child ``body`` describes, put into its ``parent`` in ``topo``; returns the one it replaced."""
+        current = self._find(parent, name)
+        new = self.from_wire(topo, body, parent, current, current.name if current else name)
+        _replace(self.items(parent), current, new)
+        return current
 
     def delete(self, state: LabState, call: Call) -> Response:
 

@@ -202,7 +202,10 @@ def _outbound_from(props: Obj, current: WebApp | None) -> OutboundVnetRouting | 
     if "outboundVnetRouting" not in props:
         return current.outbound_vnet_routing.model_copy() if current and current.outbound_vnet_routing else None
     given = props.obj("outboundVnetRouting")
-    return OutboundVnetRouting(**{f: given.bool(w, False) for w, f in OUTBOUND_FIELDS.items()})
+    ovr = OutboundVnetRouting(**{f: given.bool(w, False) for w, f in OUTBOUND_FIELDS.items()})
+    # every channel off acts as none set: kept as none, so that a site read back (az group export)
+    # and written again is the same site
+    return None if ovr == OutboundVnetRouting() else ovr
 
 
 def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, name: str) -> WebApp:
@@ -272,16 +275,34 @@ def get_config_web(state: LabState, call: Call) -> Response:
     return resource_response(config_doc(topo, app, "web", site_config_wire(topo, app)))
 
 
+def apply_config_web(topo: Topology, app: WebApp, config: Obj) -> None:
+    """sites/{app}/config/web: the members given change, the others stay."""
+    if "vnetRouteAllEnabled" in config:
+        app.set_route_all(config.bool("vnetRouteAllEnabled"))
+    app.site_config = merge_site_config(app, config, _linux(topo, app))
+
+
+def apply_app_settings(topo: Topology, app: WebApp, props: Obj) -> None:
+    """sites/{app}/config/appsettings: the settings are replaced."""
+    app.app_settings = {key: props.str(key) or "" for key in props.data}
+
+
+def apply_swift(topo: Topology, app: WebApp, props: Obj) -> None:
+    """sites/{app}/networkConfig/virtualNetwork {subnetResourceId}: regional VNet integration."""
+    rid = require(props.str("subnetResourceId"), "properties.subnetResourceId")
+    integrate(topo, app, subnet_of_id(topo, rid, "properties.subnetResourceId"), delegate=False)
+
+
+# A site's settings written as child resources (as templates declare them), by type and name:
+# what their PUT does to the site. https://learn.microsoft.com/azure/templates/microsoft.web/sites/config
+SITE_SETTINGS = {("config", "web"): apply_config_web, ("config", "appsettings"): apply_app_settings,
+                 ("networkconfig", "virtualnetwork"): apply_swift}
+
+
 def set_config_web(state: LabState, call: Call) -> Response:
     """PUT or PATCH sites/{app}/config/web: the members given change, the others stay."""
     config = Obj(call.resource_body(), "").obj("properties")
-
-    def apply(topo: Topology, app: WebApp) -> None:
-        if "vnetRouteAllEnabled" in config:
-            app.set_route_all(config.bool("vnetRouteAllEnabled"))
-        app.site_config = merge_site_config(app, config, _linux(topo, app))
-
-    topo, app = _change_site(state, call, apply)
+    topo, app = _change_site(state, call, lambda topo, app: apply_config_web(topo, app, config))
     return resource_response(config_doc(topo, app, "web", site_config_wire(topo, app)))
 
 
@@ -292,12 +313,7 @@ def list_app_settings(state: LabState, call: Call) -> Response:
 
 def put_app_settings(state: LabState, call: Call) -> Response:
     props = Obj(call.resource_body(), "").obj("properties")
-    settings = {key: props.str(key) or "" for key in props.data}
-
-    def apply(topo: Topology, app: WebApp) -> None:
-        app.app_settings = settings
-
-    topo, app = _change_site(state, call, apply)
+    topo, app = _change_site(state, call, lambda topo, app: apply_app_settings(topo, app, props))
     return json_response(config_doc(topo, app, "appsettings", dict(app.app_settings)))
 
 
@@ -343,12 +359,7 @@ def get_swift(state: LabState, call: Call) -> Response:
 def put_swift(state: LabState, call: Call) -> Response:
     """PUT/PATCH sites/{app}/networkConfig/virtualNetwork {properties.subnetResourceId}: 200 only."""
     props = Obj(call.resource_body(), "").obj("properties")
-
-    def apply(topo: Topology, app: WebApp) -> None:
-        rid = require(props.str("subnetResourceId"), "properties.subnetResourceId")
-        integrate(topo, app, subnet_of_id(topo, rid, "properties.subnetResourceId"), delegate=False)
-
-    topo, app = _change_site(state, call, apply)
+    topo, app = _change_site(state, call, lambda topo, app: apply_swift(topo, app, props))
     return resource_response(swift_doc(topo, app))
 
 

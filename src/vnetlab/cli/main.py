@@ -20,6 +20,7 @@ from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
 from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
 from ..model.errors import EmulationNotRunning, InvalidArgumentValue, LabNotFound
+from ..model.ids import DEFAULT_SUBSCRIPTION
 from ..topology import load, pydantic_error, schema as topology_schema
 from .progress import Bar, wanted as progress_wanted
 from .render import Output, console, err_console, matrix_table, print_json, resolution_lines, table, trace_table
@@ -368,6 +369,66 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.yaml, "-o", "--output",
         print_json(export_doc(topo))
     else:
         sys.stdout.write(dump(topo))
+
+
+@app.command("import")
+def import_(files: list[Path] = typer.Argument(..., help="ARM templates, az ... list / az resource list / az graph "
+                                               "query outputs (JSON), a vnetlab topology file: any mix."),
+            name: Optional[str] = typer.Option(None, "--name", help="The lab's name (default: the first file's)."),
+            resource_group: str = typer.Option("rg1", "--resource-group", "-g",
+                                               help="The group templates deploy into (ids name their own)."),
+            location: Optional[str] = typer.Option(None, "--location", "-l",
+                                                   help="The templates' group location (default: the resources')."),
+            parameters: list[str] = typer.Option([], "--parameters", "-p",
+                                                 help="Template parameters: @file.json or NAME=VALUE (repeatable)."),
+            backend: Optional[str] = typer.Option(None, "--backend", help="sim (default) or netns (Linux, root)."),
+            replace: bool = typer.Option(False, "--replace", help="Replace a running lab of another name."),
+            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+    """Build the lab from what Azure exports: each resource read as the ARM endpoint reads it. Types vnetlab
+    does not model are listed and skipped; references to resources not in the files are reported and dropped."""
+    from ..api import estate
+    lab = Lab.open(home)
+    with Bar(progress_wanted(output), "Reading the files", total=None) as bar:
+        sources = estate.read(files)
+        params = estate.parameters_from(parameters)
+        topo, report = _import_with_progress(lab, sources, name or files[0].stem, resource_group, location, params,
+                                             backend, replace, bar)
+    if output == Output.json:
+        print_json({"lab": topo.name, **report.to_dict()})
+    else:
+        _import_table(topo, report)
+
+
+def _import_with_progress(lab: Lab, sources, name: str, resource_group: str, location: Optional[str], params: dict,
+                          backend: Optional[str], replace: bool, bar: Bar):
+    from ..api import estate, template
+    scope = template.Scope(DEFAULT_SUBSCRIPTION, resource_group, location or "westeurope")
+    total = sources.resources(scope, params)
+    bar.update(completed=0, total=total + len(UP_STAGES), description="Reading the resources")
+    topo, report = estate.build(sources, name, resource_group, location, params, progress=lambda _id: bar.advance())
+
+    def stage(name: str) -> None:
+        bar.update(description=UP_STAGES[name])
+        bar.advance()
+
+    lab.up(topo, backend, replace, stage=stage)
+    return lab.topology(), report
+
+
+def _import_table(topo: Topology, report) -> None:
+    counts = ", ".join(f"{len(getattr(topo, k))} {k.replace('_', ' ')}" for k in
+                       ("virtual_networks", "network_security_groups", "route_tables", "virtual_machines",
+                        "app_service_plans", "web_apps"))
+    console.print(f"Lab [bold]{topo.name}[/] imported: {len(report.imported)} resources read ({counts}).")
+    if report.skipped:
+        console.print(f"Skipped {sum(map(len, report.skipped.values()))} resources of types vnetlab does not model:")
+        for type_, ids in sorted(report.skipped.items()):
+            console.print(f"  {type_} ({len(ids)})", markup=False, highlight=False)
+    for r in report.refused:
+        console.print(f"Refused {r.id}: ({r.code}) {r.message}", markup=False, highlight=False)
+    for m in report.missing:
+        what = "reference dropped" if m.dropped == "reference" else "resource left out"
+        console.print(f"Not in the files: {m.id}, referenced by {m.by} ({what}).", markup=False, highlight=False)
 
 
 def _whatif_table(result) -> None:
