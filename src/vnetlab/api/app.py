@@ -85,7 +85,7 @@ def internal_dispatch(router: Router):
         try:
             route, params = router.match(method, path)
             return route.handler(Call(outer.request, params, body, outer.subscription))
-        except ArmError as err:
+        except AzureError as err:  # ArmError or any typed refusal (validation, references)
             return error_response(err)
         except Exception as exc:  # noqa: BLE001 - as in dispatch(): typed errors become ARM errors
             mapped = map_error(exc)

@@ -26,7 +26,7 @@ from ..model import Topology
 from ..model.errors import AzureError, DeploymentNotFound, InvalidRequestContent
 from ..model.ids import parse_id
 from ..topology import parse
-from .apply import LabTarget, get as get_resource
+from .apply import LabTarget, get as get_resource, supported
 from .arm import TOP_LEVEL_KEYS, Call, Router, bad_request, dumps, json_response
 from .state import LabState, Obj, require_group
 from .template import Declared, Scope, declared, resource_path, run
@@ -127,6 +127,20 @@ def _top_level_id(rid: str) -> str:
                          [parsed.names[0]])
 
 
+class _DryRun(LabTarget):
+    """A deployment into a copy of the lab (validate, what-if)."""
+
+    def __init__(self, topo: Topology, skip_unknown: bool):
+        super().__init__(topo)
+        self.skip_unknown, self.unknown = skip_unknown, []
+
+    def put(self, resource: Declared, body: dict) -> None:
+        if self.skip_unknown and not supported(resource.type):
+            self.unknown.append(resource.id)
+            return
+        super().put(resource, body)
+
+
 class _Failed(Exception):
     def __init__(self, error: dict):
         self.error = error
@@ -178,9 +192,10 @@ class Deployments:
             outputs, deployed = run(template, parameters, scope, target)
         except _Failed as failed:
             return self.record(sub, rg, name, props, [{"id": i} for i in target.deployed], {}, failed.error)
-        except AzureError as exc:  # the template itself: an expression, a dependency cycle, a reference
+        except AzureError as exc:  # found while deploying: a reference() to nothing, a nested template
+            rid = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments/{name}"
             return self.record(sub, rg, name, props, [{"id": i} for i in target.deployed], {},
-                               deployment_failed(f"{scope.subscription}/{rg}/{name}", None, exc.to_body()["error"]))
+                               deployment_failed(rid, None, exc.to_body()["error"]))
         return self.record(sub, rg, name, props, [{"id": i} for i in deployed], outputs)
 
     def record(self, sub: str, rg: str, name: str, props: Obj, deployed: list, outputs: dict,
@@ -215,16 +230,18 @@ class Deployments:
         status = f"{call.base_url}{doc['id']}/operationStatuses/{uuid.uuid4()}?api-version=2024-11-01"
         return json_response(running, 200 if existed else 201, {"Azure-AsyncOperation": status, "Retry-After": "0"})
 
-    def dry_run(self, call: Call) -> tuple[Topology, Topology, list[str], Obj]:
+    def dry_run(self, call: Call, skip_unknown: bool = False) -> tuple[Topology, Topology, list[str], Obj]:
         """The template deployed into a copy of the lab, nothing written: (the lab, the lab after it,
-        the ids the template deploys, the request's properties). Raises the first refusal."""
+        the ids the template deploys, the request's properties). Raises the first refusal; a type
+        vnetlab does not model is one, unless ``skip_unknown``."""
         rg = require_group(self.state.read(), call.params["rg"])
         props = deployment_body(call).obj("properties")
         template, parameters = _template_of(props), props.obj("parameters").data
         before = self.state.read()
         draft = parse(before.model_dump(mode="json"))
-        _, ids = run(template, parameters, self.scope(call.subscription, rg, call.params["name"]), LabTarget(draft))
-        return before, preview(parse(draft.model_dump(mode="json")), before), ids, props
+        target = _DryRun(draft, skip_unknown)
+        _, ids = run(template, parameters, self.scope(call.subscription, rg, call.params["name"]), target)
+        return before, preview(parse(draft.model_dump(mode="json")), before), ids + target.unknown, props
 
     def validate(self, call: Call) -> Response:
         """POST .../deployments/{name}/validate: the deployment tried on a copy of the lab; Azure's
@@ -251,7 +268,7 @@ class Deployments:
         (with its changed properties) or NoChange, from the engine's comparison of the lab before and
         after (:func:`vnetlab.engine.whatif.resource_changes`); types vnetlab does not model: Unsupported.
         https://learn.microsoft.com/rest/api/resources/deployments/what-if"""
-        before, after, ids, props = self.dry_run(call)
+        before, after, ids, props = self.dry_run(call, skip_unknown=True)
         by_id = {c.resource_id.lower(): c for c in resource_changes(before, after)}
         changes, seen = [], set()
         for rid in ids:

@@ -283,11 +283,11 @@ def build(sources: Sources, name: str, resource_group: str, location: str | None
 
 
 def _add_groups(topo: Topology, sources: Sources, parsed: list, resource_group: str, location: str | None) -> None:
-    """The groups the resources' ids name (in the location of their first resource), and the
-    templates' group."""
+    """The groups the ids of the resources vnetlab models name (in the location of their first
+    resource), and the templates' group."""
     wanted: dict[str, str | None] = {}
     for item, p in parsed:
-        if p is not None:
+        if p is not None and apply.supported(item.type):
             wanted.setdefault(p.resource_group, normalize_location(str(item.body.get("location") or "")))
     if sources.templates:
         wanted.setdefault(resource_group, normalize_location(location or "") or topo.location)

@@ -579,7 +579,23 @@ def declared(template: dict, parameters: dict, scope: Scope) -> list[Declared]:
 
 
 def count(template: dict, parameters: dict, scope: Scope) -> int:
-    return len(declared(template, parameters, scope))
+    """How many resources deploying the template puts (nested deployments' too, as far as they can be
+    told before deploying): for a progress bar."""
+    return _count(declared(template, parameters, scope))
+
+
+def _count(resources: list[Declared]) -> int:
+    total = 0
+    for res in resources:
+        if not res.is_deployment:
+            total += 1
+            continue
+        try:
+            child, template, scope = _inside(res)
+            total += _count(_ordered(_declare(child, _resources_of(template), None, scope), scope))
+        except AzureError:  # its names need reference(): told as they come
+            total += len(_resources_of(_get_obj(_get_obj(res.raw, "properties"), "template")))
+    return total
 
 
 class _NoTarget:
@@ -617,6 +633,13 @@ def _deploy(ctx: _Context, template: dict, scope: Scope, state: _Run) -> dict:
 def _nested(res: Declared, state: _Run) -> None:
     """A nested Microsoft.Resources/deployments with an inline template, deployed where it stands.
     https://learn.microsoft.com/azure/azure-resource-manager/templates/linked-templates#nested-template"""
+    child, template, scope = _inside(res)
+    state.outputs[res.id.lower()] = _deploy(child, template, scope, state)
+
+
+def _inside(res: Declared) -> tuple[_Context, dict, Scope]:
+    """A nested deployment's template, the context its expressions see, and where it deploys:
+    ``inner`` scope, its own parameters (given by the parent); ``outer`` (the default), the parent's."""
     saved, res.ctx.copy_index = res.ctx.copy_index, res.copy_index
     try:
         props = _get_obj(res.raw, "properties")
@@ -635,4 +658,4 @@ def _nested(res: Declared, state: _Run) -> None:
             child.copy_index = dict(res.copy_index)
     finally:
         res.ctx.copy_index = saved
-    state.outputs[res.id.lower()] = _deploy(child, template, scope, state)
+    return child, template, scope

@@ -1,0 +1,223 @@
+"""vnetlab import: labs from az's list outputs, Resource Graph, ARM templates and topology files, and
+the round trips (YAML -> export -> import; the ARM endpoint's az group export -> import)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import cli
+from vnetlab.api import create_app, estate, template
+from vnetlab.engine.whatif import NO_CHANGE, resource_changes
+from vnetlab.lab import Lab
+from vnetlab.model.ids import DEFAULT_SUBSCRIPTION
+from vnetlab.topology import load
+
+DATA = Path(__file__).parent / "data" / "estate"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SUB = "2d1c7a3e-5b8f-4c61-9e2a-7f0b3c4d5e6f"
+LISTS = ["az-network-vnet-list.json", "az-network-nsg-list.json", "az-network-route-table-list.json",
+         "az-network-nic-list.json", "az-vm-list.json", "az-appservice-plan-list.json", "az-webapp-list.json",
+         "az-resource-list.json", "az-graph-query.json"]
+
+
+def imported(tmp_path, *args: str) -> tuple[Lab, dict]:
+    home = tmp_path / "imported"
+    result = cli(home, "import", *args, "-o", "json")
+    assert result.exit_code == 0, result.output
+    return Lab.open(home), json.loads(result.output)
+
+
+# -- lists as az prints them ----------------------------------------------------------------------
+
+@pytest.fixture(name="estate")
+def estate_lab(tmp_path):
+    return imported(tmp_path, *(str(DATA / f) for f in LISTS), "--name", "estate")
+
+
+def test_lists_as_az_prints_them_build_the_estate(estate):
+    lab, report = estate
+    topo = lab.topology()
+    assert topo.name == "estate" and topo.subscription_id == SUB
+    assert sorted(g.name for g in topo.resource_groups) == ["rg-hub", "rg-spoke"]
+    spoke = topo.vnet("vnet-spoke")
+    assert topo.rg_of(spoke) == "rg-spoke" and spoke.tags == {"env": "prod"}
+    vm_subnet, integration = spoke.subnet("snet-vm"), spoke.subnet("snet-integration")
+    assert (vm_subnet.network_security_group, vm_subnet.route_table) == ("nsg-vm", "rt-spoke")
+    assert [d.service_name for d in integration.delegations] == ["Microsoft.Web/serverFarms"]
+    states = {(v.name, p.name): p.peering_state for v in topo.virtual_networks for p in v.peerings}
+    assert states == {("vnet-hub", "hub-to-spoke"): "Connected", ("vnet-spoke", "spoke-to-hub"): "Connected"}
+    # the NSG of rg-hub came from the Resource Graph result (lower-case type, nested properties)
+    assert [r.name for r in topo.find("network_security_groups", "nsg-shared").security_rules] == \
+        ["allow-spoke-forward"]
+    assert [(r.name, r.access, r.destination_port_range) for r in
+            topo.find("network_security_groups", "nsg-vm").security_rules] == \
+        [("allow-http-vnet", "Allow", "80"), ("deny-ssh-internet", "Deny", "22")]
+    route = topo.find("route_tables", "rt-spoke").routes[0]
+    assert (route.next_hop_type, route.next_hop_ip_address) == ("VirtualAppliance", "10.10.1.4")
+    nva = topo.find("network_interfaces", "vm-nvaVMNic")
+    assert (nva.subnet, nva.private_ip_address, nva.enable_ip_forwarding) == ("vnet-hub/snet-shared", "10.10.1.4", True)
+    assert topo.find("virtual_machines", "vm-nva").vm_size == "Standard_B2s"
+    plan = topo.find("app_service_plans", "plan-web")
+    assert (plan.sku, plan.os, topo.location_of(plan)) == ("P1v3", "linux", "westeurope")
+    app = topo.find("web_apps", "app-shop")
+    assert (app.plan, app.vnet_integration, app.route_all, app.https_only) == \
+        ("plan-web", "vnet-spoke/snet-integration", True, True)
+    assert report["refused"] == []
+
+
+def test_types_vnetlab_does_not_model_are_listed_and_skipped(estate):
+    _, report = estate
+    assert {t: len(ids) for t, ids in report["skipped"].items()} == {
+        "Microsoft.Network/publicIPAddresses": 1, "Microsoft.Compute/disks": 1,
+        "Microsoft.Storage/storageAccounts": 1, "Microsoft.Network/networkWatchers": 1}
+    assert f"/subscriptions/{SUB}/resourceGroups/rg-hub/providers/Microsoft.Network/publicIPAddresses/pip-nva" in \
+        report["skipped"]["Microsoft.Network/publicIPAddresses"]
+
+
+def test_references_to_what_the_files_do_not_hold_are_reported_with_their_ids(estate):
+    lab, report = estate
+    missing = {(m["by"].rsplit("/", 1)[-1], m["id"], m["dropped"]) for m in report["missing"]}
+    assert missing == {
+        ("snet-db", f"/subscriptions/{SUB}/resourceGroups/rg-spoke/providers/Microsoft.Network/networkSecurityGroups/"
+                    "nsg-db", "reference"),
+        ("spoke-to-transit", "/subscriptions/9f8e7d6c-5b4a-4321-8fed-cba987654321/resourceGroups/rg-transit/providers/"
+                             "Microsoft.Network/virtualNetworks/vnet-transit", "resource")}
+    topo = lab.topology()
+    assert topo.vnet("vnet-spoke").subnet("snet-db").network_security_group is None
+    assert [p.name for p in topo.vnet("vnet-spoke").peerings] == ["spoke-to-hub"]
+
+
+def test_the_imported_estate_answers_traces(estate):
+    lab, _ = estate
+    t = lab.trace("vm-web", "vm-nva", 80)
+    route = next(s for s in t.steps if s.kind == "Route")
+    assert (route.detail.route_table, route.detail.route_name, route.detail.next_hop_type) == \
+        ("rt-spoke", "to-hub", "VirtualAppliance")
+    assert any(s.kind == "VNetPeering" for s in t.steps)
+    assert lab.trace("app-shop", "vm-web", 80).source_ip_seen.startswith("10.20.2.")
+
+
+def test_a_list_of_unknown_types_only_is_not_fatal(tmp_path):
+    lab, report = imported(tmp_path, str(DATA / "az-resource-list.json"))
+    assert report["imported"] == [] and len(report["skipped"]) == 4
+    assert lab.exists() and not lab.topology().virtual_networks
+
+
+def test_table_output_names_skipped_types_and_missing_references(tmp_path):
+    result = cli(tmp_path / "lab", "import", *(str(DATA / f) for f in LISTS))
+    assert result.exit_code == 0, result.output
+    assert "Microsoft.Compute/disks (1)" in result.output
+    assert "networkSecurityGroups/nsg-db" in result.output.replace("\n", "")
+
+
+def test_a_body_azure_refuses_is_listed_and_the_rest_imported(tmp_path):
+    vnets = json.loads((DATA / "az-network-vnet-list.json").read_text())
+    vnets[1]["addressSpace"]["addressPrefixes"] = []
+    (tmp_path / "vnets.json").write_text(json.dumps(vnets))
+    lab, report = imported(tmp_path, str(tmp_path / "vnets.json"))
+    assert [r["code"] for r in report["refused"]] == ["InvalidAddressSpace"]
+    assert [v.name for v in lab.topology().virtual_networks] == ["vnet-hub"]
+
+
+# -- templates ------------------------------------------------------------------------------------
+
+def test_a_bicep_built_template_with_copy_loops_conditions_and_a_nested_deployment(tmp_path):
+    lab, report = imported(tmp_path, str(DATA / "hub-spoke.bicep.json"), "-g", "rg-shop", "-l", "northeurope")
+    topo = lab.topology()
+    assert [g.name for g in topo.resource_groups] == ["rg-shop"] and topo.location == "northeurope"
+    assert sorted(v.name for v in topo.virtual_networks) == ["vnet-shop-hub", "vnet-shop-spoke1", "vnet-shop-spoke2"]
+    spoke2 = topo.vnet("vnet-shop-spoke2")
+    assert spoke2.address_space == ["10.22.0.0/16"]
+    assert [(s.name, s.address_prefix, s.network_security_group, s.route_table) for s in spoke2.subnets] == [
+        ("snet-app", "10.22.0.0/24", "nsg-shop-app", "rt-spokes"), ("snet-integration", "10.22.1.0/24", None, None)]
+    assert [r.name for r in topo.find("network_security_groups", "nsg-shop-app").security_rules] == \
+        ["allow-https", "deny-ssh"]  # a child resource written at the top level
+    assert [r.name for r in topo.find("route_tables", "rt-spokes").routes] == ["default-to-firewall"]  # nested child
+    assert {p.peering_state for v in topo.virtual_networks for p in v.peerings} == {"Connected"}
+    assert topo.find("network_interfaces", "vm-appVMNic").subnet == "vnet-shop-spoke1/snet-app"  # reference()
+    assert [s.port for s in topo.find("virtual_machines", "vm-app").services] == [443]
+    app = topo.web_apps[0]
+    assert app.name.startswith("app-shop-") and len(app.name) == len("app-shop-") + 13  # uniqueString
+    assert (app.plan, app.vnet_integration, app.route_all) == ("plan-shop", "vnet-shop-spoke1/snet-integration", True)
+    assert list(report["skipped"]) == ["Microsoft.Network/publicIPAddresses"]
+
+
+def test_template_parameters_given_on_the_command_line(tmp_path):
+    lab, _ = imported(tmp_path, str(DATA / "hub-spoke.bicep.json"), "-p", "spokeCount=1",
+                      "-p", "deployFirewallRoute=false")
+    topo = lab.topology()
+    assert sorted(v.name for v in topo.virtual_networks) == ["vnet-shop-hub", "vnet-shop-spoke1"]
+    assert topo.route_tables == [] and topo.vnet("vnet-shop-spoke1").subnet("snet-app").route_table is None
+
+
+def test_a_template_function_vnetlab_does_not_know_is_named(tmp_path):
+    doc = json.loads((DATA / "hub-spoke.bicep.json").read_text())
+    doc["variables"]["hubName"] = "[listKeys(resourceId('Microsoft.Storage/storageAccounts', 'x'), '2023-01-01')]"
+    (tmp_path / "t.json").write_text(json.dumps(doc))
+    result = cli(tmp_path / "lab", "import", str(tmp_path / "t.json"))
+    assert result.exit_code == 2
+    assert "InvalidTemplate" in result.output and "'listKeys'" in result.output
+    assert not Lab.open(tmp_path / "lab").exists()
+
+
+# -- round trips ----------------------------------------------------------------------------------
+
+def same_lab(before, after) -> None:
+    changes = [c for c in resource_changes(before, after) if c.change_type != NO_CHANGE]
+    assert changes == [], changes
+    assert before.name == after.name and before.subscription_id == after.subscription_id
+
+
+@pytest.mark.parametrize("example", ["app-service-vnet-integration.yaml", "issue-example.yaml"])
+def test_yaml_export_import_gives_the_same_lab(tmp_path, example):
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(EXAMPLES / example)).exit_code == 0
+    exported = cli(home, "export")
+    assert exported.exit_code == 0
+    (tmp_path / "exported.yaml").write_text(exported.stdout)
+    lab, report = imported(tmp_path, str(tmp_path / "exported.yaml"))
+    same_lab(Lab.open(home).topology(), lab.topology())
+    assert lab.topology() == Lab.open(home).topology()
+
+
+@pytest.mark.parametrize("example", ["app-service-vnet-integration.yaml", "issue-example.yaml"])
+def test_the_endpoints_group_export_imports_back_to_the_same_lab(tmp_path, example):
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(EXAMPLES / example)).exit_code == 0
+    original = Lab.open(home)
+    if original.topology().find("web_apps", "app1") and not original.topology().web_apps[0].vnet_integration:
+        original.integrate("app1", "vnet1/integration")
+    before = original.topology()
+    with TestClient(create_app(home)) as client:
+        answer = client.post(f"/subscriptions/{before.subscription_id}/resourceGroups/rg1/exportTemplate",
+                             params={"api-version": "2021-04-01"}, json={"resources": ["*"]})
+    assert answer.status_code == 200
+    (tmp_path / "rg1.json").write_text(json.dumps(answer.json()))  # the REST answer: {"template": ...}
+    lab, report = imported(tmp_path, str(tmp_path / "rg1.json"), "--name", before.name, "-g", "rg1")
+    assert report["skipped"] == {} and report["missing"] == [] and report["refused"] == []
+    after = lab.topology()
+    before = before.model_copy(update={"internet_hosts": after.internet_hosts})
+    same_lab(before, after)
+
+
+def test_import_into_a_running_lab_of_another_name_needs_replace(tmp_path):
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(EXAMPLES / "app-service-vnet-integration.yaml")).exit_code == 0
+    shutil.copy(DATA / "az-network-vnet-list.json", tmp_path / "vnets.json")
+    refused = cli(home, "import", str(tmp_path / "vnets.json"))
+    assert refused.exit_code == 2 and "LabNameMismatch" in refused.output
+    assert cli(home, "import", str(tmp_path / "vnets.json"), "--replace").exit_code == 0
+    assert load(EXAMPLES / "app-service-vnet-integration.yaml").name != Lab.open(home).topology().name
+
+
+def test_import_tells_progress_once_per_resource_up_to_the_total():
+    sources = estate.read([DATA / f for f in LISTS] + [DATA / "hub-spoke.bicep.json"])
+    total = sources.resources(template.Scope(DEFAULT_SUBSCRIPTION, "rg1", "westeurope"), {})
+    told: list[str] = []
+    estate.build(sources, "estate", "rg1", progress=told.append)
+    assert len(told) == total == len(set(told)) > len(LISTS)
