@@ -315,3 +315,45 @@ def test_watcher_test_connectivity_names_the_dropping_hop_internet_and_web_app_s
     from_app = json.loads(note("rest", "--method", "post", "--url", url, "--body", body).stdout)
     assert from_app["hops"][0]["resourceId"] == app_id and from_app["hops"][-1]["type"] == "Internet"
     assert from_app["connectionStatus"] == "Reachable"
+
+
+def test_deployment_group_validate_what_if_and_create_with_a_bicep_built_template(az, tmp_path):
+    """az deployment group validate / what-if / create against the endpoint, with a template in the shape
+    bicep build writes (copy loops, conditions, reference(), a nested deployment), and one that fails."""
+    template = json.loads((Path(__file__).parent / "data/estate/hub-spoke.bicep.json").read_text())
+    template["resources"] = [r for r in template["resources"] if r["type"] != "Microsoft.Network/publicIPAddresses"]
+    (tmp_path / "shop.json").write_text(json.dumps(template))
+    az("group", "create", "-n", "rg-shop", "-l", "northeurope")
+    deploy = ["-g", "rg-shop", "--template-file", str(tmp_path / "shop.json")]
+    validated = json.loads(az("deployment", "group", "validate", *deploy, "--parameters", "spokeCount=1").stdout)
+    assert validated["properties"]["provisioningState"] == "Succeeded"
+    assert az.lab.topology().group("rg-shop") is not None and az.lab.topology().vnet("vnet-shop-hub") is None
+    what_if = json.loads(az("deployment", "group", "what-if", *deploy, "--no-pretty-print").stdout)
+    kinds = {c["resourceId"].rsplit("/", 1)[1]: c["changeType"] for c in what_if["changes"]}
+    assert kinds["vnet-shop-spoke2"] == "Create" and kinds["nsg-shop-app"] == "Create"
+    created = json.loads(az("deployment", "group", "create", *deploy, "-n", "shop").stdout)
+    assert created["properties"]["provisioningState"] == "Succeeded"
+    app = created["properties"]["outputs"]["appName"]["value"]
+    topo = az.lab.topology()
+    assert topo.find("web_apps", app).vnet_integration == "vnet-shop-spoke1/snet-integration"
+    assert topo.find("network_interfaces", "vm-appVMNic").subnet == "vnet-shop-spoke1/snet-app"
+    template["resources"][0]["properties"]["securityRules"][0]["properties"]["destinationPortRange"] = "8443"
+    (tmp_path / "shop.json").write_text(json.dumps(template))
+    what_if = json.loads(az("deployment", "group", "what-if", *deploy, "--no-pretty-print").stdout)
+    nsg = next(c for c in what_if["changes"] if c["resourceId"].endswith("/nsg-shop-app"))
+    assert nsg["changeType"] == "Modify" and nsg["delta"][0]["after"] == "8443"
+    # a resource Azure refuses fails the deployment; those before it stay
+    template["resources"].insert(0, {"type": "Microsoft.Network/routeTables", "apiVersion": "2024-05-01",
+                                     "name": "rt-first", "location": "northeurope", "properties": {}})
+    template["resources"].insert(1, {"type": "Microsoft.Network/virtualNetworks", "apiVersion": "2024-05-01",
+                                     "name": "vnet-bad", "location": "northeurope", "dependsOn": ["rt-first"],
+                                     "properties": {"addressSpace": {"addressPrefixes": ["10.50.0.0/16"]},
+                                                    "subnets": [{"name": "s", "properties":
+                                                                 {"addressPrefix": "10.99.0.0/24"}}]}})
+    (tmp_path / "bad.json").write_text(json.dumps(template))
+    failed = az("deployment", "group", "create", "-g", "rg-shop", "--template-file", str(tmp_path / "bad.json"),
+                check=False)
+    assert failed.returncode != 0 and "DeploymentFailed" in failed.stderr
+    assert "NetcfgSubnetRangeOutsideVnet" in failed.stderr
+    after = az.lab.topology()
+    assert after.find("route_tables", "rt-first") is not None and after.vnet("vnet-bad") is None

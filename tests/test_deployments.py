@@ -102,18 +102,26 @@ def test_a_reference_to_nothing_found_while_deploying_fails_the_deployment(clien
     assert Lab.open(lab_home).topology().vnet("vnet-shop-spoke1") is not None  # deployed before it: stays
 
 
-def test_validate_tries_the_deployment_on_a_copy_of_the_lab(client, lab_home):
+def test_validate_is_arms_preflight_and_writes_nothing(client, lab_home):
     before = Lab.open(lab_home).store.version()
     good = client.post(f"{DEPLOYMENTS}/shop/validate", params=API, json=body(hub_spoke(), spokeCount=1))
     assert good.status_code == 200, good.text
     assert any(r["id"].endswith("/virtualNetworks/vnet-shop-spoke1") for r in
                good.json()["properties"]["validatedResources"])
+    not_allowed = client.post(f"{DEPLOYMENTS}/shop/validate", params=API, json=body(hub_spoke(), prefix="erp"))
+    assert not_allowed.status_code == 400
+    assert not_allowed.json()["error"]["code"] == "InvalidTemplateDeployment"
+    assert "allowed value" in not_allowed.json()["error"]["details"][0]["message"]
+    template = hub_spoke()
+    template["resources"][0]["properties"]["securityRules"][0]["properties"]["priority"] = "[parameters('nope')]"
+    bad = client.post(f"{DEPLOYMENTS}/shop/validate", params=API, json=body(template))
+    assert bad.status_code == 400 and bad.json()["error"]["details"][0]["code"] == "InvalidTemplate"
+    # a resource's own rules are its provider's: met when it is deployed (what-if tries it whole)
     template = hub_spoke()
     template["resources"][0]["properties"]["securityRules"][0]["properties"]["priority"] = 5
-    bad = client.post(f"{DEPLOYMENTS}/shop/validate", params=API, json=body(template))
-    assert bad.status_code == 400
-    assert bad.json()["error"]["code"] == "InvalidTemplateDeployment"
-    assert bad.json()["error"]["details"][0]["code"] == "SecurityRuleInvalidPriority"
+    assert client.post(f"{DEPLOYMENTS}/shop/validate", params=API, json=body(template)).status_code == 200
+    refused = client.post(f"{DEPLOYMENTS}/shop/whatIf", params=API, json=body(template))
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "SecurityRuleInvalidPriority"
     assert Lab.open(lab_home).store.version() == before
 
 

@@ -27,7 +27,7 @@ from ..model.errors import AzureError, DeploymentNotFound, InvalidRequestContent
 from ..model.ids import parse_id
 from ..topology import parse
 from .apply import LabTarget, get as get_resource, supported
-from .arm import TOP_LEVEL_KEYS, Call, Router, bad_request, dumps, json_response
+from .arm import TOP_LEVEL_KEYS, Call, Router, bad_request, check_resource_body, dumps, json_response
 from .state import LabState, Obj, require_group
 from .template import Declared, Scope, declared, resource_path, run
 
@@ -127,15 +127,27 @@ def _top_level_id(rid: str) -> str:
                          [parsed.names[0]])
 
 
-class _DryRun(LabTarget):
-    """A deployment into a copy of the lab (validate, what-if)."""
+def _evaluate_before_deploying(res: Declared) -> None:
+    """A resource's body evaluated and shaped as a PUT wants it; reference() to what the deployment
+    has not made yet is left for the deployment, as ARM leaves it."""
+    if res.is_deployment:
+        return
+    try:
+        check_resource_body({k: v for k, v in res.body().items() if k.lower() in _RESOURCE_KEYS})
+    except AzureError as exc:
+        if exc.code != "ResourceNotFound":
+            raise
 
-    def __init__(self, topo: Topology, skip_unknown: bool):
+
+class _DryRun(LabTarget):
+    """A deployment into a copy of the lab (what-if): types vnetlab does not model are noted and passed over."""
+
+    def __init__(self, topo: Topology):
         super().__init__(topo)
-        self.skip_unknown, self.unknown = skip_unknown, []
+        self.unknown: list[str] = []
 
     def put(self, resource: Declared, body: dict) -> None:
-        if self.skip_unknown and not supported(resource.type):
+        if not supported(resource.type):
             self.unknown.append(resource.id)
             return
         super().put(resource, body)
@@ -230,45 +242,53 @@ class Deployments:
         status = f"{call.base_url}{doc['id']}/operationStatuses/{uuid.uuid4()}?api-version=2024-11-01"
         return json_response(running, 200 if existed else 201, {"Azure-AsyncOperation": status, "Retry-After": "0"})
 
-    def dry_run(self, call: Call, skip_unknown: bool = False) -> tuple[Topology, Topology, list[str], Obj]:
+    def dry_run(self, call: Call) -> tuple[Topology, Topology, list[str], Obj]:
         """The template deployed into a copy of the lab, nothing written: (the lab, the lab after it,
-        the ids the template deploys, the request's properties). Raises the first refusal; a type
-        vnetlab does not model is one, unless ``skip_unknown``."""
+        the ids the template deploys, the request's properties). Raises the first refusal; types
+        vnetlab does not model are passed over."""
         rg = require_group(self.state.read(), call.params["rg"])
         props = deployment_body(call).obj("properties")
         template, parameters = _template_of(props), props.obj("parameters").data
         before = self.state.read()
         draft = parse(before.model_dump(mode="json"))
-        target = _DryRun(draft, skip_unknown)
+        target = _DryRun(draft)
         _, ids = run(template, parameters, self.scope(call.subscription, rg, call.params["name"]), target)
         return before, preview(parse(draft.model_dump(mode="json")), before), ids + target.unknown, props
 
     def validate(self, call: Call) -> Response:
-        """POST .../deployments/{name}/validate: the deployment tried on a copy of the lab; Azure's
-        InvalidTemplateDeployment with the first refusal inside when it would fail.
+        """POST .../deployments/{name}/validate: ARM's preflight, which ``az deployment group create``
+        also runs first: the template's language (parameters, expressions, dependencies), each
+        resource's type and shape. A resource's own rules are its provider's, met when it is deployed
+        (so a deployment that validates may still fail midway, as in Azure; what-if tries it whole).
         https://learn.microsoft.com/rest/api/resources/deployments/validate"""
-        rid = f"/subscriptions/{call.subscription}/resourceGroups/{call.params['rg']}/providers/" \
+        rg = require_group(self.state.read(), call.params["rg"])
+        rid = f"/subscriptions/{call.subscription}/resourceGroups/{rg}/providers/" \
               f"Microsoft.Resources/deployments/{call.params['name']}"
+        props = deployment_body(call).obj("properties")
         try:
-            _, _, ids, props = self.dry_run(call)
+            resources = declared(_template_of(props), props.obj("parameters").data,
+                                 self.scope(call.subscription, rg, call.params["name"]))
+            for res in resources:
+                if not res.is_deployment and not self.supports("PUT", res.id):
+                    return json_response({"error": unsupported(res.id, res.type)}, 400)
+                _evaluate_before_deploying(res)
         except AzureError as exc:
-            inner = exc.to_body()["error"]
             return json_response({"error": {
                 "code": "InvalidTemplateDeployment",
                 "message": f"The template deployment '{call.params['name']}' is not valid according to the "
                            f"validation procedure. See inner errors for details.",
-                "details": [inner]}}, 400)
+                "details": [exc.to_body()["error"]]}}, 400)
         return json_response({"id": rid, "name": call.params["name"], "type": "Microsoft.Resources/deployments",
                               "properties": {"provisioningState": "Succeeded", "mode": "Incremental",
                                              "parameters": props.obj("parameters").data,
-                                             "validatedResources": [{"id": i} for i in ids]}})
+                                             "validatedResources": [{"id": r.id} for r in resources]}})
 
     def what_if(self, call: Call) -> Response:
         """POST .../deployments/{name}/whatIf: each resource the template deploys, Create, Modify
         (with its changed properties) or NoChange, from the engine's comparison of the lab before and
         after (:func:`vnetlab.engine.whatif.resource_changes`); types vnetlab does not model: Unsupported.
         https://learn.microsoft.com/rest/api/resources/deployments/what-if"""
-        before, after, ids, props = self.dry_run(call, skip_unknown=True)
+        before, after, ids, props = self.dry_run(call)
         by_id = {c.resource_id.lower(): c for c in resource_changes(before, after)}
         changes, seen = [], set()
         for rid in ids:
