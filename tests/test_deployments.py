@@ -151,3 +151,16 @@ def test_what_if_names_creates_modifies_and_no_changes(client, lab_home):
     assert [(d["path"], d["before"], d["after"]) for d in nsg["delta"]] == \
         [("security_rules[allow-https].destination_port_range", "443", "8443")]
     assert nsg["after"]["properties"]["securityRules"][0]["properties"]["destinationPortRange"] == "8443"
+
+
+def test_a_model_refusal_inside_a_template_fails_on_its_resource(client, lab_home):
+    template = {"resources": [
+        {"type": "Microsoft.Network/routeTables", "name": "rt-ok", "location": "westeurope", "properties": {}},
+        {"type": "Microsoft.Network/virtualNetworks", "name": "vnet-x", "location": "westeurope", "dependsOn": ["rt-ok"],
+         "properties": {"addressSpace": {"addressPrefixes": ["10.60.0.1/16"]}}}]}
+    assert client.put(f"{DEPLOYMENTS}/cidr", params=API, json=body(template)).status_code == 201
+    error = client.get(f"{DEPLOYMENTS}/cidr", params=API).json()["properties"]["error"]
+    assert error["details"][0]["code"] == "InvalidCIDRNotation"
+    assert error["details"][0]["target"].endswith("/virtualNetworks/vnet-x")
+    topo = Lab.open(lab_home).topology()
+    assert topo.find("route_tables", "rt-ok") is not None and topo.vnet("vnet-x") is None

@@ -9,9 +9,12 @@ https://learn.microsoft.com/azure/azure-resource-manager/management/resource-man
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from ..model import Topology
 from ..model.errors import AzureError
 from ..model.ids import parse_id
+from ..topology import pydantic_error
 from .arm import check_resource_body, with_etag
 from .network import PEERINGS, ROUTES, RULES, SUBNETS
 from .resource import Child, TopLevel, check_name
@@ -41,6 +44,13 @@ def supported(type_: str) -> bool:
 def put(topo: Topology, type_: str, rid: str, body: dict) -> None:
     """Put the resource ``rid`` of ``type_`` described by ``body`` (ARM's shape) into ``topo``,
     as its PUT would (its group must exist). Raises the PUT's AzureError, or UnknownType."""
+    try:
+        _put(topo, type_, rid, body)
+    except ValidationError as exc:  # a model's own check (a prefix, an address): Azure's code when it has one
+        raise pydantic_error(exc) from None
+
+
+def _put(topo: Topology, type_: str, rid: str, body: dict) -> None:
     low = type_.lower()
     parsed = parse_id(rid)
     if parsed is None or not supported(type_):

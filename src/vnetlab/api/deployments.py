@@ -199,6 +199,9 @@ class Deployments:
         for res in declared(template, parameters, scope):
             if not res.is_deployment and not self.supports("PUT", res.id):
                 return self.record(sub, rg, name, props, [], {}, unsupported(res.id, res.type))
+        done = self.at_once(template, parameters, scope)
+        if done is not None:
+            return self.record(sub, rg, name, props, [{"id": i} for i in done[1]], done[0])
         target = EndpointTarget(self.dispatch, call)
         try:
             outputs, deployed = run(template, parameters, scope, target)
@@ -209,6 +212,24 @@ class Deployments:
             return self.record(sub, rg, name, props, [{"id": i} for i in target.deployed], {},
                                deployment_failed(rid, None, exc.to_body()["error"]))
         return self.record(sub, rg, name, props, [{"id": i} for i in deployed], outputs)
+
+    def at_once(self, template: dict, parameters: dict, scope: Scope) -> tuple[dict, list[str]] | None:
+        """The deployment in one transaction: each resource read by its PUT's own code
+        (:func:`vnetlab.api.apply.put`) in dependency order, the lab's rules checked once over the
+        result, one write. (outputs, ids), or None when anything is refused: nothing is written then,
+        and the caller deploys one PUT at a time, so that the refusal lands on its resource and the
+        ones before it stay, as in Azure. One transaction instead of one per resource: a template of
+        hundreds of resources is not hundreds of full checks and writes of the lab."""
+        result: list = []
+
+        def change(topo: Topology) -> None:
+            result.append(run(template, parameters, scope, LabTarget(topo)))
+
+        try:
+            self.state.change(change)
+        except AzureError:
+            return None
+        return result[0]
 
     def record(self, sub: str, rg: str, name: str, props: Obj, deployed: list, outputs: dict,
                error: dict | None = None) -> dict:
