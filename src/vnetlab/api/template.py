@@ -120,7 +120,8 @@ def unique_string(*parts: str) -> str:
     return base64.b32encode(digest).decode().lower()[:13]
 
 
-# Azure's guid(): a version-5 UUID of the arguments joined by '-' under this namespace.
+# guid(): a version-5 (name-based) UUID of the arguments joined by '-': stable for the same arguments,
+# shaped as Azure's (whose value vnetlab does not promise to reproduce).
 _GUID_NAMESPACE = uuid.UUID("11fb06fb-712d-4ddd-98c7-e71bbd588830")
 
 
