@@ -221,3 +221,13 @@ def test_import_tells_progress_once_per_resource_up_to_the_total():
     told: list[str] = []
     estate.build(sources, "estate", "rg1", progress=told.append)
     assert len(told) == total == len(set(told)) > len(LISTS)
+
+
+def test_the_name_given_wins_over_a_topology_files_and_defaults_to_the_first_files(tmp_path):
+    home = tmp_path / "lab"
+    assert cli(home, "up", str(EXAMPLES / "app-service-vnet-integration.yaml")).exit_code == 0
+    (tmp_path / "note.yaml").write_text(cli(home, "export").stdout)
+    lab, _ = imported(tmp_path, str(tmp_path / "note.yaml"), "--name", "renamed")
+    assert lab.topology().name == "renamed" and lab.topology().vnet("vnet1") is not None
+    second = cli(tmp_path / "second", "import", str(DATA / "hub-spoke.bicep.json"))
+    assert second.exit_code == 0 and Lab.open(tmp_path / "second").topology().name == "hub-spoke"

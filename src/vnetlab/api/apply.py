@@ -16,15 +16,15 @@ from ..model.errors import AzureError
 from ..model.ids import parse_id
 from ..topology import pydantic_error
 from .arm import check_resource_body, with_etag
-from .network import PEERINGS, ROUTES, RULES, SUBNETS
-from .resource import Child, TopLevel, check_name
+from .resource import CHILD_KINDS, Child, TopLevel, check_name
 from .resources import TYPES
 from .state import Obj, find, require_group
 from .template import Declared
 from .web import SITE_SETTINGS, SITES
 
+# The types `az resource list` and `az group export` know (resources.TYPES), and their children.
 TOP_LEVEL: dict[str, TopLevel] = {t.arm_type.lower(): t for t in TYPES}
-CHILDREN: dict[str, Child] = {c.arm_type.lower(): c for c in (SUBNETS, PEERINGS, RULES, ROUTES)}
+CHILDREN: dict[str, Child] = {c.arm_type.lower(): c for c in CHILD_KINDS if c.parent.arm_type.lower() in TOP_LEVEL}
 SITE_CHILD_TYPES = {f"{SITES.arm_type}/{segment}".lower(): segment for segment, _ in SITE_SETTINGS}
 # The order resources of a list are put in: what a resource refers to comes first.
 RANK = {t: i for i, t in enumerate([*TOP_LEVEL, *CHILDREN, *SITE_CHILD_TYPES])}

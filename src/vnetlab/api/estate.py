@@ -255,13 +255,14 @@ def _most_common(values: list[str], default: str) -> str:
     return Counter(values).most_common(1)[0][0] if values else default
 
 
-def build(sources: Sources, name: str, resource_group: str, location: str | None = None,
+def build(sources: Sources, name: str | None, resource_group: str, location: str | None = None,
           parameters: dict | None = None, progress: Callable[[str], None] = lambda _id: None
           ) -> tuple[Topology, Report]:
-    """The lab the files describe, named ``name`` (a topology file's own name wins), and what the
-    import did with each resource. Templates deploy into ``resource_group``."""
+    """The lab the files describe, named ``name`` (None: a topology file's own name, else "lab"), and
+    what the import did with each resource. Templates deploy into ``resource_group``."""
     report = Report()
-    topo = sources.base.model_copy(deep=True) if sources.base is not None else Topology(name=name)
+    topo = sources.base.model_copy(deep=True) if sources.base is not None else Topology()
+    topo.name = name or topo.name
     parsed = [(item, parse_id(item.id)) for item in sources.items]
     if sources.base is None:
         topo.subscription_id = _most_common([p.subscription for _, p in parsed if p], DEFAULT_SUBSCRIPTION)

@@ -194,6 +194,11 @@ class TopLevel:
               blocking=True)
 
 
+# Every child resource type the endpoint serves, as its family declares it: `vnetlab import` and the
+# deployments read a child by its type from here.
+CHILD_KINDS: list["Child"] = []
+
+
 @dataclass
 class Child:
     """A child resource held in a list of its parent model (subnets, securityRules, routes...)."""
@@ -203,6 +208,9 @@ class Child:
     items: Callable[[Any], list]                                   # parent model -> its list of children
     to_wire: Callable[[Topology, Any, Any], dict]                  # (topo, parent, child)
     from_wire: Callable[[Topology, Obj, Any, Any, str], Any]       # (topo, body, parent, current, name)
+
+    def __post_init__(self) -> None:
+        CHILD_KINDS.append(self)
 
     @property
     def arm_type(self) -> str:

@@ -374,7 +374,8 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.yaml, "-o", "--output",
 @app.command("import")
 def import_(files: list[Path] = typer.Argument(..., help="ARM templates, az ... list / az resource list / az graph "
                                                "query outputs (JSON), a vnetlab topology file: any mix."),
-            name: Optional[str] = typer.Option(None, "--name", help="The lab's name (default: the first file's)."),
+            name: Optional[str] = typer.Option(None, "--name", help="The lab's name (default: a topology file's, "
+                                               "else the first file's name)."),
             resource_group: str = typer.Option("rg1", "--resource-group", "-g",
                                                help="The group templates deploy into (ids name their own)."),
             location: Optional[str] = typer.Option(None, "--location", "-l",
@@ -391,7 +392,8 @@ def import_(files: list[Path] = typer.Argument(..., help="ARM templates, az ... 
     with Bar(progress_wanted(output), "Reading the files", total=None) as bar:
         sources = estate.read(files)
         params = estate.parameters_from(parameters)
-        topo, report = _import_with_progress(lab, sources, name or files[0].stem, resource_group, location, params,
+        default = None if sources.base is not None else files[0].name.split(".")[0]  # a topology file's own name
+        topo, report = _import_with_progress(lab, sources, name or default, resource_group, location, params,
                                              backend, replace, bar)
     if output == Output.json:
         print_json({"lab": topo.name, **report.to_dict()})
@@ -399,7 +401,7 @@ def import_(files: list[Path] = typer.Argument(..., help="ARM templates, az ... 
         _import_table(topo, report)
 
 
-def _import_with_progress(lab: Lab, sources, name: str, resource_group: str, location: Optional[str], params: dict,
+def _import_with_progress(lab: Lab, sources, name: Optional[str], resource_group: str, location: Optional[str], params: dict,
                           backend: Optional[str], replace: bool, bar: Bar):
     from ..api import estate, template
     scope = template.Scope(DEFAULT_SUBSCRIPTION, resource_group, location or "westeurope")
