@@ -175,3 +175,16 @@ def test_processes_are_named_after_their_resource(lab):
     pids = {d.get("resource"): d["pid"] for _, _, d in lab.store.records(K_PROC) if d.get("pid")}
     for res in ("acct1", "sql1", "kv1"):
         assert re.search(rf"^\s*{pids[res]}\s+vl:{res}$", ps, re.M), res
+
+
+@pytest.mark.parametrize("who", ["vm1", "sevm", "othervm", "app1"])
+@pytest.mark.parametrize(("name", "port"), [(BLOB, 443), (SQL, 1433), (VAULT, 443)])
+def test_check_by_name_on_the_kernel_equals_the_engine(lab, who, name, port):
+    """What ``vnetlab check SRC NAME -p PORT`` shows for the kernel (``netns_backend.probe``): a
+    real client asks the service through private endpoints, service endpoints and public paths,
+    and the service's answer (Connected, or Denied with its code) is the engine's verdict."""
+    tr = engine(lab, who, name, port)
+    got = nb.probe(lab, tr)
+    assert got["verdict"] == tr["verdict"], (tr["reason"], got)
+    if tr["verdict"] == "Denied":
+        assert str(tr["admission"]["code"]) in got["detail"]

@@ -155,7 +155,9 @@ _DETAIL = {"Connected": {"Tcp": "TCP handshake completed", "Udp": "UDP reply rec
 
 
 def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
-    """Send the traced flow for real from inside the source's namespace."""
+    """Send the traced flow for real from inside the source's namespace. A flow the engine says a
+    PaaS service took (its ``admission``) is asked of the service itself once the connection
+    opens: its answer says ``Connected`` (admitted) or ``Denied`` (refused, with its code)."""
     flow = trace["flow"]
     ns = namespace_of(lab, flow["source"])
     proto = flow["protocol"]
@@ -165,7 +167,29 @@ def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
     if isinstance(d, dict):
         d = d.get(proto, "")
     where = f"{dst}:{port}" if port else dst
+    if verdict == "Connected" and trace.get("admission") is not None:
+        verdict, d = _service_answer(lab, ns, flow, max(timeout, 2.0))
     return {"verdict": verdict, "detail": f"{proto} {where} from {ns}: {d}", "namespace": ns}
+
+
+def _service_answer(lab, ns: str, flow: dict, timeout: float) -> tuple[str, str]:
+    """(verdict, detail) from the PaaS service's own answer to a real client's request."""
+    from ..engine.paas import endpoint_at
+    endpoint = endpoint_at(lab.network(), flow["destination_ip"])
+    if endpoint is None:
+        return "Connected", _DETAIL["Connected"]["Tcp"]
+    host = flow["destination"] if flow["destination"] != flow["destination_ip"] else flow["destination_ip"]
+    ca = Path(lab.home) / "tls" / "ca.pem"
+    got = nx.probe_service(ns, endpoint.kind, flow["destination_ip"], flow["port"], host,
+                           str(ca) if ca.is_file() and host != flow["destination_ip"] else None, timeout)
+    if "error" in got:
+        return "Connected", f"TCP handshake completed; the service did not answer: {got['error']}"
+    if "login" in got:
+        return ("Connected", "TDS login acknowledged (LOGINACK)") if got["login"] else \
+            ("Denied", f"TDS login refused: error {got['number']}")
+    if got["status"] in (200, 401):  # 401: a key vault admitted the caller, who brought no token
+        return "Connected", f"HTTP {got['status']}"
+    return "Denied", f"HTTP {got['status']} {got.get('code') or ''}".rstrip()
 
 
 def observe_matrix(lab, result: dict, timeout: float = 1.0) -> dict:

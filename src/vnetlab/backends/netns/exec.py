@@ -194,3 +194,89 @@ def probe_icmp(ns: str, dst: str, timeout: float = 1.0) -> str:
     if "unreachable" in (p.stdout + p.stderr).lower():
         return UNREACHABLE
     return TIMED_OUT
+
+
+# -- a PaaS service's own answer -----------------------------------------------------------------
+_SERVICE_SRC = r'''
+import json, socket, ssl, struct, sys
+a = json.loads(sys.stdin.read())
+
+def http(tls):
+    s = socket.create_connection((a["dst"], a["port"]), timeout=a["timeout"])
+    if tls:
+        ctx = ssl.create_default_context(cafile=a["ca"]) if a.get("ca") else ssl._create_unverified_context()
+        s = ctx.wrap_socket(s, server_hostname=a["host"])
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (a["path"], a["host"])).encode())
+    data = b""
+    while True:  # Connection: close
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    code = headers.get("x-ms-error-code", "")
+    if not code and headers.get("content-type", "").startswith("application/json"):
+        try:  # a key vault's error: {"error": {"code", "message", "innererror": {"code"}}}
+            err = json.loads(body).get("error") or {}
+            code = (err.get("innererror") or {}).get("code") or err.get("code") or ""
+        except ValueError:
+            pass
+    return {"status": int(lines[0].split()[1]), "code": code}
+
+def packet(kind, payload):
+    return struct.pack("!BBHHBB", kind, 1, len(payload) + 8, 0, 1, 0) + payload
+
+def message(s):
+    out = b""
+    while True:
+        head = b""
+        while len(head) < 8:
+            chunk = s.recv(8 - len(head))
+            if not chunk:
+                raise ConnectionError("closed")
+            head += chunk
+        status, length = head[1], struct.unpack("!H", head[2:4])[0]
+        body = b""
+        while len(body) < length - 8:
+            chunk = s.recv(length - 8 - len(body))
+            if not chunk:
+                raise ConnectionError("closed")
+            body += chunk
+        out += body
+        if status & 1:
+            return out
+
+def tds():
+    s = socket.create_connection((a["dst"], a["port"]), timeout=a["timeout"])
+    s.sendall(packet(0x12, bytes([0, 0, 11, 0, 6, 1, 0, 17, 0, 1, 255, 12, 0, 0, 0, 0, 0, 2])))
+    message(s)
+    s.sendall(packet(0x10, struct.pack("<I", 94) + b"\0" * 90))   # a LOGIN7 with empty fields
+    reply = message(s)
+    if reply[:1] == b"\xad":
+        return {"login": True}
+    if reply[:1] == b"\xaa":
+        return {"login": False, "number": struct.unpack("<i", reply[3:7])[0]}
+    return {"login": False, "number": None}
+
+try:
+    print(json.dumps(tds() if a["kind"] == "sql" else http(a["port"] != 80)))
+except Exception as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+'''
+
+
+def probe_service(ns: str, kind: str, dst: str, port: int, host: str, ca: str | None = None,
+                  timeout: float = 2.0) -> dict:
+    """Ask a PaaS endpoint for real from inside ``ns``, as its clients do: storage ``GET /`` and a
+    key vault ``GET /secrets`` over HTTPS (HTTP on 80) with ``host`` as the TLS name and Host
+    header, a SQL server a TDS prelogin and login. Returns ``{"status", "code"}`` (HTTP),
+    ``{"login", "number"}`` (TDS) or ``{"error"}``."""
+    path = "/secrets?api-version=7.4" if kind == "key_vaults" else "/"
+    args = {"kind": "sql" if kind == "sql_servers" else "http", "dst": dst, "port": port, "host": host,
+            "ca": ca, "path": path, "timeout": timeout}
+    p = run_in(ns, [sys.executable, "-I", "-c", _SERVICE_SRC], input=json.dumps(args), timeout=timeout * 3 + 10)
+    if p.returncode != 0:
+        raise ProbeError(f"service probe in {ns} failed: {p.stderr.strip()}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
