@@ -157,3 +157,39 @@ def test_a_route_to_an_appliance_is_drawn_to_the_nic_the_engine_finds_and_not_to
         vnet["peerings"] = []
     unpeered = LabView(build(doc))
     assert [e for e in graph.picture(unpeered).edges if e.kind == "route"] == []
+
+
+def pe_lab() -> LabView:
+    from pathlib import Path
+
+    import yaml
+    doc = yaml.safe_load((Path(__file__).parent.parent / "examples" / "private-endpoint.yaml").read_text())
+    return LabView(build(doc))
+
+
+def test_private_endpoints_paas_services_and_dns_zones_are_drawn_from_the_engine():
+    from vnetlab.engine.dns import zone_records
+    from vnetlab.engine.paas import public_addresses
+    net = pe_lab()
+    topo = net.topo
+    dot = graph.to_dot(graph.picture(net))
+    nodes = dot_nodes(dot)
+    for (_kind, name), ip in public_addresses(topo).items():
+        assert str(ip) in nodes[f"paas_{name}"]
+    for pe in topo.private_endpoints:
+        label = nodes[f"pe_{pe.name.replace('-', '_')}"]
+        assert str(topo.private_endpoint_ip(pe)) in label and "Approved" in label
+        assert re.search(rf'pe_{pe.name.replace("-", "_")} -> paas_{pe.target} \[label="private link {pe.group_id}', dot)
+    for zone in topo.private_dns_zones:
+        zid = "zone_" + re.sub(r"\W", "_", zone.name)
+        assert f"{len(zone_records(topo, zone))} record sets" in nodes[zid]
+        for link in zone.virtual_network_links:
+            assert re.search(rf'{zid} -> \w+ \[label="link {link.name}.*lhead=cluster_vnet_{link.virtual_network}', dot)
+
+
+def test_a_trace_to_a_paas_service_ends_at_its_node_with_the_admission():
+    net = pe_lab()
+    t = trace(net, "spokevm", "sql1.database.windows.net", port=1433).to_dict()
+    nodes = dot_nodes(graph.to_dot(graph.picture(net, t)))
+    admission = next(i for i, s in enumerate(t["steps"], 1) if s["kind"] == "Admission")
+    assert admission in hops(nodes["paas_sql1"])

@@ -42,3 +42,18 @@ def test_the_picture_is_svg_with_clickable_resources(tmp_path):
         svg = client.get("/ui/api/graph.svg", params={"src": "app1", "dst": "rg1vm1", "port": "80"})
         assert svg.headers["content-type"] == "image/svg+xml" and 'id="ref:subnet:vnet1/integration"' in svg.text
         assert "trace step" in svg.text and "trace_steps" not in svg.text   # the page lists the steps itself
+
+
+def test_a_paas_service_and_a_zone_drawn_on_the_picture_answer_with_their_properties(tmp_path):
+    from pathlib import Path
+
+    import yaml
+    doc = yaml.safe_load((Path(__file__).parent.parent / "examples" / "private-endpoint.yaml").read_text())
+    Lab.open(tmp_path / "lab").up(build(doc))
+    with TestClient(page_app(Lab.open(tmp_path / "lab"))) as client:
+        acct = client.get("/ui/api/resource", params={"ref": "storage_accounts:acct1"}).json()
+        assert acct["type"] == "Microsoft.Storage/storageAccounts" and acct["id"].endswith("/storageAccounts/acct1")
+        assert acct["properties"]["public_network_access"] == doc["storage_accounts"][0]["public_network_access"]
+        zone = client.get("/ui/api/resource", params={"ref": "private_dns_zones:privatelink.blob.core.windows.net"})
+        assert zone.json()["type"] == "Microsoft.Network/privateDnsZones"
+        assert client.get("/ui/api/resource", params={"ref": "route_tables:x"}).status_code == 404

@@ -16,7 +16,9 @@ import textwrap
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from .engine.dns import zone_records
 from .engine.network import LabView
+from .engine.paas import PUBLIC_KINDS, SERVICES, connection_state, public_addresses
 from .engine.routing import peering_state
 from .model import AzureError, Topology
 from .model.errors import InvalidArgumentValue
@@ -32,7 +34,7 @@ VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf2
 class Node:
     id: str
     lines: list[str]
-    kind: str                      # subnet | vm | nic | nva | endpoints | plan | app | internet | unknown
+    kind: str                      # subnet | vm | nic | nva | pe | endpoints | plan | app | paas | zone | internet | unknown
     hops: list[int] = field(default_factory=list)   # trace steps at this node (1-based)
     decided: str | None = None     # the text of the step that decided the verdict, when it is here
     ref: str | None = None         # the resource it draws, "kind:name" (the web page asks about it)
@@ -52,7 +54,7 @@ class Edge:
     src: str                       # a node id, or a cluster id (a VNet, for peerings)
     dst: str
     label: str
-    kind: str                      # integration | peering | route | trace | return
+    kind: str                      # integration | peering | route | privatelink | dnslink | trace | return
     state: str | None = None       # a peering's state; a trace edge's verdict color key
     dropped: bool = False
 
@@ -107,6 +109,8 @@ def picture(net: LabView, trace: dict | None = None, legend: bool = True) -> Pic
     for plan in topo.app_service_plans:
         pic.clusters.append(_plan_cluster(pic, ids, net, plan))
     _internet(pic, ids, topo)
+    _paas(pic, ids, net)
+    _private_dns_zones(pic, ids, topo)
     _peerings(pic, topo)
     _appliance_routes(pic, net)
     if trace is not None:
@@ -160,6 +164,9 @@ def _endpoints(pic: Picture, ids: _Ids, topo: Topology, nics: list, inner: Clust
         for nic in others:
             _key_endpoint(pic, topo, nic, node.id)
     for nic in appliances + ([] if collapsed else others):
+        if nic.private_endpoint:
+            _private_endpoint(pic, ids, topo, nic, inner)
+            continue
         vm = topo.vm_of_nic(nic.name)
         name = vm.name if vm else nic.name
         lines = [f"{'NVA' if nic.enable_ip_forwarding else 'VM' if vm else 'NIC'} {name}",
@@ -173,6 +180,16 @@ def _endpoints(pic: Picture, ids: _Ids, topo: Topology, nics: list, inner: Clust
         kind = "nva" if nic.enable_ip_forwarding else "vm" if vm else "nic"
         _add(pic, Node(ids.new(kind, name), lines, kind, ref=f"nic:{nic.name}"), inner.nodes)
         _key_endpoint(pic, topo, nic, inner.nodes[-1])
+
+
+def _private_endpoint(pic: Picture, ids: _Ids, topo: Topology, nic, inner: Cluster) -> None:
+    pe = topo.find("private_endpoints", nic.private_endpoint)
+    lines = [f"private endpoint {nic.private_endpoint}", f"{nic.name} {nic.private_ip_address or '(no address)'}"]
+    if pe is not None:
+        lines.append(f"{pe.target} ({pe.group_id}): {connection_state(pe)}")
+    node = Node(ids.new("pe", nic.private_endpoint), lines, "pe", ref=f"nic:{nic.name}")
+    _add(pic, node, inner.nodes, ("pe", nic.private_endpoint.lower()))
+    _key_endpoint(pic, topo, nic, node.id)
 
 
 def _key_endpoint(pic: Picture, topo: Topology, nic, node_id: str) -> None:
@@ -213,6 +230,40 @@ def _internet(pic: Picture, ids: _Ids, topo: Topology) -> None:
     _add(pic, Node(ids.new("internet", "edge"), lines, "internet"), pic.top, ("internet", ""))
     for h in topo.internet_hosts:
         pic.keys.setdefault(("host", h.name.lower()), pic.top[-1])
+
+
+def _paas(pic: Picture, ids: _Ids, net: LabView) -> None:
+    """A node per storage account, SQL server and key vault at its public address, and an edge from
+    each of its private endpoints (the addresses are the engine's: engine.paas)."""
+    topo = net.topo
+    if not any(getattr(topo, kind) for kind in PUBLIC_KINDS):
+        return
+    cluster = pic.new_cluster(ids.new("cluster_paas", "paas"), "PaaS services (public endpoints)", "paas")
+    public = public_addresses(topo)
+    for kind in PUBLIC_KINDS:
+        for res in getattr(topo, kind):
+            lines = [f"{SERVICES[kind].label} {res.name}", str(public.get((kind, res.name.lower()), ""))]
+            lines.append(f"public network access {res.public_network_access or 'Enabled'}")
+            _add(pic, Node(ids.new("paas", res.name), lines, "paas", ref=f"{kind}:{res.name}"), cluster.nodes,
+                 ("paas", res.name.lower()))
+    pic.clusters.append(cluster)
+    for pe in topo.private_endpoints:
+        src, dst = pic.keys.get(("pe", pe.name.lower())), pic.keys.get(("paas", (pe.target or "").lower()))
+        if src and dst:
+            pic.edges.append(Edge(src, dst, f"private link {pe.group_id}: {connection_state(pe)}", "privatelink"))
+
+
+def _private_dns_zones(pic: Picture, ids: _Ids, topo: Topology) -> None:
+    """A node per private DNS zone, an edge to each VNet it is linked to."""
+    for zone in topo.private_dns_zones:
+        node = _add(pic, Node(ids.new("zone", zone.name), [f"private DNS zone {zone.name}",
+                                                           f"{len(zone_records(topo, zone))} record sets"], "zone",
+                              ref=f"private_dns_zones:{zone.name}"), pic.top, ("zone", zone.name.lower()))
+        for link in zone.virtual_network_links:
+            vnet = pic.keys.get(("vnet", link.virtual_network.rsplit("/", 1)[-1].lower()))
+            if vnet is not None:
+                label = f"link {link.name}" + (" (registration)" if link.registration_enabled else "")
+                pic.edges.append(Edge(node, vnet, label, "dnslink"))
 
 
 def _peerings(pic: Picture, topo: Topology) -> None:
@@ -279,8 +330,8 @@ def _step_key(step: dict) -> tuple | None:
         if step.get("internet") or step.get("host"):
             return ("internet", "")
         return ("ip", step["ip"])
-    if kind == "Admission":  # a PaaS service: on the internet side, or at its private endpoint (where the packet is)
-        return ("internet", "") if step["endpoint"] == "public" else None
+    if kind == "Admission":  # a PaaS service: its public node, or at its private endpoint (where the packet is)
+        return ("paas", step["resource"].lower()) if step["endpoint"] == "public" else None
     if kind == "SNAT" and step.get("resource_id"):
         m = re.search(r"/virtualNetworks/([^/]+)/subnets/([^/]+)$", step["resource_id"])
         return ("subnet", f"{m.group(1)}/{m.group(2)}".lower()) if m else None
@@ -359,12 +410,16 @@ _NODE_STYLE = {
     "plan": "shape=plaintext",
     "app": 'shape=component, style=filled, fillcolor="#e8f5e9"',
     "internet": 'shape=ellipse, style=filled, fillcolor="#f0f0ff"',
+    "pe": 'shape=box, style="rounded,filled", fillcolor="#eef6ff"',
+    "paas": 'shape=cylinder, style=filled, fillcolor="#f3eefc"',
+    "zone": 'shape=note, style=filled, fillcolor="#fdf6e3"',
     "unknown": 'shape=octagon, style=dashed',
     "legend": 'shape=box, style="filled", fillcolor="#fffbe6", fontname=Courier',
 }
 _CLUSTER_STYLE = {"vnet": 'style="rounded,filled"; fillcolor="#f7faff"; color="#0969da"',
                   "subnet": 'style="rounded"; color="#8c959f"',
-                  "plan": 'style="rounded,filled"; fillcolor="#f6fff6"; color="#1a7f37"'}
+                  "plan": 'style="rounded,filled"; fillcolor="#f6fff6"; color="#1a7f37"',
+                  "paas": 'style="rounded,filled"; fillcolor="#fbf8ff"; color="#8250df"'}
 
 
 def _dq(text: str, left: bool = False) -> str:
@@ -438,6 +493,10 @@ def _dot_edge(pic: Picture, edge: Edge) -> str:
         attrs.append("dir=both" if edge.state == "Connected" else 'style=dashed, color="#b35900"')
     elif edge.kind == "route":
         attrs.append('style=dashed, color="#6e7781"')
+    elif edge.kind == "privatelink":
+        attrs.append('color="#8250df"')
+    elif edge.kind == "dnslink":
+        attrs.append('style=dotted, color="#9a6700"')
     else:
         color = "#cf222e" if edge.dropped else VERDICT_COLOR.get(edge.state or "", "#0969da")
         attrs.append(f'color="{color}", fontcolor="{color}", penwidth=2.5'
@@ -459,7 +518,7 @@ def to_mermaid(pic: Picture) -> str:
     styles = []
     for i, edge in enumerate(pic.edges):
         arrow = {"integration": "-->", "peering": "<-->" if edge.state == "Connected" else "-.->",
-                 "route": "-.->", "trace": "==>", "return": "-.->"}[edge.kind]
+                 "route": "-.->", "privatelink": "-->", "dnslink": "-.-", "trace": "==>", "return": "-.->"}[edge.kind]
         out.append(f"  {edge.src} {arrow}|{_mq(edge.label)}| {edge.dst}")
         if edge.kind in ("trace", "return"):
             color = "#cf222e" if edge.dropped else VERDICT_COLOR.get(edge.state or "", "#0969da")
@@ -484,7 +543,8 @@ def _mermaid_cluster(pic: Picture, cluster: Cluster, out: list[str], pad: str) -
 
 
 def _mermaid_node(node: Node) -> str:
-    shape = {"nva": ("{{", "}}"), "internet": ("((", "))"), "app": ("[[", "]]"), "subnet": ("[/", "/]")}
+    shape = {"nva": ("{{", "}}"), "internet": ("((", "))"), "app": ("[[", "]]"), "subnet": ("[/", "/]"),
+             "paas": ("[(", ")]"), "zone": (">", "]")}
     left, right = shape.get(node.kind, ("[", "]"))
     return f"{node.id}{left}{_mq(chr(10).join(node_lines(node)))}{right}"
 

@@ -19,6 +19,9 @@ from starlette.routing import Route
 from ..engine.security import flow_protocol
 from ..lab import Lab
 from ..model import AzureError
+from ..model.ids import TYPES
+
+PICTURED = ("storage_accounts", "sql_servers", "key_vaults", "private_dns_zones")   # drawn as LIST:NAME
 
 STATIC = Path(__file__).parent / "static"
 FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
@@ -101,7 +104,8 @@ def matrix(lab: Lab, query) -> dict:
 
 
 def resource(lab: Lab, query) -> dict:
-    """A resource the picture draws (``ref`` = ``subnet:VNET/SUBNET``, ``nic:NAME`` or ``app:NAME``): its
+    """A resource the picture draws (``ref`` = ``subnet:VNET/SUBNET``, ``nic:NAME``, ``app:NAME`` or a PaaS
+    service or private DNS zone as ``LIST:NAME``, e.g. ``storage_accounts:acct1``): its
     properties, the effective routes where it sits, and the NSG rules that apply to it."""
     kind, _, name = (query.get("ref") or "").partition(":")
     net = lab.network()
@@ -129,7 +133,11 @@ def resource(lab: Lab, query) -> dict:
                 "properties": {**app.model_dump(mode="json"), "route_all_effective": app.route_all,
                                "outbound_ip_address": str(sb.outbound_ip)},
                 "kernel_routes": sb.route_n(), "nsg_rules": []}
-    raise AzureError(f"No resource '{name}' of kind '{kind}' in the lab.", "ResourceNotFound")
+    other = topo.find(kind, name) if kind in PICTURED else None
+    if other is not None:
+        return {"type": "/".join(TYPES[kind]), "name": other.name, "id": topo.id_of(kind, other),
+                "properties": other.model_dump(mode="json"), "nsg_rules": []}
+    raise AzureError(f"No resource '{name}' of kind '{kind}' in the lab.", "ResourceNotFound", 404)
 
 
 def _nsg_rules(topo, names: list[str | None]) -> list[dict]:
