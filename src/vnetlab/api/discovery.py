@@ -243,15 +243,29 @@ _PROVIDERS = {
     "Microsoft.Resources": ["resourceGroups", "subscriptions", "locations", "providers"],
     "Microsoft.Network": ["virtualNetworks", "virtualNetworks/subnets", "virtualNetworks/virtualNetworkPeerings",
                           "networkSecurityGroups", "networkSecurityGroups/securityRules", "routeTables",
-                          "routeTables/routes", "networkInterfaces", "networkWatchers"],
+                          "routeTables/routes", "networkInterfaces", "networkWatchers", "privateEndpoints",
+                          "privateEndpoints/privateDnsZoneGroups", "privateDnsZones",
+                          "privateDnsZones/virtualNetworkLinks", "privateDnsZones/A", "privateDnsZones/CNAME",
+                          "privateDnsZones/ALL"],
     "Microsoft.Compute": ["virtualMachines"],
     "Microsoft.Web": ["serverfarms", "sites", "sites/config", "sites/networkConfig", "checknameavailability",
                       "webAppStacks"],
+    "Microsoft.Storage": ["storageAccounts", "checkNameAvailability"],
+    "Microsoft.Sql": ["servers", "servers/firewallRules", "servers/virtualNetworkRules"],
+    "Microsoft.KeyVault": ["vaults"],
 }
+# global resource types (no region)
+_GLOBAL_TYPES = {"privateDnsZones", "checknameavailability", "checkNameAvailability", "webAppStacks"}
 _API_VERSIONS = {"Microsoft.Resources": ["2025-04-01", "2024-11-01", "2022-12-01"],
                  "Microsoft.Network": ["2026-03-01", "2025-07-01", "2024-07-01", "2023-11-01", "2022-01-01"],
                  "Microsoft.Compute": ["2024-07-01", "2023-09-01"],
-                 "Microsoft.Web": ["2025-05-01", "2025-03-01", "2024-11-01", "2023-12-01"]}
+                 "Microsoft.Web": ["2025-05-01", "2025-03-01", "2024-11-01", "2023-12-01"],
+                 # what az 2.91 and the azure-mgmt-* SDKs send (any version is accepted)
+                 "Microsoft.Storage": ["2025-08-01", "2025-06-01", "2025-01-01", "2023-05-01"],
+                 "Microsoft.Sql": ["2024-11-01-preview", "2023-08-01", "2021-11-01"],
+                 "Microsoft.KeyVault": ["2026-02-01", "2025-05-01", "2024-11-01", "2023-07-01"]}
+# Private DNS is its own RP inside Microsoft.Network, with its own versions (az sends 2018-09-01 and 2024-06-01)
+_PRIVATE_DNS_VERSIONS = ["2024-06-01", "2020-06-01", "2018-09-01"]
 
 
 def provider_doc(sub: str | None, namespace: str) -> dict | None:
@@ -259,8 +273,9 @@ def provider_doc(sub: str | None, namespace: str) -> dict | None:
     if canon is None:
         return None
     regions = [r[1] for r in _REGIONS]
-    types = [{"resourceType": t, "locations": [] if "/" in t or t in ("checknameavailability", "webAppStacks")
-              else regions, "apiVersions": _API_VERSIONS[canon], "capabilities": "None"}
+    types = [{"resourceType": t, "locations": [] if "/" in t or t in _GLOBAL_TYPES else regions,
+              "apiVersions": _PRIVATE_DNS_VERSIONS if t.startswith("privateDnsZones") else _API_VERSIONS[canon],
+              "capabilities": "None"}
              for t in _PROVIDERS[canon]]
     doc = {"id": f"/subscriptions/{sub}/providers/{canon}" if sub else f"/providers/{canon}",
            "namespace": canon, "resourceTypes": types}

@@ -128,6 +128,9 @@ def subnet_wire(topo: Topology, vnet: VirtualNetwork, sn: Subnet) -> dict:
     if nics:
         props["ipConfigurations"] = [{"id": topo.id_of("network_interfaces", n) + "/ipConfigurations/ipconfig1"}
                                      for n in nics]
+    endpoints = [n.private_endpoint for n in nics if n.private_endpoint]
+    if endpoints:
+        props["privateEndpoints"] = [{"id": ref_id(topo, "private_endpoints", pe)} for pe in endpoints]
     apps = topo.apps_integrated_with(vnet.name, sn.name)
     plans = [a.plan for a in apps[:1]] or sn.service_association_links[:1]  # live, or left by a deleted app
     if plans:
@@ -165,7 +168,7 @@ def subnet_from_wire(topo: Topology, body: Obj, vnet: VirtualNetwork, current: S
         service = item.obj("properties").str("serviceName") or item.str("serviceName")
         require(service, f"{item.path}.properties.serviceName")
         delegations.append(Delegation(name=item.str("name") or "", service_name=service))
-    endpoints = [require(e.str("service"), f"{e.path}.service") for e in props.objs("serviceEndpoints")]
+    endpoints = [require(e.str("service"), f"{e.path}.service".lstrip(".")) for e in props.objs("serviceEndpoints")]
     return Subnet(name=name, address_prefix=prefix, address_prefixes=props.strs("addressPrefixes"),
                   delegations=delegations, service_endpoints=endpoints,
                   network_security_group=ref_name(topo, props, "networkSecurityGroup", "network_security_groups",
@@ -319,7 +322,7 @@ def nic_wire(topo: Topology, nic: NetworkInterface) -> dict:
     props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
                    "ipConfigurations": [{"name": "ipconfig1", "id": f"{rid}/ipConfigurations/ipconfig1",
                                          "type": f"{NS}/networkInterfaces/ipConfigurations", "properties": ipc}],
-                   "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
+                   "dnsSettings": {"dnsServers": list(nic.dns_servers), "appliedDnsServers": applied_dns(topo, nic)},
                    "macAddress": mac_address(rid), "enableAcceleratedNetworking": False,
                    "enableIPForwarding": nic.enable_ip_forwarding, "primary": True, "nicType": "Standard",
                    "vnetEncryptionSupported": False}
@@ -328,7 +331,16 @@ def nic_wire(topo: Topology, nic: NetworkInterface) -> dict:
     vm = topo.vm_of_nic(nic.name)
     if vm is not None:
         props["virtualMachine"] = {"id": topo.id_of("virtual_machines", vm)}
+    if nic.private_endpoint:  # the read-only NIC of a private endpoint
+        props["privateEndpoint"] = {"id": ref_id(topo, "private_endpoints", nic.private_endpoint)}
     return envelope(rid, nic.name, f"{NS}/networkInterfaces", topo.location_of(nic), nic.tags, props, kind="Regular")
+
+
+def applied_dns(topo: Topology, nic: NetworkInterface) -> list[str]:
+    """dnsSettings.appliedDnsServers: the NIC's own servers, else its VNet's (empty: Azure-provided DNS).
+    https://learn.microsoft.com/azure/virtual-network/virtual-network-network-interface#change-dns-servers"""
+    found = topo.subnet(nic.subnet)
+    return list(nic.dns_servers or (found[0].dns_servers if found else []))
 
 
 def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> NetworkInterface:
@@ -345,6 +357,8 @@ def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> Net
                             private_ip_address=ip,
                             private_ip_allocation_method=method,
                             enable_ip_forwarding=props.bool("enableIPForwarding", False),
+                            dns_servers=props.obj("dnsSettings").strs("dnsServers"),
+                            private_endpoint=current.private_endpoint if current else None,
                             network_security_group=ref_name(topo, props, "networkSecurityGroup",
                                                             "network_security_groups", "networkSecurityGroups"),
                             location=location_of(body, f"{NS}/networkInterfaces",

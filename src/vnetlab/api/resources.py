@@ -23,13 +23,21 @@ from ..model.ids import parse_id
 from .arm import ArmError, Call, Router, group_not_found, json_response
 from .compute import VMS
 from .groups import NETWORK_WATCHER_RG, group_named
+from .keyvault import VAULTS
 from .network import NICS, NSGS, PEERINGS, ROUTE_TABLES, VNETS
+from .private_endpoints import ENDPOINTS, zone_group_wire
+from .privatedns import LINKS, ZONES, record_wire
+from .sql import FIREWALL_RULES, SERVERS, VNET_RULES
 from .state import LabState
+from .storage import ACCOUNTS
 from .web import PLANS, SITES
 
 # In dependency order: what a resource refers to comes before it in an exported template.
-TYPES = (NSGS, ROUTE_TABLES, VNETS, NICS, VMS, PLANS, SITES)
-API_VERSIONS = {"Microsoft.Network": "2024-07-01", "Microsoft.Compute": "2024-07-01", "Microsoft.Web": "2024-11-01"}
+TYPES = (NSGS, ROUTE_TABLES, VNETS, NICS, VMS, PLANS, SITES, ACCOUNTS, SERVERS, VAULTS, ZONES, ENDPOINTS)
+API_VERSIONS = {"Microsoft.Network": "2024-07-01", "Microsoft.Compute": "2024-07-01", "Microsoft.Web": "2024-11-01",
+                "Microsoft.Storage": "2023-05-01", "Microsoft.Sql": "2021-11-01", "Microsoft.KeyVault": "2023-07-01"}
+# types whose RP has versions of its own (Private DNS is a separate RP inside Microsoft.Network)
+TYPE_API_VERSIONS = {"Microsoft.Network/privateDnsZones": "2024-06-01"}
 
 
 # -- az resource list ---------------------------------------------------------------------------
@@ -108,6 +116,7 @@ def list_resources(state: LabState, call: Call) -> Response:
 _READ_ONLY_COMMON = ("provisioningState", "resourceGuid")
 _READ_ONLY = {
     "Microsoft.Network/virtualNetworks": ("virtualNetworkPeerings", "subnets[].properties.ipConfigurations",
+                                          "subnets[].properties.privateEndpoints",
                                           "subnets[].properties.serviceAssociationLinks",
                                           "subnets[].properties.provisioningState",
                                           "subnets[].properties.delegations[].properties.provisioningState",
@@ -122,6 +131,22 @@ _READ_ONLY = {
                                                                  "remoteAddressSpace",
                                                                  "remoteVirtualNetworkAddressSpace"),
     "Microsoft.Compute/virtualMachines": ("vmId", "instanceView"),
+    "Microsoft.Network/privateEndpoints": ("networkInterfaces", "customDnsConfigs",
+                                           "privateLinkServiceConnections[].properties.provisioningState",
+                                           "manualPrivateLinkServiceConnections[].properties.provisioningState"),
+    "Microsoft.Network/privateDnsZones": ("numberOfRecordSets", "numberOfVirtualNetworkLinks",
+                                          "numberOfVirtualNetworkLinksWithRegistration", "maxNumberOfRecordSets",
+                                          "maxNumberOfVirtualNetworkLinks",
+                                          "maxNumberOfVirtualNetworkLinksWithRegistration", "internalId"),
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks": ("virtualNetworkLinkState",),
+    "Microsoft.Network/privateDnsZones/A": ("fqdn", "isAutoRegistered"),
+    "Microsoft.Network/privateDnsZones/CNAME": ("fqdn", "isAutoRegistered"),
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": ("privateDnsZoneConfigs[].properties.recordSets",),
+    "Microsoft.Storage/storageAccounts": ("primaryEndpoints", "primaryLocation", "statusOfPrimary", "creationTime",
+                                          "privateEndpointConnections", "keyCreationTime"),
+    "Microsoft.Sql/servers": ("fullyQualifiedDomainName", "state", "privateEndpointConnections"),
+    "Microsoft.Sql/servers/virtualNetworkRules": ("state",),
+    "Microsoft.KeyVault/vaults": ("vaultUri", "privateEndpointConnections"),
 }
 # Microsoft.Web answers many read-only properties; a template keeps only the writable ones it uses.
 _WRITABLE = {
@@ -196,7 +221,8 @@ def template_resource(topo: Topology, wire: dict) -> dict:
         props = {k: v for k, v in props.items() if k in _WRITABLE[type_]}
     namespace = type_.split("/")[0]
     ids = _Ids(topo.subscription_id, parse_id(wire["id"]).resource_group)
-    out: dict = {"type": type_, "apiVersion": API_VERSIONS[namespace], "name": wire_name(wire)}
+    version = next((v for t, v in TYPE_API_VERSIONS.items() if type_.startswith(t)), API_VERSIONS[namespace])
+    out: dict = {"type": type_, "apiVersion": version, "name": wire_name(wire)}
     for key in ("location", "tags", "kind", "sku", "zones"):
         if wire.get(key):
             out[key] = wire[key]
@@ -216,16 +242,31 @@ def wire_name(wire: dict) -> str:
     return "/".join(parsed.names) if parsed else wire["name"]
 
 
+def children(topo: Topology, t, res) -> list[dict]:
+    """The child resources a template declares apart from their parent: peerings (two peered VNets
+    would otherwise depend on each other) and the children a parent's PUT does not carry."""
+    if t is VNETS:
+        return [PEERINGS.to_wire(topo, res, p) for p in res.peerings]
+    if t is ZONES:
+        return [LINKS.to_wire(topo, res, k) for k in res.virtual_network_links] + \
+            [record_wire(topo, res, r) for r in res.records if not r.is_auto_registered]
+    if t is SERVERS:
+        return [FIREWALL_RULES.to_wire(topo, res, r) for r in res.firewall_rules] + \
+            [VNET_RULES.to_wire(topo, res, r) for r in res.virtual_network_rules]
+    if t is ENDPOINTS and res.private_dns_zone_group:
+        return [zone_group_wire(topo, res)]
+    return []
+
+
 def export_template(topo: Topology, rg: str) -> dict:
     low = rg.lower()
     resources = []
     for t in TYPES:
         for res in getattr(topo, t.kind):
-            if topo.rg_of(res).lower() != low:
-                continue
+            if topo.rg_of(res).lower() != low or (t is NICS and res.private_endpoint):
+                continue  # a private endpoint's NIC is made by its endpoint
             resources.append(template_resource(topo, t.to_wire(topo, res)))
-            if t is VNETS:  # peerings as child resources: two peered VNets would otherwise depend on each other
-                resources += [template_resource(topo, PEERINGS.to_wire(topo, res, p)) for p in res.peerings]
+            resources += [template_resource(topo, child) for child in children(topo, t, res)]
     return {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
             "contentVersion": "1.0.0.0", "parameters": {}, "variables": {}, "resources": resources}
 

@@ -181,9 +181,22 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
              "dailyMemoryTimeQuota": 0, "resourceGroup": rg, "defaultHostName": host, "httpsOnly": app.https_only,
              "redundancyMode": "None", "publicNetworkAccess": "Enabled", "storageAccountRequired": False,
              "virtualNetworkSubnetId": topo.subnet_id(app.vnet_integration) if app.vnet_integration else None,
-             "keyVaultReferenceIdentity": "SystemAssigned", "provisioningState": "Succeeded"}
+             "keyVaultReferenceIdentity": "SystemAssigned", "provisioningState": "Succeeded",
+             "dnsConfiguration": dns_configuration_wire(app)}
     kind = "app,linux" if linux else "app"
     return envelope(rid, app.name, f"{NS}/sites", display_location(loc), app.tags, props, kind=kind)
+
+
+def dns_configuration_wire(app: WebApp) -> dict:
+    """The site's dnsConfiguration (its own DNS servers; the WEBSITE_DNS_SERVER app setting is an app
+    setting and is answered as one). https://learn.microsoft.com/azure/app-service/overview-name-resolution"""
+    return {"dnsServers": list(app.dns_servers), "dnsLegacySortOrder": False}
+
+
+def _dns_servers_from(props: Obj, current: WebApp | None) -> list[str]:
+    if "dnsConfiguration" not in props:
+        return list(current.dns_servers) if current else []
+    return props.obj("dnsConfiguration").strs("dnsServers")
 
 
 def _route_all_asked(props: Obj, config: Obj, given: OutboundVnetRouting | None, current: WebApp | None) -> bool | None:
@@ -231,6 +244,7 @@ def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, n
                    vnet_route_all_enabled=current.vnet_route_all_enabled if current else False,
                    app_settings=settings, https_only=props.bool("httpsOnly", current.https_only if current else False),
                    site_config=current.site_config if current else {},
+                   dns_servers=_dns_servers_from(props, current),
                    state=current.state if current else "Running", restarts=current.restarts if current else 0,
                    location=location_of(body, f"{NS}/sites", current and topo.location_of(current)))
     asked = _route_all_asked(props, config, ovr if "outboundVnetRouting" in props else None, current)
