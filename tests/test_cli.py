@@ -86,6 +86,19 @@ def test_demo_matches_the_note(tmp_path):
     assert json.loads(res.output)["all_match"] is True
 
 
+def test_demo_private_endpoint_tells_the_key_vault_story_beside_the_docs(tmp_path):
+    res = runner.invoke(app, ["demo", "private-endpoint", "--home", str(tmp_path / "demo"), "-o", "json"])
+    assert res.exit_code == 0, res.output
+    checks = json.loads(res.output)["checks"]
+    assert len(checks) == 6 and all(c["match"] for c in checks)
+    topo = Lab.open(tmp_path / "demo").topology()
+    pe_ip = str(topo.private_endpoint_ip(topo.find("private_endpoints", "pe-kv")))
+    assert checks[4]["got"] == [pe_ip]            # after the link: the endpoint's address, from the model
+    assert [link.virtual_network for link in topo.private_dns_zones[0].virtual_network_links] == ["hub", "app"]
+    bad = runner.invoke(app, ["demo", "nope", "--home", str(tmp_path / "other")])
+    assert bad.exit_code == 2 and "InvalidArgumentValue" in bad.output
+
+
 def test_down(home):
     assert cli(home, "down").exit_code == 0
     assert Lab.open(home).exists() is False

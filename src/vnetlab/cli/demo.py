@@ -1,5 +1,8 @@
 """`vnetlab demo`: the field note's story, step by step, each beside what the note observed.
 
+`vnetlab demo private-endpoint` tells a second story, Key Vault's private link troubleshooting page
+(examples/private-endpoint-story.yaml), beside the nslookup outputs that page shows.
+
 The note (quoted in the right column; the lab is examples/app-service-vnet-integration.yaml) shows a Linux web app's container
 before and after regional VNet integration. Here every figure on the left is computed by
 the engine (or, with ``--backend netns``, observed on a real kernel); the right column
@@ -26,12 +29,22 @@ NOTE_AFTER = """default         169.254.129.1   0.0.0.0         UG    0      0  
 192.168.0.0     169.254.254.1   255.255.0.0     UG    0      0        0 vnet00sfpui6f"""
 
 
-def example_path() -> Path:
+# https://learn.microsoft.com/azure/key-vault/general/private-link-diagnostics (name resolution)
+DOCS_UNLINKED = """fabrikam.vault.azure.net is an alias for fabrikam.privatelink.vaultcore.azure.net.
+fabrikam.privatelink.vaultcore.azure.net is an alias for data-prod-eus.vaultcore.azure.net.
+data-prod-eus.vaultcore.azure.net is an alias for data-prod-eus-region.vaultcore.azure.net.
+data-prod-eus-region.vaultcore.azure.net has address 52.168.109.101"""
+DOCS_LINKED = """Address:  10.1.2.3
+Aliases:  fabrikam.vault.azure.net
+          fabrikam.privatelink.vaultcore.azure.net"""
+
+
+def example_path(name: str = "app-service-vnet-integration.yaml") -> Path:
     for base in (Path.cwd() / "examples", Path(__file__).resolve().parents[3] / "examples"):
-        candidate = base / "app-service-vnet-integration.yaml"
+        candidate = base / name
         if candidate.exists():
             return candidate
-    raise FileNotFoundError("examples/app-service-vnet-integration.yaml")
+    raise FileNotFoundError(f"examples/{name}")
 
 
 def route_rows(table: str) -> list[tuple[str, ...]]:
@@ -45,7 +58,9 @@ def route_rows(table: str) -> list[tuple[str, ...]]:
     return sorted(rows)
 
 
-def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
+def run_demo(home, backend: str = "sim", as_json: bool = False, chapter: str = "note") -> int:
+    if chapter == "private-endpoint":
+        return run_private_endpoint_demo(home, as_json)
     tmp = None
     if home is None:
         tmp = tempfile.TemporaryDirectory(prefix="vnetlab-demo-")
@@ -88,14 +103,70 @@ def run_demo(home, backend: str = "sim", as_json: bool = False) -> int:
             lab.down()
         if tmp is not None:
             tmp.cleanup()
+    return _report(checks, as_json)
+
+
+def run_private_endpoint_demo(home, as_json: bool = False) -> int:
+    """Key Vault behind a private endpoint, its zone linked to the hub only: from the app's VNet the
+    name resolves public and the vault refuses; linking the zone to that VNet fixes both."""
+    from ..engine.paas import public_addresses
+    from ..model.dns import VirtualNetworkLink
+    from .render import resolution_lines
+    tmp = tempfile.TemporaryDirectory(prefix="vnetlab-demo-") if home is None else None
+    lab = Lab.open(tmp.name if tmp else home)
+    say = (lambda *a: None) if as_json else console.print
+    checks: list[dict] = []
+    try:
+        topo = lab.up(load(example_path("private-endpoint-story.yaml")), "sim")
+        public = str(public_addresses(topo)[("key_vaults", "fabrikam")])
+        private = str(topo.private_endpoint_ip(topo.find("private_endpoints", "pe-kv")))
+        say("[bold]1. nslookup fabrikam.vault.azure.net in app1[/] (zone linked to the hub only)")
+        res = _resolve_shown(lab, say, resolution_lines)
+        checks.append(_compare("the privatelink alias, then the public chain", res.cnames[:1],
+                               ["fabrikam.privatelink.vaultcore.azure.net"], note=DOCS_UNLINKED.splitlines()[0]))
+        checks.append(_compare("the answer is the vault's public address", res.addresses, [public],
+                               note=DOCS_UNLINKED.splitlines()[-1]))
+        call = lab.trace("app1", "fabrikam.vault.azure.net", 443)
+        checks.append(_compare("the app calls the vault", call.reason, "PublicNetworkAccessDisabled",
+                               note="403 ForbiddenByConnection: Public network access is disabled ...",
+                               shown=f"{call.verdict} {call.admission.code if call.admission else ''}"))
+        say("\n[bold]2. az network private-dns link vnet create -z privatelink.vaultcore.azure.net "
+            "-n link-app -v app -e false[/]")
+        topo.find("private_dns_zones", "privatelink.vaultcore.azure.net").virtual_network_links.append(
+            VirtualNetworkLink(name="link-app", virtual_network="app"))
+        lab.up(topo)
+        say("\n[bold]3. nslookup fabrikam.vault.azure.net in app1 again[/]")
+        res = _resolve_shown(lab, say, resolution_lines)
+        checks.append(_compare("the chain stops at the privatelink name", res.cnames,
+                               ["fabrikam.privatelink.vaultcore.azure.net"], note="Aliases: fabrikam.vault.azure.net, "
+                               "fabrikam.privatelink.vaultcore.azure.net"))
+        checks.append(_compare("the answer is the private endpoint's address", res.addresses, [private],
+                               note=DOCS_LINKED.splitlines()[0]))
+        call = lab.trace("app1", "fabrikam.vault.azure.net", 443)
+        checks.append(_compare("the app calls the vault", call.verdict, "Connected", note="200 (through the endpoint)",
+                               shown=f"{call.verdict}, the vault sees {call.source_ip_seen}"))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return _report(checks, as_json, "Key Vault's private link diagnostics page")
+
+
+def _resolve_shown(lab: Lab, say, resolution_lines):
+    res = lab.resolve("app1", "fabrikam.vault.azure.net")
+    for line in resolution_lines(res.to_dict()):
+        say(line)
+    return res
+
+
+def _report(checks: list[dict], as_json: bool, against: str = "the note") -> int:
     ok = all(c["match"] for c in checks)
     if as_json:
         print_json({"checks": checks, "all_match": ok})
     else:
-        console.print("\n[bold]vnetlab beside the note[/]")
+        console.print(f"\n[bold]vnetlab beside {against}[/]")
         for c in checks:
             mark = "[green]match[/]" if c["match"] else "[red]DIFFERS[/]"
-            console.print(f"  {mark}  {c['what']}: vnetlab [bold]{c['got']}[/]  |  note: {c['note']}")
+            console.print(f"  {mark}  {c['what']}: vnetlab [bold]{c['got']}[/]  |  {'note' if against == 'the note' else 'docs'}: {c['note']}")
     return 0 if ok else 1
 
 

@@ -642,12 +642,17 @@ def nsg_rule_create(nsg_name: str = typer.Option(..., "--nsg-name"), name: str =
 
 
 @app.command()
-def demo(home: Optional[Path] = HomeOpt,
-         backend: str = typer.Option("sim", "--backend", help="sim, or netns to run it on a real kernel."),
+def demo(chapter: str = typer.Argument("note", help="note (the field note's story) or private-endpoint "
+                                                       "(Key Vault's private link diagnostics page)."),
+         home: Optional[Path] = HomeOpt,
+         backend: str = typer.Option("sim", "--backend", help="sim, or netns to run it on a real kernel (note only)."),
          output: Output = OutOpt):
-    """The note's story on examples/app-service-vnet-integration.yaml, beside what the note observed."""
+    """The note's story on examples/app-service-vnet-integration.yaml, beside what the note observed;
+    `demo private-endpoint`: a key vault behind a private endpoint, beside the docs' nslookup outputs."""
     from .demo import run_demo
-    code = run_demo(home, backend, output == Output.json)
+    if chapter not in ("note", "private-endpoint"):
+        raise InvalidArgumentValue(f"Unknown demo chapter {chapter!r}: the chapters are note and private-endpoint.")
+    code = run_demo(home, backend, output == Output.json, chapter)
     raise typer.Exit(code or 0)
 
 # -- emulation (netns) ---------------------------------------------------------------------------
