@@ -233,3 +233,39 @@ def test_the_name_given_wins_over_a_topology_files_and_defaults_to_the_first_fil
     assert lab.topology().name == "renamed" and lab.topology().vnet("vnet1") is not None
     second = cli(tmp_path / "second", "import", str(DATA / "hub-spoke.bicep.json"))
     assert second.exit_code == 0 and Lab.open(tmp_path / "second").topology().name == "hub-spoke"
+
+
+def test_paas_references_to_what_the_files_do_not_hold_are_reported_and_dropped(tmp_path):
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers"
+    gone_subnet = f"{rg}/Microsoft.Network/virtualNetworks/vnet-gone/subnets/snet-app"
+    items = [
+        {"id": f"{rg}/Microsoft.Network/virtualNetworks/vnet-data", "name": "vnet-data", "location": "westeurope",
+         "type": "Microsoft.Network/virtualNetworks",
+         "properties": {"addressSpace": {"addressPrefixes": ["10.30.0.0/16"]},
+                        "subnets": [{"name": "snet-pe", "properties": {"addressPrefix": "10.30.1.0/24"}}]}},
+        {"id": f"{rg}/Microsoft.Storage/storageAccounts/stdata01", "name": "stdata01", "location": "westeurope",
+         "type": "Microsoft.Storage/storageAccounts", "kind": "StorageV2", "sku": {"name": "Standard_LRS"},
+         "properties": {"networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices", "ipRules": [],
+                                        "virtualNetworkRules": [{"id": gone_subnet, "action": "Allow"}]}}},
+        {"id": f"{rg}/Microsoft.Network/privateEndpoints/pe-lost", "name": "pe-lost", "location": "westeurope",
+         "type": "Microsoft.Network/privateEndpoints",
+         "properties": {"subnet": {"id": gone_subnet}, "privateLinkServiceConnections": [
+             {"name": "c", "properties": {"privateLinkServiceId": f"{rg}/Microsoft.Storage/storageAccounts/stdata01",
+                                          "groupIds": ["blob"]}}]}},
+        {"id": f"{rg}/Microsoft.Network/privateDnsZones/privatelink.blob.core.windows.net",
+         "name": "privatelink.blob.core.windows.net", "location": "global",
+         "type": "Microsoft.Network/privateDnsZones", "properties": {}},
+        {"id": f"{rg}/Microsoft.Network/privateDnsZones/privatelink.blob.core.windows.net/virtualNetworkLinks/to-gone",
+         "name": "privatelink.blob.core.windows.net/to-gone", "location": "global",
+         "type": "Microsoft.Network/privateDnsZones/virtualNetworkLinks",
+         "properties": {"virtualNetwork": {"id": f"{rg}/Microsoft.Network/virtualNetworks/vnet-gone"},
+                        "registrationEnabled": False}},
+    ]
+    (tmp_path / "data.json").write_text(json.dumps(items))
+    lab, report = imported(tmp_path, str(tmp_path / "data.json"))
+    missing = {(m["by"].rsplit("/", 1)[-1], m["id"].rsplit("/", 2)[-2], m["dropped"]) for m in report["missing"]}
+    assert missing == {("stdata01", "subnets", "reference"), ("pe-lost", "subnets", "resource"),
+                       ("to-gone", "virtualNetworks", "resource")}
+    topo = lab.topology()
+    assert topo.find("storage_accounts", "stdata01").network_rule_set.virtual_network_rules == []
+    assert topo.private_endpoints == [] and topo.private_dns_zones[0].virtual_network_links == []

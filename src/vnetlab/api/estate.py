@@ -355,6 +355,47 @@ def _drop_dangling(topo: Topology, report: Report, ids: dict[tuple[str, str], st
             missing(topo.id_of("web_apps", app), named("virtualNetworks/subnets", app.vnet_integration,
                                                        "virtual_networks"))
             app.vnet_integration = None
+    _drop_dangling_paas(topo, missing, named)
+
+
+def _drop_dangling_paas(topo: Topology, missing, named) -> None:
+    """Issue 9's references: a private endpoint's subnet and target (it cannot stand without them)
+    and its zone group's zones, a zone's links to VNets, the PaaS firewalls' subnet rules."""
+    def subnet_id(ref: str) -> str:
+        return ref if ref.startswith("/") else named("virtualNetworks/subnets", ref, "virtual_networks")
+
+    endpoints = []
+    for pe in topo.private_endpoints:
+        by = topo.id_of("private_endpoints", pe)
+        if not topo.subnet(pe.subnet):
+            missing(by, subnet_id(pe.subnet), "resource")
+        elif topo.private_link_target(pe) is None:
+            missing(by, pe.target, "resource")
+        else:
+            for zone in [z for z in pe.private_dns_zone_group if not topo.find("private_dns_zones", z)]:
+                missing(by, named("privateDnsZones", zone, "private_dns_zones"))
+                pe.private_dns_zone_group.remove(zone)
+            endpoints.append(pe)
+    topo.private_endpoints = endpoints
+    for zone in topo.private_dns_zones:
+        kept = []
+        for link in zone.virtual_network_links:
+            if topo.vnet(link.virtual_network):
+                kept.append(link)
+            else:
+                missing(topo.id_of("private_dns_zones", zone, "virtualNetworkLinks", link.name),
+                        named("virtualNetworks", link.virtual_network, "virtual_networks"), "resource")
+        zone.virtual_network_links = kept
+    for kind, acls in (("storage_accounts", "network_rule_set"), ("key_vaults", "network_acls")):
+        for res in getattr(topo, kind):
+            rules = getattr(res, acls, None)
+            for ref in [r for r in (rules.virtual_network_rules if rules else []) if not topo.subnet(r)]:
+                missing(topo.id_of(kind, res), subnet_id(ref))
+                rules.virtual_network_rules.remove(ref)
+    for server in topo.sql_servers:
+        for rule in [r for r in server.virtual_network_rules if not topo.subnet(r.subnet)]:
+            missing(topo.id_of("sql_servers", server, "virtualNetworkRules", rule.name), subnet_id(rule.subnet), "resource")
+            server.virtual_network_rules.remove(rule)
 
 
 def parameters_from(values: list[str]) -> dict:
