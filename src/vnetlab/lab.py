@@ -17,6 +17,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
+from .bulk import bulk
 from .engine.addressing import lowest_free, settle_app_service_links
 from .engine.dns import Resolution, resolve
 from .engine.network import LabView
@@ -51,6 +52,7 @@ class Lab:
     def exists(self) -> bool:
         return self.store.load() is not None
 
+    @bulk()
     def topology(self) -> Topology:
         doc = self.store.load()
         return parse(doc) if doc is not None else Topology()
@@ -73,6 +75,7 @@ class Lab:
         cached = self._snapshot
         return cached is not None and cached[0] == version
 
+    @bulk()
     def network(self, version: int | None = None) -> LabView:
         """The compiled lab, built once per store version."""
         version = self.store.version() if version is None else version
@@ -98,6 +101,7 @@ class Lab:
         return self.store.get_meta("backend") or "sim"
 
     # -- changing ------------------------------------------------------------------------
+    @bulk()
     def change(self, fn: Callable[[Topology], Topology | None], create: bool = True) -> Topology:
         with self.store.write() as tx:
             old, new = self._draft(tx.load(), fn, create)
@@ -150,6 +154,7 @@ class Lab:
             return None  # the full check decides, and derives again
         return (desired, desired) if desired.model_dump_json() == stored else None
 
+    @bulk()
     def up(self, desired: Topology, backend: str | None = None, replace: bool = False,
            stage: Callable[[str], None] = lambda _name: None) -> Topology:
         """Create the lab from ``desired`` or reconcile it, on ``backend`` (default: the lab's own).

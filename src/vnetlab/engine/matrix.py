@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv4Network
 
+from ..bulk import bulk
 from ..model.errors import InvalidPort
 from .network import Endpoint, LabView
 from .security import flow_protocol, is_public
@@ -173,6 +174,7 @@ def class_cells(net: LabView, groups: list[list[Endpoint]], flows: list[tuple[st
     return cells, len(cells)
 
 
+@bulk()
 def matrix(net: LabView, ports: list[str], expand: bool = False,
            progress: Callable[[int, int], None] | None = None, paas: bool = False) -> dict:
     flows = parse_flows(ports)

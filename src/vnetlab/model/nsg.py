@@ -29,6 +29,13 @@ def _as_list(v):
     return [str(x) for x in v]
 
 
+_CANONICAL_WORDS = frozenset({"Inbound", "Outbound", "Allow", "Deny"})
+_CANONICAL_PROTOCOLS = frozenset(PROTOCOLS.values())
+_SINGULAR_KEYS = ("source_port_range", "destination_port_range", "source_address_prefix", "destination_address_prefix")
+_PLURAL_KEYS = ("source_port_ranges", "destination_port_ranges", "source_address_prefixes",
+                "destination_address_prefixes")
+
+
 class SecurityRule(Model):
     name: str = Field(min_length=1, max_length=80)
     priority: int
@@ -48,23 +55,34 @@ class SecurityRule(Model):
     @model_validator(mode="before")
     @classmethod
     def _normalize(cls, data):
+        """Enums in any letter case, integer ports and prefixes, one value for a plural key. A large lab
+        has hundreds of thousands of rules, nearly all already in this form (a stored lab always):
+        they are passed on as they are, without a copy."""
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        out = data
         for key in ("direction", "access"):
-            if isinstance(data.get(key), str):
-                data[key] = data[key].capitalize()
-        for key in ("source_port_range", "destination_port_range", "source_address_prefix", "destination_address_prefix"):
+            value = data.get(key)
+            if isinstance(value, str) and value not in _CANONICAL_WORDS:
+                out = out if out is not data else dict(data)
+                out[key] = value.capitalize()
+        for key in _SINGULAR_KEYS:
             if isinstance(data.get(key), int):
-                data[key] = str(data[key])
-        for key in ("source_port_ranges", "destination_port_ranges", "source_address_prefixes", "destination_address_prefixes"):
+                out = out if out is not data else dict(data)
+                out[key] = str(data[key])
+        for key in _PLURAL_KEYS:
             if key in data:
-                data[key] = _as_list(data[key])
-        return data
+                value = data[key]
+                if type(value) is not list or not all(type(x) is str for x in value):
+                    out = out if out is not data else dict(data)
+                    out[key] = _as_list(value)
+        return out
 
     @field_validator("protocol")
     @classmethod
     def _v_protocol(cls, v):
+        if v in _CANONICAL_PROTOCOLS:
+            return v
         canon = canonical_protocol(v)
         if canon is None:
             raise ValueError(f"protocol {v!r} is not one of Tcp, Udp, Icmp, Esp, Ah, *")
