@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from yaml import events
 from yaml.nodes import ScalarNode
 
+from .bulk import bulk
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
 from .model.nsg import PROTOCOLS
@@ -42,6 +43,7 @@ def pydantic_error(exc: ValidationError) -> AzureError:
     return InvalidRequestContent("The lab definition is not valid: " + "; ".join(parts))
 
 
+@bulk()
 def parse(doc: dict) -> Topology:
     try:
         return Topology.model_validate(doc)
@@ -49,6 +51,7 @@ def parse(doc: dict) -> Topology:
         raise pydantic_error(exc) from None
 
 
+@bulk()
 def load(path: str | Path) -> Topology:
     try:
         text = Path(path).read_text()
@@ -76,11 +79,17 @@ _scalars = yaml.SafeLoader("")  # resolves and constructs plain scalars exactly 
 
 
 def load_yaml(text: str):
-    """``yaml.safe_load(text)``, faster. Even with libyaml, PyYAML builds a node tree and resolves every
-    scalar through a list of regular expressions in Python; a lab file is plain mappings, lists and
-    scalars that repeat (``Tcp``, ``Allow``, port numbers), so the parser's events are built straight
-    into dicts and lists and each distinct plain scalar is resolved once. Anything else (anchors,
-    aliases, tags, merge keys) goes to the full loader."""
+    """``yaml.safe_load(text)``, faster. Even with libyaml, PyYAML builds a Python object for every
+    parser event and resolves every scalar through a list of regular expressions in Python; a lab
+    file is plain mappings, lists and scalars that repeat (``Tcp``, ``Allow``, port numbers). So a file
+    in the plain block style ``yaml.dump`` writes (one-line flow collections included) is read line by
+    line (``_from_lines``); else libyaml's events are built straight into dicts and lists; each
+    distinct plain scalar is resolved once, by PyYAML's own resolver. Anything else (anchors, aliases,
+    tags, merge keys, block scalars) goes to the full loader."""
+    try:
+        return _from_lines(text)
+    except _NotPlain:
+        pass
     if CParser is None:
         return yaml.safe_load(text)
     try:
@@ -93,6 +102,182 @@ def load_yaml(text: str):
         return yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError:
         return yaml.safe_load(text)
+
+
+# -- the line reader: a strict subset of YAML, refused (``_NotPlain``) at the first doubt -----------------
+# Any character YAML reads as a line break or tab, a control character, a byte order mark: refused.
+_OUTSIDE = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")  # the same, for ASCII text (faster)
+_START = r"(?:[\w./+~(]|-(?=[\w./]))"  # how a plain scalar may start: no indicator character
+_KEY = re.compile(rf"({_START}[^#:'\"]*?|'(?:[^']|'')*') *:(?: +(.*))?")
+_PLAIN = re.compile(rf"{_START}[^#]*")
+_SINGLE = re.compile(r"'(?:[^']|'')*'")
+_DOUBLE = re.compile(r'"[^"\\]*"')
+_FLOW_PLAIN = re.compile(rf"{_START}[^,\[\]{{}}:#'\" ]*(?: +[^,\[\]{{}}:#'\" ]+)*")
+# the first characters of PyYAML's implicit resolvers (bool, float, int, merge, null, timestamp, value)
+_RESOLVED_FIRST = frozenset(k for k in yaml.SafeLoader.yaml_implicit_resolvers if k)
+_LONGEST_KEY = 1000  # PyYAML refuses a simple key longer than 1024 characters
+
+
+def _is_entry(body: str) -> bool:
+    """A block sequence entry: ``-`` then a space or the end of the line."""
+    return body == "-" or body.startswith("- ")
+
+
+def _from_lines(text: str):
+    """``yaml.safe_load(text)`` for block mappings and sequences of one-line scalars (plain, 'single' or
+    "double" quoted without escapes) and one-line flow collections, with whole-line comments; raises
+    ``_NotPlain`` at anything else, or anything it is not sure of (``load_yaml`` then reads the text
+    with libyaml). Flow collections become JSON, read by the json module: a plain scalar is written
+    as the JSON of PyYAML's own resolution of it, and anything that is not then valid JSON (a key
+    that is not a string, a trailing comma) is refused."""
+    if _CONTROL.search(text) if text.isascii() else _OUTSIDE.search(text):
+        raise _NotPlain
+    lines = []
+    for line in text.split("\n"):
+        body = line.lstrip(" ")
+        if not body or body[0] == "#":
+            continue
+        if "#" in body:
+            raise _NotPlain  # a comment after content, or a '#' in a scalar: left to libyaml
+        lines.append((len(line) - len(body), body.rstrip(" ")))
+    if not lines:
+        raise _NotPlain
+    reader = _LineReader(lines)
+    value, end = reader.node(0)
+    if end != len(lines):
+        raise _NotPlain
+    return value
+
+
+class _FlowJson(dict):
+    """A flow collection's token (with its spaces) -> its JSON text, computed once per distinct token."""
+
+    def __init__(self, scalars: dict):
+        super().__init__()
+        self.scalars = scalars
+
+    def __missing__(self, token: str) -> str:
+        word = token.strip(" ")
+        if word in ("", "[", "]", "{", "}", ",", ":"):
+            out = word  # '': the space between two indicators
+        elif len(word) > _LONGEST_KEY:
+            raise _NotPlain
+        elif word[0] == "'":
+            if not _SINGLE.fullmatch(word):
+                raise _NotPlain
+            out = json.dumps(word[1:-1].replace("''", "'"))
+        elif word[0] == '"':
+            if not _DOUBLE.fullmatch(word):
+                raise _NotPlain
+            out = json.dumps(word[1:-1])
+        elif not _FLOW_PLAIN.fullmatch(word):
+            raise _NotPlain
+        elif (word[0] not in _RESOLVED_FIRST or word.count(".") > 1) and "\\" not in word:
+            # no implicit resolver starts with that character, or takes two dots (an address): a string
+            out = f'"{word}"'
+        elif word.isdigit() and word.isascii() and (word[0] != "0" or word == "0"):
+            out = word  # a decimal integer reads the same in JSON
+        else:
+            value = _scalar(word, (True, False), self.scalars)
+            if type(value) not in (str, int, float, bool, type(None)):
+                raise _NotPlain  # a timestamp: JSON has no such value
+            out = json.dumps(value)
+        self[token] = out
+        return out
+
+
+class _LineReader:
+    """Block nodes over ``(indent, text)`` lines, each method returning (value, next line)."""
+
+    def __init__(self, lines: list[tuple[int, str]]):
+        self.lines, self.scalars = lines, {}
+        self.flow_json = _FlowJson(self.scalars)
+
+    def node(self, i: int):
+        indent, body = self.lines[i]
+        if _is_entry(body):
+            return self.sequence(i, indent)
+        return self.mapping(i, indent, body)
+
+    def sequence(self, i: int, indent: int):
+        lines, n, items = self.lines, len(self.lines), []
+        while i < n and lines[i][0] == indent and _is_entry(lines[i][1]):
+            body = lines[i][1]
+            rest = body[1:].lstrip(" ")
+            if not rest:  # the entry is on the lines below, or null
+                i += 1
+                value, i = self.node(i) if i < n and lines[i][0] > indent else (None, i)
+            elif _is_entry(rest):
+                raise _NotPlain  # a sequence in a sequence on one line
+            elif _KEY.fullmatch(rest):
+                value, i = self.mapping(i, indent + len(body) - len(rest), rest)
+            else:
+                value, i = self.scalar(rest), i + 1
+            items.append(value)
+            if i < n and lines[i][0] > indent:
+                raise _NotPlain
+        return items, i
+
+    def mapping(self, i: int, indent: int, body: str):
+        """A block mapping at column ``indent`` whose first entry, ``body``, is on line ``i``."""
+        lines, n, out = self.lines, len(self.lines), {}
+        while True:
+            m = _KEY.fullmatch(body)
+            if m is None:
+                raise _NotPlain
+            key, text = self.key(m.group(1)), m.group(2)
+            i += 1
+            if text:
+                value = self.scalar(text)
+            elif i < n and lines[i][0] > indent:
+                value, i = self.node(i)
+            elif i < n and lines[i][0] == indent and _is_entry(lines[i][1]):
+                value, i = self.sequence(i, indent)  # a sequence may sit at its key's column
+            else:
+                value = None
+            out[key] = value
+            if i >= n or lines[i][0] < indent:
+                return out, i
+            if lines[i][0] > indent:
+                raise _NotPlain
+            body = lines[i][1]
+
+    def key(self, text: str):
+        if len(text) > _LONGEST_KEY:
+            raise _NotPlain
+        if text[0] == "'":
+            return text[1:-1].replace("''", "'")
+        return _scalar(text, (True, False), self.scalars)
+
+    def scalar(self, text: str):
+        first = text[0]
+        if first == "[" or first == "{":
+            return self.flow(text)
+        if first == "'":
+            if _SINGLE.fullmatch(text):
+                return text[1:-1].replace("''", "'")
+        elif first == '"':
+            if _DOUBLE.fullmatch(text):
+                return text[1:-1]
+        elif _PLAIN.fullmatch(text) and ": " not in text and text[-1] != ":":
+            return _scalar(text, (True, False), self.scalars)
+        raise _NotPlain
+
+    def flow(self, text: str):
+        try:
+            return json.loads("".join(map(self.flow_json.__getitem__, _flow_tokens(text))))
+        except ValueError:
+            raise _NotPlain from None
+
+
+def _flow_tokens(text: str) -> list[str]:
+    """A one-line flow collection cut at its indicators (each its own item) with string methods, three
+    times faster than a regular expression: a quoted scalar holding an indicator comes out in pieces,
+    which ``_FlowJson`` refuses. A ':' not followed by a space stays inside its scalar (refused too)."""
+    for mark in (",", "[", "]", "{", "}"):
+        text = text.replace(mark, f"\0{mark}\0")
+    return text.replace(": ", "\0:\0").split("\0")
 
 
 def _scalar(value: str, implicit, cache: dict):
