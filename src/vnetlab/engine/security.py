@@ -23,15 +23,16 @@ published ranges. A tag vnetlab does not know is refused, saying so.
 
 ICMP has no ports: an ICMP packet matches only rules whose port ranges cover every port.
 
-Rules are indexed, not scanned: per protocol, the destination port space is cut into
-intervals at every rule boundary, and each interval keeps the rules covering it in priority
-order. A lookup is a bisect plus a walk over the few rules that can match that port.
+Rules are indexed, not scanned: per protocol and destination port, the rules that can match
+(their protocol and destination ports cover it) are listed once, in priority order, and only
+they are compiled; a lookup walks that short list.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 
 from ..model import NetworkSecurityGroup, SecurityRule, Topology, VirtualNetwork
@@ -203,6 +204,11 @@ def nsg_chain(direction: str, nic_nsg: str | None, subnet_nsg: str | None) -> li
 
 def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
     """Port ranges as a rule gives them ('*', '80', '1000-2000', '22,443'), as inclusive pairs."""
+    return _parse_ports(tuple(values))
+
+
+@lru_cache(maxsize=1 << 16)  # a large lab repeats its port lists; bounded for a long-running server
+def _parse_ports(values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
     out = []
     for value in values:
         for part in str(value).split(","):
@@ -230,23 +236,52 @@ def address_set(values: list[str], vnet_set: AddressSet) -> AddressSet:
     nets: list[tuple[int, int]] = []
     internet = False
     for value in values:
-        tag = service_tag(value)
-        if value.strip().lower() in ANY_ADDRESS:
-            return AddressSet(any=True)
-        if tag == "VirtualNetwork":
+        meaning = _address(value)
+        if meaning is ANY_SET:
+            return ANY_SET
+        if meaning is None:
+            raise unknown_prefix(value)
+        if type(meaning) is tuple:
+            nets.append(meaning)
+        elif meaning == "VirtualNetwork":
             nets += vnet_set.nets
-        elif tag == "AzureLoadBalancer":
+        elif meaning == "AzureLoadBalancer":
             nets += _nets([HOST_VIP])
-        elif tag == "Internet":
+        elif meaning == "Internet":
             internet = True
-        elif tag is not None:
-            nets += _nets(PLATFORM_TAGS[tag_key(tag)])
         else:
-            try:
-                nets += _nets([IPv4Network(value.strip(), strict=False)])
-            except ValueError:
-                raise unknown_prefix(value) from None
+            nets += _nets(PLATFORM_TAGS[tag_key(meaning)])
     return AddressSet(internet=internet, nets=tuple(nets))
+
+
+ANY_SET = AddressSet(any=True)
+_DOTTED = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?:/([0-9]{1,2}))?")
+
+
+@lru_cache(maxsize=1 << 18)  # a large lab names hundreds of thousands of prefixes, many of them often
+def _address(value: str) -> AddressSet | str | tuple[int, int] | None:
+    """What one address value of a rule means: ANY_SET, a service tag's name, (network, mask), or None."""
+    if value.strip().lower() in ANY_ADDRESS:
+        return ANY_SET
+    return service_tag(value) or prefix_bits(value.strip())
+
+
+def prefix_bits(prefix: str) -> tuple[int, int] | None:
+    """(network, mask) of a prefix or address as ``IPv4Network(prefix, strict=False)`` reads it, None
+    for what is not one. The a.b.c.d/n form is read without building an IPv4Network."""
+    m = _DOTTED.fullmatch(prefix)
+    if m and all(len(o) == 1 or o[0] != "0" for o in m.groups()[:4]):
+        octets = [int(o) for o in m.groups()[:4]]
+        length = int(m.group(5)) if m.group(5) is not None else 32
+        if max(octets) <= 255 and length <= 32:
+            ip = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+            return ip & mask, mask
+    try:
+        n = IPv4Network(prefix, strict=False)
+    except ValueError:
+        return None
+    return int(n.network_address), int(n.netmask)
 
 
 @dataclass(frozen=True)
@@ -278,49 +313,58 @@ def compile_rule(rule: SecurityRule, vnet_set: AddressSet, default: bool) -> Com
                         parse_ports(rule.destination_ports()))
 
 
-@dataclass
-class _PortIndex:
-    bounds: list[int] = field(default_factory=list)
-    buckets: list[list[CompiledRule]] = field(default_factory=list)
-
-    @classmethod
-    def build(cls, rules: list[CompiledRule]) -> "_PortIndex":
-        points = {0, 65536}
-        for r in rules:
-            for lo, hi in r.destination_ports:
-                points.update((lo, hi + 1))
-        bounds = sorted(points)
-        buckets: list[list[CompiledRule]] = [[] for _ in bounds]
-        for r in rules:  # already in priority order, so each bucket stays sorted
-            seen: set[int] = set()
-            for lo, hi in r.destination_ports:
-                for i in range(bisect_right(bounds, lo) - 1, bisect_right(bounds, hi)):
-                    if i not in seen:
-                        seen.add(i)
-                        buckets[i].append(r)
-        return cls(bounds, buckets)
-
-    def candidates(self, port: int) -> list[CompiledRule]:
-        return self.buckets[bisect_right(self.bounds, port) - 1]
+def covers(ranges: tuple[tuple[int, int], ...], port: int) -> bool:
+    return any(lo <= port <= hi for lo, hi in ranges)
 
 
 class CompiledNsg:
-    """One NSG in one direction, compiled for the VNet it is applied in."""
+    """One NSG in one direction, compiled for the VNet it is applied in. A rule's addresses are
+    compiled when a flow first needs it: for one port only the few rules covering that port are,
+    of the hundreds a large NSG may hold (``rules`` compiles them all)."""
 
     def __init__(self, nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet):
         self.nsg, self.direction, self.vnet_set = nsg, direction, vnet_set
-        self.rules = [compile_rule(r, vnet_set, is_default_rule(r)) for r in nsg.rules(direction)]
-        self._index = {p: _PortIndex.build([r for r in self.rules if p in r.protocols]) for p in ("Tcp", "Udp")}
-        # ICMP has no ports: only rules whose source and destination ranges cover every port match it
-        self._icmp = [r for r in self.rules if "Icmp" in r.protocols
-                      and r.destination_ports == FULL_PORTS and r.source_ports == FULL_PORTS]
+        self._models = nsg.rules(direction)
+        self._compiled: list[CompiledRule | None] = [None] * len(self._models)
+        self._candidates: dict[tuple[str, int | None], list[CompiledRule]] = {}
+
+    def _rule(self, i: int) -> CompiledRule:
+        compiled = self._compiled[i]
+        if compiled is None:
+            rule = self._models[i]
+            compiled = self._compiled[i] = compile_rule(rule, self.vnet_set, is_default_rule(rule))
+        return compiled
+
+    @property
+    def rules(self) -> list[CompiledRule]:
+        """Every rule, compiled, in evaluation order."""
+        return [self._rule(i) for i in range(len(self._models))]
+
+    def candidates(self, protocol: str, port: int | None) -> list[CompiledRule]:
+        """The rules that can match a flow of ``protocol`` to ``port``, in priority order: their protocol
+        and destination ports cover it. ICMP has no ports: only rules whose source and destination
+        ranges cover every port match it."""
+        key = (protocol, port if protocol != "Icmp" else None)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = [self._rule(i) for i, rule in enumerate(self._models)
+                                             if self._may_match(rule, protocol, port)]
+        return found
+
+    @staticmethod
+    def _may_match(rule: SecurityRule, protocol: str, port: int | None) -> bool:
+        if rule.protocol != "*" and rule.protocol != protocol:
+            return False
+        destination_ports = parse_ports(rule.destination_ports())
+        if protocol == "Icmp":
+            return destination_ports == FULL_PORTS and parse_ports(rule.source_ports()) == FULL_PORTS
+        return covers(destination_ports, port or 0)
 
     def evaluate(self, protocol: str, src: IPv4Address | int, dst: IPv4Address | int, port: int | None,
                  sport: int | None = None) -> CompiledRule:
         """The first rule that matches; the default Deny rule always matches last."""
         src_i, dst_i = int(src), int(dst)
-        candidates = self._icmp if protocol == "Icmp" else self._index[protocol].candidates(port or 0)
-        for rule in candidates:
+        for rule in self.candidates(protocol, port):
             if rule.matches_addresses(src_i, dst_i, sport, self.vnet_set):
                 return rule
-        return self.rules[-1]
+        return self._rule(len(self._models) - 1)
