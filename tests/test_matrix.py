@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from conftest import cli  # noqa: E402
 from generate import generate, generate_doc  # noqa: E402
 
-from vnetlab.engine.matrix import matrix  # noqa: E402
+from vnetlab.engine.matrix import endpoint_classes, matrix  # noqa: E402
 from vnetlab.engine.network import LabView  # noqa: E402
 from vnetlab.engine.trace import trace  # noqa: E402
 
@@ -107,3 +107,38 @@ def test_cli_json_is_compact_and_expand_adds_pairs(tmp_path):
                        plain["default"].items())
     assert f"pair of endpoints: {default}" in grouped
     assert all(f"#{c['source']} {plain['classes'][c['source']]['members'][0]}" in grouped for c in plain["cells"])
+
+
+def _assert_pairs_equal_traces(net, ports):
+    result = matrix(net, ports, expand=True)
+    eps = {ep.name: ep for ep in net.endpoints()}
+    assert len(result["pairs"]) == len(eps) * (len(eps) - 1)
+    for pair in result["pairs"]:
+        for label, verdict in pair["verdicts"].items():
+            assert _verdict(net, eps, pair["source"], pair["destination"], label) == verdict, (pair, label)
+    return result
+
+
+def test_per_subnet_nsgs_naming_hosts_answer_as_full_traces():
+    """The large lab's shape (an NSG per subnet naming hosts of its VNet, chained peerings), small and
+    with several seeds: a destination traced once for the sources whose NSGs do not name it still
+    answers, for each pair, what the pair's own trace says; fewer traces than class pairs."""
+    from generate_large import generate_doc as large_doc
+    from vnetlab.lab import allocate_dynamic_addresses
+    from vnetlab.model import Topology
+    for seed in (1, 2):
+        topo = Topology.model_validate(large_doc(vnets=2, subnets=20, rules=150, vms=70, apps=4, seed=seed))
+        allocate_dynamic_addresses(topo, None)
+        net = LabView(topo)
+        assert any(c.named_elsewhere for c in endpoint_classes(net, net.endpoints()))
+        result = _assert_pairs_equal_traces(net, ["80", "22"])
+        assert result["traces"] < len(result["classes"]) ** 2 * 2
+
+
+def test_a_lab_with_an_appliance_answers_as_full_traces():
+    """Routes through an appliance: its NSGs see other endpoints' flows (the issue's example lab)."""
+    from vnetlab.topology import load
+    from vnetlab.lab import allocate_dynamic_addresses
+    topo = load(Path(__file__).resolve().parents[1] / "examples" / "issue-example.yaml")
+    allocate_dynamic_addresses(topo, None)
+    _assert_pairs_equal_traces(LabView(topo), ["80", "22", "443", "icmp"])

@@ -3,7 +3,11 @@
 Two endpoints are in one class when nothing can tell them apart: the same kind, subnet,
 NIC NSG and listening services, and their addresses fall inside exactly the same prefixes
 named anywhere in the lab (NSG rules, routes, next hops, VNet and subnet ranges). A trace
-between two representatives then answers for every pair of members.
+between two representatives then answers for every pair of members. Fewer traces still are run:
+an address is compared as a source only with rules' source fields, as a destination only with
+their destination fields, and (without appliances) only with the rules of the NSGs the flow
+meets, so one trace (``verdict``: the trace's walk without its explanation) answers for every
+class pair that is alike in what matters to it. ``traces`` counts the traces run.
 
 The answer has one shape at any size::
 
@@ -24,69 +28,111 @@ public endpoint (kind ``storage_account``, ``sql_server``, ``key_vault``) and ea
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
-from ipaddress import IPv4Network
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..bulk import bulk
 from ..model.errors import InvalidPort
 from .network import Endpoint, LabView
-from .security import flow_protocol, is_public
-from .trace import trace
+from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, prefix_bits
+from .trace import verdict
 
-_DOTTED = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?:/([0-9]{1,2}))?")
-
-
-def _network(prefix: str) -> tuple[int, int] | None:
-    """(mask, network) of a prefix or address, as ``IPv4Network(prefix, strict=False)`` reads it;
-    None for what is not one (a service tag). The a.b.c.d/n form is read without building an
-    IPv4Network: a large lab names hundreds of thousands of prefixes."""
-    m = _DOTTED.fullmatch(prefix)
-    if m and all(len(o) == 1 or o[0] != "0" for o in m.groups()[:4]):
-        octets = [int(o) for o in m.groups()[:4]]
-        length = int(m.group(5)) if m.group(5) is not None else 32
-        if max(octets) <= 255 and length <= 32:
-            ip = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
-            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-            return mask, ip & mask
-    try:
-        n = IPv4Network(prefix, strict=False)
-    except ValueError:
-        return None  # service tags: they depend on the VNet, which the subnet already pins
-    return int(n.netmask), int(n.network_address)
+Prefixes = dict[int, set[int]]  # mask -> networks
+Atom = tuple[int, int]          # (mask, network): a prefix an address falls in
+NsgSide = tuple[str, str]       # (NSG name in lower case, direction)
 
 
-def _prefixes(net: LabView) -> dict[int, set[int]]:
+@dataclass
+class _Named:
+    """The prefixes an endpoint's address is compared with as a source (``sources``: NSG rules' source
+    fields) and as a destination (``destinations``: their destination fields), both with ``fixed``:
+    every route, next hop, subnet and address space, the addresses of a NIC holding a next hop, the
+    fixed ranges of service tags and of the internet. (A service tag named by a rule depends on the
+    VNet, which the subnet pins.) ``named_by``: which NSG sides name each destination prefix."""
+    sources: Prefixes
+    destinations: Prefixes
+    fixed: set[Atom]
+    named_by: dict[Atom, frozenset[NsgSide]]
+    appliances: bool   # some route goes through an appliance, whose NSGs see other endpoints' flows
+
+
+def _named(net: LabView) -> _Named:
     topo = net.topo
-    found: set[str] = set()
+    sources: set[str] = set()
+    named: dict[str, set[NsgSide]] = {}
     for nsg in topo.network_security_groups:
+        low = nsg.name.lower()
         for rule in nsg.security_rules:
-            found.update(rule.sources())
-            found.update(rule.destinations())
+            sources.update(rule.sources())
+            side = (low, rule.direction)
+            for value in rule.destinations():
+                named.setdefault(value, set()).add(side)
+    fixed: set[str] = {str(HOST_VIP), *map(str, PRIVATE_RANGES), *(str(n) for nets in PLATFORM_TAGS.values()
+                                                                    for n in nets)}
+    hops: set[str] = set()
     for rt in topo.route_tables:
         for r in rt.routes:
-            found.add(r.address_prefix)
+            fixed.add(r.address_prefix)
             if r.next_hop_ip_address:
-                found.add(r.next_hop_ip_address)
+                hops.add(r.next_hop_ip_address.strip())
+    fixed |= hops
+    for nic in topo.network_interfaces:  # an appliance is the endpoint holding any of its NIC's addresses
+        if hops.intersection(nic.addresses):
+            fixed.update(nic.addresses)
+    for vnet in topo.virtual_networks:
+        fixed.update(vnet.address_space)
     for view in net.subnets.values():
-        found.update(view.subnet.prefixes)
-    by_mask: dict[int, set[int]] = {}
-    for p in found:
-        parsed = _network(p.strip())
-        if parsed is not None:
-            by_mask.setdefault(parsed[0], set()).add(parsed[1])
+        fixed.update(view.subnet.prefixes)
+    named_by: dict[Atom, set[NsgSide]] = {}
+    for value, sides in named.items():
+        atom = _atom(value)
+        if atom is not None:
+            named_by.setdefault(atom, set()).update(sides)
+    appliances = any(r.next_hop_type == "VirtualAppliance" for rt in topo.route_tables for r in rt.routes)
+    return _Named(_by_mask(sources | fixed), _by_mask(set(named) | fixed), {a for a in map(_atom, fixed) if a},
+                  {atom: frozenset(sides) for atom, sides in named_by.items()}, appliances)
+
+
+def _atom(prefix: str) -> Atom | None:
+    parsed = prefix_bits(prefix.strip())  # None for a service tag
+    return None if parsed is None else (parsed[1], parsed[0])
+
+
+def _by_mask(found: set[str]) -> Prefixes:
+    by_mask: Prefixes = {}
+    for atom in map(_atom, found):
+        if atom is not None:
+            by_mask.setdefault(atom[0], set()).add(atom[1])
     return by_mask
 
 
-def _signature(ep: Endpoint, prefixes: dict[int, set[int]], net: LabView) -> tuple:
+def _atoms(ip: int, prefixes: Prefixes) -> tuple[Atom, ...]:
+    return tuple(sorted((mask, ip & mask) for mask, nets in prefixes.items() if ip & mask in nets))
+
+
+def _signatures(ep: Endpoint, named: _Named, net: LabView) -> tuple[tuple, tuple]:
+    """(as a source, as a destination): two endpoints with the same pair answer alike in every flow."""
     if ep.kind != "vm":
-        return (ep.kind, ep.name.lower())
+        one = (ep.kind, ep.name.lower())
+        return one, one
     ip = int(ep.ip)
-    atoms = tuple(sorted((mask, ip & mask) for mask, nets in prefixes.items() if ip & mask in nets))
     services = frozenset(net.services_of(ep.nic) or ())
-    return ("vm", ep.nic.subnet.lower(), (ep.nic.network_security_group or "").lower(),
-            ep.nic.enable_ip_forwarding, net.guest_forwards(ep.nic), services, atoms)
+    common = ("vm", ep.nic.subnet.lower(), (ep.nic.network_security_group or "").lower(),
+              ep.nic.enable_ip_forwarding, net.guest_forwards(ep.nic), services)
+    return common + (_atoms(ip, named.sources),), common + (_atoms(ip, named.destinations),)
+
+
+def _nsg_sides(net: LabView, ep: Endpoint, direction: str) -> frozenset[NsgSide]:
+    """The NSGs (with ``direction``) an endpoint's own packets meet: its NIC's and its subnet's; a web
+    app's integration subnet's."""
+    if ep.kind == "webapp":
+        sb = net.sandbox(ep.app)
+        names = [net.subnet_view(sb.integration_subnet).subnet.network_security_group] if sb.integration_subnet else []
+    else:
+        names = [ep.nic.network_security_group, net.subnet_view(ep.nic.subnet).subnet.network_security_group]
+    return frozenset((name.lower(), direction) for name in names if name)
 
 
 def _dropped_by_route(net: LabView, src: Endpoint):
@@ -126,11 +172,28 @@ def parse_flows(specs: list[str]) -> list[tuple[str, int | None]]:
     return out
 
 
-def endpoint_classes(net: LabView, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
-    prefixes = _prefixes(net)
-    classes: dict[tuple, list[Endpoint]] = {}
+class EndpointClass(NamedTuple):
+    members: list[Endpoint]
+    as_source: tuple        # signature as a source
+    as_destination: tuple   # signature as a destination
+    sends_through: frozenset[NsgSide]   # the outbound NSGs its members' packets meet
+    # as a destination, for a source: its signature without the prefixes only other NSGs name, and
+    # those prefixes with the NSG sides naming them (they matter to a source that meets one of them)
+    destination_base: tuple
+    named_elsewhere: tuple[tuple[Atom, frozenset[NsgSide]], ...]
+    # False: a PaaS service admits by the source's own address, which the source signature does not
+    # hold: every source class is traced to it on its own
+    shared: bool = True
+
+
+def endpoint_classes(net: LabView, endpoints: list[Endpoint]) -> list[EndpointClass]:
+    named = _named(net)
+    classes: dict[tuple, EndpointClass] = {}
     for ep in endpoints:
-        classes.setdefault(_signature(ep, prefixes, net), []).append(ep)
+        as_source, as_destination = _signatures(ep, named, net)
+        if (as_source, as_destination) not in classes:
+            classes[(as_source, as_destination)] = _endpoint_class(net, ep, named, as_source, as_destination)
+        classes[(as_source, as_destination)].members.append(ep)
     return list(classes.values())
 
 
@@ -150,28 +213,61 @@ def paas_destinations(net: LabView) -> list[Endpoint]:
     return out
 
 
-def class_cells(net: LabView, groups: list[list[Endpoint]], flows: list[tuple[str, int | None]],
+def _endpoint_class(net: LabView, ep: Endpoint, named: _Named, as_source: tuple, as_destination: tuple) -> EndpointClass:
+    base, elsewhere = as_destination, ()
+    if ep.kind == "vm" and not named.appliances:
+        receives_through = _nsg_sides(net, ep, "Inbound")
+        atoms = as_destination[-1]
+
+        def always(atom: Atom) -> bool:
+            return atom in named.fixed or not named.named_by.get(atom, frozenset()).isdisjoint(receives_through)
+        base = as_destination[:-1] + (tuple(a for a in atoms if always(a)),)
+        elsewhere = tuple((a, named.named_by[a]) for a in atoms if not always(a))
+    return EndpointClass([], as_source, as_destination, _nsg_sides(net, ep, "Outbound"), base, elsewhere)
+
+
+def destination_only(ep: Endpoint) -> EndpointClass:
+    """A class of one endpoint that is only a destination (a PaaS endpoint)."""
+    key = (ep.kind, ep.name.lower())
+    return EndpointClass([ep], key, key, frozenset(), key, (), shared=False)
+
+
+def class_cells(net: LabView, classes: list[EndpointClass], flows: list[tuple[str, int | None]],
                 progress: Callable[[int, int], None] | None = None, sources: int | None = None,
                 ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
     """(class pair -> verdicts per flow, traces run) for the pairs a route does not drop; every other
-    pair of distinct endpoints is TimedOut whatever the port, without a trace. ``progress(done, total)``
-    is told after each source class. Only the first ``sources`` classes (all by default) are sources."""
+    pair of distinct endpoints is TimedOut whatever the port, without a trace. A destination's address
+    is compared only with the source's outbound NSG rules and its own inbound ones (and routes), unless
+    an appliance forwards: for one source, the destination classes that differ only in addresses other
+    NSGs name answer alike, and are traced once. ``progress(done, total)`` is told after each source class.
+    Only the first ``sources`` classes (all by default) are sources."""
     cells: dict[tuple[int, int], tuple[str, ...]] = {}
+    traced: dict[tuple[tuple, tuple], tuple[str, ...]] = {}
     reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
-    sources = len(groups) if sources is None else sources
-    for i, src_members in enumerate(groups[:sources]):
-        src = src_members[0]
+    sources = len(classes) if sources is None else sources
+    for i, source in enumerate(classes[:sources]):
+        src = source.members[0]
         key, drops = _dropped_by_route(net, src)
         if key not in reachable:  # members of a class fall in the same route prefixes
-            reachable[key] = [j for j, members in enumerate(groups) if not drops(members[0].ip)]
+            reachable[key] = [j for j, c in enumerate(classes) if not drops(c.members[0].ip)]
+        meets = source.sends_through
         for j in reachable[key]:
-            dst_members = groups[j]
+            destination = classes[j]
+            dst_members = destination.members
             dst = dst_members[1] if i == j and len(dst_members) > 1 else dst_members[0]
-            if src is not dst:
-                cells[(i, j)] = tuple(str(trace(net, src.name, str(dst.ip), n, p).verdict) for p, n in flows)
+            if src is dst:
+                continue
+            seen_as = destination.destination_base
+            if destination.named_elsewhere:
+                seen_as += tuple(a for a, sides in destination.named_elsewhere if not sides.isdisjoint(meets))
+            memo = (source.as_source if destination.shared else i, seen_as)
+            verdicts = traced.get(memo)
+            if verdicts is None:
+                verdicts = traced[memo] = tuple(str(verdict(net, src, dst.ip, n, p)) for p, n in flows)
+            cells[(i, j)] = verdicts
         if progress is not None:
             progress(i + 1, sources)
-    return cells, len(cells)
+    return cells, len(traced)
 
 
 @bulk()
@@ -180,11 +276,12 @@ def matrix(net: LabView, ports: list[str], expand: bool = False,
     flows = parse_flows(ports)
     labels = [_label(p, n) for p, n in flows]
     endpoints = net.endpoints()
-    groups = endpoint_classes(net, endpoints)
-    sources = len(groups)
+    classes = endpoint_classes(net, endpoints)
+    sources = len(classes)
     extra = paas_destinations(net) if paas else []
-    groups += [[ep] for ep in extra]
-    traced, count = class_cells(net, groups, flows, progress, sources)
+    classes += [destination_only(ep) for ep in extra]
+    groups = [c.members for c in classes]
+    traced, count = class_cells(net, classes, flows, progress, sources)
     dropped = tuple("TimedOut" for _ in flows)
     # class pairs with 2 endpoints: a source class to any class, itself only with 2 members
     pairs = sources * len(groups) - sum(1 for members in groups[:sources] if len(members) == 1)

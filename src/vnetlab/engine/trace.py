@@ -19,6 +19,7 @@ which error refused. Each step has a kind, an action and one typed detail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from ipaddress import IPv4Address
@@ -295,13 +296,19 @@ class Packet:
 
 @dataclass
 class Trace:
-    flow: Flow
+    flow: Flow | None
     steps: list[Step] = field(default_factory=list)
     reason: Reason | None = None
     source_ip_seen: str | None = None
     return_path: list[Step] = field(default_factory=list)
     resolution: object | None = None   # the destination name's engine.dns.Resolution, when it was a name
     admission: paas.Admission | None = None   # set when a PaaS service took the connection
+    explain: bool = True   # False: the walk decides without recording its steps (``verdict``)
+
+    def step(self, make: Callable[[], Step], back: bool = False) -> None:
+        """Record the step ``make`` builds (on the return path with ``back``), when the trace explains."""
+        if self.explain:
+            (self.return_path if back else self.steps).append(make())
 
     @property
     def verdict(self) -> Verdict:
@@ -332,10 +339,7 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
     if port is not None and not 0 < port < 65536:
         raise InvalidPort(f"Port {port} is out of range 1-65535.")
     src = net.endpoint(source)
-    if src.kind == "webapp" and not src.app.running:
-        # https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop
-        raise AzureError(f"The web app '{src.name}' is stopped: it runs no code, so it opens no connection. "
-                         "Start it first (az webapp start).", "WebAppStopped", 409)
+    _check_running(src)
     resolution = _resolve_name(net, src, destination)
     if resolution is not None and resolution.outcome != "NoError":
         return _not_resolved(src, destination, protocol, port, resolution)
@@ -346,6 +350,32 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
     if resolution is not None:
         t.resolution = resolution
         t.steps += _resolution_steps(resolution)
+    pkt = _walk(net, src, dst_ip, protocol, port, t)
+    if t.verdict in (Verdict.CONNECTED, Verdict.REFUSED, Verdict.DENIED):
+        t.source_ip_seen = str(pkt.src)
+    return t
+
+
+def verdict(net: LabView, src: Endpoint, dst_ip: IPv4Address, port: int | None, protocol: str) -> Verdict:
+    """``trace(net, src.name, str(dst_ip), port, protocol).verdict``: the same walk, without building
+    its explanation (the matrix asks this for every pair of classes). ``protocol`` as
+    :func:`flow_protocol` gives it, ``port`` valid for it (None for Icmp)."""
+    _check_running(src)
+    t = Trace(None, explain=False)
+    _walk(net, src, dst_ip, protocol, port, t)
+    return t.verdict
+
+
+def _check_running(src: Endpoint) -> None:
+    if src.kind == "webapp" and not src.app.running:
+        # https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop
+        raise AzureError(f"The web app '{src.name}' is stopped: it runs no code, so it opens no connection. "
+                         "Start it first (az webapp start).", "WebAppStopped", 409)
+
+
+def _walk(net: LabView, src: Endpoint, dst_ip: IPv4Address, protocol: str, port: int | None, t: Trace) -> Packet:
+    """The walk from ``src`` to ``dst_ip``: ``t`` gets its reason (and its steps, if it explains);
+    returns the packet as it arrived."""
     pkt = Packet(src.ip, dst_ip, protocol, port)
     try:
         if src.kind == "webapp":
@@ -357,10 +387,8 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
     except _Done as done:
         t.reason = done.reason
     if t.reason is None:  # every walk ends in _Done: a path that does not is a bug, not a TimedOut
-        raise RuntimeError(f"the trace of {t.flow} ended without a reason")
-    if t.verdict in (Verdict.CONNECTED, Verdict.REFUSED, Verdict.DENIED):
-        t.source_ip_seen = str(pkt.src)
-    return t
+        raise RuntimeError(f"the trace of {t.flow or (src.name, str(dst_ip))} ended without a reason")
+    return pkt
 
 
 # -- a destination named by DNS --------------------------------------------------------------
@@ -420,8 +448,9 @@ def _from_app(net: LabView, src: Endpoint, pkt: Packet, t: Trace) -> None:
     sb = net.sandbox(src.app)
     route = sb.lookup(pkt.dst)  # the sandbox always has a default route
     pkt.src = sb.interface(route.iface).ip  # the kernel's source: the address of the outgoing interface
-    t.flow.source_ip = str(pkt.src)
-    t.steps.append(Step(net.topo.id_of("web_apps", src.app), Action.FORWARDED,
+    if t.explain:
+        t.flow.source_ip = str(pkt.src)
+    t.step(lambda: Step(net.topo.id_of("web_apps", src.app), Action.FORWARDED,
                         KernelRouteDetail(sb.app, sb.instance, route.destination, route.gateway, route.iface)))
     pkt.public_src = sb.outbound_ip
     pkt.origin_region = net.topo.location_of(src.app)
@@ -441,7 +470,8 @@ def _from_app(net: LabView, src: Endpoint, pkt: Packet, t: Trace) -> None:
 
 
 def _snat(t: Trace, pkt: Packet, to: IPv4Address, why: str, resource_id: str | None) -> None:
-    t.steps.append(Step(resource_id, Action.TRANSLATED, SnatDetail(str(pkt.src), str(to), why)))
+    before = pkt.src
+    t.step(lambda: Step(resource_id, Action.TRANSLATED, SnatDetail(str(before), str(to), why)))
     pkt.src = to
 
 
@@ -454,7 +484,7 @@ def _nsg_check(net: LabView, nsg_name: str | None, direction: str, view: SubnetV
     hit = compiled.evaluate(pkt.protocol, pkt.src, pkt.dst, pkt.port)
     rule = hit.rule
     denied = rule.access == "Deny"
-    t.steps.append(Step(net.topo.id_of("network_security_groups", compiled.nsg),
+    t.step(lambda: Step(net.topo.id_of("network_security_groups", compiled.nsg),
                         Action.DENIED if denied else Action.ALLOWED,
                         NsgDetail(compiled.nsg.name, attached_to, direction, rule.name, rule.priority, rule.access,
                                   hit.default), denied))
@@ -464,8 +494,8 @@ def _nsg_check(net: LabView, nsg_name: str | None, direction: str, view: SubnetV
 
 def _nsgs_at(net: LabView, direction: str, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     for where, name in nsg_chain(direction, nic.network_security_group, view.subnet.network_security_group):
-        attached_to = "network interface " + nic.name if where == "nic" else "subnet " + view.ref
-        _nsg_check(net, name, direction, view, pkt, t, attached_to)
+        _nsg_check(net, name, direction, view, pkt, t, "network interface " + nic.name if where == "nic"
+                   else "subnet " + view.ref)
 
 
 def _outbound_nsgs(net: LabView, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
@@ -477,16 +507,16 @@ def _inbound_nsgs(net: LabView, view: SubnetView, nic: NetworkInterface, pkt: Pa
 
 
 # -- routing ----------------------------------------------------------------------------------
-def _route_step(view: SubnetView, route, steps: list[Step], dropped: bool = False) -> None:
-    steps.append(Step(view.id, Action.DROPPED if dropped else Action.FORWARDED,
+def _route_step(view: SubnetView, route, t: Trace, dropped: bool = False, back: bool = False) -> None:
+    t.step(lambda: Step(view.id, Action.DROPPED if dropped else Action.FORWARDED,
                         RouteDetail(view.ref, route.address_prefix, route.source, route.next_hop_type,
-                                    route.next_hop_ip, route.name, route.route_table), dropped))
+                                    route.next_hop_ip, route.name, route.route_table), dropped), back)
 
 
 def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int) -> None:
     route = view.route_for(pkt.dst)  # effective routes always hold 0.0.0.0/0
     kind = route.next_hop_type
-    _route_step(view, route, t.steps, dropped=kind in ("None", "VirtualNetworkGateway"))
+    _route_step(view, route, t, dropped=kind in ("None", "VirtualNetworkGateway"))
     if kind == "None":
         raise _Done(Reason.ROUTE_NONE)
     if kind == "VirtualNetworkGateway":
@@ -510,17 +540,19 @@ def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int
 
 def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
     remote, local_peering = net.peers[view.vnet.name.lower()][remote_name.lower()]
-    detail = PeeringDetail(view.vnet.name, remote.name, local_peering.name)
-    pid = net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings", local_peering.name)
+
+    def step(action: Action, forwarded: bool | None = None) -> None:
+        t.step(lambda: Step(net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings", local_peering.name),
+                            action, PeeringDetail(view.vnet.name, remote.name, local_peering.name, forwarded),
+                            action == Action.DROPPED))
     if not net.peering_open(view.vnet.name, remote.name):
-        t.steps.append(Step(pid, Action.DROPPED, detail, True))
+        step(Action.DROPPED)
         raise _Done(Reason.PEERING_ACCESS_DISABLED)
     forwarded = pkt.origin_vnet != view.vnet.name.lower()
     if forwarded and not net.accepts_forwarded(remote.name, view.vnet.name):
-        t.steps.append(Step(pid, Action.DROPPED, PeeringDetail(view.vnet.name, remote.name, local_peering.name, True),
-                            True))
+        step(Action.DROPPED, True)
         raise _Done(Reason.FORWARDED_TRAFFIC_NOT_ALLOWED)
-    t.steps.append(Step(pid, Action.FORWARDED, detail))
+    step(Action.FORWARDED)
     return remote
 
 
@@ -554,14 +586,17 @@ def _via_appliance(net: LabView, view: SubnetView, route, pkt: Packet, t: Trace,
         _cross_peering(net, view, vnet.name, pkt, t)
     nva_view = net.subnet_view(nic.subnet)
     _inbound_nsgs(net, nva_view, nic, pkt, t)
-    appliance = ApplianceDetail(nic.name, str(hop_ip), nic.enable_ip_forwarding, net.guest_forwards(nic))
+    def step(action: Action) -> None:
+        t.step(lambda: Step(net.topo.id_of("network_interfaces", nic), action,
+                            ApplianceDetail(nic.name, str(hop_ip), nic.enable_ip_forwarding, net.guest_forwards(nic)),
+                            action == Action.DROPPED))
     missing = _missing_forwarding(net, nic)
     if missing:
-        t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.DROPPED, appliance, True))
+        step(Action.DROPPED)
         raise _Done(missing)
     if hops + 1 > MAX_APPLIANCE_HOPS:
         raise _Done(Reason.ROUTING_LOOP)
-    t.steps.append(Step(net.topo.id_of("network_interfaces", nic), Action.FORWARDED, appliance))
+    step(Action.FORWARDED)
     pkt.public_src = net.public_ip("network_interfaces", nic.name)
     _outbound_nsgs(net, nva_view, nic, pkt, t)
     _route_from(net, nva_view, pkt, t, hops + 1)
@@ -580,7 +615,7 @@ def _answered(reason: Reason) -> Action:
 
 def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
     if not is_public(int(pkt.dst)):
-        t.steps.append(Step(None, Action.DROPPED, InternetDetail(str(pkt.dst), "private address on the internet"),
+        t.step(lambda: Step(None, Action.DROPPED, InternetDetail(str(pkt.dst), "private address on the internet"),
                             True))
         raise _Done(Reason.PRIVATE_ADDRESS_ON_INTERNET)
     if pkt.src != pkt.public_src:
@@ -592,7 +627,7 @@ def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
     if host is None:
         raise _Done(Reason.NO_HOST_AT_DESTINATION)
     reason = _answer({(s.protocol, s.port) for s in host.services}, pkt)
-    t.steps.append(Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, internet=True)))
+    t.step(lambda: Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, internet=True)))
     raise _Done(reason)
 
 
@@ -610,7 +645,7 @@ def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
             raise _Done(Reason.NO_HOST_AT_DESTINATION)
         reason = _answer(services, pkt)
         vm = net.vm_of_nic[nic.name.lower()]
-        t.steps.append(Step(net.topo.id_of("virtual_machines", vm), _answered(reason),
+        t.step(lambda: Step(net.topo.id_of("virtual_machines", vm), _answered(reason),
                             DeliverDetail(str(pkt.dst), virtual_machine=vm.name,
                                           ip_configuration=nic.ip_configuration_at(pkt.dst), source_seen=str(pkt.src))))
         _return_path(net, view, pkt, t)
@@ -619,13 +654,13 @@ def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
     if owner is not None:
         app, instance = owner
         refused = integration_inbound_refused(pkt.protocol)
-        t.steps.append(Step(net.topo.id_of("web_apps", app), Action.RESET if refused else Action.DROPPED,
+        t.step(lambda: Step(net.topo.id_of("web_apps", app), Action.RESET if refused else Action.DROPPED,
                             DeliverDetail(str(pkt.dst), web_app=app.name, instance=instance,
                                           why="VNet integration is outbound only"), not refused))
         if refused:
             _return_path(net, net.subnet_view(app.vnet_integration), pkt, t)
         raise _Done(Reason.INTEGRATION_INBOUND_REFUSED if refused else Reason.INTEGRATION_INBOUND_NOT_ANSWERED)
-    t.steps.append(Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), vnet=vnet.name,
+    t.step(lambda: Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), vnet=vnet.name,
                                                             why="no host holds this address"), True))
     raise _Done(Reason.NO_HOST_AT_DESTINATION)
 
@@ -654,7 +689,7 @@ def _at_private_endpoint(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet,
     pe = endpoint.private_endpoint
     pe_view = net.subnet_view(pe.subnet)
     if not endpoint.approved:
-        t.steps.append(Step(_paas_id(net, "private_endpoints", pe), Action.DROPPED, DeliverDetail(
+        t.step(lambda: Step(_paas_id(net, "private_endpoints", pe), Action.DROPPED, DeliverDetail(
             str(pkt.dst), vnet=pe_view.vnet.name, why=f"private endpoint {pe.name}: connection "
             f"{paas.connection_state(pe)}, only Approved connections pass traffic"), True))
         raise _Done(Reason.PRIVATE_ENDPOINT_NOT_APPROVED)
@@ -668,14 +703,14 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
     rid = _paas_id(net, endpoint.kind, endpoint.resource)
     if not endpoint.serves(pkt.protocol, pkt.port):
         ports = ", ".join(str(p) for p in sorted(endpoint.service.ports))
-        t.steps.append(Step(rid, Action.DROPPED, DeliverDetail(
+        t.step(lambda: Step(rid, Action.DROPPED, DeliverDetail(
             str(pkt.dst), why=f"{endpoint.describe()} serves TCP {ports} only"), True))
         raise _Done(Reason.SERVICE_PORT_NOT_SERVED)
     server_name = t.flow.destination if t.resolution is not None else None  # the name the client connected to
     admission = paas.admit(net, endpoint, endpoint.ip, pkt.src, subnet_id, pkt.origin_region, server_name)
     t.admission = admission
     where = "public" if endpoint.private_endpoint is None else f"private endpoint {endpoint.private_endpoint.name}"
-    t.steps.append(Step(rid, Action.ALLOWED if admission.allowed else Action.DENIED, AdmissionDetail(
+    t.step(lambda: Step(rid, Action.ALLOWED if admission.allowed else Action.DENIED, AdmissionDetail(
         endpoint.service.label, endpoint.name, where, str(endpoint.ip), str(pkt.src), admission.allowed,
         admission.rule, subnet_id, admission.code, admission.http_status, admission.text)))
     if admission.allowed:
@@ -690,25 +725,23 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
 def _return_path(net: LabView, view: SubnetView, pkt: Packet, t: Trace) -> None:
     """Replies are not checked against NSGs (stateful) but need a route back."""
     reply = Packet(pkt.dst, pkt.src, pkt.protocol, None, origin_vnet=view.vnet.name.lower())
-    _return_route(net, view, reply, t.return_path, 0)
+    _return_route(net, view, reply, t, 0)
 
 
-def _return_route(net: LabView, view: SubnetView, reply: Packet, steps: list[Step], hops: int) -> None:
+def _return_route(net: LabView, view: SubnetView, reply: Packet, t: Trace, hops: int) -> None:
     route = view.route_for(reply.dst)
     kind = route.next_hop_type
     ok = kind in ("VnetLocal", "VNetPeering", "VirtualAppliance") or (kind == "Internet" and is_public(int(reply.dst)))
-    _route_step(view, route, steps, dropped=not ok)
+    appliance = None  # the appliance the reply goes through
+    if ok and kind == "VirtualAppliance" and IPv4Address(route.next_hop_ip) != reply.dst:
+        appliance, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))
+        ok = not (appliance is None or _missing_forwarding(net, appliance) or hops >= MAX_APPLIANCE_HOPS)
+    _route_step(view, route, t, dropped=not ok, back=True)
     if not ok:
         raise _Done(Reason.RETURN_PATH_DROPPED)
     if kind == "VNetPeering":
         remote = route.remote_virtual_network
         if reply.origin_vnet != view.vnet.name.lower() and not net.accepts_forwarded(remote, view.vnet.name):
             raise _Done(Reason.RETURN_PATH_DROPPED)
-    if kind == "VirtualAppliance":
-        if IPv4Address(route.next_hop_ip) == reply.dst:
-            return  # the reply is for the appliance itself: delivered, not forwarded
-        nic, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))
-        if nic is None or _missing_forwarding(net, nic) or hops >= MAX_APPLIANCE_HOPS:
-            steps[-1].dropped = True
-            raise _Done(Reason.RETURN_PATH_DROPPED)
-        _return_route(net, net.subnet_view(nic.subnet), reply, steps, hops + 1)
+    if appliance is not None:  # None too when the reply is for the appliance itself: delivered, not forwarded
+        _return_route(net, net.subnet_view(appliance.subnet), reply, t, hops + 1)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..model import KINDS, Topology
-from .matrix import _label, class_cells, endpoint_classes, paas_destinations, parse_flows
+from .matrix import _label, class_cells, destination_only, endpoint_classes, paas_destinations, parse_flows
 from .network import Endpoint, LabView
 from .trace import Trace, trace
 
@@ -196,12 +196,12 @@ def _classes(net: LabView, flows) -> tuple[dict[tuple[str, str], int], dict[tupl
                                             dict[tuple[str, str], Endpoint]]:
     """(endpoint -> class index, class pair -> verdicts per flow (missing: a route drops it), endpoints)."""
     endpoints = net.endpoints()
-    groups = endpoint_classes(net, endpoints)
-    sources = len(groups)
+    classes = endpoint_classes(net, endpoints)
+    sources = len(classes)
     extra = paas_destinations(net)  # destinations only
-    groups += [[ep] for ep in extra]
-    cells, _ = class_cells(net, groups, flows, sources=sources)
-    index = {_key(ep): i for i, members in enumerate(groups) for ep in members}
+    classes += [destination_only(ep) for ep in extra]
+    cells, _ = class_cells(net, classes, flows, sources=sources)
+    index = {_key(ep): i for i, c in enumerate(classes) for ep in c.members}
     return index, cells, {_key(ep): ep for ep in endpoints + extra}
 
 
