@@ -236,7 +236,7 @@ def address_set(values: list[str], vnet_set: AddressSet) -> AddressSet:
     nets: list[tuple[int, int]] = []
     internet = False
     for value in values:
-        meaning = _address(value)
+        meaning = address_meaning(value)
         if meaning is ANY_SET:
             return ANY_SET
         if meaning is None:
@@ -259,7 +259,7 @@ _DOTTED = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?:
 
 
 @lru_cache(maxsize=1 << 18)  # a large lab names hundreds of thousands of prefixes, many of them often
-def _address(value: str) -> AddressSet | str | tuple[int, int] | None:
+def address_meaning(value: str) -> AddressSet | str | tuple[int, int] | None:
     """What one address value of a rule means: ANY_SET, a service tag's name, (network, mask), or None."""
     if value.strip().lower() in ANY_ADDRESS:
         return ANY_SET
