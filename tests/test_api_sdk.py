@@ -344,3 +344,45 @@ def test_delete_and_unintegrate(az, note, integrated):
     az.web.web_apps.create_or_update_swift_virtual_network_connection_with_check(
         "rg1", "app1", W.SwiftVirtualNetwork(subnet_resource_id=note["integration"].id))
     assert az.lab.trace("app1", "rg1vm1", 80).verdict == "Connected"
+
+
+# -- a NIC's several IP configurations (issue 8 §3) ------------------------------------------------
+
+def test_nic_with_several_ip_configurations(az, note):
+    subnet = N.Subnet(id=note["vm_subnet"].id)
+    nic = az.net.network_interfaces.begin_create_or_update("rg1", "rg1vm1VMNic", N.NetworkInterface(
+        location=LOC, ip_configurations=[
+            N.NetworkInterfaceIPConfiguration(name="ipconfig1", subnet=subnet, primary=True),
+            N.NetworkInterfaceIPConfiguration(name="web", subnet=subnet, private_ip_address="10.0.0.20"),
+            N.NetworkInterfaceIPConfiguration(name="spare", subnet=subnet)])).result()
+    got = [(c.name, c.private_ip_address, c.private_ip_allocation_method, c.primary) for c in nic.ip_configurations]
+    assert got == [("ipconfig1", "10.0.0.4", "Dynamic", True), ("web", "10.0.0.20", "Static", False),
+                   ("spare", "10.0.0.5", "Dynamic", False)]
+    subnet_now = az.net.subnets.get("rg1", "vnet1", "default")
+    assert sorted(c.id.rsplit("/", 1)[1] for c in subnet_now.ip_configurations) == ["ipconfig1", "spare", "web"]
+    assert az.lab.trace("rg1vm1", "10.0.0.20", 80).steps[-1].detail.ip_configuration == "web"
+
+
+@pytest.mark.parametrize("primaries,code", [((True, True), "NetworkInterfaceMustHaveOneOneIPConfigAsPrimary"),
+                                            ((False, False), "NetworkInterfaceMustHaveOneOneIPConfigAsPrimary")])
+def test_nic_ip_configurations_refused(az, note, primaries, code):
+    subnet = N.Subnet(id=note["vm_subnet"].id)
+    with pytest.raises(HttpResponseError) as info:
+        az.net.network_interfaces.begin_create_or_update("rg1", "nic2", N.NetworkInterface(
+            location=LOC, ip_configurations=[
+                N.NetworkInterfaceIPConfiguration(name=f"c{i}", subnet=subnet, primary=p)
+                for i, p in enumerate(primaries)])).result()
+    assert code_of(info) == code and info.value.status_code == 400
+    assert az.lab.topology().find("network_interfaces", "nic2") is None
+
+
+def test_nic_ip_configuration_in_another_subnet_is_refused(az, note):
+    other = az.net.subnets.begin_create_or_update("rg1", "vnet1", "other",
+                                                  N.Subnet(address_prefix="10.0.0.64/27")).result()
+    with pytest.raises(HttpResponseError) as info:
+        az.net.network_interfaces.begin_create_or_update("rg1", "nic2", N.NetworkInterface(
+            location=LOC, ip_configurations=[
+                N.NetworkInterfaceIPConfiguration(name="a", subnet=N.Subnet(id=note["vm_subnet"].id), primary=True),
+                N.NetworkInterfaceIPConfiguration(name="b", subnet=N.Subnet(id=other.id))])).result()
+    assert code_of(info) == "IpConfigurationsMustBeInSameSubnet"
+    assert az.lab.topology().find("network_interfaces", "nic2") is None

@@ -357,3 +357,56 @@ def test_deployment_group_validate_what_if_and_create_with_a_bicep_built_templat
     assert "NetcfgSubnetRangeOutsideVnet" in failed.stderr
     after = az.lab.topology()
     assert after.find("route_tables", "rt-first") is not None and after.vnet("vnet-bad") is None
+
+
+# -- a NIC's several IP configurations (issue 8 §3) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def multi(az):
+    """A VM whose NIC gets secondary IP configurations through az, in its own group."""
+    for args in ("group create -n rg-ipc -l westeurope",
+                 "network vnet create -g rg-ipc -n vnet-ipc --address-prefixes 10.30.0.0/16 --subnet-name default "
+                 "--subnet-prefixes 10.30.0.0/24",
+                 "network nic create -g rg-ipc -n nic-m --vnet-name vnet-ipc --subnet default "
+                 "--private-ip-address 10.30.0.4",
+                 "network nic create -g rg-ipc -n nic-c --vnet-name vnet-ipc --subnet default"):
+        az(*args.split())
+    vm = ["vm", "create", "-g", "rg-ipc", "--image", "Ubuntu2204", "--admin-username", "azureuser",
+          "--ssh-key-values", SSH_KEY]
+    az(*vm, "-n", "vm-m", "--nics", "nic-m")
+    az(*vm, "-n", "vm-c", "--nics", "nic-c")
+    return az
+
+
+def test_nic_ip_config_create_list_and_list_ip_addresses(multi):
+    created = json.loads(multi("network", "nic", "ip-config", "create", "-g", "rg-ipc", "--nic-name", "nic-m",
+                               "-n", "ipconfig2", "--private-ip-address", "10.30.0.50").stdout)
+    assert (created["name"], created["privateIPAddress"], created["privateIPAllocationMethod"], created["primary"]) \
+        == ("ipconfig2", "10.30.0.50", "Static", False)
+    dynamic = json.loads(multi("network", "nic", "ip-config", "create", "-g", "rg-ipc", "--nic-name", "nic-m",
+                               "-n", "ipconfig3").stdout)
+    nic = multi.lab.topology().find("network_interfaces", "nic-m")
+    assert [(c.name, c.private_ip_address, c.primary) for c in nic.ip_configurations] == [
+        ("ipconfig1", "10.30.0.4", True), ("ipconfig2", "10.30.0.50", False),
+        ("ipconfig3", dynamic["privateIPAddress"], False)]
+    assert dynamic["privateIPAllocationMethod"] == "Dynamic" and dynamic["privateIPAddress"] not in (None, "10.30.0.4")
+    listed = json.loads(multi("network", "nic", "ip-config", "list", "-g", "rg-ipc", "--nic-name", "nic-m").stdout)
+    assert [c["name"] for c in listed] == ["ipconfig1", "ipconfig2", "ipconfig3"]
+    ips = json.loads(multi("vm", "list-ip-addresses", "-g", "rg-ipc", "-n", "vm-m").stdout)
+    assert ips[0]["virtualMachine"]["network"]["privateIpAddresses"] == ["10.30.0.4", "10.30.0.50",
+                                                                         dynamic["privateIPAddress"]]
+    trace = multi.lab.trace("vm-c", "10.30.0.50", protocol="Icmp")
+    assert trace.verdict == "Connected" and trace.steps[-1].detail.ip_configuration == "ipconfig2"
+    multi("network", "nic", "ip-config", "delete", "-g", "rg-ipc", "--nic-name", "nic-m", "-n", "ipconfig3")
+    assert multi.lab.topology().find("network_interfaces", "nic-m").addresses == ["10.30.0.4", "10.30.0.50"]
+
+
+def test_nic_ip_config_refused_like_azure(multi):
+    before = multi.lab.topology().find("network_interfaces", "nic-c")
+    taken = multi("network", "nic", "ip-config", "create", "-g", "rg-ipc", "--nic-name", "nic-c", "-n", "second",
+                  "--private-ip-address", before.private_ip_address, check=False)
+    assert taken.returncode != 0 and "PrivateIPAddressIsAllocated" in taken.stderr
+    outside = multi("network", "nic", "ip-config", "create", "-g", "rg-ipc", "--nic-name", "nic-c", "-n", "second",
+                    "--private-ip-address", "10.31.0.9", check=False)
+    assert outside.returncode != 0 and "PrivateIPAddressNotInSubnet" in outside.stderr
+    assert multi.lab.topology().find("network_interfaces", "nic-c") == before

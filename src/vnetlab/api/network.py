@@ -12,6 +12,7 @@ from ..lab import delete_vnet
 from ..model import (Delegation, NetworkInterface, NetworkSecurityGroup, Route, RouteTable,
                      SecurityRule, Subnet, Topology, VirtualNetwork, VirtualNetworkPeering)
 from ..model.ids import resource_id
+from ..model.network import PRIMARY_IP_CONFIGURATION
 from ..model.nsg import DEFAULT_SECURITY_RULES
 from .arm import Router, bad_request
 from .resource import Child, TopLevel, envelope, location_of
@@ -126,8 +127,8 @@ def subnet_wire(topo: Topology, vnet: VirtualNetwork, sn: Subnet) -> dict:
                                      for s in sn.service_endpoints]
     nics = topo.nics_in(vnet.name, sn.name)
     if nics:
-        props["ipConfigurations"] = [{"id": topo.id_of("network_interfaces", n) + "/ipConfigurations/ipconfig1"}
-                                     for n in nics]
+        props["ipConfigurations"] = [{"id": f"{topo.id_of('network_interfaces', n)}/ipConfigurations/{c.name}"}
+                                     for n in nics for c in n.ip_configurations]
     endpoints = [n.private_endpoint for n in nics if n.private_endpoint]
     if endpoints:
         props["privateEndpoints"] = [{"id": ref_id(topo, "private_endpoints", pe)} for pe in endpoints]
@@ -314,14 +315,19 @@ def mac_address(rid: str) -> str:
     return "00-0D-3A-" + "-".join(octets[i:i + 2].upper() for i in range(0, 6, 2))
 
 
+def ip_configuration_wire(topo: Topology, nic: NetworkInterface, rid: str, config) -> dict:
+    props = {"provisioningState": OK, "privateIPAddress": config.private_ip_address,
+             "privateIPAllocationMethod": config.private_ip_allocation_method,
+             "subnet": {"id": topo.subnet_id(nic.subnet)}, "primary": config.primary,
+             "privateIPAddressVersion": "IPv4"}
+    return {"name": config.name, "id": f"{rid}/ipConfigurations/{config.name}",
+            "type": f"{NS}/networkInterfaces/ipConfigurations", "properties": props}
+
+
 def nic_wire(topo: Topology, nic: NetworkInterface) -> dict:
     rid = topo.id_of("network_interfaces", nic)
-    ipc = {"provisioningState": OK, "privateIPAddress": nic.private_ip_address,
-           "privateIPAllocationMethod": nic.private_ip_allocation_method,
-           "subnet": {"id": topo.subnet_id(nic.subnet)}, "primary": True, "privateIPAddressVersion": "IPv4"}
     props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
-                   "ipConfigurations": [{"name": "ipconfig1", "id": f"{rid}/ipConfigurations/ipconfig1",
-                                         "type": f"{NS}/networkInterfaces/ipConfigurations", "properties": ipc}],
+                   "ipConfigurations": [ip_configuration_wire(topo, nic, rid, c) for c in nic.ip_configurations],
                    "dnsSettings": {"dnsServers": list(nic.dns_servers), "appliedDnsServers": applied_dns(topo, nic)},
                    "macAddress": mac_address(rid), "enableAcceleratedNetworking": False,
                    "enableIPForwarding": nic.enable_ip_forwarding, "primary": True, "nicType": "Standard",
@@ -343,19 +349,40 @@ def applied_dns(topo: Topology, nic: NetworkInterface) -> list[str]:
     return list(nic.dns_servers or (found[0].dns_servers if found else []))
 
 
+def ip_configurations_from_wire(topo: Topology, configs: list, name: str) -> tuple[str, list[dict]]:
+    """The NIC's subnet (the primary configuration's) and its configurations in the model's input
+    form (``NetworkInterface(ip_configurations=...)``, which refuses none or several primaries).
+    All of them are in the NIC's subnet: a secondary configuration without a subnet takes it."""
+    props = [c.obj("properties") for c in configs]
+    primary = next((p for p in props if p.bool("primary")), props[0])
+    ref = require(subnet_ref(topo, primary, "subnet"), f"{primary.path}.subnet.id")
+    out = []
+    for i, (config, p) in enumerate(zip(configs, props, strict=True)):
+        config_name = config.str("name") or (PRIMARY_IP_CONFIGURATION if i == 0 else f"ipconfig{i + 1}")
+        other = subnet_ref(topo, p, "subnet")
+        if other is not None and other.lower() != ref.lower():
+            # https://learn.microsoft.com/azure/virtual-network/ip-services/virtual-network-multiple-ip-addresses-portal
+            raise bad_request(f"IP configuration {config_name} of network interface {name} is in subnet {other}, "
+                              f"but the primary IP configuration is in {ref}: all the IP configurations of a "
+                              "network interface are in one subnet (vnetlab's rule and code).",
+                              "IpConfigurationsMustBeInSameSubnet")
+        ip = p.str("privateIPAddress")
+        method = (p.str("privateIPAllocationMethod") or ("Static" if ip else "Dynamic")).capitalize()
+        out.append({"name": config_name, "private_ip_address": ip,
+                    "private_ip_allocation_method": method,
+                    "primary": p.bool("primary", False) or len(configs) == 1})
+    return ref, out
+
+
 def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> NetworkInterface:
     props = body.obj("properties")
     configs = props.objs("ipConfigurations")
     if not configs:
         raise bad_request(f"Network interface {name} must have one IP configuration in properties.ipConfigurations.",
                           "NetworkInterfaceMustHaveIpConfiguration")
-    primary = next((c for c in configs if c.obj("properties").bool("primary")), configs[0]).obj("properties")
-    ref = require(subnet_ref(topo, primary, "subnet"), f"{primary.path}.subnet.id")
-    ip = primary.str("privateIPAddress")
-    method = (primary.str("privateIPAllocationMethod") or ("Static" if ip else "Dynamic")).capitalize()
+    ref, ip_configurations = ip_configurations_from_wire(topo, configs, name)
     return NetworkInterface(name=name, resource_group=rg, tags=_tags(body), subnet=ref,
-                            private_ip_address=ip,
-                            private_ip_allocation_method=method,
+                            ip_configurations=ip_configurations,
                             enable_ip_forwarding=props.bool("enableIPForwarding", False),
                             dns_servers=props.obj("dnsSettings").strs("dnsServers"),
                             private_endpoint=current.private_endpoint if current else None,
