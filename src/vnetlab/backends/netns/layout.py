@@ -61,6 +61,12 @@ class Port:
     app: WebApp | None = None
     public: str | None = None                # a web app's public outbound address
     owner: bool = True                       # traffic to ``ip`` is delivered here (one app per plan instance)
+    secondary: tuple[str, ...] = ()          # a NIC's secondary IP configurations' addresses
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """Every address delivered to this port: ``ip`` first."""
+        return (self.ip, *self.secondary)
 
 
 @dataclass
@@ -169,10 +175,10 @@ class Layout:
         self.neigh.append(Neighbour(ns=ns_b, dev=b, ip=LINK_GW, mac=ma))
 
     def route(self, ns: str, dest: str, via: str | None = None, dev: str | None = None, table=None,
-              type: str = "unicast", onlink: bool = False) -> None:
+              type: str = "unicast", onlink: bool = False, src: str | None = None) -> None:
         if dest == "0.0.0.0/0":
             dest = "default"
-        r = Route(ns=ns, dest=dest, via=via, dev=dev, table=table, type=type, onlink=onlink)
+        r = Route(ns=ns, dest=dest, via=via, dev=dev, table=table, type=type, onlink=onlink, src=src)
         self.routes.setdefault(r.key(), r)
 
     def fabric_ports(self, fab: str) -> list[Port]:
@@ -220,12 +226,20 @@ class Layout:
         gw = str(IPv4Address(int(own.network_address) + 1))
         self.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{nic.private_ip_address}/{own.prefixlen}",
                                       noprefixroute=True))
-        self.route(ns, "default", via=gw, dev="eth0", onlink=True)
+        secondary = tuple(nic.addresses[1:])
+        for ip in secondary:  # /32: never the kernel's "secondary" of the primary, gone with it on a change
+            self.addresses.append(Address(ns=ns, dev="eth0", cidr=f"{ip}/32", noprefixroute=True))
+        # the VM's own flows leave from the primary address (Azure's default); replies from the
+        # address they answer
+        src = nic.private_ip_address if secondary else None
+        self.route(ns, "default", via=gw, dev="eth0", onlink=True, src=src)
         for netw in sn.networks:
-            self.route(ns, str(netw), via=gw, dev="eth0", onlink=True)
+            self.route(ns, str(netw), via=gw, dev="eth0", onlink=True, src=src)
         self.neigh.append(Neighbour(ns=ns, dev="eth0", ip=gw, mac=f_m))
-        self.neigh.append(Neighbour(ns=fab, dev=port, ip=nic.private_ip_address, mac=vm_m))
-        self.ports[f"{port}@{fab}"] = Port(fab, port, nic.private_ip_address, view.ref, vnet, nic=nic)
+        for ip in nic.addresses:
+            self.neigh.append(Neighbour(ns=fab, dev=port, ip=ip, mac=vm_m))
+        self.ports[f"{port}@{fab}"] = Port(fab, port, nic.private_ip_address, view.ref, vnet, nic=nic,
+                                           secondary=secondary)
         self.services(ns, vm)
 
     def services(self, ns: str, vm) -> None:

@@ -127,7 +127,8 @@ class _Chains:
             return   # a private endpoint whose subnet's network policies leave NSGs out
         if nic is not None:
             # a NIC without IP forwarding only receives what is addressed to it (the engine's)
-            ins = [] if self.net.accepts_transit(nic) else [f"    ip daddr != {p.ip} drop"]
+            mine = p.ip if not p.secondary else "{ " + ", ".join(p.ips) + " }"
+            ins = [] if self.net.accepts_transit(nic) else [f"    ip daddr != {mine} drop"]
             ins += [f"    jump {c}" for c in (self.nsg(sub_nsg, "Inbound"), self.nsg(nic.network_security_group,
                                                                                       "Inbound")) if c]
             if ins:

@@ -76,8 +76,9 @@ def _handler(name: str, webapp: bool, backend: tuple[str, int] | None, check_tim
         def address_string(self) -> str:  # never reverse-resolve
             return self.client_address[0]
 
-        def log_message(self, fmt: str, *args) -> None:
-            sys.stderr.write(f"{self.client_address[0]} {fmt % args}\n")
+        def log_message(self, fmt: str, *args) -> None:  # the client, and the address it reached (a VM may have several)
+            local = self.connection.getsockname()
+            sys.stderr.write(f"{self.client_address[0]} -> {local[0]}:{local[1]} {fmt % args}\n")
 
         def _send(self, code: int, body: str) -> None:
             data = body.encode()

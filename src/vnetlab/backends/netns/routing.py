@@ -77,7 +77,8 @@ def fabric_routes(lay: Layout, vnet: VirtualNetwork) -> None:
     # instance, the port that owns it)
     receiving = [p for p in ports if p.owner]
     for p in receiving:
-        lay.route(fab, f"{p.ip}/32", dev=p.name, table=DELIVER_TABLE)
+        for ip in p.ips:
+            lay.route(fab, f"{ip}/32", dev=p.name, table=DELIVER_TABLE)
     for sref, view in sorted(net.subnets.items()):
         if view.vnet.name.lower() == vnet.name.lower():
             _subnet_table(lay, fab, vnet, view, lay.subnet_table[sref], receiving)
@@ -94,10 +95,11 @@ def _subnet_table(lay: Layout, fab: str, vnet: VirtualNetwork, view, table: int,
     """The subnet's Active effective routes (the engine's), in its table."""
     net = lay.net
     peers = net.peers[vnet.name.lower()]
-    for p in receiving:  # hosts the engine routes VnetLocal from this subnet
-        r = view.route_for(IPv4Address(p.ip))
-        if r is not None and r.next_hop_type == "VnetLocal":
-            lay.route(fab, f"{p.ip}/32", dev=p.name, table=table)
+    for p in receiving:  # hosts the engine routes VnetLocal from this subnet (each of a NIC's addresses)
+        for ip in p.ips:
+            r = view.route_for(IPv4Address(ip))
+            if r is not None and r.next_hop_type == "VnetLocal":
+                lay.route(fab, f"{ip}/32", dev=p.name, table=table)
     for r in view.routes:
         if r.state != "Active":
             continue
