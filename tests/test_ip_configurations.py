@@ -218,3 +218,11 @@ def test_check_to_a_secondary_address_from_the_cli(tmp_path):
     assert out["verdict"] == "Connected" and out["steps"][-1]["ip_configuration"] == "ipconfig2"
     text = cli(home, "check", "vm2", "10.0.0.5", "--port", "80")
     assert "ipconfig2" in text.output
+
+
+def test_a_secondary_address_is_not_available_to_another_nic():
+    from ipaddress import IPv4Address
+
+    from vnetlab.engine.addressing import address_availability
+    available, suggestions = address_availability(secondary_lab(), "vnet1", IPv4Address("10.0.0.5"))
+    assert not available and IPv4Address("10.0.0.5") not in suggestions and IPv4Address("10.0.0.4") not in suggestions
