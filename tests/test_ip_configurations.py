@@ -226,3 +226,9 @@ def test_a_secondary_address_is_not_available_to_another_nic():
     from vnetlab.engine.addressing import address_availability
     available, suggestions = address_availability(secondary_lab(), "vnet1", IPv4Address("10.0.0.5"))
     assert not available and IPv4Address("10.0.0.5") not in suggestions and IPv4Address("10.0.0.4") not in suggestions
+
+
+def test_the_picture_shows_every_address_of_the_nic():
+    from vnetlab import graph
+    dot = graph.to_dot(graph.picture(LabView(secondary_lab())))
+    assert "rg1vm1VMNic 10.0.0.4, 10.0.0.5" in dot

@@ -62,6 +62,8 @@ def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False)
             if j == 1 and i % 2 == 0:  # a real program of the user's, not the built-in responder
                 services = services + [{"port": COMMAND_PORT, "command": COMMAND}]
             vm = {"name": f"vm{i}{j}", "subnet": f"v{i}/s0", "services": services}
+            if j == 0:  # a secondary IP configuration (no random draw: the seeds' labs stay as they were)
+                vm["secondary_ip_addresses"] = [secondary_ip(i)]
             if rnd.random() < 0.75 * nsg_p:
                 vm["network_security_group"] = f"nsg{rnd.randrange(3)}"
             vms.append(vm)
@@ -123,6 +125,13 @@ def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False)
 
 
 COMMAND_PORT = 8080
+
+
+def secondary_ip(vnet: int) -> str:
+    """The address of vm{vnet}0's secondary IP configuration."""
+    return f"10.{vnet}.0.200"
+
+
 COMMAND = f"python3 -m http.server {COMMAND_PORT} --bind 0.0.0.0"
 
 
@@ -164,6 +173,12 @@ def flows(lab: Lab, seed: int, count: int, routed: float = 0.0) -> list[tuple[st
         for _ in range(3):
             proto, port = rnd.choice([("tcp", 80), ("tcp", 80), ("udp", 53), ("icmp", None)])
             out.append((src, proto, rnd.choice(vms), port))
+    # every VM towards the secondary addresses (answered by the VM holding them, filtered by the
+    # NSGs as that address)
+    secondaries = [ip for nic in lab.topology().network_interfaces for ip in nic.addresses[1:]]
+    for e in eps:
+        if e.kind == "vm":
+            out += [(e.name, "tcp", ip, 80) for ip in secondaries if ip not in e.nic.addresses]
     # every VM of the VNets towards the services started with command:
     for vm in lab.topology().virtual_machines:
         if any(svc.command for svc in vm.services):
@@ -201,15 +216,18 @@ def coverage(fl, traces) -> dict[str, int]:
         out["shared plan into a VNet"] += shared
         out["shared plan, instance > 0"] += shared and "#" in f[0]
         out["service started with command: answered"] += f[3] == COMMAND_PORT and t.verdict == "Connected"
+        out["secondary address answered"] += t.verdict == "Connected" and bool(t.steps) \
+            and t.steps[-1].kind == "Deliver" and t.steps[-1].detail.ip_configuration not in (None, "ipconfig1")
     return out
 
 
 COVERAGE = ("via NVA in a peered VNet", "NVA to the internet", "forwarded traffic refused", "internet host answered",
-            "shared plan into a VNet", "shared plan, instance > 0", "service started with command: answered")
+            "shared plan into a VNet", "shared plan, instance > 0", "service started with command: answered",
+            "secondary address answered")
 # What each seed must exercise: seeds 10, 15, 17, 23 were chosen so that flows go through the hub's
 # NVA, from NVAs to the internet and into peerings that refuse forwarded traffic.
 EVERY_SEED = {"via NVA in a peered VNet", "internet host answered", "shared plan into a VNet",
-              "shared plan, instance > 0", "service started with command: answered"}
+              "shared plan, instance > 0", "service started with command: answered", "secondary address answered"}
 MUST_COVER = {1: EVERY_SEED, 2: EVERY_SEED | {"forwarded traffic refused"},
               10: EVERY_SEED | {"forwarded traffic refused"}, 15: set(COVERAGE), 17: set(COVERAGE), 23: set(COVERAGE)}
 

@@ -170,7 +170,7 @@ def _endpoints(pic: Picture, ids: _Ids, topo: Topology, nics: list, inner: Clust
         vm = topo.vm_of_nic(nic.name)
         name = vm.name if vm else nic.name
         lines = [f"{'NVA' if nic.enable_ip_forwarding else 'VM' if vm else 'NIC'} {name}",
-                 f"{nic.name} {nic.private_ip_address or '(no address)'}"]
+                 f"{nic.name} {', '.join(nic.addresses) or '(no address)'}"]  # every IP configuration's
         if nic.enable_ip_forwarding:
             lines.append("IP forwarding")
         if nic.network_security_group:
