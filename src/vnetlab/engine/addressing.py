@@ -19,6 +19,9 @@ from ..model import Topology
 RESERVED_COUNT = 5
 APP_OUTBOUND_NET = IPv4Network("198.51.100.0/24")   # App Service shared outbound addresses (RFC 5737)
 VM_OUTBOUND_NET = IPv4Network("192.0.2.0/24")       # default outbound access of VMs (RFC 5737)
+# public IP addresses and prefixes the lab's user creates (RFC 2544's second /16: never on the internet;
+# the first, 198.18.0.0/16, holds the platform service tags, security.PLATFORM_RANGE)
+LAB_PUBLIC_NET = IPv4Network("198.19.0.0/16")
 
 
 def reserved(net: IPv4Network) -> set[IPv4Address]:

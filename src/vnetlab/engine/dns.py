@@ -211,10 +211,9 @@ def public_addresses(topo: Topology) -> dict[tuple[str, str], str]:
     """(kind, lower-case name) -> the public address of each PaaS resource and web app. Storage, SQL
     and Key Vault: the PaaS engine's (their service tag's block); a web app: the i-th address of the
     AppService tag's block (the lab's choice)."""
-    from .paas import public_addresses as paas_addresses
-    from .security import PLATFORM_TAGS
+    from .paas import public_addresses as paas_addresses, tag_pool
     out = {key: str(ip) for key, ip in paas_addresses(topo).items()}
-    pool = [ip for net in PLATFORM_TAGS["AppService"] for ip in net]
+    pool = tag_pool("AppService")
     for ip, app in zip(pool, topo.web_apps, strict=False):
         out[("web_apps", app.name.lower())] = str(ip)
     return out

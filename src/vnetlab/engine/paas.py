@@ -81,13 +81,19 @@ def _security():
 
 
 # -- addresses ------------------------------------------------------------------------------------
+def tag_pool(tag: str) -> list[IPv4Address]:
+    """The addresses the lab gives a service's resources: the host addresses of its service tag's blocks
+    (so the tag matches exactly the service's addresses, and no resource sits on a block's edge)."""
+    return [ip for net in _security().PLATFORM_TAGS[tag] for ip in net.hosts()]
+
+
 def public_addresses(topo: Topology) -> dict[tuple[str, str], IPv4Address]:
     """(kind, lower-case name) -> the resource's public address: the i-th resource of a service
     takes the i-th address of its service tag's block. A resource beyond the block has none
     (``check_public_addresses`` refuses such a lab)."""
     out: dict[tuple[str, str], IPv4Address] = {}
     for kind in PUBLIC_KINDS:
-        pool = [ip for net in _security().PLATFORM_TAGS[SERVICES[kind].tag] for ip in net]
+        pool = tag_pool(SERVICES[kind].tag)
         for ip, res in zip(pool, getattr(topo, kind, []), strict=False):
             out[(kind, res.name.lower())] = ip
     return out
@@ -98,7 +104,7 @@ def check_public_addresses(topo: Topology) -> None:
     (a vnetlab limit, not Azure's: code ``PaasAddressesExhausted`` chosen by vnetlab)."""
     for kind in PUBLIC_KINDS:
         blocks = _security().PLATFORM_TAGS[SERVICES[kind].tag]
-        size = sum(net.num_addresses for net in blocks)
+        size = len(tag_pool(SERVICES[kind].tag))
         extra = getattr(topo, kind, [])[size:]
         if extra:
             label = SERVICES[kind].label

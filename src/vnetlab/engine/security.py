@@ -18,8 +18,8 @@ take addresses out of it). https://learn.microsoft.com/azure/virtual-network/ser
 The other service tags (``Storage``, ``Sql``, ``AzureCloud``, ... and regional forms such as
 ``Storage.westeurope``) are in ``PLATFORM_TAGS``: the lab has no resources of those services yet,
 so each stands for its documented platform address (``AzurePlatformDNS``, ``AzurePlatformIMDS``)
-or for a slice of the documentation range 203.0.113.128/25 (RFC 5737) in place of Azure's
-published ranges. A tag vnetlab does not know is refused, saying so.
+or for a /24 of the benchmarking range 198.18.0.0/16 (RFC 2544, never routed on the internet) in place
+of Azure's published ranges. A tag vnetlab does not know is refused, saying so.
 
 ICMP has no ports: an ICMP packet matches only rules whose port ranges cover every port.
 
@@ -92,14 +92,16 @@ def _nets(prefixes) -> tuple[tuple[int, int], ...]:
 # The service tags vnetlab resolves, as Azure spells them: the one list every face and check imports.
 # VirtualNetwork, AzureLoadBalancer and Internet depend on the VNet (``virtual_network_tag``). For the
 # platform tags Azure publishes ranges weekly (the Service Tags file); a lab has no Azure platform, so
-# each gets its own /29 of the documentation range below, and AzureCloud all of it.
+# each gets its own /24 of the benchmarking range below (RFC 2544: never routed on the internet, so a lab
+# address cannot clash with a real one), and AzureCloud all of it. The lab's other public addresses are
+# in ``addressing`` (README "Public addresses of the lab").
 # https://learn.microsoft.com/azure/virtual-network/service-tags-overview#available-service-tags
-PLATFORM_RANGE = IPv4Network("203.0.113.128/25")
+PLATFORM_RANGE = IPv4Network("198.18.0.0/16")
 _PLATFORM_BLOCKS = ("Storage", "Sql", "AzureKeyVault", "AppService", "GatewayManager", "AzureFrontDoor.Backend",
                     "AzureFrontDoor.Frontend", "AzureMonitor", "AzureActiveDirectory", "EventHub", "ServiceBus",
                     "AzureCosmosDB", "AzureContainerRegistry", "ApiManagement", "AzureBackup")
 PLATFORM_TAGS: dict[str, tuple[IPv4Network, ...]] = {
-    **{tag: (block,) for tag, block in zip(_PLATFORM_BLOCKS, PLATFORM_RANGE.subnets(new_prefix=29), strict=False)},
+    **{tag: (block,) for tag, block in zip(_PLATFORM_BLOCKS, PLATFORM_RANGE.subnets(new_prefix=24), strict=False)},
     "AzureCloud": (PLATFORM_RANGE,),
     # documented addresses: https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16
     "AzurePlatformDNS": (HOST_VIP,),
