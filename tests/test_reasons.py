@@ -128,6 +128,16 @@ NSG_DENY_80 = {"name": "deny-80", "security_rules": [
      "protocol": "Tcp", "destination_port_range": "80"}]}
 
 # reason -> (lab document, source, destination, port, protocol)
+def private_subnet(nat: bool = False) -> dict:
+    """The note's VM subnet made private (default outbound access off), with a NAT gateway or none."""
+    doc = note(public_ip_addresses=[{"name": "pip-nat"}],
+               nat_gateways=[{"name": "natgw", "public_ip_addresses": ["pip-nat"]}])
+    doc["virtual_networks"][0]["subnets"][0]["default_outbound_access"] = False
+    if nat:
+        doc["virtual_networks"][0]["subnets"][0]["nat_gateway"] = "natgw"
+    return doc
+
+
 CASES = {
     Reason.REACHABLE: (note(), "app1", "rg1vm1", 80, "Tcp"),
     Reason.NO_LISTENER: (note(), "app1", "rg1vm1", 81, "Tcp"),
@@ -138,6 +148,8 @@ CASES = {
     Reason.ROUTE_NONE: (note(), "rg1vm1", "10.9.9.9", 80, "Tcp"),
     Reason.PRIVATE_ADDRESS_ON_INTERNET: (note(web_apps=[{"name": "app1", "plan": "plan1"}]),
                                          "app1", "10.0.0.4", None, "Icmp"),
+    Reason.NO_OUTBOUND_ACCESS: (private_subnet(), "rg1vm1", "203.0.113.10", 443, "Tcp"),
+    Reason.NAT_GATEWAY_NO_ICMP: (private_subnet(nat=True), "rg1vm1", "203.0.113.10", None, "Icmp"),
     Reason.NO_HOST_AT_DESTINATION: (note(), "rg1vm1", "10.0.0.9", 80, "Tcp"),
     Reason.NEXT_HOP_UNREACHABLE: (with_route(note(), to_appliance("nowhere", "0.0.0.0/0", "10.0.0.10")),
                                   "rg1vm1", "203.0.113.10", 443, "Tcp"),

@@ -1,7 +1,6 @@
 """Scenario tests: each behaviour of the trace engine on a small lab."""
 
 import copy
-from ipaddress import IPv4Address
 
 import pytest
 from conftest import NOTE, build

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .bulk import bulk
 from .engine.addressing import lowest_free, settle_app_service_links
+from .engine.outbound import allocate_public_addresses
 from .engine.dns import Resolution, resolve
 from .engine.network import LabView
 from .engine.routing import settle_peerings
@@ -376,7 +377,9 @@ def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
     """Dynamic addresses (a NIC's primary configuration, or a secondary one) keep the address they
     had in the same subnet; new ones, and those of a NIC moved to another subnet, take the lowest
     free address from .4.
+    Public IPs and prefixes without an address get theirs too (engine.outbound).
     https://learn.microsoft.com/azure/virtual-network/ip-services/private-ip-addresses#allocation-method"""
+    allocate_public_addresses(new, old)
     previous = {n.name.lower(): n for n in (old.network_interfaces if old else [])}
     for nic in new.network_interfaces:
         before = previous.get(nic.name.lower())

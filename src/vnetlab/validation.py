@@ -14,6 +14,7 @@ from .engine.paas import check_public_addresses
 from .engine.security import RuleError, address_meaning, parse_ports, unknown_prefix
 from .model import WEB_SERVER_FARMS, AzureError, Topology
 from .model.paas import GROUP_IDS, TARGET_TYPES
+from .engine.outbound import check_outbound
 from .model.topology import KINDS
 from .model.errors import (Conflict, DuplicateResourceName, InUseSubnetCannotBeDeleted, InvalidResourceReference,
                            NicInUse, NotFound, SubnetIsFull, VnetAddressSpacesOverlap)
@@ -39,6 +40,7 @@ def validate(new: Topology, old: Topology | None = None) -> None:
     _private_endpoints(new)
     _paas_firewalls(new, old)
     check_public_addresses(new)
+    check_outbound(new)
 
 
 def _unique_names(topo: Topology) -> None:

@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from ..lab import disconnect, integrate
 from ..model.errors import NotFound
-from ..engine.addressing import integration_addresses, public_outbound_addresses, usable_count
+from ..engine.addressing import integration_addresses, usable_count
+from ..engine.outbound import site_outbound_addresses
 from ..model import AppServicePlan, OutboundVnetRouting, Topology, WebApp
 from .arm import Call, Router, json_response, resource_response
 from .discovery import LOCATIONS
@@ -164,7 +165,7 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
     linux = _linux(topo, app)
     host = f"{app.name.lower()}.azurewebsites.net"
     scm = f"{app.name.lower()}.scm.azurewebsites.net"
-    outbound = str(public_outbound_addresses(topo).get(("web_apps", app.name.lower()), ""))
+    current, possible = site_outbound_addresses(topo, app)
     props = {"name": app.name, "state": app.state, "hostNames": [host], "webSpace": f"{rg}-{loc}webspace",
              "repositorySiteName": app.name, "usageState": "Normal", "enabled": True, "adminEnabled": True,
              "enabledHostNames": [host, scm], "availabilityState": "Normal",
@@ -177,7 +178,7 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
              "siteConfig": site_config_wire(topo, app), "deploymentId": app.name,
              "sku": plan.tier if plan else "PremiumV3", "scmSiteAlsoStopped": False, "clientAffinityEnabled": True,
              "clientCertEnabled": False, "clientCertMode": "Required", "hostNamesDisabled": False,
-             "outboundIpAddresses": outbound, "possibleOutboundIpAddresses": outbound, "containerSize": 0,
+             "outboundIpAddresses": ",".join(current), "possibleOutboundIpAddresses": ",".join(possible), "containerSize": 0,
              "dailyMemoryTimeQuota": 0, "resourceGroup": rg, "defaultHostName": host, "httpsOnly": app.https_only,
              "redundancyMode": "None", "publicNetworkAccess": "Enabled", "storageAccountRequired": False,
              "virtualNetworkSubnetId": topo.subnet_id(app.vnet_integration) if app.vnet_integration else None,

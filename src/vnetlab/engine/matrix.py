@@ -120,7 +120,8 @@ def _signatures(ep: Endpoint, named: _Named, net: LabView) -> tuple[tuple, tuple
     ip = int(ep.ip)
     services = frozenset(net.services_of(ep.nic) or ())
     common = ("vm", ep.nic.subnet.lower(), (ep.nic.network_security_group or "").lower(),
-              ep.nic.enable_ip_forwarding, net.guest_forwards(ep.nic), services)
+              ep.nic.enable_ip_forwarding, net.guest_forwards(ep.nic), services,
+              (ep.nic.public_ip_address or "").lower())   # its internet egress (engine.outbound)
     return common + (_atoms(ip, named.sources),), common + (_atoms(ip, named.destinations),)
 
 

@@ -28,6 +28,7 @@ from ..model import AzureError, NetworkInterface, Topology
 from ..model.errors import InvalidPort, SubnetIsFull
 from . import paas
 from .network import Endpoint, LabView, SubnetView, integration_inbound_refused
+from .outbound import Egress, app_egress, nic_egress
 from .security import flow_protocol, is_public, nsg_chain
 
 MAX_APPLIANCE_HOPS = 8
@@ -61,6 +62,11 @@ class Reason(StrEnum):
                                         "VNet integration is outbound only: the integration address does not answer")
     NSG_DENIED = "NsgDenied", Verdict.TIMED_OUT, "a network security group rule denied the flow"
     ROUTE_NONE = "RouteNone", Verdict.TIMED_OUT, "the effective route's next hop is None: Azure drops the packet"
+    NO_OUTBOUND_ACCESS = ("NoOutboundAccess", Verdict.TIMED_OUT,
+                          "the subnet is private (default outbound access off) and the source has neither a NAT "
+                          "gateway nor a public IP: it has no internet path")
+    NAT_GATEWAY_NO_ICMP = ("NatGatewayNoIcmp", Verdict.TIMED_OUT,
+                           "a NAT gateway translates TCP and UDP only: an ICMP packet to the internet is dropped")
     PRIVATE_ADDRESS_ON_INTERNET = ("PrivateAddressOnInternet", Verdict.TIMED_OUT,
                                    "a private destination was sent to the internet, where nothing routes it")
     NO_HOST_AT_DESTINATION = "NoHostAtDestination", Verdict.TIMED_OUT, "no host holds the destination address"
@@ -290,6 +296,7 @@ class Packet:
     protocol: str
     port: int | None
     public_src: IPv4Address | None = None   # the address used if the packet leaves to the internet
+    nic: NetworkInterface | None = None     # the NIC it leaves from (a VM's, an appliance's); None: an app
     origin_vnet: str | None = None          # where the packet entered Azure's SDN
     origin_region: str | None = None        # the source's Azure region
 
@@ -437,7 +444,7 @@ def _not_resolved(src: Endpoint, destination: str, protocol: str, port: int | No
 # -- sources ------------------------------------------------------------------------------
 def _from_nic(net: LabView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     view = net.subnet_view(nic.subnet)
-    pkt.public_src = net.public_ip("network_interfaces", nic.name)
+    pkt.public_src, pkt.nic = net.public_ip("network_interfaces", nic.name), nic
     pkt.origin_vnet = view.vnet.name.lower()
     pkt.origin_region = net.topo.location_of(view.vnet)
     _outbound_nsgs(net, view, nic, pkt, t)
@@ -522,7 +529,7 @@ def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int
     if kind == "VirtualNetworkGateway":
         raise _Done(Reason.NO_GATEWAY)
     if kind == "Internet":
-        _to_internet(net, pkt, t)
+        _to_internet(net, pkt, t, view)
     elif kind == "VnetLocal":
         _deliver(net, view.vnet, pkt, t)
     elif kind == "VNetPeering":
@@ -597,7 +604,7 @@ def _via_appliance(net: LabView, view: SubnetView, route, pkt: Packet, t: Trace,
     if hops + 1 > MAX_APPLIANCE_HOPS:
         raise _Done(Reason.ROUTING_LOOP)
     step(Action.FORWARDED)
-    pkt.public_src = net.public_ip("network_interfaces", nic.name)
+    pkt.public_src, pkt.nic = net.public_ip("network_interfaces", nic.name), nic
     _outbound_nsgs(net, nva_view, nic, pkt, t)
     _route_from(net, nva_view, pkt, t, hops + 1)
 
@@ -613,13 +620,27 @@ def _answered(reason: Reason) -> Action:
     return Action.ANSWERED if reason == Reason.REACHABLE else Action.RESET
 
 
-def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
+def _to_internet(net: LabView, pkt: Packet, t: Trace, view: SubnetView | None = None) -> None:
+    """To the internet; ``view``: the subnet it leaves from (None: an app outside its VNet)."""
     if not is_public(int(pkt.dst)):
         t.step(lambda: Step(None, Action.DROPPED, InternetDetail(str(pkt.dst), "private address on the internet"),
                             True))
         raise _Done(Reason.PRIVATE_ADDRESS_ON_INTERNET)
+    egress = _egress(net, pkt, view)
+    if egress.address is None:
+        t.step(lambda: Step(view.id, Action.DROPPED, InternetDetail(str(pkt.dst), "no outbound access from subnet "
+                                                                    f"{view.ref}"), True))
+        raise _Done(Reason.NO_OUTBOUND_ACCESS)
+    if egress.method == "NatGateway" and pkt.protocol == "Icmp":
+        # https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#protocols
+        t.step(lambda: Step(view.id, Action.DROPPED, InternetDetail(str(pkt.dst), f"NAT gateway {egress.resource} "
+                                                                    "does not translate ICMP"), True))
+        raise _Done(Reason.NAT_GATEWAY_NO_ICMP)
+    pkt.public_src = egress.address
     if pkt.src != pkt.public_src:
-        _snat(t, pkt, pkt.public_src, "outbound to the internet", None)
+        kind = _EGRESS_KINDS.get(egress.method)
+        rid = net.topo.id_of(kind, net.topo.find(kind, egress.resource)) if kind else None
+        _snat(t, pkt, pkt.public_src, f"outbound to the internet: {_EGRESS_WHY[egress.method]}", rid)
     service = net.paas.public_at.get(int(pkt.dst))
     if service is not None:
         _at_service(net, service, pkt, t, None)
@@ -629,6 +650,19 @@ def _to_internet(net: LabView, pkt: Packet, t: Trace) -> None:
     reason = _answer({(s.protocol, s.port) for s in host.services}, pkt)
     t.step(lambda: Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, internet=True)))
     raise _Done(reason)
+
+
+_EGRESS_WHY = {"NatGateway": "the subnet's NAT gateway", "PublicIp": "the network interface's public IP",
+               "DefaultOutbound": "default outbound access", "AppOutbound": "App Service public outbound address"}
+_EGRESS_KINDS = {"NatGateway": "nat_gateways", "PublicIp": "public_ip_addresses"}
+
+
+def _egress(net: LabView, pkt: Packet, view: SubnetView | None) -> Egress:
+    """The public source the packet leaves with (engine.outbound decides)."""
+    if pkt.nic is not None:
+        return nic_egress(net.topo, pkt.nic, view.subnet, net.default_outbound[("network_interfaces",
+                                                                                 pkt.nic.name.lower())])
+    return app_egress(net.topo, view.subnet if view else None, view is not None, pkt.public_src)
 
 
 def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:

@@ -6,6 +6,7 @@ from .errors import AzureError, BackendError, Conflict, NotFound, ResourceNotFou
 from .network import Delegation, IPConfiguration, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkPeering, WEB_SERVER_FARMS
 from .paas import (KeyVault, KeyVaultNetworkAcls, PrivateEndpoint, SqlFirewallRule, SqlServer, SqlVirtualNetworkRule,
                    StorageAccount, StorageNetworkRuleSet)
+from .outbound import NatGateway, PublicIpAddress, PublicIpPrefix
 from .nsg import DEFAULT_SECURITY_RULES, NetworkSecurityGroup, SecurityRule
 from .routes import Route, RouteTable
 from .topology import KINDS, InternetHost, ResourceGroup, Topology
@@ -14,7 +15,7 @@ from .web import AppServicePlan, OutboundVnetRouting, WebApp
 __all__ = [
     "DnsServerConfig", "DnsServerZone", "KeyVault", "KeyVaultNetworkAcls", "PrivateDnsZone", "PrivateEndpoint",
     "RecordSet", "SqlFirewallRule", "SqlServer", "SqlVirtualNetworkRule", "StorageAccount", "StorageNetworkRuleSet",
-    "VirtualNetworkLink",
+    "VirtualNetworkLink", "NatGateway", "PublicIpAddress", "PublicIpPrefix",
     "AppServicePlan", "AzureError", "BackendError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost", "IPConfiguration",
     "KINDS", "NetworkInterface", "NetworkSecurityGroup", "NotFound", "OutboundVnetRouting",
     "ResourceGroup", "ResourceNotFound", "Route", "RouteTable", "SecurityRule", "Service", "Subnet", "Topology", "VirtualMachine",

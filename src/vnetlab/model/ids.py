@@ -25,6 +25,9 @@ TYPES = {
     "storage_accounts": ("Microsoft.Storage", "storageAccounts"),
     "sql_servers": ("Microsoft.Sql", "servers"),
     "key_vaults": ("Microsoft.KeyVault", "vaults"),
+    "public_ip_addresses": ("Microsoft.Network", "publicIPAddresses"),
+    "public_ip_prefixes": ("Microsoft.Network", "publicIPPrefixes"),
+    "nat_gateways": ("Microsoft.Network", "natGateways"),
 }
 
 

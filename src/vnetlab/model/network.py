@@ -72,6 +72,12 @@ class Subnet(Model):
     delegations: list[Delegation] = Field(default_factory=list)
     service_endpoints: list[str] = Field(default_factory=list)
     private_endpoint_network_policies: str = "Disabled"
+    # natGateway: the NAT gateway that replaces the subnet's default route to the internet for new flows
+    # https://learn.microsoft.com/azure/nat-gateway/nat-overview
+    nat_gateway: str | None = None
+    # defaultOutboundAccess: false makes a private subnet (no implicit public source for its VMs)
+    # https://learn.microsoft.com/azure/virtual-network/ip-services/default-outbound-access
+    default_outbound_access: bool | None = None
     # read-only in ARM: the plans whose AppServiceLink stayed when their app was deleted without
     # disconnecting first (set on every change by engine.addressing.settle_app_service_links)
     service_association_links: list[str] = Field(default_factory=list)
@@ -247,6 +253,9 @@ class NetworkInterface(Resource):
     secondary_ip_configurations: list[IPConfiguration] = Field(default_factory=list)
     network_security_group: str | None = None
     enable_ip_forwarding: bool = False
+    # the primary IP configuration's publicIPAddress (an instance-level public IP)
+    # https://learn.microsoft.com/azure/virtual-network/ip-services/virtual-network-network-interface-addresses#add-ip-addresses
+    public_ip_address: str | None = None
     # dnsSettings.dnsServers: they take precedence over the VNet's.
     # https://learn.microsoft.com/azure/virtual-network/virtual-network-network-interface#change-dns-servers
     dns_servers: list[str] = Field(default_factory=list)

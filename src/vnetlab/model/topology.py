@@ -20,17 +20,19 @@ from .dns import PrivateDnsZone
 from .ids import DEFAULT_SUBSCRIPTION, parse_id, resource_id, rg_id
 from .network import NetworkInterface, Subnet, VirtualNetwork
 from .nsg import NetworkSecurityGroup
+from .outbound import NatGateway, PublicIpAddress, PublicIpPrefix
 from .paas import TARGET_TYPES, KeyVault, PrivateEndpoint, SqlServer, StorageAccount
 from .routes import RouteTable
 from .web import AppServicePlan, WebApp
 
 NIC_KEYS = ("subnet", "private_ip_address", "private_ip_allocation_method", "enable_ip_forwarding",
-            "network_security_group", "primary_ip_configuration", "secondary_ip_configurations", "dns_servers")
+            "network_security_group", "primary_ip_configuration", "secondary_ip_configurations", "dns_servers",
+            "public_ip_address")
 # input forms of the NIC's IP configurations (see NetworkInterface), also taken inline on a VM
 NIC_INPUT_KEYS = ("ip_configurations", "secondary_ip_addresses")
 KINDS = ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
          "virtual_machines", "app_service_plans", "web_apps", "private_dns_zones", "private_endpoints",
-         "storage_accounts", "sql_servers", "key_vaults")
+         "storage_accounts", "sql_servers", "key_vaults", "public_ip_addresses", "public_ip_prefixes", "nat_gateways")
 
 
 class ResourceGroup(Model):
@@ -113,6 +115,9 @@ class Topology(Model):
     storage_accounts: list[StorageAccount] = Field(default_factory=list)
     sql_servers: list[SqlServer] = Field(default_factory=list)
     key_vaults: list[KeyVault] = Field(default_factory=list)
+    public_ip_addresses: list[PublicIpAddress] = Field(default_factory=list)
+    public_ip_prefixes: list[PublicIpPrefix] = Field(default_factory=list)
+    nat_gateways: list[NatGateway] = Field(default_factory=list)
     internet_hosts: list[InternetHost] = Field(default_factory=_default_internet)
 
     @model_validator(mode="before")
