@@ -6,6 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 from conftest import build
+from pydantic import ValidationError
 
 from vnetlab.engine.network import LabView
 from vnetlab.engine.outbound import PUBLIC_IP_NET, nat_gateway_addresses, site_outbound_addresses
@@ -240,5 +241,5 @@ def test_a_public_ip_outside_the_labs_range_is_refused():
 @pytest.mark.parametrize("minutes", [3, 121])
 def test_the_idle_timeout_is_4_to_120_minutes(minutes):
     doc = lab(nat_gateways=[{"name": "natgw", "public_ip_addresses": ["pip-nat"], "idle_timeout_in_minutes": minutes}])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="idle_timeout_in_minutes"):
         build(doc)
