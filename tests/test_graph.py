@@ -193,3 +193,21 @@ def test_a_trace_to_a_paas_service_ends_at_its_node_with_the_admission():
     nodes = dot_nodes(graph.to_dot(graph.picture(net, t)))
     admission = next(i for i, s in enumerate(t["steps"], 1) if s["kind"] == "Admission")
     assert admission in hops(nodes["paas_sql1"])
+
+
+def test_a_nat_gateway_is_drawn_with_its_addresses_from_the_subnets_it_serves():
+    from test_outbound import lab, subnet
+
+    from vnetlab.engine.outbound import nat_gateway_addresses
+    doc = lab()
+    subnet(doc, "vms")["nat_gateway"] = "natgw"
+    subnet(doc, "nva")["default_outbound_access"] = False
+    net = LabView(build(doc))
+    dot = graph.to_dot(graph.picture(net))
+    nodes = dot_nodes(dot)
+    addresses = nat_gateway_addresses(net.topo, net.topo.nat_gateways[0])
+    assert addresses and all(str(ip) in nodes["nat_natgw"] for ip in addresses)
+    assert re.search(r'subnet_hub_vms -> nat_natgw \[label="outbound via NAT gateway"', dot)
+    assert "subnet_hub_nva -> nat_natgw" not in dot
+    assert "private subnet" in nodes["subnet_hub_nva"] and "private subnet" not in nodes["subnet_hub_vms"]
+    assert "nat_natgw" in graph.to_mermaid(graph.picture(net))

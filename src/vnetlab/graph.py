@@ -18,6 +18,7 @@ from ipaddress import IPv4Address
 
 from .engine.dns import zone_records
 from .engine.network import LabView
+from .engine.outbound import nat_gateway_addresses
 from .engine.paas import PUBLIC_KINDS, SERVICES, connection_state, public_addresses
 from .engine.routing import peering_state
 from .model import AzureError, Topology
@@ -34,7 +35,7 @@ VERDICT_COLOR = {"Connected": "#1a7f37", "Refused": "#b35900", "TimedOut": "#cf2
 class Node:
     id: str
     lines: list[str]
-    kind: str                      # subnet | vm | nic | nva | pe | endpoints | plan | app | paas | zone | internet | unknown
+    kind: str                      # subnet | vm | nic | nva | pe | endpoints | plan | app | paas | zone | nat | internet | unknown
     hops: list[int] = field(default_factory=list)   # trace steps at this node (1-based)
     decided: str | None = None     # the text of the step that decided the verdict, when it is here
     ref: str | None = None         # the resource it draws, "kind:name" (the web page asks about it)
@@ -54,7 +55,7 @@ class Edge:
     src: str                       # a node id, or a cluster id (a VNet, for peerings)
     dst: str
     label: str
-    kind: str                      # integration | peering | route | privatelink | dnslink | trace | return
+    kind: str                      # integration | peering | route | privatelink | dnslink | nat | trace | return
     state: str | None = None       # a peering's state; a trace edge's verdict color key
     dropped: bool = False
 
@@ -110,6 +111,7 @@ def picture(net: LabView, trace: dict | None = None, legend: bool = True) -> Pic
         pic.clusters.append(_plan_cluster(pic, ids, net, plan))
     _internet(pic, ids, topo)
     _paas(pic, ids, net)
+    _nat_gateways(pic, ids, topo)
     _private_dns_zones(pic, ids, topo)
     _peerings(pic, topo)
     _appliance_routes(pic, net)
@@ -148,6 +150,8 @@ def _subnet_lines(sn) -> list[str]:
         lines.append(f"NSG {sn.network_security_group}")
     if sn.route_table:
         lines.append(f"route table {sn.route_table}")
+    if sn.default_outbound_access is False:
+        lines.append("private subnet (no default outbound access)")
     return lines
 
 
@@ -251,6 +255,19 @@ def _paas(pic: Picture, ids: _Ids, net: LabView) -> None:
         src, dst = pic.keys.get(("pe", pe.name.lower())), pic.keys.get(("paas", (pe.target or "").lower()))
         if src and dst:
             pic.edges.append(Edge(src, dst, f"private link {pe.group_id}: {connection_state(pe)}", "privatelink"))
+
+
+def _nat_gateways(pic: Picture, ids: _Ids, topo: Topology) -> None:
+    """A node per NAT gateway with its public addresses (engine.outbound), an edge from each subnet it serves."""
+    for nat in topo.nat_gateways:
+        addresses = ", ".join(str(ip) for ip in nat_gateway_addresses(topo, nat))
+        node = _add(pic, Node(ids.new("nat", nat.name), [f"NAT gateway {nat.name}", addresses or "(no addresses)"],
+                              "nat", ref=f"nat_gateways:{nat.name}"), pic.top, ("nat", nat.name.lower()))
+        for vnet in topo.virtual_networks:
+            for sn in vnet.subnets:
+                src = pic.keys.get(("subnet", f"{vnet.name}/{sn.name}".lower()))
+                if src and (sn.nat_gateway or "").lower() == nat.name.lower():
+                    pic.edges.append(Edge(src, node, "outbound via NAT gateway", "nat"))
 
 
 def _private_dns_zones(pic: Picture, ids: _Ids, topo: Topology) -> None:
@@ -413,6 +430,7 @@ _NODE_STYLE = {
     "pe": 'shape=box, style="rounded,filled", fillcolor="#eef6ff"',
     "paas": 'shape=cylinder, style=filled, fillcolor="#f3eefc"',
     "zone": 'shape=note, style=filled, fillcolor="#fdf6e3"',
+    "nat": 'shape=trapezium, style=filled, fillcolor="#eefbf3"',
     "unknown": 'shape=octagon, style=dashed',
     "legend": 'shape=box, style="filled", fillcolor="#fffbe6", fontname=Courier',
 }
@@ -495,6 +513,8 @@ def _dot_edge(pic: Picture, edge: Edge) -> str:
         attrs.append('style=dashed, color="#6e7781"')
     elif edge.kind == "privatelink":
         attrs.append('color="#8250df"')
+    elif edge.kind == "nat":
+        attrs.append('color="#1a7f37", style=dashed')
     elif edge.kind == "dnslink":
         attrs.append('style=dotted, color="#9a6700"')
     else:
@@ -518,7 +538,7 @@ def to_mermaid(pic: Picture) -> str:
     styles = []
     for i, edge in enumerate(pic.edges):
         arrow = {"integration": "-->", "peering": "<-->" if edge.state == "Connected" else "-.->",
-                 "route": "-.->", "privatelink": "-->", "dnslink": "-.-", "trace": "==>", "return": "-.->"}[edge.kind]
+                 "route": "-.->", "privatelink": "-->", "dnslink": "-.-", "nat": "-.->", "trace": "==>", "return": "-.->"}[edge.kind]
         out.append(f"  {edge.src} {arrow}|{_mq(edge.label)}| {edge.dst}")
         if edge.kind in ("trace", "return"):
             color = "#cf222e" if edge.dropped else VERDICT_COLOR.get(edge.state or "", "#0969da")
