@@ -10,6 +10,7 @@ import json
 
 import pytest
 from conftest import NOTE, build
+from test_gateway import lab as vpn_lab
 
 from vnetlab.engine.network import LabView
 from vnetlab.engine.trace import Action, Reason, StepKind, Verdict, _Done, trace
@@ -127,6 +128,21 @@ NSG_DENY_80 = {"name": "deny-80", "security_rules": [
     {"name": "deny-http-in", "priority": 100, "direction": "Inbound", "access": "Deny",
      "protocol": "Tcp", "destination_port_range": "80"}]}
 
+def vpn_with_other_key() -> dict:
+    """test_gateway's lab whose connection's shared key differs from the site's device."""
+    doc = vpn_lab()
+    doc["connections"][0]["shared_key"] = "other"
+    return doc
+
+
+def vpn_forced_tunnel() -> dict:
+    """test_gateway's lab whose hub VMs send everything to the gateway (no default site)."""
+    doc = vpn_lab(route_tables=[{"name": "rt-all", "routes": [
+        {"name": "all", "address_prefix": "0.0.0.0/0", "next_hop_type": "VirtualNetworkGateway"}]}])
+    doc["virtual_networks"][0]["subnets"][0]["route_table"] = "rt-all"
+    return doc
+
+
 # reason -> (lab document, source, destination, port, protocol)
 def private_subnet(nat: bool = False) -> dict:
     """The note's VM subnet made private (default outbound access off), with a NAT gateway or none."""
@@ -169,6 +185,9 @@ CASES = {
                                             "next_hop_type": "VirtualNetworkGateway"}),
                         "rg1vm1", "203.0.113.10", 443, "Tcp"),
     Reason.ROUTING_LOOP: (routing_loop(), "rg1vm1", "203.0.113.10", 443, "Tcp"),
+    Reason.GATEWAY_NO_ROUTE: (vpn_forced_tunnel(), "hubvm", "203.0.113.10", 443, "Tcp"),
+    Reason.CONNECTION_NOT_CONNECTED: (vpn_with_other_key(), "hubvm", "onprem1", 80, "Tcp"),
+    Reason.ON_PREMISES_NO_ROUTE: (vpn_lab(), "onprem1", "spoke2vm", 80, "Tcp"),
     Reason.RETURN_PATH_DROPPED: (return_path_dropped(), "rg1vm1", "vm2", 80, "Tcp"),
     Reason.NAME_NOT_FOUND: (note(), "rg1vm1", "nowhere.blob.core.windows.net", 443, "Tcp"),
     Reason.NO_DNS_ANSWER: (note(virtual_networks=[{**NOTE["virtual_networks"][0], "dns_servers": ["10.0.0.60"]}]),

@@ -355,7 +355,7 @@ def export_doc(topo: Topology) -> dict:
     as a Dynamic NIC's allocation method once it has an address): such a resource is written whole."""
     doc = topo.model_dump(mode="json", exclude_defaults=True)
     again = parse(doc)
-    for kind in ("resource_groups", *KINDS, "internet_hosts"):
+    for kind in ("resource_groups", *KINDS, "on_premises_sites", "internet_hosts"):
         for i, (mine, read) in enumerate(zip(getattr(topo, kind), getattr(again, kind), strict=True)):
             if mine != read:
                 doc[kind][i] = mine.model_dump(mode="json")

@@ -15,6 +15,7 @@ from .engine.security import RuleError, address_meaning, parse_ports, unknown_pr
 from .model import WEB_SERVER_FARMS, AzureError, Topology
 from .model.paas import GROUP_IDS, TARGET_TYPES
 from .engine.outbound import check_outbound
+from .engine.gateways import check_gateways
 from .model.topology import KINDS
 from .model.errors import (Conflict, DuplicateResourceName, InUseSubnetCannotBeDeleted, InvalidResourceReference,
                            NicInUse, NotFound, SubnetIsFull, VnetAddressSpacesOverlap)
@@ -41,6 +42,7 @@ def validate(new: Topology, old: Topology | None = None) -> None:
     _paas_firewalls(new, old)
     check_public_addresses(new)
     check_outbound(new)
+    check_gateways(new)
 
 
 def _unique_names(topo: Topology) -> None:

@@ -23,8 +23,15 @@ def step_detail(s: dict) -> str:
     if k == "VirtualAppliance":
         return (f"{s['network_interface']} ({s['ip']}), IP forwarding {'on' if s['enable_ip_forwarding'] else 'off'}, "
                 f"guest forwarding {'on' if s.get('guest_ip_forwarding') else 'off'}")
+    if k == "VirtualNetworkGateway":
+        arrow = "to on-premises" if s["direction"] == "ToOnPremises" else "from on-premises"
+        via = (f" via connection {s['connection']} ({s.get('connection_status')}) to local network gateway "
+               f"{s['local_network_gateway']}") if s.get("connection") else ""
+        return f"VPN gateway {s['gateway']} in {s['vnet']}, {arrow}{via}" + (f": {s['why']}" if s.get("why") else "")
     if k == "Deliver":
         who = s.get("virtual_machine") or s.get("web_app") or s.get("host") or s.get("ip")
+        if s.get("on_premises_site"):
+            who = f"{who} at on-premises site {s['on_premises_site']}"
         extra = f", sees source {s['source_seen']}" if s.get("source_seen") else ""
         config = f" {s['ip_configuration']}" if s.get("ip_configuration") else ""
         return f"{who} ({s.get('ip')}{config}){extra}" + (f": {s['why']}" if s.get("why") else "")

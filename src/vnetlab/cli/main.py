@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from pydantic import ValidationError
 
 from ..engine.routing import peering_state
+from ..engine.gateways import connection_status
 from ..engine.security import flow_protocol
 from ..lab import Lab, web_app
 from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
@@ -139,7 +140,10 @@ def describe(lab: Lab) -> list[dict]:
              "route_tables": "Microsoft.Network/routeTables",
              "network_interfaces": "Microsoft.Network/networkInterfaces",
              "virtual_machines": "Microsoft.Compute/virtualMachines",
-             "app_service_plans": "Microsoft.Web/serverfarms", "web_apps": "Microsoft.Web/sites"}
+             "app_service_plans": "Microsoft.Web/serverfarms", "web_apps": "Microsoft.Web/sites",
+             "virtual_network_gateways": "Microsoft.Network/virtualNetworkGateways",
+             "local_network_gateways": "Microsoft.Network/localNetworkGateways",
+             "connections": "Microsoft.Network/connections"}
     for kind, arm_type in types.items():
         for res in getattr(topo, kind):
             props = res.model_dump(mode="json", exclude={"name"})
@@ -158,6 +162,8 @@ def describe(lab: Lab) -> list[dict]:
                 ips = net.integration.get((res.plan.lower(), (res.vnet_integration or "").lower()), [])
                 props["integration_ip_addresses"] = [str(ip) for ip in ips]
                 props["route_all_effective"] = res.route_all
+            if kind == "connections":
+                props["connection_status"] = connection_status(topo, res)
             out.append({"type": arm_type, "name": res.name, "id": topo.id_of(kind, res), "properties": props})
     return out
 
@@ -198,7 +204,7 @@ def resolve(source: str = typer.Argument(..., help="VM or web app name."),
 
 
 @app.command()
-def check(source: str = typer.Argument(..., help="VM or web app name."),
+def check(source: str = typer.Argument(..., help="VM, web app or on-premises host name."),
           destination: str = typer.Argument(..., help="Name or IP address."),
           port: Optional[int] = typer.Option(None, "--port", "-p"),
           protocol: str = typer.Option("Tcp", "--protocol", help="Tcp, Udp or Icmp."),

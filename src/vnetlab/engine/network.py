@@ -41,7 +41,7 @@ class SubnetView:
 
 @dataclass(frozen=True)
 class Endpoint:
-    kind: str                  # vm | webapp | nic | internet
+    kind: str                  # vm | webapp | nic | internet | onprem
     name: str
     ip: IPv4Address
     subnet_ref: str | None = None
@@ -76,6 +76,9 @@ class LabView:
                 for i, ip in enumerate(self.integration.get((app.plan.lower(), app.vnet_integration.lower()), [])):
                     self.app_at.setdefault((vnet_name, int(ip)), (app, i))
         self.internet_at = {int(IPv4Address(h.ip)): h for h in topo.internet_hosts}
+        # the on-premises hosts behind local network gateways: address -> (site, host)
+        self.on_premises_at = {int(IPv4Address(h.ip)): (site, h) for site in topo.on_premises_sites
+                               for h in site.hosts}
         self.by_name = {kind: {r.name.lower(): r for r in getattr(topo, kind)}
                         for kind in ("virtual_machines", "network_interfaces", "web_apps")}
         self.vm_of_nic = {vm.network_interface.lower(): vm for vm in topo.virtual_machines}
@@ -189,7 +192,11 @@ class LabView:
         host = next((h for h in topo.internet_hosts if h.name.lower() == name.lower()), None)
         if host is not None:
             return Endpoint("internet", host.name, IPv4Address(host.ip))
-        raise ResourceNotFound(f"No VM, network interface, web app or internet host named '{name}' in the lab.")
+        on_premises = next((h for _, h in self.on_premises_at.values() if h.name.lower() == low), None)
+        if on_premises is not None:
+            return Endpoint("onprem", on_premises.name, IPv4Address(on_premises.ip))
+        raise ResourceNotFound(f"No VM, network interface, web app, internet or on-premises host named '{name}' in "
+                               "the lab.")
 
     def destination_ip(self, name_or_ip: str) -> tuple[IPv4Address, str]:
         try:

@@ -144,6 +144,20 @@ def system_routes(topo: Topology, vnet: VirtualNetwork) -> list[EffectiveRoute]:
     return routes
 
 
+def gateway_routes(topo: Topology, vnet: VirtualNetwork, subnet) -> list[EffectiveRoute]:
+    """The prefixes of the local network gateways connected to the VNet's gateway (its own, or a peer's
+    by gateway transit), source and next hop ``VirtualNetworkGateway``; none on a subnet whose route
+    table disables gateway route propagation (engine.gateways).
+    https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview#virtual-network-gateway"""
+    from . import gateways
+    found = gateways.gateway_for(topo, vnet)
+    if found is None or not gateways.propagates(topo, subnet):
+        return []
+    hop = gateways.next_hop_ip(topo, found[0])
+    return [EffectiveRoute("VirtualNetworkGateway", "Active", prefix, "VirtualNetworkGateway", hop)
+            for prefix, _ in gateways.gateway_prefixes(topo, found[0])]
+
+
 def user_routes(topo: Topology, route_table_name: str | None) -> list[EffectiveRoute]:
     table = topo.find("route_tables", route_table_name)
     if table is None:
@@ -197,7 +211,7 @@ def effective_routes(topo: Topology, vnet: VirtualNetwork, subnet, endpoints: pa
     endpoints = endpoints or paas.EndpointRouting(topo)
     extra, pes = endpoint_routes(topo, vnet, subnet, endpoints)
     users = user_routes(topo, subnet.route_table)
-    routes = resolve(system_routes(topo, vnet) + extra + users)
+    routes = resolve(system_routes(topo, vnet) + gateway_routes(topo, vnet, subnet) + extra + users)
     if not pes or not users:
         return routes
     return [EffectiveRoute(**{**r.__dict__, "state": "Invalid"})

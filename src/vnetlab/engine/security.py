@@ -163,6 +163,9 @@ def virtual_network_tag(topo: Topology, vnet: VirtualNetwork | None) -> AddressS
     if vnet is None:
         return AddressSet(nets=_nets([HOST_VIP]))
     ranges = list(vnet.networks) + [n for remote, _ in connected_peers(topo, vnet) for n in remote.networks]
+    # "all connected on-premises address spaces": the local network gateways' prefixes (engine.gateways)
+    from .gateways import on_premises_prefixes
+    ranges += [IPv4Network(p) for p in on_premises_prefixes(topo, vnet)]
     local = _nets(ranges + [HOST_VIP])
     extra = tuple(n for n in _nets(udr_prefixes(topo, vnet)) if n not in local)
     return AddressSet(nets=local + tuple(dict.fromkeys(extra)), local=local)

@@ -26,7 +26,7 @@ from ipaddress import IPv4Address
 
 from ..model import AzureError, NetworkInterface, Topology
 from ..model.errors import InvalidPort, SubnetIsFull
-from . import paas
+from . import gateways, paas
 from .network import Endpoint, LabView, SubnetView, integration_inbound_refused
 from .outbound import Egress, app_egress, nic_egress
 from .security import flow_protocol, is_public, nsg_chain
@@ -82,6 +82,15 @@ class Reason(StrEnum):
                                "the peering does not allow virtual network access")
     NO_GATEWAY = ("NoGateway", Verdict.TIMED_OUT,
                   "the route points to a virtual network gateway, which the lab does not have")
+    GATEWAY_NO_ROUTE = ("GatewayNoRoute", Verdict.TIMED_OUT,
+                        "the virtual network gateway has no connection whose local network gateway holds the "
+                        "destination (static routing; forced tunneling to a default site is not modelled)")
+    CONNECTION_NOT_CONNECTED = ("ConnectionNotConnected", Verdict.TIMED_OUT,
+                                "the gateway's connection to the site is not Connected: no device of the lab answers "
+                                "at the local network gateway's address, or the shared keys differ")
+    ON_PREMISES_NO_ROUTE = ("OnPremisesNoRoute", Verdict.TIMED_OUT,
+                            "the on-premises site has no VPN connection to a gateway whose virtual networks hold the "
+                            "destination")
     ROUTING_LOOP = "RoutingLoop", Verdict.TIMED_OUT, "the packet went through too many appliances"
     RETURN_PATH_DROPPED = ("ReturnPathDropped", Verdict.TIMED_OUT,
                            "the destination's reply has no route back to the address it saw")
@@ -110,6 +119,7 @@ class StepKind(StrEnum):
     ROUTE = "Route"
     PEERING = "VNetPeering"
     APPLIANCE = "VirtualAppliance"
+    GATEWAY = "VirtualNetworkGateway"
     INTERNET = "Internet"
     DELIVER = "Deliver"
     RESOLUTION = "Resolution"
@@ -206,6 +216,20 @@ class ApplianceDetail(Detail):
 
 
 @dataclass(frozen=True)
+class GatewayDetail(Detail):
+    """The VPN gateway and the IPsec connection the packet crosses (``direction``: ToOnPremises or
+    FromOnPremises)."""
+    kind = StepKind.GATEWAY
+    gateway: str
+    vnet: str
+    direction: str
+    connection: str | None = None
+    connection_status: str | None = None
+    local_network_gateway: str | None = None
+    why: str | None = None
+
+
+@dataclass(frozen=True)
 class InternetDetail(Detail):
     kind = StepKind.INTERNET
     destination: str
@@ -224,6 +248,7 @@ class DeliverDetail(Detail):
     instance: int | None = None
     host: str | None = None
     internet: bool | None = None
+    on_premises_site: str | None = None
     vnet: str | None = None
     why: str | None = None
 
@@ -389,6 +414,8 @@ def _walk(net: LabView, src: Endpoint, dst_ip: IPv4Address, protocol: str, port:
             _from_app(net, src, pkt, t)
         elif src.kind == "internet":
             raise AzureError("Flows from the internet are not modelled yet.", "InvalidSource")
+        elif src.kind == "onprem":
+            _from_on_premises(net, src, pkt, t)
         else:
             _from_nic(net, src.nic, pkt, t)
     except _Done as done:
@@ -420,7 +447,8 @@ def _resolve_name(net: LabView, src: Endpoint, destination: str):
 def _is_lab_name(net: LabView, name: str) -> bool:
     low = name.lower()
     return any(low in net.by_name[kind] for kind in net.by_name) or \
-        any(h.name.lower() == low for h in net.topo.internet_hosts)
+        any(h.name.lower() == low for h in net.topo.internet_hosts) or \
+        any(h.name.lower() == low for _, h in net.on_premises_at.values())
 
 
 def _resolution_steps(resolution) -> list[Step]:
@@ -523,11 +551,14 @@ def _route_step(view: SubnetView, route, t: Trace, dropped: bool = False, back: 
 def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int) -> None:
     route = view.route_for(pkt.dst)  # effective routes always hold 0.0.0.0/0
     kind = route.next_hop_type
-    _route_step(view, route, t, dropped=kind in ("None", "VirtualNetworkGateway"))
+    found = gateways.gateway_for(net.topo, view.vnet) if kind == "VirtualNetworkGateway" else None
+    _route_step(view, route, t, dropped=kind == "None" or (kind == "VirtualNetworkGateway" and found is None))
     if kind == "None":
         raise _Done(Reason.ROUTE_NONE)
     if kind == "VirtualNetworkGateway":
-        raise _Done(Reason.NO_GATEWAY)
+        if found is None:
+            raise _Done(Reason.NO_GATEWAY)
+        _via_gateway(net, view, found, pkt, t)
     if kind == "Internet":
         _to_internet(net, pkt, t, view)
     elif kind == "VnetLocal":
@@ -545,7 +576,8 @@ def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int
         _at_service(net, net.paas.public_at[int(pkt.dst)], pkt, t, view.id)
 
 
-def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet, t: Trace):
+def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet, t: Trace, transit: bool = False):
+    """``transit``: to the remote VNet's gateway (gateway transit needs no forwarded-traffic setting)."""
     remote, local_peering = net.peers[view.vnet.name.lower()][remote_name.lower()]
 
     def step(action: Action, forwarded: bool | None = None) -> None:
@@ -556,7 +588,7 @@ def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet
         step(Action.DROPPED)
         raise _Done(Reason.PEERING_ACCESS_DISABLED)
     forwarded = pkt.origin_vnet != view.vnet.name.lower()
-    if forwarded and not net.accepts_forwarded(remote.name, view.vnet.name):
+    if forwarded and not transit and not net.accepts_forwarded(remote.name, view.vnet.name):
         step(Action.DROPPED, True)
         raise _Done(Reason.FORWARDED_TRAFFIC_NOT_ALLOWED)
     step(Action.FORWARDED)
@@ -607,6 +639,96 @@ def _via_appliance(net: LabView, view: SubnetView, route, pkt: Packet, t: Trace,
     pkt.public_src, pkt.nic = net.public_ip("network_interfaces", nic.name), nic
     _outbound_nsgs(net, nva_view, nic, pkt, t)
     _route_from(net, nva_view, pkt, t, hops + 1)
+
+
+# -- the VPN gateway and the on-premises sites ------------------------------------------------------
+def _gateway_step(net: LabView, gateway, hub, direction: str, connection, t: Trace, dropped: bool = False,
+                  why: str | None = None, back: bool = False) -> None:
+    topo = net.topo
+    rid = topo.id_of("connections", connection) if connection else topo.id_of("virtual_network_gateways", gateway)
+    t.step(lambda: Step(rid, Action.DROPPED if dropped else Action.FORWARDED, GatewayDetail(
+        gateway.name, hub.name, direction, connection.name if connection else None,
+        gateways.connection_status(topo, connection) if connection else None,
+        connection.local_network_gateway if connection else None, why), dropped), back)
+
+
+def _via_gateway(net: LabView, view: SubnetView, found, pkt: Packet, t: Trace) -> None:
+    """To the VNet's VPN gateway (the hub's across the peering, by gateway transit), through the IPsec
+    connection whose local network gateway holds the destination, to the on-premises host.
+    https://learn.microsoft.com/azure/vpn-gateway/vpn-gateway-peering-gateway-transit"""
+    gateway, hub = found
+    if hub is not view.vnet:
+        _cross_peering(net, view, hub.name, pkt, t, transit=True)
+    connection = gateways.connection_to(net.topo, gateway, pkt.dst)
+    if connection is None:
+        _gateway_step(net, gateway, hub, "ToOnPremises", None, t, True,
+                      f"no local network gateway connected to {gateway.name} holds {pkt.dst}")
+        raise _Done(Reason.GATEWAY_NO_ROUTE)
+    if gateways.connection_status(net.topo, connection) != "Connected":
+        _gateway_step(net, gateway, hub, "ToOnPremises", connection, t, True)
+        raise _Done(Reason.CONNECTION_NOT_CONNECTED)
+    _gateway_step(net, gateway, hub, "ToOnPremises", connection, t)
+    _at_on_premises(net, connection, gateway, hub, pkt, t)
+
+
+def _at_on_premises(net: LabView, connection, gateway, hub, pkt: Packet, t: Trace) -> None:
+    lng = connection.local_network_gateway.lower()
+    found = net.on_premises_at.get(int(pkt.dst))
+    if found is None or found[0].local_network_gateway.lower() != lng:
+        site = next((s.name for s in net.topo.on_premises_sites if s.local_network_gateway.lower() == lng), None)
+        t.step(lambda: Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), on_premises_site=site,
+                                                                why="no host holds this address"), True))
+        raise _Done(Reason.NO_HOST_AT_DESTINATION)
+    site, host = found
+    reason = _answer({(s.protocol, s.port) for s in host.services}, pkt)
+    t.step(lambda: Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, on_premises_site=site.name,
+                                                               source_seen=str(pkt.src))))
+    _on_premises_return(net, site, hub, pkt, t)
+    raise _Done(reason)
+
+
+def _on_premises_return(net: LabView, site, hub, pkt: Packet, t: Trace) -> None:
+    """The site routes back the ranges of the VNets behind its gateways; the reply crosses the tunnel
+    and the GatewaySubnet's routes take it to the source."""
+    back = gateways.site_routes_to(net.topo, site, pkt.src)
+    if back is None:
+        gateway = gateways.gateway_in(net.topo, hub)
+        _gateway_step(net, gateway, hub, "FromOnPremises", None, t, True,
+                      f"site {site.name} has no route back to {pkt.src}", back=True)
+        raise _Done(Reason.RETURN_PATH_DROPPED)
+    connection, gateway, _ = back
+    gw_hub = net.vnet(gateway.virtual_network)
+    _gateway_step(net, gateway, gw_hub, "FromOnPremises", connection, t, back=True)
+    reply = Packet(pkt.dst, pkt.src, pkt.protocol, None, origin_vnet=gw_hub.name.lower())
+    _return_route(net, net.subnet_view(gateway.subnet_ref), reply, t, 0)
+
+
+def _from_on_premises(net: LabView, src: Endpoint, pkt: Packet, t: Trace) -> None:
+    """From an on-premises host: through its site's IPsec connection to the gateway whose VNets hold the
+    destination, then by the GatewaySubnet's effective routes (UDRs there apply)."""
+    site, _ = net.on_premises_at[int(src.ip)]
+    found = gateways.site_routes_to(net.topo, site, pkt.dst)
+    if found is None:
+        t.step(lambda: Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), on_premises_site=site.name,
+                                                                why="the site has no VPN route to this address"),
+                            True))
+        raise _Done(Reason.ON_PREMISES_NO_ROUTE)
+    connection, gateway, _ = found
+    hub = net.vnet(gateway.virtual_network)
+    connected = gateways.connection_status(net.topo, connection) == "Connected"
+    _gateway_step(net, gateway, hub, "FromOnPremises", connection, t, not connected)
+    if not connected:
+        raise _Done(Reason.CONNECTION_NOT_CONNECTED)
+    pkt.origin_vnet = hub.name.lower()
+    pkt.origin_region = net.topo.location_of(hub)
+    _route_from(net, net.subnet_view(gateway.subnet_ref), pkt, t, hops=0)
+
+
+def _gateway_carries(net: LabView, view: SubnetView, ip: IPv4Address) -> bool:
+    """The VNet's gateway (own or by transit) has a Connected connection to a site holding ``ip``."""
+    found = gateways.gateway_for(net.topo, view.vnet)
+    connection = gateways.connection_to(net.topo, found[0], ip) if found else None
+    return connection is not None and gateways.connection_status(net.topo, connection) == "Connected"
 
 
 # -- destinations -------------------------------------------------------------------------------
@@ -765,7 +887,8 @@ def _return_path(net: LabView, view: SubnetView, pkt: Packet, t: Trace) -> None:
 def _return_route(net: LabView, view: SubnetView, reply: Packet, t: Trace, hops: int) -> None:
     route = view.route_for(reply.dst)
     kind = route.next_hop_type
-    ok = kind in ("VnetLocal", "VNetPeering", "VirtualAppliance") or (kind == "Internet" and is_public(int(reply.dst)))
+    ok = kind in ("VnetLocal", "VNetPeering", "VirtualAppliance") or (kind == "Internet" and is_public(int(reply.dst))) \
+        or (kind == "VirtualNetworkGateway" and _gateway_carries(net, view, reply.dst))
     appliance = None  # the appliance the reply goes through
     if ok and kind == "VirtualAppliance" and IPv4Address(route.next_hop_ip) != reply.dst:
         appliance, _ = _holder_of(net, view, IPv4Address(route.next_hop_ip))

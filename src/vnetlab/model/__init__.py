@@ -6,6 +6,7 @@ from .errors import AzureError, BackendError, Conflict, NotFound, ResourceNotFou
 from .network import Delegation, IPConfiguration, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkPeering, WEB_SERVER_FARMS
 from .paas import (KeyVault, KeyVaultNetworkAcls, PrivateEndpoint, SqlFirewallRule, SqlServer, SqlVirtualNetworkRule,
                    StorageAccount, StorageNetworkRuleSet)
+from .gateways import Connection, LocalNetworkGateway, OnPremisesHost, OnPremisesSite, VirtualNetworkGateway
 from .outbound import NatGateway, PublicIpAddress, PublicIpPrefix
 from .nsg import DEFAULT_SECURITY_RULES, NetworkSecurityGroup, SecurityRule
 from .routes import Route, RouteTable
@@ -16,6 +17,7 @@ __all__ = [
     "DnsServerConfig", "DnsServerZone", "KeyVault", "KeyVaultNetworkAcls", "PrivateDnsZone", "PrivateEndpoint",
     "RecordSet", "SqlFirewallRule", "SqlServer", "SqlVirtualNetworkRule", "StorageAccount", "StorageNetworkRuleSet",
     "VirtualNetworkLink", "NatGateway", "PublicIpAddress", "PublicIpPrefix",
+    "Connection", "LocalNetworkGateway", "OnPremisesHost", "OnPremisesSite", "VirtualNetworkGateway",
     "AppServicePlan", "AzureError", "BackendError", "Conflict", "DEFAULT_SECURITY_RULES", "Delegation", "InternetHost", "IPConfiguration",
     "KINDS", "NetworkInterface", "NetworkSecurityGroup", "NotFound", "OutboundVnetRouting",
     "ResourceGroup", "ResourceNotFound", "Route", "RouteTable", "SecurityRule", "Service", "Subnet", "Topology", "VirtualMachine",

@@ -28,6 +28,9 @@ TYPES = {
     "public_ip_addresses": ("Microsoft.Network", "publicIPAddresses"),
     "public_ip_prefixes": ("Microsoft.Network", "publicIPPrefixes"),
     "nat_gateways": ("Microsoft.Network", "natGateways"),
+    "virtual_network_gateways": ("Microsoft.Network", "virtualNetworkGateways"),
+    "local_network_gateways": ("Microsoft.Network", "localNetworkGateways"),
+    "connections": ("Microsoft.Network", "connections"),
 }
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from .base import Model
 from .compute import Service, VirtualMachine
 from .dns import PrivateDnsZone
+from .gateways import Connection, LocalNetworkGateway, OnPremisesSite, VirtualNetworkGateway
 from .ids import DEFAULT_SUBSCRIPTION, parse_id, resource_id, rg_id
 from .network import NetworkInterface, Subnet, VirtualNetwork
 from .nsg import NetworkSecurityGroup
@@ -32,7 +33,8 @@ NIC_KEYS = ("subnet", "private_ip_address", "private_ip_allocation_method", "ena
 NIC_INPUT_KEYS = ("ip_configurations", "secondary_ip_addresses")
 KINDS = ("virtual_networks", "network_security_groups", "route_tables", "network_interfaces",
          "virtual_machines", "app_service_plans", "web_apps", "private_dns_zones", "private_endpoints",
-         "storage_accounts", "sql_servers", "key_vaults", "public_ip_addresses", "public_ip_prefixes", "nat_gateways")
+         "storage_accounts", "sql_servers", "key_vaults", "public_ip_addresses", "public_ip_prefixes", "nat_gateways",
+         "virtual_network_gateways", "local_network_gateways", "connections")
 
 
 class ResourceGroup(Model):
@@ -118,6 +120,11 @@ class Topology(Model):
     public_ip_addresses: list[PublicIpAddress] = Field(default_factory=list)
     public_ip_prefixes: list[PublicIpPrefix] = Field(default_factory=list)
     nat_gateways: list[NatGateway] = Field(default_factory=list)
+    virtual_network_gateways: list[VirtualNetworkGateway] = Field(default_factory=list)
+    local_network_gateways: list[LocalNetworkGateway] = Field(default_factory=list)
+    connections: list[Connection] = Field(default_factory=list)
+    # the lab's on-premises networks behind local network gateways (not Azure resources)
+    on_premises_sites: list[OnPremisesSite] = Field(default_factory=list)
     internet_hosts: list[InternetHost] = Field(default_factory=_default_internet)
 
     @model_validator(mode="before")
