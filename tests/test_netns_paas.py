@@ -188,3 +188,19 @@ def test_check_by_name_on_the_kernel_equals_the_engine(lab, who, name, port):
     assert got["verdict"] == tr["verdict"], (tr["reason"], got)
     if tr["verdict"] == "Denied":
         assert str(tr["admission"]["code"]) in got["detail"]
+
+
+PRIVATELINK_SQL = "sql1.privatelink.database.windows.net"
+
+
+def test_sql_login_through_the_private_link_name_is_40531_from_the_kernel(lab):
+    """The gateway takes the server from the login's server name: through the private link name the
+    connection reaches the private endpoint and the login is refused with 40531, as the engine says;
+    the same endpoint by the server's own name logs in."""
+    want = engine(lab, "vm1", PRIVATELINK_SQL, 1433)
+    assert (want["verdict"], admission(want)["code"]) == ("Denied", "40531")
+    got = tds(lab, "vm1", PRIVATELINK_SQL)
+    assert (got["login"], str(got["number"]), got["text"]) == (False, "40531", admission(want)["text"])
+    assert tds(lab, "vm1", SQL) == {"login": True}
+    probed = nb.probe(lab, want)
+    assert probed["verdict"] == "Denied" and "error 40531" in probed["detail"]

@@ -328,8 +328,8 @@ def admit(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id: str |
     res = resource.resource if isinstance(resource, PaasEndpoint) else resource
     ip = IPv4Address(arrived_at_ip)
     source = IPv4Address(source_ip_seen)
-    if kind == "sql_servers" and server_name and not _sql_gateway_name(res, server_name):
-        return _server_name_refusal(res, server_name)
+    if kind == "sql_servers" and server_name and not sql_gateway_takes(res, server_name):
+        return sql_server_name_refusal(res, server_name)
     pe = next((ep.private_endpoint for (_, at), ep in view.paas.private_at.items()
                if at == int(ip) and ep.resource is res), None)
     if pe is not None:
@@ -448,14 +448,18 @@ def _sql_firewall(topo: Topology, res, source: IPv4Address, subnet_id: str | Non
 SQL_SERVER_NAME_RULE = "the SQL gateway takes the server from <server>.database.windows.net only"
 
 
-def _sql_gateway_name(res, server_name: str) -> bool:
-    """"Clients need to connect to the server using the server's FQDN. Connection attempts made directly
-    to the IP address or using the private link FQDN shall fail."
-    https://learn.microsoft.com/azure/azure-sql/database/private-endpoint-overview"""
-    return server_name.rstrip(".").lower() == f"{res.name.lower()}.database.windows.net"
+def sql_gateway_names(res) -> list[str]:
+    """The server names the SQL gateway takes from a login: "Clients need to connect to the server using
+    the server's FQDN. Connection attempts made directly to the IP address or using the private link FQDN
+    shall fail." https://learn.microsoft.com/azure/azure-sql/database/private-endpoint-overview"""
+    return [f"{res.name.lower()}.database.windows.net"]
 
 
-def _server_name_refusal(res, server_name: str) -> Admission:
+def sql_gateway_takes(res, server_name: str) -> bool:
+    return server_name.rstrip(".").lower() in sql_gateway_names(res)
+
+
+def sql_server_name_refusal(res, server_name: str) -> Admission:
     """The gateway's 40531 (observed text; the number for the private link name is vnetlab's choice)."""
     return Admission(False, f"{SQL_SERVER_NAME_RULE} (the client used {server_name})", "40531", None,
                      "Server name cannot be determined. It must appear as the first segment of the server's dns "

@@ -248,11 +248,21 @@ def message(s):
         if status & 1:
             return out
 
+def login7(server):
+    """A LOGIN7 whose only field is ServerName (the name the client connects to, as drivers send it);
+    every other field empty, pointing at the end of the fixed part (94 bytes)."""
+    name = server.encode("utf-16-le")
+    fixed = bytearray(struct.pack("<I", 94 + len(name)) + b"\0" * 90)
+    for at in [*range(36, 72, 4), 78, 82, 86]:   # ib of each variable field (ClientID sits at 72-77)
+        struct.pack_into("<H", fixed, at, 94)
+    struct.pack_into("<HH", fixed, 52, 94, len(server))
+    return bytes(fixed) + name
+
 def tds():
     s = socket.create_connection((a["dst"], a["port"]), timeout=a["timeout"])
     s.sendall(packet(0x12, bytes([0, 0, 11, 0, 6, 1, 0, 17, 0, 1, 255, 12, 0, 0, 0, 0, 0, 2])))
     message(s)
-    s.sendall(packet(0x10, struct.pack("<I", 94) + b"\0" * 90))   # a LOGIN7 with empty fields
+    s.sendall(packet(0x10, login7(a["host"])))
     reply = message(s)
     if reply[:1] == b"\xad":
         return {"login": True}

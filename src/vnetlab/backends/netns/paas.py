@@ -147,6 +147,14 @@ def _admission(adm) -> dict:
     return out
 
 
+def server_names(res) -> dict:
+    """What a SQL server's gateway does with the server name a login carries (the engine's): the names
+    it takes, and its refusal of any other DNS name (a login by address is not checked: the engine takes
+    it as ``user@server``)."""
+    return {"takes": epaas.sql_gateway_names(res),
+            "refusal": _admission(epaas.sql_server_name_refusal(res, ""))}
+
+
 def processes(lay: Layout, tls_dir: str | None) -> None:
     for kind in ("storage_accounts", "sql_servers", "key_vaults"):
         for res in getattr(lay.topo, kind, []):
@@ -157,6 +165,8 @@ def processes(lay: Layout, tls_dir: str | None) -> None:
             spec = {"kind": SPEC_KIND[kind], "name": res.name, "listen": listen,
                     "ports": [{"port": p, "tls": tls} for p, tls in ports],
                     "admission": admission_table(lay, listen, ports[0][0])}
+            if kind == "sql_servers":
+                spec["server_names"] = server_names(res)
             if any(tls for _, tls in ports):
                 spec["fqdns"] = fqdns(lay, kind, res)
                 if tls_dir:

@@ -34,6 +34,7 @@ question.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -439,6 +440,30 @@ def tds_loginack(server: str) -> bytes:
     return b"\xad" + struct.pack("<H", len(body)) + body + envs
 
 
+def login7_server_name(payload: bytes) -> str:
+    """The ServerName a LOGIN7 carries (its offset and length in characters at bytes 52-55, UCS-2).
+    https://learn.microsoft.com/openspecs/windows_protocols/ms-tds/773a62b6-ee89-4c02-9e5e-344882630aac"""
+    try:
+        offset, chars = struct.unpack("<HH", payload[52:56])
+        return payload[offset:offset + 2 * chars].decode("utf-16-le")
+    except (struct.error, UnicodeDecodeError):
+        return ""
+
+
+def _name_refusal(spec: dict, server_name: str) -> dict | None:
+    """The gateway's refusal of a login naming a DNS name it does not take (the engine's list); a login
+    by address or without a name is not checked here."""
+    names = spec.get("server_names")
+    name = server_name.rstrip(".").lower()
+    if not names or not name or name in names["takes"]:
+        return None
+    try:
+        ipaddress.ip_address(name)
+        return None
+    except ValueError:
+        return names["refusal"]
+
+
 def _sql_one(conn: socket.socket, peer, spec: dict) -> None:
     name, table = spec["name"], spec.get("admission", {})
     with conn:
@@ -446,11 +471,11 @@ def _sql_one(conn: socket.socket, peer, spec: dict) -> None:
         local = conn.getsockname()[0]
         try:
             while True:
-                ptype, _payload = _tds_read(conn)
+                ptype, payload = _tds_read(conn)
                 if ptype == TDS_PRELOGIN:
                     conn.sendall(_tds_packet(TDS_REPLY, prelogin_reply()))
                 elif ptype == TDS_LOGIN7:
-                    adm = admission_for(table, local, peer[0])
+                    adm = _name_refusal(spec, login7_server_name(payload)) or admission_for(table, local, peer[0])
                     _log(f"{peer[0]} -> {local} login: {'allowed' if adm.get('allowed') else adm.get('code')}")
                     if adm.get("allowed"):
                         conn.sendall(_tds_packet(TDS_REPLY, tds_loginack(name) + tds_done()))
