@@ -36,8 +36,12 @@ RID, WHEN = "@RID@", "@TIME@"    # filled in by the process for each answer
 
 
 def fqdns(lay: Layout, kind: str, res) -> list[str]:
-    """The names a resource's certificate holds: its public FQDNs (the engine's)."""
-    return sorted(fqdn for fqdn, _group, _privatelink, _cluster in edns.public_names(lay.topo, kind, res))
+    """The names a resource's certificate holds: its public FQDNs (the engine's), and for a storage
+    account its private link names too, as Storage's certificate holds ``*.privatelink.blob.core.windows.net``
+    (so a client that connects by the private link name gets through TLS: the account answers it)."""
+    names = edns.public_names(lay.topo, kind, res)
+    return sorted({fqdn for fqdn, *_ in names}
+                  | ({privatelink for _, _, privatelink, _ in names} if kind == "storage_accounts" else set()))
 
 
 def private_endpoint(lay: Layout, fab: str, vnet, nic) -> None:
