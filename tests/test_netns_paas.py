@@ -204,3 +204,46 @@ def test_sql_login_through_the_private_link_name_is_40531_from_the_kernel(lab):
     assert tds(lab, "vm1", SQL) == {"login": True}
     probed = nb.probe(lab, want)
     assert probed["verdict"] == "Denied" and "error 40531" in probed["detail"]
+
+
+FILE = "acct1.file.core.windows.net"
+SMB_CLIENT = textwrap.dedent("""
+    import json, sys, uuid
+    from smbprotocol.connection import Connection
+    from smbprotocol.session import Session
+    conn = Connection(uuid.uuid4(), sys.argv[1], 445, require_signing=False)
+    try:
+        conn.connect(timeout=5)
+        Session(conn, "acct1", "key", require_encryption=False).connect()
+        print(json.dumps({"error": None}))
+    except Exception as e:
+        print(json.dumps({"error": type(e).__name__, "status": getattr(e, "status", None)}))
+    """)
+
+
+def smb(lab: Lab, who: str, host: str) -> dict:
+    pytest.importorskip("smbprotocol")
+    out = nx.run_in(nb.namespace_of(lab, who), [sys.executable, "-c", SMB_CLIENT, host], timeout=60).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("who", ["vm1", "sevm", "othervm", "app1"])
+def test_azure_files_on_445_answers_as_the_engine_admits(lab, who):
+    """A real SMB client (smbprotocol) to the account's file endpoint: admitted (through the service
+    endpoint of a subnet the account's VNet rules name) it is asked for credentials (LogonFailure:
+    the lab holds no keys), refused by the firewall it gets STATUS_ACCESS_DENIED; and ``check`` on the
+    kernel says the engine's verdict."""
+    want = engine(lab, who, FILE, 445)
+    got = smb(lab, who, FILE)
+    if want["verdict"] == "Connected":
+        assert got["error"] == "LogonFailure", got
+    else:
+        assert (want["verdict"], admission(want)["code"]) == ("Denied", "AuthorizationFailure")
+        assert (got["error"], got["status"]) == ("AccessDenied", 0xC0000022), got
+    probed = nb.probe(lab, want)
+    assert probed["verdict"] == want["verdict"], probed
+
+
+def test_the_file_endpoint_admits_the_service_endpoint_and_refuses_others(lab):
+    assert engine(lab, "sevm", FILE, 445)["verdict"] == "Connected"
+    assert engine(lab, "othervm", FILE, 445)["verdict"] == "Denied"

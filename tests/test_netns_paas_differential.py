@@ -115,7 +115,7 @@ def _public_access(rnd: random.Random) -> str:
 TARGETS = (("acct1.blob.core.windows.net", 443), ("acct2.blob.core.windows.net", 443),
            ("acct1.blob.core.windows.net", 80), ("acct1.privatelink.blob.core.windows.net", 443),
            ("sql1.database.windows.net", 1433), ("sql1.privatelink.database.windows.net", 1433),
-           ("kv1.vault.azure.net", 443), ("nosuch.blob.core.windows.net", 443))
+           ("acct2.file.core.windows.net", 445), ("kv1.vault.azure.net", 443), ("nosuch.blob.core.windows.net", 443))
 SOURCES = ("vmhub", "vmse", "vmspoke", "vmother", "appint", "apppub")
 
 
@@ -215,13 +215,25 @@ def sql(name):
         number = next((x.msg_no for x in chain if getattr(x, "msg_no", None)), None)
         return {"login": False, "number": number, "errors": [type(x).__name__ + ": " + str(x) for x in chain]}
 
+def smb(name):
+    import uuid
+    from smbprotocol.connection import Connection
+    from smbprotocol.session import Session
+    conn = Connection(uuid.uuid4(), name, 445, require_signing=False)
+    try:
+        conn.connect(timeout=T)
+        Session(conn, "acct", "key", require_encryption=False).connect()
+        return {"error": None}
+    except Exception as e:
+        return {"error": type(e).__name__, "text": str(e)}
+
 def dig(name):
     p = subprocess.run(["dig", "+tries=1", "+time=%d" % T, name, "A"], capture_output=True, text=True)
     return {"exit": p.returncode, "out": p.stdout}
 
 def one(f):
     name, port = f
-    return sql(name) if port == 1433 else http(name, port)
+    return sql(name) if port == 1433 else smb(name) if port == 445 else http(name, port)
 
 with ThreadPoolExecutor(max_workers=32) as ex:
     got = list(ex.map(one, a["flows"]))
@@ -239,9 +251,14 @@ def real_verdict(port: int, got: dict) -> str:
         if got["number"]:
             return f"Denied {got['number']}"
         text = " ".join(got["errors"]).lower()
-        return "NotResolved" if "name or service not known" in text or "gaierror" in text or "no address" in text \
+        return "NotResolved" if "name or service not known" in text or "name resolution" in text or "no address" in text \
             else "Refused" if "refused" in text else "TimedOut" if "timed out" in text or "timeout" in text \
             else f"? {got['errors']}"
+    if port == 445:   # admitted: asked for credentials (the lab holds no keys); refused: access denied
+        error, text = got["error"], got.get("text", "").lower()
+        return "Connected" if error == "LogonFailure" else "Denied AuthorizationFailure" if error == "AccessDenied" \
+            else "NotResolved" if "name resolution" in text or "name or service not known" in text \
+            else "TimedOut" if "timed out" in text else f"? {error}: {text}"
     if got["exit"] == 6 or "resolving timed out" in got["err"].lower():   # curl's connect timeout holds the lookup
         return "NotResolved"
     if got["exit"] == 28:
@@ -284,6 +301,7 @@ def engine_answer(res) -> tuple[str, list[str]]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_engine_equals_real_clients(lab, seed, capsys):
     pytest.importorskip("pytds")
+    pytest.importorskip("smbprotocol")
     lab.up(Topology.model_validate(generate(seed)), "netns")
     fl = flows(seed)
     view = lab.network()

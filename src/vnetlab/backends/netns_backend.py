@@ -154,6 +154,9 @@ _DETAIL = {"Connected": {"Tcp": "TCP handshake completed", "Udp": "UDP reply rec
            "Unreachable": "the sender's kernel reported the network unreachable"}
 
 
+SMB_ACCESS_DENIED, SMB_LOGON_FAILURE = 0xC0000022, 0xC000006D   # NTSTATUS values an SMB server answers
+
+
 def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
     """Send the traced flow for real from inside the source's namespace. A flow the engine says a
     PaaS service took (its ``admission``) is asked of the service itself once the connection
@@ -184,6 +187,13 @@ def _service_answer(lab, ns: str, flow: dict, timeout: float) -> tuple[str, str]
                            str(ca) if ca.is_file() and host != flow["destination_ip"] else None, timeout)
     if "error" in got:
         return "Connected", f"TCP handshake completed; the service did not answer: {got['error']}"
+    if "smb_status" in got:   # admitted: asked for credentials; refused by the firewall: access denied
+        status = got["smb_status"]
+        if status == SMB_LOGON_FAILURE:
+            return "Connected", "SMB2 session setup answered STATUS_LOGON_FAILURE (admitted; no credentials sent)"
+        if status == SMB_ACCESS_DENIED:
+            return "Denied", "SMB2 session setup refused: STATUS_ACCESS_DENIED (the account's firewall)"
+        return "Connected", f"SMB2 session setup answered {status if isinstance(status, str) else hex(status)}"
     if "login" in got:
         return ("Connected", "TDS login acknowledged (LOGINACK)") if got["login"] else \
             ("Denied", f"TDS login refused: error {got['number']}")

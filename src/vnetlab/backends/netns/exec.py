@@ -270,8 +270,38 @@ def tds():
         return {"login": False, "number": struct.unpack("<i", reply[3:7])[0]}
     return {"login": False, "number": None}
 
+def smb_header(command, message_id):
+    return b"\xfeSMB" + struct.pack("<HHIHHIIQIIQ", 64, 0, 0, command, 1, 0, 0, message_id, 0, 0, 0) + b"\0" * 16
+
+def smb_exchange(s, msg):
+    s.sendall(b"\0" + len(msg).to_bytes(3, "big") + msg)
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk:
+            raise ConnectionError("closed")
+        head += chunk
+    n, reply = int.from_bytes(head[1:], "big"), b""
+    while len(reply) < n:
+        chunk = s.recv(n - len(reply))
+        if not chunk:
+            raise ConnectionError("closed")
+        reply += chunk
+    return struct.unpack_from("<I", reply, 8)[0]
+
+def smb():
+    """SMB2 NEGOTIATE (2.0.2 to 3.0.2), then a SESSION_SETUP without a token: its status."""
+    s = socket.create_connection((a["dst"], a["port"]), timeout=a["timeout"])
+    dialects = [0x0202, 0x0210, 0x0300, 0x0302]
+    negotiate = struct.pack("<HHHHI16sQ", 36, len(dialects), 1, 0, 0, b"vnetlab-probe\0\0\0", 0) \
+        + struct.pack("<%dH" % len(dialects), *dialects)
+    if smb_exchange(s, smb_header(0, 0) + negotiate) != 0:
+        return {"smb_status": "negotiate refused"}
+    status = smb_exchange(s, smb_header(1, 1) + struct.pack("<HBBIIHHQ", 25, 0, 1, 0, 0, 88, 0, 0) + b"\0")
+    return {"smb_status": status}
+
 try:
-    print(json.dumps(tds() if a["kind"] == "sql" else http(a["port"] != 80)))
+    print(json.dumps(tds() if a["kind"] == "sql" else smb() if a["kind"] == "smb" else http(a["port"] != 80)))
 except Exception as e:
     print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
 '''
@@ -281,10 +311,11 @@ def probe_service(ns: str, kind: str, dst: str, port: int, host: str, ca: str | 
                   timeout: float = 2.0) -> dict:
     """Ask a PaaS endpoint for real from inside ``ns``, as its clients do: storage ``GET /`` and a
     key vault ``GET /secrets`` over HTTPS (HTTP on 80) with ``host`` as the TLS name and Host
-    header, a SQL server a TDS prelogin and login. Returns ``{"status", "code"}`` (HTTP),
-    ``{"login", "number"}`` (TDS) or ``{"error"}``."""
+    header, a SQL server a TDS prelogin and login, a storage account's file endpoint (445) an SMB2
+    negotiate and session setup. Returns ``{"status", "code"}`` (HTTP), ``{"login", "number"}``
+    (TDS), ``{"smb_status"}`` (SMB) or ``{"error"}``."""
     path = "/secrets?api-version=7.4" if kind == "key_vaults" else "/"
-    args = {"kind": "sql" if kind == "sql_servers" else "http", "dst": dst, "port": port, "host": host,
+    args = {"kind": "sql" if kind == "sql_servers" else "smb" if port == 445 else "http", "dst": dst, "port": port, "host": host,
             "ca": ca, "path": path, "timeout": timeout}
     p = run_in(ns, [sys.executable, "-I", "-c", _SERVICE_SRC], input=json.dumps(args), timeout=timeout * 3 + 10)
     if p.returncode != 0:

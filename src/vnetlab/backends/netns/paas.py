@@ -6,8 +6,8 @@ SQL server and key vault, answering each connection as the engine admits it (``e
   the engine says the subnet's network policies make it apply).
 - Each PaaS resource's public address is an address of the internet namespace (on ``lo``).
 - One process per resource listens on its public address and on each of its endpoints' private
-  addresses (a socket per namespace, ``services.paas_main``): HTTPS on 443 (and HTTP on 80 for
-  storage) with a certificate of the lab's CA for its FQDNs, or TDS on 1433 for SQL. Its table:
+  addresses (a socket per namespace, ``services.paas_main``): HTTPS on 443 (and for storage
+  HTTP on 80 and SMB on 445, Azure Files) with a certificate of the lab's CA for its FQDNs, or TDS on 1433 for SQL. Its table:
   for every address it listens on, for every source the lab has (VMs, web app instances,
   internet hosts), the engine's trace of that flow says what source address the service sees,
   and the engine's admission for it what the service answers; a default for any other source.
@@ -29,7 +29,9 @@ from .layout import LINK_GW, Layout, Port, port_name
 from .processes import responder_argv
 from .state import Address, Neighbour, Process
 
-PORTS = {"storage_accounts": [(443, True), (80, False)], "key_vaults": [(443, True)], "sql_servers": [(1433, False)]}
+# (port, protocol): what each port of a service speaks (the engine's ``Service.ports``)
+PORTS = {"storage_accounts": [(443, "https"), (80, "http"), (445, "smb")], "key_vaults": [(443, "https")],
+         "sql_servers": [(1433, "tds")]}
 SPEC_KIND = {"storage_accounts": "storage", "key_vaults": "keyvault", "sql_servers": "sql"}
 UNKNOWN_SOURCE = "192.0.2.254"   # TEST-NET-1: a source no rule of the lab names (the table's default)
 RID, WHEN = "@RID@", "@TIME@"    # filled in by the process for each answer
@@ -167,11 +169,11 @@ def processes(lay: Layout, tls_dir: str | None) -> None:
                 continue
             ports = PORTS[kind]
             spec = {"kind": SPEC_KIND[kind], "name": res.name, "listen": listen,
-                    "ports": [{"port": p, "tls": tls} for p, tls in ports],
+                    "ports": [{"port": p, "tls": proto == "https", "protocol": proto} for p, proto in ports],
                     "admission": admission_table(lay, listen, ports[0][0])}
             if kind == "sql_servers":
                 spec["server_names"] = server_names(res)
-            if any(tls for _, tls in ports):
+            if any(proto == "https" for _, proto in ports):
                 spec["fqdns"] = fqdns(lay, kind, res)
                 if tls_dir:
                     spec["cert"] = f"{tls_dir}/paas-{res.name.lower()}.pem"

@@ -499,6 +499,76 @@ def _serve_sql(sock: socket.socket, spec: dict) -> None:
         threading.Thread(target=_sql_one, args=(conn, peer, spec), daemon=True).start()
 
 
+# -- Storage's file endpoint (SMB 2/3 on 445) ------------------------------------------------------
+# Enough SMB2 for a client's NEGOTIATE and first SESSION_SETUP: the account refuses a source its
+# firewall denies with STATUS_ACCESS_DENIED (what `mount -t cifs` reports as "Permission denied"),
+# and asks an admitted one for credentials the lab does not model: STATUS_LOGON_FAILURE.
+# https://learn.microsoft.com/openspecs/windows_protocols/ms-smb2/
+SMB2_NEGOTIATE, SMB2_SESSION_SETUP = 0x0000, 0x0001
+STATUS_ACCESS_DENIED, STATUS_LOGON_FAILURE, STATUS_NOT_SUPPORTED = 0xC0000022, 0xC000006D, 0xC00000BB
+SMB_DIALECT = 0x0302   # SMB 3.0.2: no negotiate contexts; Azure Files takes SMB 3.x from anywhere
+
+
+def _smb_read(conn: socket.socket) -> bytes:
+    """One message of SMB's direct TCP transport (a zero byte, a 24-bit length, the message)."""
+    head = _recv_exact(conn, 4)
+    return _recv_exact(conn, int.from_bytes(head[1:], "big"))
+
+
+def _smb_send(conn: socket.socket, msg: bytes) -> None:
+    conn.sendall(b"\0" + len(msg).to_bytes(3, "big") + msg)
+
+
+def smb2_reply_header(request: bytes, status: int) -> bytes:
+    """The response header to ``request`` (same command, message id and session), with ``status``."""
+    command, message_id, session = (struct.unpack_from("<H", request, 12)[0], struct.unpack_from("<Q", request, 24)[0],
+                                    struct.unpack_from("<Q", request, 40)[0])
+    return b"\xfeSMB" + struct.pack("<HHIHHIIQIIQ", 64, 0, status, command, 1, 0x1, 0, message_id, 0, 0,
+                                     session) + b"\0" * 16
+
+
+def smb2_negotiate_reply(request: bytes) -> bytes:
+    body = struct.pack("<HHHH16sIIIIQQHHI", 65, 0x01, SMB_DIALECT, 0, b"vnetlab-storage\0", 0, 65536, 65536, 65536,
+                       (int(time.time()) + 11644473600) * 10_000_000, 0, 128, 0, 0)
+    return smb2_reply_header(request, 0) + body + b"\0"
+
+
+def smb2_error(request: bytes, status: int) -> bytes:
+    return smb2_reply_header(request, status) + struct.pack("<HBBI", 9, 0, 0, 0) + b"\0"
+
+
+def _smb_one(conn: socket.socket, peer, table: dict) -> None:
+    with conn:
+        conn.settimeout(30)
+        local = conn.getsockname()[0]
+        try:
+            while True:
+                msg = _smb_read(conn)
+                if msg[:4] != b"\xfeSMB":   # SMB1 or garbage: SMB2 only, as Azure Files
+                    return
+                command = struct.unpack_from("<H", msg, 12)[0]
+                if command == SMB2_NEGOTIATE:
+                    _smb_send(conn, smb2_negotiate_reply(msg))
+                    continue
+                if command != SMB2_SESSION_SETUP:
+                    _smb_send(conn, smb2_error(msg, STATUS_NOT_SUPPORTED))
+                    return
+                adm = admission_for(table, local, peer[0])
+                status = STATUS_LOGON_FAILURE if adm.get("allowed") else STATUS_ACCESS_DENIED
+                _log(f"{peer[0]} -> {local} smb session setup: "
+                     f"{'allowed, no credentials' if adm.get('allowed') else adm.get('code')}")
+                _smb_send(conn, smb2_error(msg, status))   # the connection stays open, as a server's does
+        except (OSError, ConnectionError, struct.error):
+            return
+
+
+def _serve_smb(sock: socket.socket, spec: dict) -> None:
+    table = spec.get("admission", {})
+    while True:
+        conn, peer = sock.accept()
+        threading.Thread(target=_smb_one, args=(conn, peer, table), daemon=True).start()
+
+
 # -- starting -------------------------------------------------------------------------------------------
 def _setns(libc, ns: str) -> None:
     if not ns.startswith("vl") or "/" in ns:
@@ -538,6 +608,9 @@ def paas_main(spec: dict, ready, libc=None) -> None:
         for s in listen_sockets(libc, spec["listen"], int(p["port"])):
             if spec["kind"] == "sql":
                 threading.Thread(target=_serve_sql, args=(s, spec), daemon=True).start()
+                continue
+            if p.get("protocol") == "smb":
+                threading.Thread(target=_serve_smb, args=(s, spec), daemon=True).start()
                 continue
             srv = _TlsServer(s, handler, ctx if p.get("tls") else None)
             threading.Thread(target=srv.serve_forever, daemon=True).start()
