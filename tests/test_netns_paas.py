@@ -247,3 +247,31 @@ def test_azure_files_on_445_answers_as_the_engine_admits(lab, who):
 def test_the_file_endpoint_admits_the_service_endpoint_and_refuses_others(lab):
     assert engine(lab, "sevm", FILE, 445)["verdict"] == "Connected"
     assert engine(lab, "othervm", FILE, 445)["verdict"] == "Denied"
+
+
+def test_matrix_paas_probes_the_services_for_real(lab):
+    """``vnetlab matrix --paas --backend netns``: every source class to every PaaS endpoint, each TCP
+    connection that opens asked of the service, so a refusal is seen as ``Denied`` and agrees with
+    the engine's cell."""
+    from conftest import cli
+    res = cli(lab.home, "matrix", "--ports", "443,1433,445,22", "--paas", "--backend", "netns", "-o", "json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    paas = {j for j, c in enumerate(doc["classes"]) if c["kind"] in ("storage_account", "sql_server", "key_vault",
+                                                                       "private_endpoint")}
+    probed = [c for c in doc["cells"] if c["destination"] in paas]
+    assert doc["agree"] is True and probed and all(c["agree"] for c in probed)
+    observed = {v for c in probed for v in c["observed"].values()}
+    assert {"Connected", "Denied"} <= observed, observed
+    # othervm's class to the storage account's public endpoint: the account's firewall refuses 443 and 445
+    other = next(i for i, c in enumerate(doc["classes"]) if "othervm" in c["members"])
+    acct = next(j for j, c in enumerate(doc["classes"]) if c["kind"] == "storage_account")
+    cell = next(c for c in probed if (c["source"], c["destination"]) == (other, acct))
+    assert (cell["observed"]["443"], cell["observed"]["445"]) == ("Denied", "Denied")
+
+
+def test_matrix_table_with_paas_on_the_kernel(lab):
+    from conftest import cli
+    res = cli(lab.home, "matrix", "--ports", "443", "--paas", "--backend", "netns")
+    assert res.exit_code == 0, res.output
+    assert "Denied" in res.output

@@ -544,12 +544,6 @@ def test_scenario_2_5_a_login_through_the_private_link_name_fails_and_by_address
     assert check(topo, "vm1", pe_ip(topo, "pe-sql1"), 1433).verdict == "Connected"
 
 
-def test_matrix_paas_with_real_probes_is_refused_saying_why(tmp_path):
-    home = up_note(tmp_path, _lab_with_endpoints())
-    result = cli(home, "matrix", "--paas", "--backend", "netns")
-    assert result.exit_code == 2 and "--paas is not available with --backend netns" in result.output
-
-
 def test_diff_names_the_paas_refusal_a_firewall_change_brings(tmp_path):
     from vnetlab.engine.whatif import what_if
     before = build(lab())

@@ -205,32 +205,57 @@ def _service_answer(lab, ns: str, flow: dict, timeout: float) -> tuple[str, str]
 def observe_matrix(lab, result: dict, timeout: float = 1.0) -> dict:
     """The engine's ``matrix`` (by class) beside the real kernel's: from each class's first member,
     the matrix's flows for real (one probe process per source class, flows concurrent) to the
-    destination each class pair was traced to (the class's second member within a class). Every
-    probed class pair becomes a cell with ``verdicts`` (the engine's), ``observed`` and ``agree``;
-    ``agree`` at the top says every cell agrees."""
-    from ..engine.matrix import parse_flows
+    destination each class pair was traced to (the class's second member within a class). A PaaS
+    destination (``--paas``) whose TCP connection opens is then asked for real, as ``check`` asks it
+    (``_service_answer``), so its ``Denied`` is seen. Every probed class pair becomes a cell with
+    ``verdicts`` (the engine's), ``observed`` and ``agree``; ``agree`` at the top says every cell
+    agrees."""
+    from ..engine.matrix import paas_destinations, parse_flows
     if lab.backend_name != "netns":
         raise EmulationNotRunning("This lab is not emulated: run `vnetlab up FILE --backend netns` first.")
     check()
     flows = parse_flows(result["ports"])
     labels = result["ports"]
     engine = {(c["source"], c["destination"]): c["verdicts"] for c in result["cells"]}
-    ip_of = {ep.name.lower(): str(ep.ip) for ep in lab.network().endpoints()}
-    classes = [c["members"] for c in result["classes"]]
+    net = lab.network()
+    ip_of = {("", ep.name.lower()): str(ep.ip) for ep in net.endpoints()}
+    ip_of.update({(ep.kind, ep.name.lower()): str(ep.ip) for ep in paas_destinations(net)})
+    classes = result["classes"]
+
+    def address(cls: dict, member: str) -> str:
+        return ip_of.get((cls["kind"], member.lower())) or ip_of[("", member.lower())]
+
     cells = []
-    for i, src_members in enumerate(classes):
-        targets = [(j, members[1] if i == j else members[0]) for j, members in enumerate(classes)
-                   if i != j or len(members) > 1]
-        if not targets:
+    for i, src_cls in enumerate(classes):
+        src_members = src_cls["members"]
+        targets = [(j, members[1] if i == j else members[0]) for j, members in
+                   enumerate(c["members"] for c in classes) if i != j or len(members) > 1]
+        if not targets or i >= _source_classes(result):
             continue
-        probes = [(proto.lower(), ip_of[dst.lower()], port) for _, dst in targets for proto, port in flows]
-        seen = iter(nx.probe_many(namespace_of(lab, src_members[0]), probes, timeout))
+        ns = namespace_of(lab, src_members[0])
+        probes = [(proto.lower(), address(classes[j], dst), port) for j, dst in targets for proto, port in flows]
+        seen = iter(nx.probe_many(ns, probes, timeout))
         for j, dst in targets:
             observed = {label: next(seen) for label in labels}
+            for label, (proto, port) in zip(labels, flows, strict=True):
+                if observed[label] == "Connected" and proto == "Tcp" and _is_paas(classes[j]):
+                    ip = address(classes[j], dst)
+                    flow = {"destination": ip, "destination_ip": ip, "port": port}
+                    observed[label] = _service_answer(lab, ns, flow, max(timeout, 2.0))[0]
             verdicts = engine.get((i, j), result["default"])
             cells.append({"source": i, "destination": j, "probed": [src_members[0], dst],
                           "verdicts": verdicts, "observed": observed, "agree": observed == verdicts})
     return {**result, "backend": "netns", "cells": cells, "agree": all(c["agree"] for c in cells)}
+
+
+def _is_paas(cls: dict) -> bool:
+    from ..engine.matrix import PAAS_KIND
+    return cls["kind"] in set(PAAS_KIND.values()) | {"private_endpoint"}
+
+
+def _source_classes(result: dict) -> int:
+    """The matrix's source classes come first; PaaS destinations (``--paas``) after them send nothing."""
+    return sum(1 for c in result["classes"] if not _is_paas(c))
 
 
 def capture_foreground(lab, ns: str, argv: list[str]) -> int:

@@ -280,10 +280,6 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     lab = Lab.open(home)
     if backend is not None:
         check_backend(backend)
-    if paas and backend == "netns":  # a real probe sees a TCP handshake, not the service's answer (Denied)
-        raise InvalidArgumentValue("--paas is not available with --backend netns yet: the probes test TCP only, "
-                                   "while a PaaS service can answer Denied. Probe a PaaS endpoint with "
-                                   "`vnetlab check SRC NAME_OR_IP --port N --compare`.")
     port_list = [p.strip() for p in ports.split(",") if p.strip()]
     with Bar(progress_wanted(output), "Compiling the lab") as bar:
         def traced(done: int, total: int) -> None:

@@ -27,7 +27,7 @@ from ...engine.trace import trace
 from ...model import AzureError
 from .layout import LINK_GW, Layout, Port, port_name
 from .processes import responder_argv
-from .state import Address, Neighbour, Process
+from .state import Address, NftTable, Neighbour, Process
 
 # (port, protocol): what each port of a service speaks (the engine's ``Service.ports``)
 PORTS = {"storage_accounts": [(443, "https"), (80, "http"), (445, "smb")], "key_vaults": [(443, "https")],
@@ -79,6 +79,23 @@ def nsg_applies(lay: Layout, nic) -> bool:
 def public_addresses(lay: Layout) -> None:
     for (_kind, _name), ip in sorted(lay.net.paas.public.items(), key=lambda kv: int(kv[1])):
         lay.addresses.append(Address(ns=lay.inet, dev="lo", cidr=f"{ip}/32"))
+
+
+def frontends(lay: Layout) -> None:
+    """Each PaaS address answers only the TCP ports its service serves (the engine's
+    ``Service.ports``); anything else to it is dropped, as the engine's ``ServicePortNotServed``
+    says: no reset from a port nobody listens on, no echo reply."""
+    by_ns: dict[str, list[str]] = {}
+    for ep in lay.net.paas.endpoints():
+        ns = lay.inet if ep.private_endpoint is None else lay.pe_ns.get(ep.private_endpoint.name.lower())
+        if ns is None:
+            continue
+        ports = ", ".join(str(p) for p in sorted(ep.service.ports))
+        by_ns.setdefault(ns, []).append(f"    ip daddr {ep.ip} tcp dport != {{ {ports} }} drop")
+        by_ns[ns].append(f"    ip daddr {ep.ip} meta l4proto != tcp drop")
+    for ns, rules in sorted(by_ns.items()):
+        lay.nft.append(NftTable(ns=ns, family="ip", name="vlpaas", text="\n".join(
+            ["  chain inp {", "    type filter hook input priority filter; policy accept;", *rules, "  }"])))
 
 
 def service_endpoint_returns(lay: Layout) -> None:

@@ -108,6 +108,7 @@ def plan_with_names(topology: Topology, lab_id: str, tls_dir: str | None = None,
         routing.fabric_routes(lay, vnet)
         nft.fabric_table(lay, vnet)
     paas.service_endpoint_returns(lay)
+    paas.frontends(lay)
     for pin in lay.plan_instances.values():
         lay.nft.append(nft.plan_instance_table(pin))
     nft.outer_tables(lay)
