@@ -23,7 +23,7 @@ from ..model.paas import PrivateEndpoint
 from .arm import Call, Router, bad_request, check_preconditions, conditional, list_response, not_modified, resource_response
 from .network import NS, subnet_ref
 from .paas_common import connection_state, target_id
-from .privatedns import record_sets
+from .privatedns import record_sets, zone_group_record
 from .resource import TopLevel, envelope, location_of
 from .state import LabState, Obj, find, guid, parse_ref, require, require_group
 
@@ -120,10 +120,7 @@ def zone_group_wire(topo: Topology, pe: PrivateEndpoint) -> dict:
         records = [r for r in record_sets(topo, zone) if r.type == "A" and ip in r.values] if zone else []
         configs.append({"name": zone_name.replace(".", "-"), "id": f"{rid}/privateDnsZoneConfigs/{zone_name}",
                         "properties": {"privateDnsZoneId": topo.id_of("private_dns_zones", zone) if zone else zone_name,
-                                       "recordSets": [{"recordType": "A", "recordSetName": r.name,
-                                                       "fqdn": r.fqdn(zone.name), "ttl": r.ttl,
-                                                       "ipAddresses": list(r.values), "provisioningState": "Succeeded"}
-                                                      for r in records]}})
+                                       "recordSets": [zone_group_record(zone, r) for r in records]}})
     return envelope(rid, ZONE_GROUP, f"{TYPE}/privateDnsZoneGroups", None, None,
                     {"provisioningState": "Succeeded", "privateDnsZoneConfigs": configs})
 

@@ -110,6 +110,13 @@ def record_wire(topo: Topology, zone: PrivateDnsZone, rs: RecordSet) -> dict:
             "properties": props}
 
 
+def zone_group_record(zone: PrivateDnsZone, rs: RecordSet) -> dict:
+    """The record set as a private endpoint's zone group lists it (``privateDnsZoneConfigs[].recordSets``):
+    the other face of ``record_wire``, its FQDN without the final dot as Azure writes it there."""
+    return {"recordType": rs.type, "recordSetName": rs.name, "fqdn": rs.fqdn(zone.name), "ttl": rs.ttl,
+            "ipAddresses": list(rs.values), "provisioningState": "Succeeded"}
+
+
 def record_from_wire(body: Obj, type_: str, name: str) -> RecordSet:
     props = body.obj("properties")
     if type_ == "A":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -52,10 +52,6 @@ def subnet_ref(value) -> str:
     return text
 
 
-def _public_access(v):
-    return _canon(v, ("Enabled", "Disabled", "SecuredByPerimeter"))
-
-
 def _ip_rule(value) -> str:
     """An IP rule: an address or a CIDR range (``{value: ...}`` as ARM writes it)."""
     if isinstance(value, dict):
@@ -67,13 +63,10 @@ def _ip_rule(value) -> str:
         raise PydanticCustomError("InvalidIpRule", f"IP rule '{text}' is not an IPv4 address or range.") from None
 
 
-class StorageNetworkRuleSet(Model):
-    """``networkAcls`` of a storage account. Rules act only when ``default_action`` is Deny.
-    https://learn.microsoft.com/azure/storage/common/storage-network-security"""
+class _NetworkAcls(Model):
+    """What storage's and Key Vault's ``networkAcls`` share: the default action, IP rules, VNet rules."""
 
     default_action: DefaultAction = "Allow"
-    bypass: list[Literal["AzureServices", "Logging", "Metrics", "None"]] = Field(
-        default_factory=lambda: ["AzureServices"])
     ip_rules: list[str] = Field(default_factory=list)
     virtual_network_rules: list[str] = Field(default_factory=list, description="subnets: VNET/SUBNET or ARM ids")
 
@@ -81,12 +74,6 @@ class StorageNetworkRuleSet(Model):
     @classmethod
     def _v_action(cls, v):
         return _canon(v, ("Allow", "Deny"))
-
-    @field_validator("bypass", mode="before")
-    @classmethod
-    def _v_bypass(cls, v):
-        items = re.split(r"[,\s]+", v) if isinstance(v, str) else list(v or [])
-        return [_canon(b, ("AzureServices", "Logging", "Metrics", "None")) for b in items if str(b).strip()]
 
     @field_validator("ip_rules", mode="before")
     @classmethod
@@ -99,29 +86,52 @@ class StorageNetworkRuleSet(Model):
         return [subnet_ref(r) for r in v or []]
 
 
-class StorageAccount(Resource):
-    """A storage account: its public endpoint (``<name>.blob.core.windows.net`` and the other
-    services) and its firewall.
-    https://learn.microsoft.com/azure/storage/common/storage-account-overview#storage-account-name"""
+class StorageNetworkRuleSet(_NetworkAcls):
+    """``networkAcls`` of a storage account. Rules act only when ``default_action`` is Deny.
+    https://learn.microsoft.com/azure/storage/common/storage-network-security"""
 
-    kind: str = "StorageV2"
-    sku: str = "Standard_LRS"
+    bypass: list[Literal["AzureServices", "Logging", "Metrics", "None"]] = Field(
+        default_factory=lambda: ["AzureServices"])
+
+    @field_validator("bypass", mode="before")
+    @classmethod
+    def _v_bypass(cls, v):
+        items = re.split(r"[,\s]+", v) if isinstance(v, str) else list(v or [])
+        return [_canon(b, ("AzureServices", "Logging", "Metrics", "None")) for b in items if str(b).strip()]
+
+
+class _PaasService(Resource):
+    """What the three services share: a name rule of their own (``NAME_RULE``: the pattern, Azure's
+    code, its message) and the switch of their public endpoint."""
+
+    NAME_RULE: ClassVar[tuple[str, str, str]]
     public_network_access: PublicNetworkAccess = "Enabled"
-    network_rule_set: StorageNetworkRuleSet = Field(default_factory=StorageNetworkRuleSet)
 
     @field_validator("name")
     @classmethod
     def _v_name(cls, v):
-        if not re.fullmatch(r"[a-z0-9]{3,24}", v):
-            raise PydanticCustomError("AccountNameInvalid", f"{v} is not a valid storage account name. Storage "
-                                      "account name must be between 3 and 24 characters in length and use numbers "
-                                      "and lower-case letters only.")
+        pattern, code, message = cls.NAME_RULE
+        if not re.fullmatch(pattern, v):
+            raise PydanticCustomError(code, message.format(name=v))
         return v
 
     @field_validator("public_network_access", mode="before")
     @classmethod
     def _v_access(cls, v):
-        return _public_access(v)
+        return _canon(v, ("Enabled", "Disabled", "SecuredByPerimeter"))
+
+
+class StorageAccount(_PaasService):
+    """A storage account: its public endpoint (``<name>.blob.core.windows.net`` and the other
+    services) and its firewall.
+    https://learn.microsoft.com/azure/storage/common/storage-account-overview#storage-account-name"""
+
+    NAME_RULE = (r"[a-z0-9]{3,24}", "AccountNameInvalid", "{name} is not a valid storage account name. Storage "
+                 "account name must be between 3 and 24 characters in length and use numbers and lower-case "
+                 "letters only.")
+    kind: str = "StorageV2"
+    sku: str = "Standard_LRS"
+    network_rule_set: StorageNetworkRuleSet = Field(default_factory=StorageNetworkRuleSet)
 
 
 class SqlFirewallRule(Model):
@@ -165,79 +175,37 @@ class SqlVirtualNetworkRule(Model):
         return subnet_ref(v)
 
 
-class SqlServer(Resource):
+class SqlServer(_PaasService):
     """A logical SQL server: ``<name>.database.windows.net``; its IP firewall denies by default.
     https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftsql"""
 
-    public_network_access: PublicNetworkAccess = "Enabled"
+    NAME_RULE = (r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "InvalidServerName", "Invalid value given for parameter "
+                 "ServerName '{name}': a server name has 1 to 63 characters, lower-case letters, digits and "
+                 "hyphens, and cannot start or end with a hyphen.")
     firewall_rules: list[SqlFirewallRule] = Field(default_factory=list)
     virtual_network_rules: list[SqlVirtualNetworkRule] = Field(default_factory=list)
 
-    @field_validator("name")
-    @classmethod
-    def _v_name(cls, v):
-        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", v):
-            raise PydanticCustomError("InvalidServerName", f"Invalid value given for parameter ServerName '{v}': a "
-                                      "server name has 1 to 63 characters, lower-case letters, digits and hyphens, "
-                                      "and cannot start or end with a hyphen.")
-        return v
 
-    @field_validator("public_network_access", mode="before")
-    @classmethod
-    def _v_access(cls, v):
-        return _public_access(v)
-
-
-class KeyVaultNetworkAcls(Model):
+class KeyVaultNetworkAcls(_NetworkAcls):
     """``networkAcls`` of a key vault. https://learn.microsoft.com/azure/key-vault/general/network-security"""
 
-    default_action: DefaultAction = "Allow"
     bypass: Literal["AzureServices", "None"] = "AzureServices"
-    ip_rules: list[str] = Field(default_factory=list)
-    virtual_network_rules: list[str] = Field(default_factory=list, description="subnets: VNET/SUBNET or ARM ids")
-
-    @field_validator("default_action", mode="before")
-    @classmethod
-    def _v_action(cls, v):
-        return _canon(v, ("Allow", "Deny"))
 
     @field_validator("bypass", mode="before")
     @classmethod
     def _v_bypass(cls, v):
         return _canon(v, ("AzureServices", "None"))
 
-    @field_validator("ip_rules", mode="before")
-    @classmethod
-    def _v_ips(cls, v):
-        return [_ip_rule(r) for r in v or []]
 
-    @field_validator("virtual_network_rules", mode="before")
-    @classmethod
-    def _v_subnets(cls, v):
-        return [subnet_ref(r) for r in v or []]
-
-
-class KeyVault(Resource):
+class KeyVault(_PaasService):
     """A key vault: ``<name>.vault.azure.net``.
     https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#objects-identifiers-and-versioning"""
 
+    NAME_RULE = (r"(?!.*--)[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", "VaultNameNotValid", "The vault name '{name}' is "
+                 "invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a "
+                 "letter, end with a letter or digit, and not contain consecutive hyphens.")
     sku: str = "standard"
-    public_network_access: PublicNetworkAccess = "Enabled"
     network_acls: KeyVaultNetworkAcls = Field(default_factory=KeyVaultNetworkAcls)
-
-    @field_validator("name")
-    @classmethod
-    def _v_name(cls, v):
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", v) or "--" in v:
-            raise PydanticCustomError("VaultNameNotValid", f"The vault name '{v}' is invalid. A vault's name must be "
-                                      "between 3-24 alphanumeric characters. The name must begin with a letter, end "
-                                      "with a letter or digit, and not contain consecutive hyphens.")
-        return v
-
-    @field_validator("public_network_access", mode="before")
-    @classmethod
-    def _v_access(cls, v):
-        return _public_access(v)
 
 
 class PrivateEndpoint(Resource):
