@@ -198,13 +198,13 @@ def http(name, port):
     if name.startswith("kv"):
         url += "secrets?api-version=7.4"
     p = subprocess.run(["curl", "-sS", "-i", "--cacert", a["ca"], "--connect-timeout", str(T),
-                        "--max-time", str(T + 3), url], capture_output=True, text=True)
+                        "--max-time", str(T + 7), url], capture_output=True, text=True)
     return {"exit": p.returncode, "out": p.stdout, "err": p.stderr.strip()}
 
 def sql(name):
     import pytds
     try:
-        pytds.connect(name, "master", "u", "p", port=1433, login_timeout=T, timeout=T, autocommit=True,
+        pytds.connect(name, "master", "u", "p", port=1433, login_timeout=T + 3, timeout=T + 3, autocommit=True,
                       disable_connect_retry=True).close()
         return {"login": True}
     except Exception as e:
@@ -221,7 +221,7 @@ def smb(name):
     from smbprotocol.session import Session
     conn = Connection(uuid.uuid4(), name, 445, require_signing=False)
     try:
-        conn.connect(timeout=T)
+        conn.connect(timeout=T + 3)
         Session(conn, "acct", "key", require_encryption=False).connect()
         return {"error": None}
     except Exception as e:
@@ -240,7 +240,7 @@ with ThreadPoolExecutor(max_workers=32) as ex:
     names = list(ex.map(dig, a["names"]))
 print(json.dumps({"flows": got, "dig": names}))
 '''
-TIMEOUT = 2
+TIMEOUT = 3   # the clients' connect timeout (seconds); answers get more (a loaded machine is slow to answer)
 
 
 def real_verdict(port: int, got: dict) -> str:
