@@ -13,7 +13,7 @@ from starlette.responses import Response
 from .arm import Call, Router, bad_request, json_response, resource_response
 from .network import NS as NETWORK
 from .resource import TopLevel, envelope, location_of
-from .state import LabState, Obj, check_ref_group, guid, parse_ref, require
+from .state import LabState, Obj, check_ref_group, find, guid, parse_ref, require
 
 SERVICES_TAG = "vnetlab-services"
 
@@ -62,7 +62,7 @@ def vm_from_wire(topo: Topology, body: Obj, current: VirtualMachine | None, rg: 
     services = parse_services(tags.pop(SERVICES_TAG, ""), current.services if current else [])
     size = props.obj("hardwareProfile").str("vmSize") or (current.vm_size if current else "Standard_B1s")
     return VirtualMachine(name=name, resource_group=rg, tags=tags, network_interface=nic, vm_size=size,
-                          services=services,
+                          services=services, power_state=current.power_state if current else "running",
                           location=location_of(body, "Microsoft.Compute/virtualMachines",
                                                current and topo.location_of(current)))
 
@@ -70,12 +70,34 @@ def vm_from_wire(topo: Topology, body: Obj, current: VirtualMachine | None, rg: 
 VMS = TopLevel("virtual_machines", "Microsoft.Compute", "virtualMachines", vm_wire, vm_from_wire)
 
 
+POWER_DISPLAY = {"running": "VM running", "stopped": "VM stopped", "deallocated": "VM deallocated"}
+
+
 def instance_view(vm: VirtualMachine) -> dict:
-    """What ``$expand=instanceView`` adds: the VM runs once it exists (``az vm create`` prints it).
+    """What ``$expand=instanceView`` adds: the VM's power state (running once it exists, as ``az vm
+    create`` prints it; then as ``az vm stop/deallocate/start`` leave it).
     https://learn.microsoft.com/rest/api/compute/virtual-machines/instance-view"""
     return {"computerName": vm.name, "osName": "ubuntu", "statuses": [
         {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
-        {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}]}
+        {"code": f"PowerState/{vm.power_state}", "level": "Info", "displayStatus": POWER_DISPLAY[vm.power_state]}]}
+
+
+# POST virtualMachines/{vm}/ACTION -> the VirtualMachine method it calls
+# https://learn.microsoft.com/rest/api/compute/virtual-machines/deallocate (and start, power-off)
+POWER_ACTIONS = {"start": "start", "powerOff": "power_off", "deallocate": "deallocate"}
+
+
+def power_action(state: LabState, method: str):
+    def handler(call: Call) -> Response:
+        VMS.lookup(state, call)  # 404 for a VM that is not there
+
+        def change(topo: Topology) -> None:
+            getattr(find(topo, "virtual_machines", call.params["rg"], call.params["name"]), method)()
+
+        state.change(change)
+        return Response(status_code=200)
+
+    return handler
 
 
 def get_vm(state: LabState, call: Call) -> Response:
@@ -95,6 +117,8 @@ def router(state: LabState) -> Router:
     vm = "subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
     r.add("GET", vm, lambda call: get_vm(state, call))  # before the generic GET: it knows $expand
     r.add("GET", f"{vm}/instanceView", lambda call: get_instance_view(state, call))
+    for action, method in POWER_ACTIONS.items():
+        r.add("POST", f"{vm}/{action}", power_action(state, method), blocking=True)
     VMS.register(r, state)
     r.include(images.router())
     return r

@@ -169,7 +169,8 @@ def zone_records(topo: Topology, zone) -> list[RecordSet]:
     """The record sets of a zone as Azure holds them: the zone's own; the A records its private
     endpoints' zone groups write (``<target>`` -> the endpoint's address; the last endpoint wins a
     name, as Azure's zone groups overwrite each other); the A records its registration links write
-    for the VMs of the linked VNets (``isAutoRegistered``), unless a record of that name exists.
+    for the VMs of the linked VNets (``isAutoRegistered``), unless a record of that name exists; a
+    deallocated VM's is removed until it starts again.
     https://learn.microsoft.com/azure/dns/private-dns-autoregistration"""
     records = {(r.name, r.type): r for r in zone.records}
     for pe in topo.private_endpoints:
@@ -188,7 +189,7 @@ def zone_records(topo: Topology, zone) -> list[RecordSet]:
         for vm in topo.virtual_machines:
             nic = topo.find("network_interfaces", vm.network_interface)
             if nic is None or not nic.private_ip_address or nic.subnet.split("/")[0].lower() != \
-                    link.virtual_network.lower():
+                    link.virtual_network.lower() or not vm.allocated:  # removed while deallocated
                 continue
             name = vm.name.lower()
             if not any(key[0] == name for key in records):

@@ -213,7 +213,7 @@ class LabView:
         out = []
         for vm in self.topo.virtual_machines:
             nic = self.by_name["network_interfaces"].get(vm.network_interface.lower())
-            if nic and nic.private_ip_address:
+            if nic and nic.private_ip_address and vm.running:  # a stopped VM opens no connection
                 out.append(Endpoint("vm", vm.name, IPv4Address(nic.private_ip_address), nic.subnet, nic=nic))
         for app in self.topo.web_apps:
             if not app.running:  # a stopped app runs no code: it opens no connection

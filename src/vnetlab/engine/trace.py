@@ -70,6 +70,8 @@ class Reason(StrEnum):
     PRIVATE_ADDRESS_ON_INTERNET = ("PrivateAddressOnInternet", Verdict.TIMED_OUT,
                                    "a private destination was sent to the internet, where nothing routes it")
     NO_HOST_AT_DESTINATION = "NoHostAtDestination", Verdict.TIMED_OUT, "no host holds the destination address"
+    VM_NOT_RUNNING = ("VmNotRunning", Verdict.TIMED_OUT,
+                      "the VM holding the address is stopped or deallocated: nothing runs on it to answer or forward")
     NEXT_HOP_UNREACHABLE = ("NextHopUnreachable", Verdict.TIMED_OUT,
                             "no network interface holds the route's next hop address")
     NEXT_HOP_NOT_FORWARDING = ("NextHopNotForwarding", Verdict.TIMED_OUT,
@@ -371,7 +373,7 @@ def trace(net: LabView | Topology, source: str, destination: str, port: int | No
     if port is not None and not 0 < port < 65536:
         raise InvalidPort(f"Port {port} is out of range 1-65535.")
     src = net.endpoint(source)
-    _check_running(src)
+    _check_running(net, src)
     resolution = _resolve_name(net, src, destination)
     if resolution is not None and resolution.outcome != "NoError":
         return _not_resolved(src, destination, protocol, port, resolution)
@@ -392,13 +394,18 @@ def verdict(net: LabView, src: Endpoint, dst_ip: IPv4Address, port: int | None, 
     """``trace(net, src.name, str(dst_ip), port, protocol).verdict``: the same walk, without building
     its explanation (the matrix asks this for every pair of classes). ``protocol`` as
     :func:`flow_protocol` gives it, ``port`` valid for it (None for Icmp)."""
-    _check_running(src)
+    _check_running(net, src)
     t = Trace(None, explain=False)
     _walk(net, src, dst_ip, protocol, port, t)
     return t.verdict
 
 
-def _check_running(src: Endpoint) -> None:
+def _check_running(net: LabView, src: Endpoint) -> None:
+    vm = net.vm_of_nic.get(src.nic.name.lower()) if src.nic is not None else None
+    if vm is not None and not vm.running:
+        # https://learn.microsoft.com/azure/virtual-machines/states-billing (code: vnetlab's choice)
+        raise AzureError(f"The VM '{vm.name}' is {vm.power_state}: nothing runs on it, so it opens no connection. "
+                         "Start it first (az vm start).", "VmNotRunning", 409)
     if src.kind == "webapp" and not src.app.running:
         # https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop
         raise AzureError(f"The web app '{src.name}' is stopped: it runs no code, so it opens no connection. "
@@ -602,12 +609,20 @@ def _holder_of(net: LabView, view: SubnetView, ip: IPv4Address):
 
 def _missing_forwarding(net: LabView, nic: NetworkInterface) -> Reason | None:
     """Which of the two settings an appliance needs is off: Azure's on the NIC (checked first:
-    Azure drops before the guest sees the packet), then the guest OS's."""
+    Azure drops before the guest sees the packet), then the guest OS's; a stopped or deallocated
+    appliance forwards nothing."""
+    if not _vm_running(net, nic):
+        return Reason.VM_NOT_RUNNING
     if not net.accepts_transit(nic):
         return Reason.NEXT_HOP_NOT_FORWARDING
     if not net.guest_forwards(nic):
         return Reason.GUEST_NOT_FORWARDING
     return None
+
+
+def _vm_running(net: LabView, nic: NetworkInterface) -> bool:
+    vm = net.vm_of_nic.get(nic.name.lower())
+    return vm is None or vm.running
 
 
 def _via_appliance(net: LabView, view: SubnetView, route, pkt: Packet, t: Trace, hops: int) -> None:
@@ -795,6 +810,12 @@ def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
     nic = net.nic_at.get(key)
     if nic is not None:
         view = net.subnet_view(nic.subnet)
+        vm = net.vm_of_nic.get(nic.name.lower())
+        if vm is not None and not vm.running:
+            t.step(lambda: Step(net.topo.id_of("virtual_machines", vm), Action.DROPPED, DeliverDetail(
+                str(pkt.dst), virtual_machine=vm.name, why=f"VM {vm.name} is {vm.power_state}: nothing runs on it"),
+                True))
+            raise _Done(Reason.VM_NOT_RUNNING)
         _inbound_nsgs(net, view, nic, pkt, t)
         services = net.services_of(nic)
         if services is None:

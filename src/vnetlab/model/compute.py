@@ -37,3 +37,30 @@ class VirtualMachine(Resource):
     # The VM runs a DNS server (custom DNS): what it holds and where it forwards.
     # https://learn.microsoft.com/azure/virtual-network/virtual-networks-name-resolution-for-vms-and-role-instances#name-resolution-that-uses-your-own-dns-server
     dns_server: DnsServerConfig | None = None
+    # running; stopped (az vm stop: the OS is off, the VM stays allocated); deallocated (az vm
+    # deallocate: off and released; a registration link's record of it is removed meanwhile).
+    # https://learn.microsoft.com/azure/virtual-machines/states-billing
+    power_state: Literal["running", "stopped", "deallocated"] = "running"
+
+    @field_validator("power_state", mode="before")
+    @classmethod
+    def _v_power(cls, v):
+        text = str(v).strip().lower()
+        return text.removeprefix("powerstate/") if text.startswith("powerstate/") else text
+
+    @property
+    def running(self) -> bool:
+        return self.power_state == "running"
+
+    @property
+    def allocated(self) -> bool:
+        return self.power_state != "deallocated"
+
+    def start(self) -> None:
+        self.power_state = "running"
+
+    def power_off(self) -> None:
+        self.power_state = "stopped"
+
+    def deallocate(self) -> None:
+        self.power_state = "deallocated"

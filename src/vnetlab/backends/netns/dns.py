@@ -113,7 +113,7 @@ def custom_dns(lay: Layout, names: list[str]) -> None:
     for vm in lay.topo.virtual_machines:
         config = getattr(vm, "dns_server", None)
         ns = lay.names.endpoints.get(vm.name.lower())
-        if config is None or ns is None:
+        if config is None or ns is None or not vm.running:  # a stopped VM's server runs no more
             continue
         table = {n: _custom_entry(lay, vm, n) for n in names}
         # names nobody listed: a conditional forwarder's zone goes to its servers, an own zone

@@ -240,7 +240,12 @@ class Layout:
             self.neigh.append(Neighbour(ns=fab, dev=port, ip=ip, mac=vm_m))
         self.ports[f"{port}@{fab}"] = Port(fab, port, nic.private_ip_address, view.ref, vnet, nic=nic,
                                            secondary=secondary)
-        self.services(ns, vm)
+        if vm.running:
+            self.services(ns, vm)
+        else:  # stopped or deallocated: nothing runs, nothing answers, sends or forwards (the engine's VmNotRunning)
+            self.nft.append(NftTable(ns=ns, family="ip", name="vloff", text="\n".join(
+                [f"  chain {c} {{\n    type filter hook {hook} priority filter; policy drop;\n  }}"
+                 for c, hook in (("inp", "input"), ("out", "output"), ("fw", "forward"))])))
 
     def services(self, ns: str, vm) -> None:
         tcp = [s.port for s in vm.services if s.protocol == "Tcp" and not s.command]

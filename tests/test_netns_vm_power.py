@@ -1,0 +1,48 @@
+"""A VM deallocated (or stopped) in the emulation: its services stop, nothing reaches it or leaves
+it (the engine's VmNotRunning), its registration record leaves the zone Azure DNS serves; started
+again, all of it comes back."""
+
+from __future__ import annotations
+
+import copy
+
+from test_vm_power import LAB
+
+from vnetlab.backends import netns_backend as nb
+from vnetlab.backends.netns import exec as nx
+from vnetlab.backends.netns.apply import K_PROC
+from vnetlab.topology import parse
+from netns_support import NETNS_MARKS, emulated  # noqa: E402
+
+pytestmark = NETNS_MARKS
+
+
+def vm2_processes(lab) -> list[int]:
+    return [d["pid"] for _, n, d in lab.store.records(K_PROC) if d.get("pid") and "vm-vm2" in n]
+
+
+def dig(lab, who: str, name: str) -> str:
+    out = nx.run_in(nb.namespace_of(lab, who), ["dig", "+short", "+tries=1", "+time=3", name], timeout=30).stdout
+    return out.strip()
+
+
+def set_power(lab, vm: str, method: str) -> None:
+    lab.change(lambda topo: getattr(topo.find("virtual_machines", vm), method)())
+
+
+def test_deallocate_stops_the_vm_in_the_kernel_as_the_engine_says(tmp_path):
+    with emulated(tmp_path / "home", parse(copy.deepcopy(LAB))) as lab:
+        vm2_ip = str(lab.network().endpoint("vm2").ip)
+        assert vm2_processes(lab) and nx.probe_tcp(nb.namespace_of(lab, "vm1"), vm2_ip, 80, 2.0) == "Connected"
+        assert dig(lab, "vm1", "vm2.corp.internal") == vm2_ip
+        set_power(lab, "vm2", "deallocate")
+        want = lab.trace("vm1", vm2_ip, 80)
+        assert (want.verdict, want.reason) == ("TimedOut", "VmNotRunning")
+        assert vm2_processes(lab) == []
+        assert nx.probe_tcp(nb.namespace_of(lab, "vm1"), vm2_ip, 80, 2.0) == "TimedOut"
+        assert nx.probe_tcp(nb.namespace_of(lab, "vm2"), str(lab.network().endpoint("vm1").ip), 80, 2.0) == "TimedOut"
+        assert dig(lab, "vm1", "vm2.corp.internal") == ""   # NXDOMAIN: the record is gone
+        set_power(lab, "vm2", "start")
+        assert vm2_processes(lab) and lab.trace("vm1", vm2_ip, 80).verdict == "Connected"
+        assert nx.probe_tcp(nb.namespace_of(lab, "vm1"), vm2_ip, 80, 2.0) == "Connected"
+        assert dig(lab, "vm1", "vm2.corp.internal") == vm2_ip
