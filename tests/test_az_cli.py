@@ -217,6 +217,24 @@ def test_vm_create_with_an_image_alias_nics_or_subnet_and_address(vms):
     assert after.find("network_security_groups", "vm-cNSG") is None and after.find("virtual_machines", "vm-c") is None
 
 
+def test_vm_stop_deallocate_and_start(vms):
+    """``az vm deallocate`` / ``stop`` / ``start`` as typed: the power state the instance view shows and
+    the lab's VM (left running at the end: the module's other tests use it)."""
+    def power() -> str:
+        view = json.loads(vms("vm", "get-instance-view", "-g", "rg-vm", "-n", "vm-b").stdout)
+        return next(s["code"] for s in view["instanceView"]["statuses"] if s["code"].startswith("PowerState/"))
+
+    try:
+        vms("vm", "deallocate", "-g", "rg-vm", "-n", "vm-b")
+        assert power() == "PowerState/deallocated"
+        assert vms.lab.topology().find("virtual_machines", "vm-b").power_state == "deallocated"
+        vms("vm", "stop", "-g", "rg-vm", "-n", "vm-b")
+        assert power() == "PowerState/stopped"
+    finally:
+        vms("vm", "start", "-g", "rg-vm", "-n", "vm-b")
+    assert power() == "PowerState/running"
+
+
 def test_resource_list_show_and_group_export_round_trip(vms, tmp_path):
     topo = vms.lab.topology()
     mine = {r.name for kind in KINDS for r in getattr(topo, kind) if topo.rg_of(r) == "rg-vm"}
