@@ -51,7 +51,8 @@ def test_a_deallocated_vms_registration_record_is_removed_until_it_starts():
     assert registered(build(lab())) == {"vm1", "vm2", "nva1", "vm3"}
     topo = build(lab(vm2="deallocated"))
     assert registered(topo) == {"vm1", "nva1", "vm3"}
-    assert dns.resolve(LabView(topo), "vm1", "vm2.corp.internal").outcome == "NXDOMAIN"
+    res = dns.resolve(LabView(topo), "vm1", "vm2.corp.internal")
+    assert res.outcome == "NXDOMAIN" and "VM vm2 is deallocated" in res.steps[-1].text
     assert registered(build(lab(vm2="stopped"))) == {"vm1", "vm2", "nva1", "vm3"}
     topo.find("virtual_machines", "vm2").start()
     assert registered(topo) == {"vm1", "vm2", "nva1", "vm3"}

@@ -198,6 +198,19 @@ def zone_records(topo: Topology, zone) -> list[RecordSet]:
     return list(records.values())
 
 
+def _deallocated_note(view, zone, name: str) -> str:
+    """Why a registration zone lacks a VM's record: the VM is deallocated (its record comes back when it
+    starts)."""
+    label = name[: -len(zone.name) - 1] if name.endswith("." + zone.name) else ""
+    vm = view.topo.find("virtual_machines", label) if label and "." not in label else None
+    nic = view.topo.find("network_interfaces", vm.network_interface) if vm is not None else None
+    if nic is None or vm.allocated or not any(
+            link.registration_enabled and link.virtual_network.lower() == nic.subnet.split("/")[0].lower()
+            for link in zone.virtual_network_links):
+        return ""
+    return f" (VM {vm.name} is deallocated: its auto-registered record is removed until it starts)"
+
+
 def _zone_group_names(kind: str, target: str, group_id: str) -> list[str]:
     """The record names a zone group writes for one endpoint: the target's name (and, for a web
     app, its Kudu name ``<app>.scm``). https://learn.microsoft.com/azure/app-service/networking/private-endpoint"""
@@ -302,8 +315,8 @@ def _azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
             else:
                 answer.steps.append(ResolutionStep(
                     "LinkedZoneNxDomain", f"{name} is in private DNS zone {zone.name} (linked to VNet {vnet_name} "
-                    f"by link {link.name}), which has no record for it: Azure DNS answers NXDOMAIN "
-                    "authoritatively", name=name, zone=zone.name, link=link.name, vnet=vnet_name))
+                    f"by link {link.name}), which has no record for it{_deallocated_note(view, zone, name)}: Azure "
+                    "DNS answers NXDOMAIN authoritatively", name=name, zone=zone.name, link=link.name, vnet=vnet_name))
                 answer.outcome = "NXDOMAIN"
                 return answer
         if not redirected and vnet_name is not None and _internal_name(idx, answer, vnet_name, name):
