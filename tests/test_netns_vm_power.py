@@ -46,3 +46,26 @@ def test_deallocate_stops_the_vm_in_the_kernel_as_the_engine_says(tmp_path):
         assert vm2_processes(lab) and lab.trace("vm1", vm2_ip, 80).verdict == "Connected"
         assert nx.probe_tcp(nb.namespace_of(lab, "vm1"), vm2_ip, 80, 2.0) == "Connected"
         assert dig(lab, "vm1", "vm2.corp.internal") == vm2_ip
+
+
+def test_every_flow_with_vms_that_do_not_run_agrees_with_the_engine(tmp_path):
+    """vm2 stopped, the appliance nva1 deallocated, vm4 running: from each running VM to every VM's address, TCP
+    80 and 22, UDP 53 and ping, the kernel's verdict is the engine's (through the appliance too)."""
+    doc = copy.deepcopy(LAB)
+    doc["virtual_machines"].append({"name": "vm4", "subnet": "hub/default", "services": [{"port": 80}]})
+    for vm in doc["virtual_machines"]:
+        vm["power_state"] = {"vm2": "stopped", "nva1": "deallocated"}.get(vm["name"], "running")
+    with emulated(tmp_path / "home", parse(doc)) as lab:
+        net = lab.network()
+        addresses = [str(net.endpoint(vm["name"]).ip) for vm in doc["virtual_machines"]]
+        flows = [("tcp", ip, 80) for ip in addresses] + [("tcp", ip, 22) for ip in addresses] \
+            + [("udp", ip, 53) for ip in addresses] + [("icmp", ip, None) for ip in addresses]
+        reasons = set()
+        for src in ("vm1", "vm3"):
+            own = str(net.endpoint(src).ip)
+            mine = [f for f in flows if f[1] != own]
+            got = nx.probe_many(nb.namespace_of(lab, src), mine, 1.0)
+            want = [lab.trace(src, ip, port, proto.capitalize()) for proto, ip, port in mine]
+            assert [(f, w.verdict) for f, w in zip(mine, want, strict=True)] == list(zip(mine, got, strict=True))
+            reasons |= {w.reason for w in want}
+        assert "VmNotRunning" in reasons and "Reachable" in reasons
