@@ -164,3 +164,17 @@ def test_a_model_refusal_inside_a_template_fails_on_its_resource(client, lab_hom
     assert error["details"][0]["target"].endswith("/virtualNetworks/vnet-x")
     topo = Lab.open(lab_home).topology()
     assert topo.find("route_tables", "rt-ok") is not None and topo.vnet("vnet-x") is None
+
+
+def test_reference_to_a_resource_of_the_template_by_its_name_gives_that_resource(client):
+    """az's own templates (vpn-connection create) output "[reference('NAME')]": the resource, not a deployment."""
+    template = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+                "contentVersion": "1.0.0.0",
+                "resources": [{"type": "Microsoft.Network/routeTables", "apiVersion": "2024-07-01", "name": "rt-ref",
+                               "location": "westeurope", "properties": {"disableBgpRoutePropagation": True}}],
+                "outputs": {"resource": {"type": "object", "value": "[reference('rt-ref')]"}}}
+    answer = client.put(f"{DEPLOYMENTS}/byname", params=API, json=body(template))
+    assert answer.status_code == 201, answer.text
+    props = answer.json()["properties"]
+    assert props["provisioningState"] == "Succeeded", props
+    assert props["outputs"]["resource"]["value"]["disableBgpRoutePropagation"] is True

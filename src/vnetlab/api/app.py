@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..model.errors import AzureError, InvalidRequestContent
-from . import (compute, deployments, discovery, groups, keyvault, network, private_endpoints, private_link, privatedns,
+from . import (compute, deployments, discovery, gateways, groups, keyvault, network, private_endpoints, private_link, privatedns,
                public_ips, resources, sql, stacks, storage, vnet_tools, watcher, web)
 from .arm import ArmError, Call, Router, error_response, read_body
 from .state import LabState
@@ -59,7 +59,8 @@ def build_router(state: LabState, require_token: str | None) -> Router:
     router.include(discovery.router(require_token, web.site_exists(state)))
     for family in (groups.handlers(state), network.router(state), compute.router(state), web.router(state),
                    watcher.router(state), privatedns.router(state), private_endpoints.router(state),
-                   storage.router(state), sql.router(state), keyvault.router(state), private_link.router(state)):
+                   storage.router(state), sql.router(state), keyvault.router(state), private_link.router(state),
+                   gateways.router(state)):
         router.include(family)
     router.include(public_ips.router(state))
     router.include(resources.router(state))

@@ -22,6 +22,7 @@ from ..model import Topology
 from ..model.ids import parse_id
 from .arm import ArmError, Call, Router, group_not_found, json_response
 from .compute import VMS
+from .gateways import CONNECTIONS, GATEWAYS, LOCAL_GATEWAYS
 from .groups import NETWORK_WATCHER_RG, group_named
 from .keyvault import VAULTS
 from .network import NICS, NSGS, PEERINGS, ROUTE_TABLES, VNETS
@@ -33,7 +34,8 @@ from .storage import ACCOUNTS
 from .web import PLANS, SITES
 
 # In dependency order: what a resource refers to comes before it in an exported template.
-TYPES = (NSGS, ROUTE_TABLES, VNETS, NICS, VMS, PLANS, SITES, ACCOUNTS, SERVERS, VAULTS, ZONES, ENDPOINTS)
+TYPES = (NSGS, ROUTE_TABLES, VNETS, NICS, VMS, PLANS, SITES, ACCOUNTS, SERVERS, VAULTS, ZONES, ENDPOINTS,
+         GATEWAYS, LOCAL_GATEWAYS, CONNECTIONS)
 API_VERSIONS = {"Microsoft.Network": "2024-07-01", "Microsoft.Compute": "2024-07-01", "Microsoft.Web": "2024-11-01",
                 "Microsoft.Storage": "2023-05-01", "Microsoft.Sql": "2021-11-01", "Microsoft.KeyVault": "2023-07-01"}
 # types whose RP has versions of its own (Private DNS is a separate RP inside Microsoft.Network)

@@ -488,6 +488,9 @@ class _Run:
         rid = target if target.lower().startswith("/subscriptions/") else None
         if rid is None:  # a name: a nested deployment of this template, or a resource named so
             rid = resource_path(scope.subscription, scope.resource_group, DEPLOYMENTS, [target])
+            named = [d for d in self.deployed if d.rsplit("/", 1)[-1].lower() == target.lower()]
+            if rid.lower() not in self.outputs and named:  # az's outputs: "[reference('NAME')]"
+                rid = named[-1]
         if rid.lower() in self.outputs:
             return {"properties": {"outputs": self.outputs[rid.lower()], "provisioningState": "Succeeded"}}
         doc = self.target.get(rid)
