@@ -61,7 +61,7 @@ import hashlib
 from pathlib import Path
 
 from ...model import Topology
-from . import dns, nft, paas, routing
+from . import dns, nft, paas, routing, vpn
 from .layout import Layout, Names
 from .state import DesiredState
 
@@ -94,6 +94,7 @@ def plan_with_names(topology: Topology, lab_id: str, tls_dir: str | None = None,
     lay.plan_instance_links()
     routing.appliance_links(lay)
     lay.internet_hosts()
+    vpn.build(lay)
     routing.internet_routes(lay)
     for sns, iface, gw in lay.integrated:
         dns.sandbox_dns_route(lay, sns, iface, gw)

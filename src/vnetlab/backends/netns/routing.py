@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 from ...model import VirtualNetwork
 from .layout import DELIVER_TABLE, LINK_GW, ApplianceLink, Layout, port_name
 from .state import Neighbour, Rule
+from . import vpn
 
 NVA_TABLE_BASE = 4000             # fabric: "to this NVA" (appliance links, internet replies of its flows)
 NVA_MARK_BASE = 0x100             # fabric: ct mark of a flow an NVA sent to the internet
@@ -79,6 +80,7 @@ def fabric_routes(lay: Layout, vnet: VirtualNetwork) -> None:
     for p in receiving:
         for ip in p.ips:
             lay.route(fab, f"{ip}/32", dev=p.name, table=DELIVER_TABLE)
+    vpn.hub_delivery(lay, vnet)
     for sref, view in sorted(net.subnets.items()):
         if view.vnet.name.lower() == vnet.name.lower():
             _subnet_table(lay, fab, vnet, view, lay.subnet_table[sref], receiving)
@@ -124,7 +126,9 @@ def _subnet_table(lay: Layout, fab: str, vnet: VirtualNetwork, view, table: int,
             # to the service's public address, keeping the private source (no SNAT: ``nft``)
             lay.route(fab, r.address_prefix, via=LINK_GW, dev="inet", table=table, onlink=True)
             lay.se_prefixes.setdefault(view.ref.lower(), []).append(r.address_prefix)
-        else:  # VnetLocal (hosts above), None, VirtualNetworkGateway
+        elif kind == "VirtualNetworkGateway":
+            vpn.gateway_route(lay, fab, vnet, r.address_prefix, table)
+        else:  # VnetLocal (hosts above), None
             lay.route(fab, r.address_prefix, table=table, type="blackhole")
 
 
