@@ -171,6 +171,13 @@ def test_an_on_premises_host_lives_in_its_local_network_gateways_prefixes():
     assert refused(doc).code == "OnPremisesHostOutsideSite"
 
 
+def test_a_site_whose_local_network_gateway_is_deleted_stays_unconnected():
+    topo = build(lab(connections=[], local_network_gateways=[]))
+    assert gateway_routes(topo, "hub/vms") == []
+    assert trace(topo, "hubvm", ONPREM, 80).reason is Reason.ROUTE_NONE
+    assert trace(topo, ONPREM, "hubvm", 80).reason is Reason.ON_PREMISES_NO_ROUTE
+
+
 # -- the connection --------------------------------------------------------------------------------------
 def test_a_connection_is_connected_when_the_sites_device_has_the_same_key():
     topo = build(lab())

@@ -235,13 +235,11 @@ def _check_sites(topo: Topology) -> None:
         if site.name.lower() in seen_sites:
             raise AzureError(f"Two on-premises sites are named '{site.name}'.", "DuplicateResourceName")
         seen_sites.add(site.name.lower())
+        # a site whose local network gateway is gone stays, unconnected (deleting the LNG is Azure's business)
         lng = topo.find("local_network_gateways", site.local_network_gateway)
-        if lng is None:
-            raise InvalidResourceReference(f"Local network gateway '{site.local_network_gateway}' of on-premises "
-                                           f"site {site.name} was not found.")
         for host in site.hosts:
             ip = IPv4Address(host.ip)
-            if not any(ip in n for n in lng.networks):
+            if lng is not None and not any(ip in n for n in lng.networks):
                 raise AzureError(f"On-premises host {host.name} ({ip}) is outside the address prefixes of local "
                                  f"network gateway {lng.name} ({', '.join(lng.address_prefixes)}).",
                                  "OnPremisesHostOutsideSite")  # vnetlab's code

@@ -65,7 +65,7 @@ def _site(lay: Layout, site, gw_ns: dict[str, str]) -> None:
     for host in sorted(site.hosts, key=lambda h: h.name.lower()):
         _host(lay, sns, site, host)
     lng = topo.find("local_network_gateways", site.local_network_gateway)
-    for conn in topo.connections:
+    for conn in topo.connections if lng is not None else []:
         if conn.local_network_gateway.lower() != lng.name.lower():
             continue
         gw = topo.find("virtual_network_gateways", conn.virtual_network_gateway)
