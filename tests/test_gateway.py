@@ -159,6 +159,12 @@ def test_a_gateway_sku_must_be_a_vpn_sku():
     assert refused(doc).code == "InvalidGatewaySku"
 
 
+def test_the_gateways_public_ip_serves_it_alone():
+    doc = lab()
+    doc["virtual_machines"][0]["public_ip_address"] = "pip-gw"
+    assert refused(doc).code == "PublicIPAddressInUse"
+
+
 def test_a_connection_names_existing_gateways():
     doc = lab()
     doc["connections"][0]["local_network_gateway"] = "nowhere"

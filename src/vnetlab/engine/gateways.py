@@ -200,6 +200,22 @@ def _check_gateway(topo: Topology, gateway: VirtualNetworkGateway) -> None:
     if gateway.public_ip_address and topo.find("public_ip_addresses", gateway.public_ip_address) is None:
         raise InvalidResourceReference(f"Resource publicIPAddresses '{gateway.public_ip_address}' referenced by "
                                        f"resource {gid} was not found.")
+    other = _public_ip_user(topo, gateway)
+    if other:
+        raise AzureError(f"Public IP address {gateway.public_ip_address} is already used by {other}: it cannot be used "
+                         f"by virtual network gateway {gateway.name} too.", "PublicIPAddressInUse")
+
+
+def _public_ip_user(topo: Topology, gateway: VirtualNetworkGateway) -> str | None:
+    """Another resource holding the gateway's public IP (a NIC, a NAT gateway, another gateway)."""
+    low = (gateway.public_ip_address or "").lower()
+    if not low:
+        return None
+    users = [f"network interface {n.name}" for n in topo.network_interfaces if (n.public_ip_address or "").lower() == low]
+    users += [f"NAT gateway {n.name}" for n in topo.nat_gateways if low in (p.lower() for p in n.public_ip_addresses)]
+    users += [f"virtual network gateway {g.name}" for g in topo.virtual_network_gateways
+              if g is not gateway and (g.public_ip_address or "").lower() == low]
+    return users[0] if users else None
 
 
 def _check_gateway_subnet(topo: Topology, vnet: VirtualNetwork, subnet) -> None:
