@@ -340,6 +340,10 @@ def test_the_cli_traces_from_on_premises_shows_gateway_routes_and_the_connection
     [conn] = json.loads(cli(home, "show", "hub-to-office", "-o", "json").output)
     assert conn["type"] == "Microsoft.Network/connections"
     assert conn["properties"]["connection_status"] == "Connected"
+    from vnetlab.lab import Lab
+    from vnetlab.ui import resource
+    page = resource(Lab.open(home), {"ref": "virtual_network_gateways:gw1"})  # the web page's click on the gateway
+    assert page["type"] == "Microsoft.Network/virtualNetworkGateways" and page["properties"]["sku"] == "VpnGw1"
 
 
 def test_the_cli_refuses_use_remote_gateways_without_a_gateway_with_exit_2(tmp_path):

@@ -211,3 +211,16 @@ def test_a_nat_gateway_is_drawn_with_its_addresses_from_the_subnets_it_serves():
     assert "subnet_hub_nva -> nat_natgw" not in dot
     assert "private subnet" in nodes["subnet_hub_nva"] and "private subnet" not in nodes["subnet_hub_vms"]
     assert "nat_natgw" in graph.to_mermaid(graph.picture(net))
+
+
+def test_the_vpn_gateway_and_the_on_premises_site_are_drawn_and_a_trace_from_the_site_crosses_them():
+    from test_gateway import lab as vpn_lab
+    net = LabView(build(vpn_lab()))
+    tr = trace(net, "onprem1", "spokevm", 80).to_dict()
+    dot = graph.to_dot(graph.picture(net, tr))
+    nodes = dot_nodes(dot)
+    assert "VPN gateway gw1" in nodes["gw_gw1"] and "onprem1 192.168.1.10" in nodes["site_office"]
+    assert re.search(r'gw_gw1 -> site_office \[label="IPsec hub-to-office: Connected"', dot)
+    assert hops(nodes["gw_gw1"]) == [1] and 1 not in hops(nodes["site_office"])  # the trace starts at the site
+    assert re.search(r'site_office -> gw_gw1 \[label="1\. VirtualNetworkGateway"', dot)
+    assert "gw_gw1" in graph.to_mermaid(graph.picture(net))

@@ -19,6 +19,7 @@ from ipaddress import IPv4Address
 from .engine.dns import zone_records
 from .engine.network import LabView
 from .engine.outbound import nat_gateway_addresses
+from .engine.gateways import connection_status
 from .engine.paas import PUBLIC_KINDS, SERVICES, connection_state, public_addresses
 from .engine.routing import peering_state
 from .model import AzureError, Topology
@@ -112,6 +113,7 @@ def picture(net: LabView, trace: dict | None = None, legend: bool = True) -> Pic
     _internet(pic, ids, topo)
     _paas(pic, ids, net)
     _nat_gateways(pic, ids, topo)
+    _vpn(pic, ids, topo)
     _private_dns_zones(pic, ids, topo)
     _peerings(pic, topo)
     _appliance_routes(pic, net)
@@ -270,6 +272,28 @@ def _nat_gateways(pic: Picture, ids: _Ids, topo: Topology) -> None:
                     pic.edges.append(Edge(src, node, "outbound via NAT gateway", "nat"))
 
 
+def _vpn(pic: Picture, ids: _Ids, topo: Topology) -> None:
+    """A node per VPN gateway (an edge from its VNet), a node per on-premises site with its hosts, an edge
+    per connection with its status (engine.gateways)."""
+    for gw in topo.virtual_network_gateways:
+        node = _add(pic, Node(ids.new("gw", gw.name), [f"VPN gateway {gw.name}", f"{gw.sku}, {gw.vpn_type}"],
+                              "gateway", ref=f"virtual_network_gateways:{gw.name}"), pic.top,
+                    ("gateway", gw.name.lower()))
+        vnet = pic.keys.get(("vnet", gw.virtual_network.lower()))
+        if vnet is not None:
+            pic.edges.append(Edge(vnet, node, "GatewaySubnet", "nat"))
+    for site in topo.on_premises_sites:
+        lng = topo.find("local_network_gateways", site.local_network_gateway)
+        lines = [f"on-premises site {site.name}", ", ".join(lng.address_prefixes) if lng else "(no local gateway)"]
+        lines += [f"{h.name} {h.ip}" for h in site.hosts]
+        node = _add(pic, Node(ids.new("site", site.name), lines, "site"), pic.top, ("site", site.name.lower()),
+                    *(("onprem", h.name.lower()) for h in site.hosts))
+        for conn in topo.connections:
+            gw = pic.keys.get(("gateway", conn.virtual_network_gateway.lower()))
+            if gw is not None and conn.local_network_gateway.lower() == site.local_network_gateway.lower():
+                pic.edges.append(Edge(gw, node, f"IPsec {conn.name}: {connection_status(topo, conn)}", "nat"))
+
+
 def _private_dns_zones(pic: Picture, ids: _Ids, topo: Topology) -> None:
     """A node per private DNS zone, an edge to each VNet it is linked to."""
     for zone in topo.private_dns_zones:
@@ -339,7 +363,11 @@ def _step_key(step: dict) -> tuple | None:
         return ("nic", step["network_interface"].lower())
     if kind == "Internet":
         return ("internet", "")
+    if kind == "VirtualNetworkGateway":
+        return ("gateway", step["gateway"].lower())
     if kind == "Deliver":
+        if step.get("on_premises_site"):
+            return ("site", step["on_premises_site"].lower())
         if step.get("virtual_machine"):
             return ("vm", step["virtual_machine"].lower())
         if step.get("web_app"):
@@ -356,7 +384,7 @@ def _step_key(step: dict) -> tuple | None:
 
 
 def _source_key(flow: dict) -> tuple:
-    kind = {"webapp": "app", "vm": "vm", "nic": "nic"}.get(flow["source_kind"])
+    kind = {"webapp": "app", "vm": "vm", "nic": "nic", "onprem": "onprem"}.get(flow["source_kind"])
     return (kind, flow["source"].lower()) if kind else ("internet", "")
 
 
@@ -431,6 +459,8 @@ _NODE_STYLE = {
     "paas": 'shape=cylinder, style=filled, fillcolor="#f3eefc"',
     "zone": 'shape=note, style=filled, fillcolor="#fdf6e3"',
     "nat": 'shape=trapezium, style=filled, fillcolor="#eefbf3"',
+    "gateway": 'shape=invhouse, style=filled, fillcolor="#eefbf3"',
+    "site": 'shape=box3d, style=filled, fillcolor="#fff0f0"',
     "unknown": 'shape=octagon, style=dashed',
     "legend": 'shape=box, style="filled", fillcolor="#fffbe6", fontname=Courier',
 }

@@ -21,7 +21,8 @@ from ..lab import Lab
 from ..model import AzureError
 from ..model.ids import TYPES
 
-PICTURED = ("storage_accounts", "sql_servers", "key_vaults", "private_dns_zones", "nat_gateways")   # drawn as LIST:NAME
+PICTURED = ("storage_accounts", "sql_servers", "key_vaults", "private_dns_zones", "nat_gateways",
+            "virtual_network_gateways")   # drawn as LIST:NAME
 
 STATIC = Path(__file__).parent / "static"
 FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
