@@ -356,3 +356,18 @@ def test_the_cli_refuses_use_remote_gateways_without_a_gateway_with_exit_2(tmp_p
     res = cli(home, "up", str(f))
     assert res.exit_code == 2 and "RemoteVnetHasNoGateways" in res.output
     assert cli(home, "show", "gw1").exit_code == 0  # nothing changed: the gateway is still there
+
+
+def test_network_watchers_connectivity_check_shows_the_gateway_as_a_hop():
+    from vnetlab.api.watcher import connectivity_result
+    topo = build(lab())
+    net = LabView(topo)
+    result = connectivity_result(net, trace(net, "spokevm", ONPREM, 80).to_dict())
+    assert result["connectionStatus"] == "Reachable"
+    assert [h["type"] for h in result["hops"]] == ["Source", "VirtualNetworkGateway", "VirtualNetwork"]
+    gw_hop = result["hops"][1]
+    assert gw_hop["resourceId"] == topo.id_of("virtual_network_gateways", topo.virtual_network_gateways[0])
+    assert gw_hop["address"] == str(gateways.gateway_private_ip(topo, topo.virtual_network_gateways[0]))
+    blocked = connectivity_result(net, trace(net, "spoke2vm", ONPREM, 80).to_dict())
+    assert blocked["connectionStatus"] == "Unreachable" and "VirtualNetworkGateway" not in [
+        h["type"] for h in blocked["hops"]]

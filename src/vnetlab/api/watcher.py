@@ -19,6 +19,7 @@ from itertools import pairwise
 from starlette.responses import Response
 
 from ..model.errors import InvalidPort, InvalidTargetResourceId, NotFound
+from ..engine.gateways import gateway_private_ip
 from ..engine.network import LabView
 from ..engine.paas import endpoint_at
 from ..engine.security import (ANY_ADDRESS, flow_protocol, is_public, nsg_chain, parse_ports, service_tag,
@@ -306,6 +307,12 @@ def connectivity_result(net: LabView, doc: dict) -> dict:
     for step in steps:
         if step["kind"] == "VirtualAppliance" and not step["dropped"]:
             hops.append(_hop("VirtualAppliance", step.get("ip"), step.get("resource_id")))
+        elif step["kind"] == "VirtualNetworkGateway" and not step["dropped"]:
+            # the VPN gateway the flow crosses (to or from on-premises), at its instance address
+            gw = net.topo.find("virtual_network_gateways", step["gateway"])
+            ip = gateway_private_ip(net.topo, gw) if gw else None
+            hops.append(_hop("VirtualNetworkGateway", str(ip) if ip else None,
+                             net.topo.id_of("virtual_network_gateways", gw) if gw else None))
     # Denied: the TCP connection opened (what connectivityCheck tests); the PaaS service refused it after
     connected = doc["verdict"] in ("Connected", "Denied")
     last = steps[-1] if steps else {}
