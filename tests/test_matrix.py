@@ -142,3 +142,26 @@ def test_a_lab_with_an_appliance_answers_as_full_traces():
     topo = load(Path(__file__).resolve().parents[1] / "examples" / "issue-example.yaml")
     allocate_dynamic_addresses(topo, None)
     _assert_pairs_equal_traces(LabView(topo), ["80", "22", "443", "icmp"])
+
+
+def test_rules_on_other_ports_tell_no_endpoints_apart():
+    """Classes answer alike in the flows asked: a rule that cannot match one of them (another port or
+    protocol) splits no class; with ports the hosts' rules name, the classes split again and every pair
+    still answers as its own trace."""
+    from generate_large import generate_doc as large_doc
+    from vnetlab.engine.matrix import parse_flows
+    from vnetlab.lab import allocate_dynamic_addresses
+    from vnetlab.model import Topology
+    topo = Topology.model_validate(large_doc(vnets=2, subnets=20, rules=150, vms=70, apps=4, seed=1))
+    allocate_dynamic_addresses(topo, None)
+    net = LabView(topo)
+    eps = net.endpoints()
+    hosts = {nic.private_ip_address for nic in topo.network_interfaces}
+    named_ports = sorted({r.destination_port_range for nsg in topo.network_security_groups for r in nsg.security_rules
+                          if r.destination_address_prefix in hosts and r.protocol in ("Tcp", "*")})
+    every_flow, port_80 = endpoint_classes(net, eps), endpoint_classes(net, eps, parse_flows(["80"]))
+    with_named = endpoint_classes(net, eps, parse_flows(["80", *named_ports[:3]]))
+    assert len(port_80) < len(with_named) <= len(every_flow)
+    assert len(port_80) == len({(ep.kind, ep.subnet_ref) if ep.kind == "vm" else ep.name for ep in eps})
+    _assert_pairs_equal_traces(net, ["80", *named_ports[:3]])
+    _assert_pairs_equal_traces(net, ["80", "icmp"])

@@ -27,6 +27,7 @@ from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
                     SecurityRule, Topology, VirtualNetwork, WebApp)
 from .model.errors import LabNotFound, ResourceGroupNotFound, ResourceNotFound, SubnetIsFull
+from .model.stored import Untrusted, construct, model_stamp
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -55,8 +56,8 @@ class Lab:
 
     @bulk()
     def topology(self) -> Topology:
-        doc = self.store.load()
-        return parse(doc) if doc is not None else Topology()
+        stored = self.store.load_stamped()
+        return read_stored(*stored) if stored is not None else Topology()
 
     def snapshot(self, version: int | None = None) -> Topology:
         """The lab as stored, parsed once per store version and shared (the API's reads, the compiled
@@ -108,7 +109,7 @@ class Lab:
             old, new = self._draft(tx.load(), fn, create)
             if old is not None and new == old:
                 return old
-            tx.save_json(new.model_dump_json())
+            tx.save_json(new.model_dump_json(), model_stamp())
         self._after_change(old, new)
         return new
 
@@ -186,7 +187,7 @@ class Lab:
             old, topo = checked
             changed = old is None or topo != old
             if changed:
-                tx.save_json(topo.model_dump_json())
+                tx.save_json(topo.model_dump_json(), model_stamp())
         stage("building")
         if changed:
             self._after_change(old, topo)
@@ -283,6 +284,18 @@ def preview(desired: Topology, running: Topology | None, replace: bool = False) 
     doc = running.model_dump(mode="json") if running is not None else None
     Lab._check_same_lab(desired, replace, doc)
     return Lab._draft(doc, lambda _old: desired, True, whole=True)[1]
+
+
+def read_stored(text: str, stamp: str | None) -> Topology:
+    """The lab from the store's document: built as it is when this code's models validated it before
+    saving (``stamp``), validated again otherwise (``model.stored``)."""
+    doc = json.loads(text)
+    if stamp is not None and stamp == model_stamp():
+        try:
+            return construct(Topology, doc)
+        except Untrusted:
+            doc = json.loads(text)  # construct took over part of the first one
+    return parse(doc)
 
 
 def check_backend(backend: str) -> None:

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS backend_objects (
   kind TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, name));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+STAMP_KEY = "topology_stamp"  # the stamp the document was saved with (WriteTx.save_json)
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
@@ -61,17 +62,23 @@ class WriteTx:
     def save(self, doc: dict) -> None:
         self.save_json(json.dumps(doc, sort_keys=True))
 
-    def save_json(self, text: str) -> None:
+    def save_json(self, text: str, stamp: str | None = None) -> None:
         """``save`` of a document already serialized (pydantic's ``model_dump_json`` is ten times faster
-        than ``json.dumps(model_dump())`` on a large lab)."""
+        than ``json.dumps(model_dump())`` on a large lab). ``stamp``: the document is the dump of a
+        validated model by the code of that stamp (``model.stored``), kept with it; None: unknown."""
         self.conn.execute(
             "INSERT INTO topology (id, doc, version) VALUES (1, ?, 1) "
             "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, version = version + 1",
             (text,),
         )
+        if stamp is None:
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (STAMP_KEY,))
+        else:
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STAMP_KEY, stamp))
 
     def delete(self) -> None:
         self.conn.execute("DELETE FROM topology")
+        self.conn.execute("DELETE FROM meta WHERE key = ?", (STAMP_KEY,))
 
     def version(self) -> int:
         row = self.conn.execute("SELECT version FROM topology WHERE id = 1").fetchone()
@@ -142,6 +149,15 @@ class Store:
         conn = self._connect()
         try:
             return WriteTx(conn).load_json()
+        finally:
+            conn.close()
+
+    def load_stamped(self) -> tuple[str, str | None] | None:
+        """(the document as stored, the stamp it was saved with), read together; None: no lab."""
+        conn = self._connect()
+        try:
+            return conn.execute("SELECT doc, (SELECT value FROM meta WHERE key = ?) FROM topology WHERE id = 1",
+                                (STAMP_KEY,)).fetchone()
         finally:
             conn.close()
 

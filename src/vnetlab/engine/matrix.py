@@ -36,12 +36,13 @@ from typing import NamedTuple
 from ..bulk import bulk
 from ..model.errors import InvalidPort
 from .network import Endpoint, LabView
-from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, prefix_bits
+from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, may_match, prefix_bits
 from .trace import verdict
 
 Prefixes = dict[int, set[int]]  # mask -> networks
 Atom = tuple[int, int]          # (mask, network): a prefix an address falls in
 NsgSide = tuple[str, str]       # (NSG name in lower case, direction)
+Flow = tuple[str, int | None]   # (protocol, port) as parse_flows gives it
 
 
 @dataclass
@@ -58,13 +59,17 @@ class _Named:
     appliances: bool   # some route goes through an appliance, whose NSGs see other endpoints' flows
 
 
-def _named(net: LabView) -> _Named:
+def _named(net: LabView, flows: list[Flow] | None = None) -> _Named:
+    """The prefixes that can tell endpoints apart; with ``flows``, only the rules that can match one of
+    them name any (a rule on other ports or protocols never decides one of these flows)."""
     topo = net.topo
     sources: set[str] = set()
     named: dict[str, set[NsgSide]] = {}
     for nsg in topo.network_security_groups:
         low = nsg.name.lower()
         for rule in nsg.security_rules:
+            if flows is not None and not any(may_match(rule, protocol, port) for protocol, port in flows):
+                continue
             sources.update(rule.sources())
             side = (low, rule.direction)
             for value in rule.destinations():
@@ -85,14 +90,16 @@ def _named(net: LabView) -> _Named:
         fixed.update(vnet.address_space)
     for view in net.subnets.values():
         fixed.update(view.subnet.prefixes)
+    atoms = {value: _atom(value) for value in sources.union(named, fixed)}
     named_by: dict[Atom, set[NsgSide]] = {}
     for value, sides in named.items():
-        atom = _atom(value)
+        atom = atoms[value]
         if atom is not None:
             named_by.setdefault(atom, set()).update(sides)
     appliances = any(r.next_hop_type == "VirtualAppliance" for rt in topo.route_tables for r in rt.routes)
-    return _Named(_by_mask(sources | fixed), _by_mask(set(named) | fixed), {a for a in map(_atom, fixed) if a},
-                  {atom: frozenset(sides) for atom, sides in named_by.items()}, appliances)
+    return _Named(_by_mask(sources | fixed, atoms), _by_mask(set(named) | fixed, atoms),
+                  {a for a in map(atoms.get, fixed) if a}, {atom: frozenset(sides) for atom, sides in named_by.items()},
+                  appliances)
 
 
 def _atom(prefix: str) -> Atom | None:
@@ -100,9 +107,9 @@ def _atom(prefix: str) -> Atom | None:
     return None if parsed is None else (parsed[1], parsed[0])
 
 
-def _by_mask(found: set[str]) -> Prefixes:
+def _by_mask(found: set[str], atoms: dict[str, Atom | None]) -> Prefixes:
     by_mask: Prefixes = {}
-    for atom in map(_atom, found):
+    for atom in map(atoms.get, found):
         if atom is not None:
             by_mask.setdefault(atom[0], set()).add(atom[1])
     return by_mask
@@ -187,8 +194,9 @@ class EndpointClass(NamedTuple):
     shared: bool = True
 
 
-def endpoint_classes(net: LabView, endpoints: list[Endpoint]) -> list[EndpointClass]:
-    named = _named(net)
+def endpoint_classes(net: LabView, endpoints: list[Endpoint], flows: list[Flow] | None = None) -> list[EndpointClass]:
+    """The endpoints in classes that answer alike: in every flow, or (``flows``) in those flows."""
+    named = _named(net, flows)
     classes: dict[tuple, EndpointClass] = {}
     for ep in endpoints:
         as_source, as_destination = _signatures(ep, named, net)
@@ -277,7 +285,7 @@ def matrix(net: LabView, ports: list[str], expand: bool = False,
     flows = parse_flows(ports)
     labels = [_label(p, n) for p, n in flows]
     endpoints = net.endpoints()
-    classes = endpoint_classes(net, endpoints)
+    classes = endpoint_classes(net, endpoints, flows)
     sources = len(classes)
     extra = paas_destinations(net) if paas else []
     classes += [destination_only(ep) for ep in extra]

@@ -322,6 +322,17 @@ def covers(ranges: tuple[tuple[int, int], ...], port: int) -> bool:
     return any(lo <= port <= hi for lo, hi in ranges)
 
 
+def may_match(rule: SecurityRule, protocol: str, port: int | None) -> bool:
+    """``rule`` can match a flow of ``protocol`` to ``port``: its protocol and destination ports cover
+    it (ICMP has no ports: only a rule whose source and destination ranges cover every port)."""
+    if rule.protocol != "*" and rule.protocol != protocol:
+        return False
+    destination_ports = _parse_ports(tuple(rule.destination_ports()))
+    if protocol == "Icmp":
+        return destination_ports == FULL_PORTS and _parse_ports(tuple(rule.source_ports())) == FULL_PORTS
+    return covers(destination_ports, port or 0)
+
+
 class CompiledNsg:
     """One NSG in one direction, compiled for the VNet it is applied in. A rule's addresses are
     compiled when a flow first needs it: for one port only the few rules covering that port are,
@@ -353,17 +364,8 @@ class CompiledNsg:
         found = self._candidates.get(key)
         if found is None:
             found = self._candidates[key] = [self._rule(i) for i, rule in enumerate(self._models)
-                                             if self._may_match(rule, protocol, port)]
+                                             if may_match(rule, protocol, port)]
         return found
-
-    @staticmethod
-    def _may_match(rule: SecurityRule, protocol: str, port: int | None) -> bool:
-        if rule.protocol != "*" and rule.protocol != protocol:
-            return False
-        destination_ports = parse_ports(rule.destination_ports())
-        if protocol == "Icmp":
-            return destination_ports == FULL_PORTS and parse_ports(rule.source_ports()) == FULL_PORTS
-        return covers(destination_ports, port or 0)
 
     def evaluate(self, protocol: str, src: IPv4Address | int, dst: IPv4Address | int, port: int | None,
                  sport: int | None = None) -> CompiledRule:

@@ -196,7 +196,7 @@ def _classes(net: LabView, flows) -> tuple[dict[tuple[str, str], int], dict[tupl
                                             dict[tuple[str, str], Endpoint]]:
     """(endpoint -> class index, class pair -> verdicts per flow (missing: a route drops it), endpoints)."""
     endpoints = net.endpoints()
-    classes = endpoint_classes(net, endpoints)
+    classes = endpoint_classes(net, endpoints, flows)
     sources = len(classes)
     extra = paas_destinations(net)  # destinations only
     classes += [destination_only(ep) for ep in extra]
