@@ -188,6 +188,8 @@ class Lab:
             changed = old is None or topo != old
             if changed:
                 tx.save_json(topo.model_dump_json(), model_stamp())
+            elif tx.stamp() != model_stamp():  # saved by older models: the same lab as these dump it, trusted
+                tx.rewrite_json(old.model_dump_json(), model_stamp())
         stage("building")
         if changed:
             self._after_change(old, topo)

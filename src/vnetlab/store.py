@@ -74,7 +74,20 @@ class WriteTx:
         if stamp is None:
             self.conn.execute("DELETE FROM meta WHERE key = ?", (STAMP_KEY,))
         else:
-            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STAMP_KEY, stamp))
+            self.set_stamp(stamp)
+
+    def stamp(self) -> str | None:
+        """The stamp the document was saved with (``save_json``)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (STAMP_KEY,)).fetchone()
+        return row[0] if row else None
+
+    def set_stamp(self, stamp: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STAMP_KEY, stamp))
+
+    def rewrite_json(self, text: str, stamp: str) -> None:
+        """The same lab in this code's words (``text``, stamped): the version stays, the lab did not change."""
+        self.conn.execute("UPDATE topology SET doc = ? WHERE id = 1", (text,))
+        self.set_stamp(stamp)
 
     def delete(self) -> None:
         self.conn.execute("DELETE FROM topology")

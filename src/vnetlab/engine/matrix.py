@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from ..bulk import bulk
 from ..model.errors import InvalidPort
-from .network import Endpoint, LabView
+from .network import Endpoint, LabView, SubnetView
 from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, may_match, prefix_bits
 from .trace import verdict
 
@@ -143,26 +143,27 @@ def _nsg_sides(net: LabView, ep: Endpoint, direction: str) -> frozenset[NsgSide]
     return frozenset((name.lower(), direction) for name in names if name)
 
 
-def _dropped_by_route(net: LabView, src: Endpoint):
-    """(a key, a function telling without a full trace that the source's route to an address drops
-    it: next hop None, or a private address sent to the internet; TimedOut whatever the port).
-    Sources with the same key drop the same addresses."""
+def _dropped_by_route(net: LabView, src: Endpoint, routes_key: Callable[[SubnetView], tuple]):
+    """(a key, a function telling without a full trace that the source's route to an address (an int)
+    drops it: next hop None, or a private address sent to the internet; TimedOut whatever the port).
+    Sources with the same key drop the same addresses. ``routes_key``: a subnet's routes, as a key."""
     if src.kind == "webapp":
         sb = net.sandbox(src.app)
         view = net.subnet_view(sb.integration_subnet) if sb.integration_subnet else None
 
-        def app_drops(ip) -> bool:
+        def app_drops(ip: int) -> bool:
             route = sb.lookup(ip)
             if route is None or route.iface != sb.vnet_iface:
-                return not is_public(int(ip))
+                return not is_public(ip)
             hop = view.route_for(ip)
             return hop is None or hop.next_hop_type == "None"
-        return ("webapp", src.name.lower()), app_drops
+        into_vnet = tuple((r.destination, r.iface == sb.vnet_iface) for r in sb.routes)  # what app_drops reads
+        return ("webapp", into_vnet, view and routes_key(view)), app_drops
     view = net.subnet_view(src.subnet_ref)
-    def vm_drops(ip) -> bool:
+    def vm_drops(ip: int) -> bool:
         hop = view.route_for(ip)
-        return hop is None or hop.next_hop_type == "None" or (hop.next_hop_type == "Internet" and not is_public(int(ip)))
-    return ("routes", tuple(view.routes)), vm_drops
+        return hop is None or hop.next_hop_type == "None" or (hop.next_hop_type == "Internet" and not is_public(ip))
+    return ("routes", routes_key(view)), vm_drops
 
 
 def parse_flows(specs: list[str]) -> list[tuple[str, int | None]]:
@@ -254,11 +255,20 @@ def class_cells(net: LabView, classes: list[EndpointClass], flows: list[tuple[st
     traced: dict[tuple[tuple, tuple], tuple[str, ...]] = {}
     reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
     sources = len(classes) if sources is None else sources
+    addresses = [int(c.members[0].ip) for c in classes]  # members of a class fall in the same route prefixes
+    routes_keys: dict[str, tuple] = {}   # a subnet's routes as a key, made once per subnet
+
+    def routes_key(view: SubnetView) -> tuple:
+        key = routes_keys.get(view.ref)
+        if key is None:
+            key = routes_keys[view.ref] = tuple(view.routes)
+        return key
+
     for i, source in enumerate(classes[:sources]):
         src = source.members[0]
-        key, drops = _dropped_by_route(net, src)
-        if key not in reachable:  # members of a class fall in the same route prefixes
-            reachable[key] = [j for j, c in enumerate(classes) if not drops(c.members[0].ip)]
+        key, drops = _dropped_by_route(net, src, routes_key)
+        if key not in reachable:
+            reachable[key] = [j for j, ip in enumerate(addresses) if not drops(ip)]
         meets = source.sends_through
         for j in reachable[key]:
             destination = classes[j]

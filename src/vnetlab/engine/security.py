@@ -327,10 +327,28 @@ def may_match(rule: SecurityRule, protocol: str, port: int | None) -> bool:
     it (ICMP has no ports: only a rule whose source and destination ranges cover every port)."""
     if rule.protocol != "*" and rule.protocol != protocol:
         return False
-    destination_ports = _parse_ports(tuple(rule.destination_ports()))
     if protocol == "Icmp":
-        return destination_ports == FULL_PORTS and _parse_ports(tuple(rule.source_ports())) == FULL_PORTS
-    return covers(destination_ports, port or 0)
+        return parse_ports(rule.destination_ports()) == FULL_PORTS and parse_ports(rule.source_ports()) == FULL_PORTS
+    single = rule.destination_port_range
+    if not rule.destination_port_ranges and single is not None and single.isdigit() and single.isascii() \
+            and len(single) <= 5 and int(single) <= 65535:  # one port: a large lab's usual rule
+        return int(single) == (port or 0)
+    values = rule.destination_ports()
+    simple = _simple_cover(values, port or 0)
+    return covers(parse_ports(values), port or 0) if simple is None else simple
+
+
+def _simple_cover(values: list[str], port: int) -> bool | None:
+    """``covers(parse_ports(values), port)`` when every value is a single port or ``*`` (a large lab's
+    usual rule, and too many distinct port lists for parse_ports' cache); None for anything else."""
+    hit = False
+    for value in values:
+        if type(value) is not str or not (value.isascii() and value.isdigit()) or len(value) > 5 or int(value) > 65535:
+            if value in ("*", "", "Any"):
+                return True
+            return None
+        hit = hit or int(value) == port
+    return hit
 
 
 class CompiledNsg:

@@ -316,7 +316,7 @@ class Flow:
         return dict(vars(self))
 
 
-@dataclass
+@dataclass(slots=True)
 class Packet:
     src: IPv4Address
     dst: IPv4Address
