@@ -102,3 +102,21 @@ def test_demo_private_endpoint_tells_the_key_vault_story_beside_the_docs(tmp_pat
 def test_down(home):
     assert cli(home, "down").exit_code == 0
     assert Lab.open(home).exists() is False
+
+
+def test_the_console_script_flushes_its_answer_and_exit_status(tmp_path):
+    """`vnetlab` ends its process without the interpreter's teardown (cli.main.Cli): the whole answer is
+    written, the exit status and the error message are the command's."""
+    import subprocess
+    import sys
+    home = up_note(tmp_path)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "vnetlab.cli.main", *args, "--home", str(home)],
+                              capture_output=True, text=True, timeout=120)
+    done = run("matrix", "--ports", "80", "-o", "json")
+    assert done.returncode == 0 and json.loads(done.stdout)["endpoints"] == 2
+    missing = run("show", "nothing-here")
+    assert missing.returncode == 2 and "ResourceNotFound" in missing.stderr and not missing.stdout
+    usage = run("matrix", "--no-such-option")
+    assert usage.returncode == 2 and "No such option" in usage.stderr
