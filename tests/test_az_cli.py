@@ -14,6 +14,7 @@ import pytest
 from vnetlab.api import ServerThread, create_app, ensure_tls
 from vnetlab.api.azsetup import az_env, az_setup_for, az_setup_script
 from vnetlab.api.discovery import SUBSCRIPTION
+from vnetlab.engine.trace import trace
 from vnetlab.lab import Lab
 from vnetlab.model import KINDS
 
@@ -210,11 +211,12 @@ def test_vm_create_with_an_image_alias_nics_or_subnet_and_address(vms):
     listed = json.loads(vms("vm", "list-ip-addresses", "-g", "rg-vm").stdout)
     assert {v["virtualMachine"]["name"]: v["virtualMachine"]["network"]["privateIpAddresses"] for v in listed} == {
         "vm-a": [topo.find("network_interfaces", "nic-a").private_ip_address], "vm-b": ["10.20.0.10"]}
-    # the default form wants a public IP, which vnetlab does not model: refused before anything is made
-    refused = vms(*vms.vm_args, "-n", "vm-c", "--vnet-name", "vnet-vm", "--subnet", "default", check=False)
-    assert refused.returncode != 0 and '--public-ip-address \\"\\"' in refused.stderr
+    # the default form deploys a public IP too: the NIC holds it, and the VM is seen at it on the internet
+    made = json.loads(vms(*vms.vm_args, "-n", "vm-c", "--vnet-name", "vnet-vm", "--subnet", "default").stdout)
     after = vms.lab.topology()
-    assert after.find("network_security_groups", "vm-cNSG") is None and after.find("virtual_machines", "vm-c") is None
+    nic_c = after.find("network_interfaces", after.find("virtual_machines", "vm-c").network_interface)
+    assert made["publicIpAddress"] == after.find("public_ip_addresses", nic_c.public_ip_address).ip_address
+    assert after.find("network_security_groups", "vm-cNSG") is not None
 
 
 def test_vm_stop_deallocate_and_start(vms):
@@ -428,3 +430,35 @@ def test_nic_ip_config_refused_like_azure(multi):
                     "--private-ip-address", "10.31.0.9", check=False)
     assert outside.returncode != 0 and "PrivateIPAddressNotInSubnet" in outside.stderr
     assert multi.lab.topology().find("network_interfaces", "nic-c") == before
+
+
+def test_public_ip_nat_gateway_and_subnet_nat_gateway_through_az(az):
+    """az network public-ip create, nat gateway create, vnet subnet update --nat-gateway: the engine's
+    source seen follows (engine.outbound)."""
+    for args in ("group create -n rg-nat -l westeurope",
+                 "network vnet create -g rg-nat -n vnet-nat --address-prefixes 10.32.0.0/16 --subnet-name vms "
+                 "--subnet-prefixes 10.32.0.0/24",
+                 "network public-ip create -g rg-nat -n pip-nat --sku Standard --allocation-method Static",
+                 "network public-ip prefix create -g rg-nat -n pfx-nat --length 30",
+                 "network nat gateway create -g rg-nat -n natgw --public-ip-addresses pip-nat "
+                 "--public-ip-prefixes pfx-nat --idle-timeout 10",
+                 "network vnet subnet update -g rg-nat --vnet-name vnet-nat -n vms --nat-gateway natgw",
+                 "network nic create -g rg-nat -n nic-nat --vnet-name vnet-nat --subnet vms"):
+        az(*args.split())
+    pip = json.loads(az("network", "public-ip", "show", "-g", "rg-nat", "-n", "pip-nat").stdout)
+    topo = az.lab.topology()
+    assert pip["ipAddress"] == topo.find("public_ip_addresses", "pip-nat").ip_address
+    assert pip["natGateway"]["id"].endswith("/natGateways/natgw")
+    nat = json.loads(az("network", "nat", "gateway", "show", "-g", "rg-nat", "-n", "natgw").stdout)
+    assert nat["idleTimeoutInMinutes"] == 10 and nat["subnets"][0]["id"].endswith("/subnets/vms")
+    assert topo.vnet("vnet-nat").subnet("vms").nat_gateway == "natgw"
+    t = trace(topo, "nic-nat", "public-test", 443)
+    assert (t.verdict, t.source_ip_seen) == ("Connected", pip["ipAddress"])
+    listed = json.loads(az("network", "public-ip", "list", "-g", "rg-nat").stdout)
+    assert [p["name"] for p in listed] == ["pip-nat"]
+    az("network", "vnet", "subnet", "update", "-g", "rg-nat", "--vnet-name", "vnet-nat", "-n", "vms",
+       "--remove", "natGateway")
+    assert az.lab.topology().vnet("vnet-nat").subnet("vms").nat_gateway is None
+    in_use = az("network", "nic", "ip-config", "update", "-g", "rg-nat", "--nic-name", "nic-nat", "-n", "ipconfig1",
+                "--public-ip-address", "pip-nat", check=False)
+    assert in_use.returncode != 0 and "PublicIPAddressInUse" in in_use.stderr

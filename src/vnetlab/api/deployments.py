@@ -99,7 +99,7 @@ def deployment_failed(rid: str, res: Declared | None, inner: dict) -> dict:
                          "message": f"{what}{inner.get('message', '')}"}]}
 
 
-_UNSUPPORTED_HINTS = {"microsoft.network/publicipaddresses": " (az vm create: pass --public-ip-address \"\")"}
+_UNSUPPORTED_HINTS: dict[str, str] = {}
 
 
 def unsupported(rid: str, type_: str) -> dict:

@@ -122,6 +122,10 @@ def subnet_wire(topo: Topology, vnet: VirtualNetwork, sn: Subnet) -> dict:
         props["networkSecurityGroup"] = {"id": ref_id(topo, "network_security_groups", sn.network_security_group)}
     if sn.route_table:
         props["routeTable"] = {"id": ref_id(topo, "route_tables", sn.route_table)}
+    if sn.nat_gateway:
+        props["natGateway"] = {"id": ref_id(topo, "nat_gateways", sn.nat_gateway)}
+    if sn.default_outbound_access is not None:
+        props["defaultOutboundAccess"] = sn.default_outbound_access
     if sn.service_endpoints:
         props["serviceEndpoints"] = [{"provisioningState": OK, "service": s, "locations": [topo.location_of(vnet)]}
                                      for s in sn.service_endpoints]
@@ -175,6 +179,8 @@ def subnet_from_wire(topo: Topology, body: Obj, vnet: VirtualNetwork, current: S
                   network_security_group=ref_name(topo, props, "networkSecurityGroup", "network_security_groups",
                                                   "networkSecurityGroups"),
                   route_table=ref_name(topo, props, "routeTable", "route_tables", "routeTables"),
+                  nat_gateway=ref_name(topo, props, "natGateway", "nat_gateways", "natGateways"),
+                  default_outbound_access=props.bool("defaultOutboundAccess", None),
                   private_endpoint_network_policies=props.str("privateEndpointNetworkPolicies", "Disabled"))
 
 
@@ -320,6 +326,8 @@ def ip_configuration_wire(topo: Topology, nic: NetworkInterface, rid: str, confi
              "privateIPAllocationMethod": config.private_ip_allocation_method,
              "subnet": {"id": topo.subnet_id(nic.subnet)}, "primary": config.primary,
              "privateIPAddressVersion": "IPv4"}
+    if config.primary and nic.public_ip_address:
+        props["publicIPAddress"] = {"id": ref_id(topo, "public_ip_addresses", nic.public_ip_address)}
     return {"name": config.name, "id": f"{rid}/ipConfigurations/{config.name}",
             "type": f"{NS}/networkInterfaces/ipConfigurations", "properties": props}
 
@@ -349,12 +357,18 @@ def applied_dns(topo: Topology, nic: NetworkInterface) -> list[str]:
     return list(nic.dns_servers or (found[0].dns_servers if found else []))
 
 
+def primary_config(configs: list) -> Obj:
+    """The properties of the primary IP configuration (the first when none says primary)."""
+    props = [c.obj("properties") for c in configs]
+    return next((p for p in props if p.bool("primary")), props[0])
+
+
 def ip_configurations_from_wire(topo: Topology, configs: list, name: str) -> tuple[str, list[dict]]:
     """The NIC's subnet (the primary configuration's) and its configurations in the model's input
     form (``NetworkInterface(ip_configurations=...)``, which refuses none or several primaries).
     All of them are in the NIC's subnet: a secondary configuration without a subnet takes it."""
     props = [c.obj("properties") for c in configs]
-    primary = next((p for p in props if p.bool("primary")), props[0])
+    primary = primary_config(configs)
     ref = require(subnet_ref(topo, primary, "subnet"), f"{primary.path}.subnet.id")
     out = []
     for i, (config, p) in enumerate(zip(configs, props, strict=True)):
@@ -386,6 +400,8 @@ def nic_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> Net
                             enable_ip_forwarding=props.bool("enableIPForwarding", False),
                             dns_servers=props.obj("dnsSettings").strs("dnsServers"),
                             private_endpoint=current.private_endpoint if current else None,
+                            public_ip_address=ref_name(topo, primary_config(configs), "publicIPAddress",
+                                                       "public_ip_addresses", "publicIPAddresses"),
                             network_security_group=ref_name(topo, props, "networkSecurityGroup",
                                                             "network_security_groups", "networkSecurityGroups"),
                             location=location_of(body, f"{NS}/networkInterfaces",

@@ -1,35 +1,116 @@
-"""Microsoft.Network/publicIPAddresses: not modelled, so every list is empty and there is no PUT
-(a template with one fails its preflight). ``az vm list-ip-addresses`` lists them beside the NICs, and ``az vm
-create`` deploys one unless it is given ``--public-ip-address ""``.
+"""Microsoft.Network: publicIPAddresses, publicIPPrefixes and natGateways (Standard, static IPv4).
+
+The addresses come from the lab's public range (engine.outbound); a NAT gateway's ``subnets`` and a
+public IP's ``ipConfiguration`` / ``natGateway`` are read-only, filled from the side that holds them.
 https://learn.microsoft.com/rest/api/virtualnetwork/public-ip-addresses
+https://learn.microsoft.com/rest/api/virtualnetwork/public-ip-prefixes
+https://learn.microsoft.com/rest/api/virtualnetwork/nat-gateways
 """
 
 from __future__ import annotations
 
-from starlette.responses import Response
+from ..model import NatGateway, PublicIpAddress, PublicIpPrefix, Topology
+from .arm import Router, bad_request
+from .network import NS, OK, _tags, ref_id
+from .resource import TopLevel, envelope, location_of
+from .state import LabState, Obj, check_ref_group, guid, parse_ref, require
 
-from ..model.errors import ResourceNotFound
-from .arm import Call, Router, list_response
-from .state import LabState, require_group
+SKU = {"name": "Standard", "tier": "Regional"}
 
-TYPE = "Microsoft.Network/publicIPAddresses"
+
+def _users_of_ip(topo: Topology, pip: PublicIpAddress) -> dict:
+    low = pip.name.lower()
+    nic = next((n for n in topo.network_interfaces if (n.public_ip_address or "").lower() == low), None)
+    if nic is not None:
+        return {"ipConfiguration": {"id": f"{topo.id_of('network_interfaces', nic)}/ipConfigurations/"
+                                          f"{nic.primary_ip_configuration}"}}
+    nat = next((g for g in topo.nat_gateways if low in (p.lower() for p in g.public_ip_addresses)), None)
+    return {"natGateway": {"id": topo.id_of("nat_gateways", nat)}} if nat is not None else {}
+
+
+def public_ip_wire(topo: Topology, pip: PublicIpAddress) -> dict:
+    rid = topo.id_of("public_ip_addresses", pip)
+    props = {"provisioningState": OK, "resourceGuid": guid(rid), "ipAddress": pip.ip_address,
+             "publicIPAddressVersion": "IPv4", "publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4,
+             "ipTags": [], **_users_of_ip(topo, pip)}
+    return envelope(rid, pip.name, f"{NS}/publicIPAddresses", topo.location_of(pip), pip.tags, props,
+                    sku={"name": pip.sku, "tier": "Regional"})
+
+
+def public_ip_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> PublicIpAddress:
+    props = body.obj("properties")
+    method = (props.str("publicIPAllocationMethod") or "Static").capitalize()
+    if method != "Static" or (props.str("publicIPAddressVersion") or "IPv4").upper() != "IPV4":
+        raise bad_request(f"Public IP address {name}: the lab holds Standard static IPv4 addresses only.",
+                          "UnsupportedPublicIpAddress")
+    sku = body.obj("sku").str("name") or "Standard"
+    return PublicIpAddress(name=name, resource_group=rg, tags=_tags(body), sku=sku,
+                           ip_address=current.ip_address if current is not None else None,
+                           location=location_of(body, f"{NS}/publicIPAddresses",
+                                                current and topo.location_of(current)))
+
+
+def prefix_wire(topo: Topology, pfx: PublicIpPrefix) -> dict:
+    rid = topo.id_of("public_ip_prefixes", pfx)
+    props = {"provisioningState": OK, "resourceGuid": guid(rid), "prefixLength": pfx.prefix_length,
+             "ipPrefix": pfx.ip_prefix, "publicIPAddressVersion": "IPv4", "ipTags": []}
+    nat = next((g for g in topo.nat_gateways if pfx.name.lower() in (p.lower() for p in g.public_ip_prefixes)), None)
+    if nat is not None:
+        props["natGateway"] = {"id": topo.id_of("nat_gateways", nat)}
+    return envelope(rid, pfx.name, f"{NS}/publicIPPrefixes", topo.location_of(pfx), pfx.tags, props, sku=SKU)
+
+
+def prefix_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> PublicIpPrefix:
+    props = body.obj("properties")
+    length = props.int("prefixLength", 28)
+    kept = current.ip_prefix if current is not None and current.prefix_length == length else None
+    return PublicIpPrefix(name=name, resource_group=rg, tags=_tags(body), prefix_length=length, ip_prefix=kept,
+                          location=location_of(body, f"{NS}/publicIPPrefixes", current and topo.location_of(current)))
+
+
+def nat_gateway_wire(topo: Topology, nat: NatGateway) -> dict:
+    rid = topo.id_of("nat_gateways", nat)
+    props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
+                   "idleTimeoutInMinutes": nat.idle_timeout_in_minutes,
+                   "publicIpAddresses": [{"id": ref_id(topo, "public_ip_addresses", p)} for p in nat.public_ip_addresses],
+                   "publicIpPrefixes": [{"id": ref_id(topo, "public_ip_prefixes", p)} for p in nat.public_ip_prefixes]}
+    subnets = topo.subnets_using("nat_gateway", nat.name)
+    if subnets:
+        props["subnets"] = [{"id": s} for s in subnets]
+    return envelope(rid, nat.name, f"{NS}/natGateways", topo.location_of(nat), nat.tags, props, sku={"name": "Standard"},
+                    zones=[])
+
+
+def nat_gateway_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> NatGateway:
+    props = body.obj("properties")
+    pips = [_ref(topo, item, "public_ip_addresses", "publicIPAddresses") for item in _refs(props, "publicIpAddresses")]
+    prefixes = [_ref(topo, item, "public_ip_prefixes", "publicIPPrefixes")
+                for item in _refs(props, "publicIpPrefixes")]
+    return NatGateway(name=name, resource_group=rg, tags=_tags(body), public_ip_addresses=pips,
+                      public_ip_prefixes=prefixes, idle_timeout_in_minutes=props.int("idleTimeoutInMinutes", 4),
+                      location=location_of(body, f"{NS}/natGateways", current and topo.location_of(current)))
+
+
+def _refs(props: Obj, key: str) -> list[Obj]:
+    """``publicIpAddresses`` as the SDK spells it, or ``publicIPAddresses``."""
+    return props.objs(key) or props.objs(key.replace("Ip", "IP"))
+
+
+def _ref(topo: Topology, item: Obj, kind: str, type_: str) -> str:
+    path = f"{item.path}.id"
+    rid = require(item.str("id"), path)
+    name, rg = parse_ref(rid, NS, (type_,), path, topo)
+    check_ref_group(topo, kind, name, rg, rid, path)
+    return name
+
+
+PUBLIC_IPS = TopLevel("public_ip_addresses", NS, "publicIPAddresses", public_ip_wire, public_ip_from_wire)
+PREFIXES = TopLevel("public_ip_prefixes", NS, "publicIPPrefixes", prefix_wire, prefix_from_wire)
+NAT_GATEWAYS = TopLevel("nat_gateways", NS, "natGateways", nat_gateway_wire, nat_gateway_from_wire)
 
 
 def router(state: LabState) -> Router:
-    def list_all(call: Call) -> Response:
-        return list_response([])
-
-    def list_group(call: Call) -> Response:
-        require_group(state.read(), call.params["rg"])
-        return list_response([])
-
-    def get(call: Call) -> Response:
-        rg = require_group(state.read(), call.params["rg"])
-        raise ResourceNotFound(type=TYPE, name=call.params["name"], group=rg)
-
     r = Router()
-    base = "subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Network/publicIPAddresses"
-    r.add("GET", "subscriptions/{sub}/providers/Microsoft.Network/publicIPAddresses", list_all)
-    r.add("GET", base, list_group)
-    r.add("GET", f"{base}/{{name}}", get)
+    for kind in (PUBLIC_IPS, PREFIXES, NAT_GATEWAYS):
+        kind.register(r, state)
     return r

@@ -28,14 +28,15 @@ from .keyvault import VAULTS
 from .network import NICS, NSGS, PEERINGS, ROUTE_TABLES, VNETS
 from .private_endpoints import ENDPOINTS, zone_group_wire
 from .privatedns import LINKS, ZONES, record_wire
+from .public_ips import NAT_GATEWAYS, PREFIXES, PUBLIC_IPS
 from .sql import FIREWALL_RULES, SERVERS, VNET_RULES
 from .state import LabState
 from .storage import ACCOUNTS
 from .web import PLANS, SITES
 
 # In dependency order: what a resource refers to comes before it in an exported template.
-TYPES = (NSGS, ROUTE_TABLES, VNETS, NICS, VMS, PLANS, SITES, ACCOUNTS, SERVERS, VAULTS, ZONES, ENDPOINTS,
-         GATEWAYS, LOCAL_GATEWAYS, CONNECTIONS)
+TYPES = (NSGS, ROUTE_TABLES, PUBLIC_IPS, PREFIXES, NAT_GATEWAYS, VNETS, NICS, VMS, PLANS, SITES, ACCOUNTS, SERVERS,
+         VAULTS, ZONES, ENDPOINTS, GATEWAYS, LOCAL_GATEWAYS, CONNECTIONS)
 API_VERSIONS = {"Microsoft.Network": "2024-07-01", "Microsoft.Compute": "2024-07-01", "Microsoft.Web": "2024-11-01",
                 "Microsoft.Storage": "2023-05-01", "Microsoft.Sql": "2021-11-01", "Microsoft.KeyVault": "2023-07-01"}
 # types whose RP has versions of its own (Private DNS is a separate RP inside Microsoft.Network)
@@ -132,6 +133,9 @@ _READ_ONLY = {
     "Microsoft.Network/virtualNetworks/virtualNetworkPeerings": ("peeringState", "peeringSyncLevel",
                                                                  "remoteAddressSpace",
                                                                  "remoteVirtualNetworkAddressSpace"),
+    "Microsoft.Network/publicIPAddresses": ("ipAddress", "ipConfiguration", "natGateway"),
+    "Microsoft.Network/publicIPPrefixes": ("ipPrefix", "natGateway", "publicIPAddresses"),
+    "Microsoft.Network/natGateways": ("subnets",),
     "Microsoft.Compute/virtualMachines": ("vmId", "instanceView"),
     "Microsoft.Network/privateEndpoints": ("networkInterfaces", "customDnsConfigs",
                                            "privateLinkServiceConnections[].properties.provisioningState",
