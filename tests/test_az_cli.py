@@ -244,7 +244,7 @@ def test_resource_list_show_and_group_export_round_trip(vms, tmp_path):
     assert {r["name"] for r in listed} == mine and {r["resourceGroup"] for r in listed} == {"rg-vm"}
     only_vms = json.loads(vms("resource", "list", "-g", "rg-vm", "--resource-type",
                               "Microsoft.Compute/virtualMachines").stdout)
-    assert sorted(r["name"] for r in only_vms) == ["vm-a", "vm-b"]
+    assert sorted(r["name"] for r in only_vms) == ["vm-a", "vm-b", "vm-c"]
     shown = json.loads(vms("resource", "show", "--ids", only_vms[0]["id"]).stdout)
     assert shown["id"] == only_vms[0]["id"] and shown["properties"]["hardwareProfile"]["vmSize"]
     exported = vms("group", "export", "-n", "rg-vm").stdout
