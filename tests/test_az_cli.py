@@ -394,7 +394,7 @@ def multi(az):
     vm = ["vm", "create", "-g", "rg-ipc", "--image", "Ubuntu2204", "--admin-username", "azureuser",
           "--ssh-key-values", SSH_KEY]
     az(*vm, "-n", "vm-m", "--nics", "nic-m")
-    az(*vm, "-n", "vm-c", "--nics", "nic-c")
+    az(*vm, "-n", "vm-ipc", "--nics", "nic-c")
     return az
 
 
@@ -415,7 +415,7 @@ def test_nic_ip_config_create_list_and_list_ip_addresses(multi):
     ips = json.loads(multi("vm", "list-ip-addresses", "-g", "rg-ipc", "-n", "vm-m").stdout)
     assert ips[0]["virtualMachine"]["network"]["privateIpAddresses"] == ["10.30.0.4", "10.30.0.50",
                                                                          dynamic["privateIPAddress"]]
-    trace = multi.lab.trace("vm-c", "10.30.0.50", protocol="Icmp")
+    trace = multi.lab.trace("vm-ipc", "10.30.0.50", protocol="Icmp")
     assert trace.verdict == "Connected" and trace.steps[-1].detail.ip_configuration == "ipconfig2"
     multi("network", "nic", "ip-config", "delete", "-g", "rg-ipc", "--nic-name", "nic-m", "-n", "ipconfig3")
     assert multi.lab.topology().find("network_interfaces", "nic-m").addresses == ["10.30.0.4", "10.30.0.50"]
