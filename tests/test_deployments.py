@@ -134,12 +134,12 @@ def changes_of(client, template: dict, **parameters) -> dict[str, dict]:
 
 def test_what_if_names_creates_modifies_and_no_changes(client, lab_home):
     template = hub_spoke()
-    template["resources"].append({"type": "Microsoft.Network/publicIPAddresses", "name": "pip", "location": "westeurope",
+    template["resources"].append({"type": "Microsoft.Network/loadBalancers", "name": "lb", "location": "westeurope",
                                   "properties": {}})
     before = Lab.open(lab_home).store.version()
     first = changes_of(client, template)
     assert first["nsg-shop-app"]["changeType"] == "Create" and first["nsg-shop-app"]["before"] is None
-    assert first["pip"]["changeType"] == "Unsupported"
+    assert first["lb"]["changeType"] == "Unsupported"
     assert Lab.open(lab_home).store.version() == before
     assert client.put(f"{DEPLOYMENTS}/shop", params=API, json=body(hub_spoke())).status_code == 201
     changed = copy.deepcopy(hub_spoke())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 
 from conftest import cli
 from vnetlab.api import create_app, estate, template
+from vnetlab.engine.outbound import PUBLIC_IP_NET
 from vnetlab.engine.whatif import NO_CHANGE, resource_changes
 from vnetlab.lab import Lab
 from vnetlab.model.ids import DEFAULT_SUBSCRIPTION
@@ -73,11 +75,11 @@ def test_lists_as_az_prints_them_build_the_estate(estate):
 def test_types_vnetlab_does_not_model_are_listed_and_skipped(estate):
     _, report = estate
     assert {t: len(ids) for t, ids in report["skipped"].items()} == {
-        "Microsoft.Network/publicIPAddresses": 1, "Microsoft.Compute/disks": 1,
-        "Microsoft.Network/networkWatchers": 1}
+        "Microsoft.Compute/disks": 1, "Microsoft.Network/networkWatchers": 1}
     assert estate[0].topology().find("storage_accounts", "stshopdata01") is not None  # modelled since issue 9
-    assert f"/subscriptions/{SUB}/resourceGroups/rg-hub/providers/Microsoft.Network/publicIPAddresses/pip-nva" in \
-        report["skipped"]["Microsoft.Network/publicIPAddresses"]
+    # modelled since issue 10: Azure's address (20.31.44.7) is outside the lab's range, the lab gives its own
+    pip = estate[0].topology().find("public_ip_addresses", "pip-nva")
+    assert pip is not None and IPv4Address(pip.ip_address) in PUBLIC_IP_NET
 
 
 def test_references_to_what_the_files_do_not_hold_are_reported_with_their_ids(estate):
@@ -105,8 +107,9 @@ def test_the_imported_estate_answers_traces(estate):
 
 def test_a_list_of_unknown_types_only_is_not_fatal(tmp_path):
     lab, report = imported(tmp_path, str(DATA / "az-resource-list.json"))
-    # its one storage account is imported (modelled since issue 9); the other types are skipped
-    assert [i.rsplit("/", 1)[-1] for i in report["imported"]] == ["stshopdata01"] and len(report["skipped"]) == 3
+    # its public IP and storage account are imported (modelled since issues 10 and 9); the other types are skipped
+    assert [i.rsplit("/", 1)[-1] for i in report["imported"]] == ["pip-nva", "stshopdata01"]
+    assert len(report["skipped"]) == 2
     assert lab.exists() and not lab.topology().virtual_networks
 
 
@@ -146,7 +149,7 @@ def test_a_bicep_built_template_with_copy_loops_conditions_and_a_nested_deployme
     app = topo.web_apps[0]
     assert app.name.startswith("app-shop-") and len(app.name) == len("app-shop-") + 13  # uniqueString
     assert (app.plan, app.vnet_integration, app.route_all) == ("plan-shop", "vnet-shop-spoke1/snet-integration", True)
-    assert list(report["skipped"]) == ["Microsoft.Network/publicIPAddresses"]
+    assert report["skipped"] == {} and topo.find("public_ip_addresses", "pip-firewall") is not None
 
 
 def test_template_parameters_given_on_the_command_line(tmp_path):
@@ -269,3 +272,4 @@ def test_paas_references_to_what_the_files_do_not_hold_are_reported_and_dropped(
     topo = lab.topology()
     assert topo.find("storage_accounts", "stdata01").network_rule_set.virtual_network_rules == []
     assert topo.private_endpoints == [] and topo.private_dns_zones[0].virtual_network_links == []
+
