@@ -273,3 +273,77 @@ def test_paas_references_to_what_the_files_do_not_hold_are_reported_and_dropped(
     assert topo.find("storage_accounts", "stdata01").network_rule_set.virtual_network_rules == []
     assert topo.private_endpoints == [] and topo.private_dns_zones[0].virtual_network_links == []
 
+
+# -- public IPs, prefixes and NAT gateways (issue 10 §1) --------------------------------------------
+
+OUTBOUND = {
+    "name": "outbound", "location": "westeurope", "resource_group": "rg1",
+    # addresses a fresh allocation would not give: the import keeps them
+    "public_ip_addresses": [{"name": "pip-nat"}, {"name": "pip-vm", "ip_address": "198.19.0.77"}],
+    "public_ip_prefixes": [{"name": "pfx-nat", "prefix_length": 31, "ip_prefix": "198.19.128.10/31"}],
+    "nat_gateways": [{"name": "natgw", "public_ip_addresses": ["pip-nat"], "public_ip_prefixes": ["pfx-nat"],
+                      "idle_timeout_in_minutes": 10}],
+    "virtual_networks": [{"name": "vnet1", "address_space": ["10.0.0.0/16"], "subnets": [
+        {"name": "nat", "address_prefix": "10.0.0.0/24", "nat_gateway": "natgw"},
+        {"name": "private", "address_prefix": "10.0.1.0/24", "default_outbound_access": False}]}],
+    "virtual_machines": [{"name": "vm-nat", "subnet": "vnet1/nat"},
+                         {"name": "vm-pip", "subnet": "vnet1/private", "public_ip_address": "pip-vm"}],
+}
+
+
+def test_public_ips_prefixes_and_nat_gateways_export_and_import_back_with_their_addresses(tmp_path):
+    home = tmp_path / "lab"
+    (tmp_path / "outbound.json").write_text(json.dumps(OUTBOUND))
+    assert cli(home, "up", str(tmp_path / "outbound.json")).exit_code == 0
+    before = Lab.open(home).topology()
+    with TestClient(create_app(home)) as client:
+        answer = client.post(f"/subscriptions/{before.subscription_id}/resourceGroups/rg1/exportTemplate",
+                             params={"api-version": "2021-04-01"}, json={"resources": ["*"]})
+    resources = {r["name"]: r for r in answer.json()["template"]["resources"]}
+    nat = resources["natgw"]
+    assert nat["type"] == "Microsoft.Network/natGateways" and nat["properties"]["idleTimeoutInMinutes"] == 10
+    assert nat["dependsOn"] == ["[resourceId('Microsoft.Network/publicIPAddresses', 'pip-nat')]",
+                                "[resourceId('Microsoft.Network/publicIPPrefixes', 'pfx-nat')]"]
+    assert resources["pip-nat"]["properties"]["ipAddress"] == before.find("public_ip_addresses", "pip-nat").ip_address
+    assert resources["pfx-nat"]["properties"]["ipPrefix"] == before.find("public_ip_prefixes", "pfx-nat").ip_prefix
+    subnet = next(s for s in resources["vnet1"]["properties"]["subnets"] if s["name"] == "private")
+    assert subnet["properties"]["defaultOutboundAccess"] is False
+    assert "[resourceId('Microsoft.Network/natGateways', 'natgw')]" in resources["vnet1"]["dependsOn"]
+    (tmp_path / "rg1.json").write_text(json.dumps(answer.json()))
+    imported_lab, report = imported(tmp_path, str(tmp_path / "rg1.json"), "--name", before.name, "-g", "rg1")
+    assert report["skipped"] == {} and report["missing"] == [] and report["refused"] == []
+    after = imported_lab.topology()
+    same_lab(before.model_copy(update={"internet_hosts": after.internet_hosts}), after)
+    addresses = {p.name: p.ip_address for p in after.public_ip_addresses}
+    assert addresses == {"pip-nat": before.find("public_ip_addresses", "pip-nat").ip_address, "pip-vm": "198.19.0.77"}
+    assert after.find("public_ip_prefixes", "pfx-nat").ip_prefix == "198.19.128.10/31"
+    assert imported_lab.trace("vm-nat", after.internet_hosts[0].name, 443).source_ip_seen == addresses["pip-nat"]
+    assert imported_lab.trace("vm-pip", after.internet_hosts[0].name, 443).source_ip_seen == addresses["pip-vm"]
+
+
+def test_references_to_public_ips_and_nat_gateways_the_files_do_not_hold_are_dropped(tmp_path):
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-out/providers/Microsoft.Network"
+    items = [
+        {"id": f"{rg}/natGateways/natgw", "name": "natgw", "location": "westeurope",
+         "type": "Microsoft.Network/natGateways", "sku": {"name": "Standard"},
+         "properties": {"publicIpAddresses": [{"id": f"{rg}/publicIPAddresses/pip-gone"}]}},
+        {"id": f"{rg}/virtualNetworks/vnet-out", "name": "vnet-out", "location": "westeurope",
+         "type": "Microsoft.Network/virtualNetworks",
+         "properties": {"addressSpace": {"addressPrefixes": ["10.40.0.0/16"]}, "subnets": [
+             {"name": "vms", "properties": {"addressPrefix": "10.40.0.0/24",
+                                            "natGateway": {"id": f"{rg}/natGateways/natgw-gone"}}}]}},
+        {"id": f"{rg}/networkInterfaces/nic-out", "name": "nic-out", "location": "westeurope",
+         "type": "Microsoft.Network/networkInterfaces",
+         "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+             "subnet": {"id": f"{rg}/virtualNetworks/vnet-out/subnets/vms"},
+             "publicIPAddress": {"id": f"{rg}/publicIPAddresses/pip-vm-gone"}}}]}},
+    ]
+    (tmp_path / "out.json").write_text(json.dumps(items))
+    lab, report = imported(tmp_path, str(tmp_path / "out.json"))
+    missing = {(m["by"].rsplit("/", 1)[-1], m["id"].rsplit("/", 1)[-1], m["dropped"]) for m in report["missing"]}
+    assert missing == {("natgw", "pip-gone", "reference"), ("vms", "natgw-gone", "reference"),
+                       ("nic-out", "pip-vm-gone", "reference")}
+    topo = lab.topology()
+    assert topo.find("nat_gateways", "natgw").public_ip_addresses == []
+    assert topo.vnet("vnet-out").subnet("vms").nat_gateway is None
+    assert topo.find("network_interfaces", "nic-out").public_ip_address is None

@@ -297,105 +297,138 @@ def _add_groups(topo: Topology, sources: Sources, parsed: list, resource_group: 
             topo.resource_groups.append(ResourceGroup(name=rg, location=loc or topo.location))
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What a reference names: its ARM type under the provider and the topology's list."""
+
+    types: str
+    kind: str
+
+    def exists(self, topo: Topology, name: str) -> bool:
+        if self.types == "virtualNetworks/subnets":
+            return topo.subnet(name) is not None
+        return topo.find(self.kind, name) is not None
+
+
+_NSG, _RT = _Kind("networkSecurityGroups", "network_security_groups"), _Kind("routeTables", "route_tables")
+_VNET, _SUBNET = _Kind("virtualNetworks", "virtual_networks"), _Kind("virtualNetworks/subnets", "virtual_networks")
+_NIC, _ZONE = _Kind("networkInterfaces", "network_interfaces"), _Kind("privateDnsZones", "private_dns_zones")
+_PIP, _PREFIX = _Kind("publicIPAddresses", "public_ip_addresses"), _Kind("publicIPPrefixes", "public_ip_prefixes")
+_NAT = _Kind("natGateways", "nat_gateways")
+
+
+class _Dangling:
+    """References to resources the files do not hold: reported with their id (as the files write
+    it), then dropped; a resource that cannot stand without its reference is dropped with it."""
+
+    def __init__(self, topo: Topology, report: Report, ids: dict[tuple[str, str], str]):
+        self.topo, self.report, self.ids = topo, report, ids
+
+    def id_of(self, what: _Kind, name: str) -> str:
+        if name.startswith("/"):
+            return name
+        found = self.ids.get((what.types.lower(), name.lower()))
+        if found:
+            return found
+        first, *rest = name.split("/")
+        children = [x for pair in zip(what.types.split("/")[1:], rest, strict=False) for x in pair]
+        return resource_id(self.topo.subscription_id, self.topo.resource_group, what.kind, first, *children)
+
+    def lacking(self, what: _Kind, name: str) -> str | None:
+        """The id of ``name`` when the lab does not hold it."""
+        return None if what.exists(self.topo, name) else self.id_of(what, name)
+
+    def missing(self, by: str, target: str, dropped: str = "reference") -> None:
+        self.report.missing.append(Missing(by, target, dropped))
+        if dropped == "resource":
+            self.report.imported = [i for i in self.report.imported if i.lower() != by.lower()]
+
+    def reference(self, by: str, res, attr: str, what: _Kind) -> None:
+        """An optional reference (``res.attr``): dropped when it names nothing."""
+        name = getattr(res, attr)
+        lacking = self.lacking(what, name) if name else None
+        if lacking:
+            self.missing(by, lacking)
+            setattr(res, attr, None)
+
+    def references(self, by: str, names: list[str], what: _Kind) -> list[str]:
+        """A list of references: those naming nothing dropped."""
+        kept = []
+        for name in names:
+            lacking = self.lacking(what, name)
+            if lacking:
+                self.missing(by, lacking)
+            else:
+                kept.append(name)
+        return kept
+
+    def standing(self, items: list, by: Callable[[Any], str], lacks: Callable[[Any], str | None]) -> list:
+        """The items that can stand; each other is reported with the id it lacks, and dropped."""
+        kept = []
+        for item in items:
+            lacking = lacks(item)
+            if lacking:
+                self.missing(by(item), lacking, "resource")
+            else:
+                kept.append(item)
+        return kept
+
+
 def _drop_dangling(topo: Topology, report: Report, ids: dict[tuple[str, str], str]) -> None:
     """References to resources the files do not hold: reported with their id, then dropped; a
     resource that cannot stand without its reference (a NIC without its subnet, a VM without its
     NIC, a peering without its remote network) is dropped with it."""
-    def named(types: str, names: str, kind: str) -> str:
-        found = ids.get((types.lower(), names.lower()))
-        if found:
-            return found
-        first, *rest = names.split("/")
-        children = [x for pair in zip(types.split("/")[1:], rest, strict=False) for x in pair]
-        return resource_id(topo.subscription_id, topo.resource_group, kind, first, *children)
-
-    def missing(by: str, target: str, dropped: str = "reference") -> None:
-        report.missing.append(Missing(by, target, dropped))
-        if dropped == "resource":
-            report.imported = [i for i in report.imported if i.lower() != by.lower()]
-
+    d = _Dangling(topo, report, ids)
+    for nat in topo.nat_gateways:
+        by = topo.id_of("nat_gateways", nat)
+        nat.public_ip_addresses = d.references(by, nat.public_ip_addresses, _PIP)
+        nat.public_ip_prefixes = d.references(by, nat.public_ip_prefixes, _PREFIX)
     for vnet in topo.virtual_networks:
         for sn in vnet.subnets:
             by = topo.id_of("virtual_networks", vnet, "subnets", sn.name)
-            if sn.network_security_group and not topo.find("network_security_groups", sn.network_security_group):
-                missing(by, named("networkSecurityGroups", sn.network_security_group, "network_security_groups"))
-                sn.network_security_group = None
-            if sn.route_table and not topo.find("route_tables", sn.route_table):
-                missing(by, named("routeTables", sn.route_table, "route_tables"))
-                sn.route_table = None
-        kept = []
-        for p in vnet.peerings:
-            if topo.vnet(p.remote_virtual_network):
-                kept.append(p)
-            else:
-                missing(topo.id_of("virtual_networks", vnet, "virtualNetworkPeerings", p.name),
-                        named("virtualNetworks", p.remote_virtual_network, "virtual_networks"), "resource")
-        vnet.peerings = kept
-    nics = []
+            d.reference(by, sn, "network_security_group", _NSG)
+            d.reference(by, sn, "route_table", _RT)
+            d.reference(by, sn, "nat_gateway", _NAT)
+        vnet.peerings = d.standing(
+            vnet.peerings, lambda p, v=vnet: topo.id_of("virtual_networks", v, "virtualNetworkPeerings", p.name),
+            lambda p: d.lacking(_VNET, p.remote_virtual_network))
     for nic in topo.network_interfaces:
         by = topo.id_of("network_interfaces", nic)
-        if nic.network_security_group and not topo.find("network_security_groups", nic.network_security_group):
-            missing(by, named("networkSecurityGroups", nic.network_security_group, "network_security_groups"))
-            nic.network_security_group = None
-        if topo.subnet(nic.subnet):
-            nics.append(nic)
-        else:
-            missing(by, named("virtualNetworks/subnets", nic.subnet, "virtual_networks"), "resource")
-    topo.network_interfaces = nics
-    vms = []
-    for vm in topo.virtual_machines:
-        if topo.find("network_interfaces", vm.network_interface):
-            vms.append(vm)
-        else:
-            missing(topo.id_of("virtual_machines", vm),
-                    named("networkInterfaces", vm.network_interface, "network_interfaces"), "resource")
-    topo.virtual_machines = vms
+        d.reference(by, nic, "network_security_group", _NSG)
+        d.reference(by, nic, "public_ip_address", _PIP)
+    topo.network_interfaces = d.standing(topo.network_interfaces, lambda n: topo.id_of("network_interfaces", n),
+                                         lambda n: d.lacking(_SUBNET, n.subnet))
+    topo.virtual_machines = d.standing(topo.virtual_machines, lambda vm: topo.id_of("virtual_machines", vm),
+                                       lambda vm: d.lacking(_NIC, vm.network_interface))
     for app in topo.web_apps:
-        if app.vnet_integration and not topo.subnet(app.vnet_integration):
-            missing(topo.id_of("web_apps", app), named("virtualNetworks/subnets", app.vnet_integration,
-                                                       "virtual_networks"))
-            app.vnet_integration = None
-    _drop_dangling_paas(topo, missing, named)
+        d.reference(topo.id_of("web_apps", app), app, "vnet_integration", _SUBNET)
+    _drop_dangling_paas(topo, d)
 
 
-def _drop_dangling_paas(topo: Topology, missing, named) -> None:
+def _drop_dangling_paas(topo: Topology, d: _Dangling) -> None:
     """Issue 9's references: a private endpoint's subnet and target (it cannot stand without them)
     and its zone group's zones, a zone's links to VNets, the PaaS firewalls' subnet rules."""
-    def subnet_id(ref: str) -> str:
-        return ref if ref.startswith("/") else named("virtualNetworks/subnets", ref, "virtual_networks")
+    def endpoint_lacks(pe) -> str | None:
+        lacking = d.lacking(_SUBNET, pe.subnet)
+        return lacking or (pe.target if topo.private_link_target(pe) is None else None)
 
-    endpoints = []
+    topo.private_endpoints = d.standing(topo.private_endpoints, lambda pe: topo.id_of("private_endpoints", pe),
+                                        endpoint_lacks)
     for pe in topo.private_endpoints:
-        by = topo.id_of("private_endpoints", pe)
-        if not topo.subnet(pe.subnet):
-            missing(by, subnet_id(pe.subnet), "resource")
-        elif topo.private_link_target(pe) is None:
-            missing(by, pe.target, "resource")
-        else:
-            for zone in [z for z in pe.private_dns_zone_group if not topo.find("private_dns_zones", z)]:
-                missing(by, named("privateDnsZones", zone, "private_dns_zones"))
-                pe.private_dns_zone_group.remove(zone)
-            endpoints.append(pe)
-    topo.private_endpoints = endpoints
+        pe.private_dns_zone_group = d.references(topo.id_of("private_endpoints", pe), pe.private_dns_zone_group, _ZONE)
     for zone in topo.private_dns_zones:
-        kept = []
-        for link in zone.virtual_network_links:
-            if topo.vnet(link.virtual_network):
-                kept.append(link)
-            else:
-                missing(topo.id_of("private_dns_zones", zone, "virtualNetworkLinks", link.name),
-                        named("virtualNetworks", link.virtual_network, "virtual_networks"), "resource")
-        zone.virtual_network_links = kept
+        zone.virtual_network_links = d.standing(
+            zone.virtual_network_links, lambda k, z=zone: topo.id_of("private_dns_zones", z, "virtualNetworkLinks", k.name),
+            lambda k: d.lacking(_VNET, k.virtual_network))
     for kind, acls in (("storage_accounts", "network_rule_set"), ("key_vaults", "network_acls")):
         for res in getattr(topo, kind):
             rules = getattr(res, acls, None)
-            for ref in [r for r in (rules.virtual_network_rules if rules else []) if not topo.subnet(r)]:
-                missing(topo.id_of(kind, res), subnet_id(ref))
-                rules.virtual_network_rules.remove(ref)
+            if rules is not None:
+                rules.virtual_network_rules = d.references(topo.id_of(kind, res), rules.virtual_network_rules, _SUBNET)
     for server in topo.sql_servers:
-        for rule in [r for r in server.virtual_network_rules if not topo.subnet(r.subnet)]:
-            missing(topo.id_of("sql_servers", server, "virtualNetworkRules", rule.name), subnet_id(rule.subnet), "resource")
-            server.virtual_network_rules.remove(rule)
+        server.virtual_network_rules = d.standing(
+            server.virtual_network_rules, lambda r, s=server: topo.id_of("sql_servers", s, "virtualNetworkRules", r.name),
+            lambda r: d.lacking(_SUBNET, r.subnet))
 
 
 def parameters_from(values: list[str]) -> dict:

@@ -9,6 +9,7 @@ https://learn.microsoft.com/rest/api/virtualnetwork/nat-gateways
 
 from __future__ import annotations
 
+from ..engine.outbound import requested_public_address, requested_public_prefix
 from ..model import NatGateway, PublicIpAddress, PublicIpPrefix, Topology
 from .arm import Router, bad_request
 from .network import NS, OK, _tags, ref_id
@@ -45,7 +46,8 @@ def public_ip_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) 
                           "UnsupportedPublicIpAddress")
     sku = body.obj("sku").str("name") or "Standard"
     return PublicIpAddress(name=name, resource_group=rg, tags=_tags(body), sku=sku,
-                           ip_address=current.ip_address if current is not None else None,
+                           ip_address=current.ip_address if current is not None else
+                           requested_public_address(topo, props.str("ipAddress")),
                            location=location_of(body, f"{NS}/publicIPAddresses",
                                                 current and topo.location_of(current)))
 
@@ -63,7 +65,10 @@ def prefix_wire(topo: Topology, pfx: PublicIpPrefix) -> dict:
 def prefix_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> PublicIpPrefix:
     props = body.obj("properties")
     length = props.int("prefixLength", 28)
-    kept = current.ip_prefix if current is not None and current.prefix_length == length else None
+    if current is not None:
+        kept = current.ip_prefix if current.prefix_length == length else None
+    else:
+        kept = requested_public_prefix(topo, props.str("ipPrefix"), length)
     return PublicIpPrefix(name=name, resource_group=rg, tags=_tags(body), prefix_length=length, ip_prefix=kept,
                           location=location_of(body, f"{NS}/publicIPPrefixes", current and topo.location_of(current)))
 

@@ -133,8 +133,9 @@ _READ_ONLY = {
     "Microsoft.Network/virtualNetworks/virtualNetworkPeerings": ("peeringState", "peeringSyncLevel",
                                                                  "remoteAddressSpace",
                                                                  "remoteVirtualNetworkAddressSpace"),
-    "Microsoft.Network/publicIPAddresses": ("ipAddress", "ipConfiguration", "natGateway"),
-    "Microsoft.Network/publicIPPrefixes": ("ipPrefix", "natGateway", "publicIPAddresses"),
+    # ipAddress and ipPrefix stay, as Azure's export writes them (the lab's own import keeps them)
+    "Microsoft.Network/publicIPAddresses": ("ipConfiguration", "natGateway"),
+    "Microsoft.Network/publicIPPrefixes": ("natGateway", "publicIPAddresses"),
     "Microsoft.Network/natGateways": ("subnets",),
     "Microsoft.Compute/virtualMachines": ("vmId", "instanceView"),
     "Microsoft.Network/privateEndpoints": ("networkInterfaces", "customDnsConfigs",

@@ -65,6 +65,28 @@ def allocate_public_addresses(new: Topology, old: Topology | None) -> None:
                 used.append(block)
 
 
+def requested_public_address(topo: Topology, text: str | None) -> str | None:
+    """The address a new public IP's body names (``ipAddress``) when the lab's public range holds it and
+    no other public IP has it: the lab's own export imports back with its addresses; another (an
+    address Azure gave, one in use) is allocated anew, as Azure ignores it."""
+    try:
+        ip = IPv4Address(text or "")
+    except ValueError:
+        return None
+    taken = {p.ip_address for p in topo.public_ip_addresses}
+    return str(ip) if ip in PUBLIC_IP_NET and str(ip) not in taken else None
+
+
+def requested_public_prefix(topo: Topology, text: str | None, length: int) -> str | None:
+    """A new public IP prefix's ``ipPrefix``, on the same terms (its length, the lab's prefix range, free)."""
+    try:
+        net = IPv4Network(text or "")
+    except ValueError:
+        return None
+    free = not any(net.overlaps(IPv4Network(p.ip_prefix)) for p in topo.public_ip_prefixes if p.ip_prefix)
+    return str(net) if net.prefixlen == length and net.subnet_of(PUBLIC_PREFIX_NET) and free else None
+
+
 # -- a NAT gateway's addresses ------------------------------------------------------------------
 def nat_gateway_addresses(topo: Topology, nat) -> list[IPv4Address]:
     """Every address of a NAT gateway: its public IPs, then each prefix whole (a prefix is used whole)."""
@@ -125,24 +147,29 @@ def site_outbound_addresses(topo: Topology, app) -> tuple[list[str], list[str]]:
     return current, list(current)
 
 
-def egress_addresses(topo: Topology, default: dict[tuple[str, str], IPv4Address]
-                     ) -> dict[tuple[str, str], IPv4Address]:
-    """("network_interfaces"|"web_apps", name) -> the address its internet traffic leaves with from its
-    own subnet (what the emulation SNATs to): ``default`` (the default outbound and plan addresses)
-    overridden by a NAT gateway or public IP. A VM of a private subnet keeps its default address here:
-    the trace refuses its flow (NoOutboundAccess), the emulation does not drop it."""
-    out = dict(default)
+def egresses(topo: Topology, default: dict[tuple[str, str], IPv4Address]) -> dict[tuple[str, str], Egress]:
+    """("network_interfaces"|"web_apps", name) -> how its internet traffic leaves from its own subnet
+    (what the emulation SNATs to, or drops when there is no address): ``default`` holds the default
+    outbound and plan addresses, a NAT gateway or public IP overrides them, a private subnet has none."""
+    out: dict[tuple[str, str], Egress] = {}
     for nic in topo.network_interfaces:
         found = topo.subnet(nic.subnet)
         key = ("network_interfaces", nic.name.lower())
         if found is not None and key in default:
-            out[key] = nic_egress(topo, nic, found[1], default[key]).address or default[key]
+            out[key] = nic_egress(topo, nic, found[1], default[key])
     for app in topo.web_apps:
         key = ("web_apps", app.name.lower())
         found = topo.subnet(app.vnet_integration) if app.vnet_integration else None
-        if found is not None and key in default:
-            out[key] = app_egress(topo, found[1], app.route_all, default[key]).address
+        if key in default:
+            out[key] = app_egress(topo, found[1] if found else None, app.route_all, default[key])
     return out
+
+
+def egress_addresses(egress: dict[tuple[str, str], Egress], default: dict[tuple[str, str], IPv4Address]
+                     ) -> dict[tuple[str, str], IPv4Address]:
+    """The address of each of :func:`egresses`; a VM of a private subnet keeps its default address here
+    (the trace refuses its flow first: NoOutboundAccess; the emulation drops it)."""
+    return {**default, **{k: e.address or default[k] for k, e in egress.items()}}
 
 
 # -- validation ---------------------------------------------------------------------------------
