@@ -136,6 +136,16 @@ def test_site_body_carries_what_the_cli_reads(http):
     assert props["enabledHostNames"] and props["hostNameSslStates"]
 
 
+def test_site_outbound_addresses_are_the_source_the_internet_sees(http, lab_home):
+    """outboundIpAddresses / possibleOutboundIpAddresses: the address the trace says an internet host
+    sees (an allow-list of them lets the app in); a NAT gateway never shows there (issue 10 §1)."""
+    props = http.get(f"{WEB}/sites/app1").json()["properties"]
+    lab = Lab.open(lab_home)
+    seen = lab.trace("app1", lab.topology().internet_hosts[0].name, 443).source_ip_seen
+    assert props["outboundIpAddresses"].split(",") == [seen]
+    assert seen in props["possibleOutboundIpAddresses"].split(",")
+
+
 def test_check_name_availability_knows_the_sites(http):
     url = f"{SUB}/providers/Microsoft.Web/checknameavailability"
     taken = http.post(url, json={"name": "APP1", "type": "Site"}).json()

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 from ..model import AzureError, NetworkInterface, Topology, VirtualNetwork, WebApp
 from ..model.errors import ResourceNotFound
 from .addressing import integration_addresses, public_outbound_addresses
-from .outbound import egress_addresses
+from .outbound import egress_addresses, egresses
 from . import paas
 from .app_service import Sandbox, sandbox
 from .routing import EffectiveRoute, RouteLookup, connected_peers, effective_routes
@@ -56,7 +56,8 @@ class LabView:
         self.topo = topo
         self.integration = integration_addresses(topo)
         self.default_outbound = public_outbound_addresses(topo)
-        self.outbound = egress_addresses(topo, self.default_outbound)  # NAT gateways, public IPs applied
+        self.egress = egresses(topo, self.default_outbound)  # NAT gateways, public IPs, private subnets
+        self.outbound = egress_addresses(self.egress, self.default_outbound)
         self.endpoint_routing = paas.EndpointRouting(topo)
         self.subnets: dict[str, SubnetView] = {}
         for vnet in topo.virtual_networks:

@@ -187,6 +187,7 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
     # delivered to the fabric itself: only DNS queries to Azure DNS (``dns``)
     body.append("  chain inp {\n    type filter hook input priority filter; policy drop;\n"
                 f"    ip daddr {AZURE_DNS} meta l4proto {{ tcp, udp }} th dport 53 accept\n  }}")
+    body += _egress_checks(lay, ports)
     body += _fabric_nat(lay, fab, ports)
     # every interface of the fabric forwards without a visible hop (its bridges hold only the
     # gateway addresses and never receive); what is delivered to the fabric itself is dropped
@@ -198,6 +199,27 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
     if app_ports:
         body.append(ttl_decrement_body(app_ports))
     lay.nft.append(NftTable(ns=fab, family="ip", name="vlfab", text="\n".join(body)))
+
+
+def _egress_checks(lay: Layout, ports: list[Port]) -> list[str]:
+    """New flows to the internet that the engine's egress refuses: none from a port without a public
+    address (a VM of a private subnet), no ICMP through a NAT gateway. Service endpoint traffic
+    does not leave by the egress: it stays allowed (its routes' prefixes)."""
+    lines = []
+    for p in ports:
+        key = ("web_apps", p.app.name.lower()) if p.app is not None else \
+            ("network_interfaces", p.nic.name.lower()) if p.nic is not None and not p.nic.private_endpoint else None
+        egress = lay.net.egress.get(key) if key else None
+        if egress is None or (egress.address is not None and egress.method != "NatGateway"):
+            continue
+        se = sorted(set(lay.se_prefixes.get(p.subnet.lower(), [])))
+        match = f'iifname "{p.name}" oifname "inet" ct state new' + (f' ip daddr != {{ {", ".join(se)} }}' if se else "")
+        # https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#protocols
+        lines.append(f"    {match} drop" if egress.address is None else f"    {match} meta l4proto icmp drop")
+    if not lines:
+        return []
+    return ["  chain egress {\n    type filter hook forward priority filter; policy accept;\n" + "\n".join(lines)
+            + "\n  }"]
 
 
 def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:

@@ -1,7 +1,8 @@
 """The built-in service run inside emulated VMs and web-app sandboxes (stdlib only).
 
-VM mode: listen on TCP ports (HTTP: ``GET /`` -> ``200 hello from NAME``) and UDP ports
-(echo every datagram back)::
+VM mode: listen on TCP ports (HTTP: ``GET /`` -> ``200 hello from NAME``; ``GET /ip`` -> the
+client's address as this host sees it, what an internet host's allow-list would match) and UDP
+ports (echo every datagram back)::
 
     python -m vnetlab.backends.netns.responder --name rg1vm1 --tcp 80 --tcp 443 --udp 53
 
@@ -105,6 +106,8 @@ def _handler(name: str, webapp: bool, backend: tuple[str, int] | None, check_tim
                 except OSError:
                     ok = False
                 return self._send(200, "Connection OK" if ok else "Connection NOK")
+            if url.path == "/ip" and not webapp:
+                return self._send(200, f"{self.client_address[0]}\n")
             if url.path == "/":
                 if webapp:
                     return self._send(200, f"web app {name}\n")
