@@ -120,8 +120,25 @@ def generate(seed: int, n_vnets: int = 4, nsg_p: float = 0.4, hub: bool = False)
         apps.append({"name": f"sh{a}", "plan": "shared", "vnet_integration": f"v{shared_vnet}/int",
                      "vnet_route_all_enabled": a == 0 and rnd.random() < 0.5})
     apps.append({"name": "shx", "plan": "shared"})
-    return {"name": f"diff{seed}", "virtual_networks": vnets, "network_security_groups": nsgs,
-            "route_tables": rts, "virtual_machines": vms, "app_service_plans": plans, "web_apps": apps}
+    doc = {"name": f"diff{seed}", "virtual_networks": vnets, "network_security_groups": nsgs,
+           "route_tables": rts, "virtual_machines": vms, "app_service_plans": plans, "web_apps": apps}
+    return with_outbound(doc, n_vnets)
+
+
+def with_outbound(doc: dict, n_vnets: int) -> dict:
+    """Every way out to the internet (no random draw: the seeds' labs stay as they were otherwise):
+    the last VNet's VM subnet and integration subnet behind a NAT gateway (no ICMP through it, apps
+    there leave by it only with Route All), the first VNet's NVA subnet private (what that NVA
+    forwards to the internet has no way out), the first VM of the VNet before the last with a
+    public IP."""
+    last = n_vnets - 1
+    subnets = {s["name"]: s for s in doc["virtual_networks"][last]["subnets"]}
+    subnets["s0"]["nat_gateway"] = subnets["int"]["nat_gateway"] = "natgw"
+    next(s for s in doc["virtual_networks"][0]["subnets"] if s["name"] == "s1")["default_outbound_access"] = False
+    doc["public_ip_addresses"] = [{"name": "pip-nat"}, {"name": "pip-vm"}]
+    doc["nat_gateways"] = [{"name": "natgw", "public_ip_addresses": ["pip-nat"]}]
+    next(vm for vm in doc["virtual_machines"] if vm["name"] == f"vm{last - 1}0")["public_ip_address"] = "pip-vm"
+    return doc
 
 
 COMMAND_PORT = 8080
@@ -210,6 +227,7 @@ def coverage(fl, traces) -> dict[str, int]:
         out["internet host answered"] += internet
         out["NVA to the internet"] += internet and "VirtualAppliance" in kinds
         out["forwarded traffic refused"] += t.reason == "ForwardedTrafficNotAllowed"
+        out["no way out to the internet"] += t.reason in ("NoOutboundAccess", "NatGatewayNoIcmp")
         # apps sharing a plan instance's integration address, answered inside the VNets
         shared = f[0].startswith("sh") and not f[0].startswith("shx") and t.verdict == "Connected" \
             and f[2].startswith("10.")
@@ -223,7 +241,7 @@ def coverage(fl, traces) -> dict[str, int]:
 
 COVERAGE = ("via NVA in a peered VNet", "NVA to the internet", "forwarded traffic refused", "internet host answered",
             "shared plan into a VNet", "shared plan, instance > 0", "service started with command: answered",
-            "secondary address answered")
+            "secondary address answered", "no way out to the internet")
 # What each seed must exercise: seeds 10, 15, 17, 23 were chosen so that flows go through the hub's
 # NVA, from NVAs to the internet and into peerings that refuse forwarded traffic.
 EVERY_SEED = {"via NVA in a peered VNet", "internet host answered", "shared plan into a VNet",
