@@ -456,6 +456,11 @@ def test_public_ip_nat_gateway_and_subnet_nat_gateway_through_az(az):
     assert (t.verdict, t.source_ip_seen) == ("Connected", pip["ipAddress"])
     listed = json.loads(az("network", "public-ip", "list", "-g", "rg-nat").stdout)
     assert [p["name"] for p in listed] == ["pip-nat"]
+    # az's read-modify-write of the subnet (and of its VNet) keeps the NAT gateway
+    az("network", "vnet", "subnet", "update", "-g", "rg-nat", "--vnet-name", "vnet-nat", "-n", "vms",
+       "--service-endpoints", "Microsoft.Storage")
+    az("network", "vnet", "update", "-g", "rg-nat", "-n", "vnet-nat", "--set", "tags.env=lab")
+    assert az.lab.topology().vnet("vnet-nat").subnet("vms").nat_gateway == "natgw"
     az("network", "vnet", "subnet", "update", "-g", "rg-nat", "--vnet-name", "vnet-nat", "-n", "vms",
        "--remove", "natGateway")
     assert az.lab.topology().vnet("vnet-nat").subnet("vms").nat_gateway is None
