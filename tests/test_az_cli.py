@@ -464,6 +464,12 @@ def test_public_ip_nat_gateway_and_subnet_nat_gateway_through_az(az):
     az("network", "vnet", "subnet", "update", "-g", "rg-nat", "--vnet-name", "vnet-nat", "-n", "vms",
        "--remove", "natGateway")
     assert az.lab.topology().vnet("vnet-nat").subnet("vms").nat_gateway is None
+    # a private subnet: without its NAT gateway the NIC has no way out
+    az("network", "vnet", "subnet", "update", "-g", "rg-nat", "--vnet-name", "vnet-nat", "-n", "vms",
+       "--default-outbound-access", "false")
+    topo = az.lab.topology()
+    assert topo.vnet("vnet-nat").subnet("vms").default_outbound_access is False
+    assert trace(topo, "nic-nat", "public-test", 443).reason == "NoOutboundAccess"
     in_use = az("network", "nic", "ip-config", "update", "-g", "rg-nat", "--nic-name", "nic-nat", "-n", "ipconfig1",
                 "--public-ip-address", "pip-nat", check=False)
     assert in_use.returncode != 0 and "PublicIPAddressInUse" in in_use.stderr
