@@ -331,7 +331,13 @@ def test_references_to_public_ips_and_nat_gateways_the_files_do_not_hold_are_dro
          "type": "Microsoft.Network/virtualNetworks",
          "properties": {"addressSpace": {"addressPrefixes": ["10.40.0.0/16"]}, "subnets": [
              {"name": "vms", "properties": {"addressPrefix": "10.40.0.0/24",
-                                            "natGateway": {"id": f"{rg}/natGateways/natgw-gone"}}}]}},
+                                            "natGateway": {"id": f"{rg}/natGateways/natgw-gone"}}},
+             {"name": "GatewaySubnet", "properties": {"addressPrefix": "10.40.255.0/27"}}]}},
+        {"id": f"{rg}/virtualNetworkGateways/vgw-out", "name": "vgw-out", "location": "westeurope",
+         "type": "Microsoft.Network/virtualNetworkGateways",
+         "properties": {"gatewayType": "Vpn", "vpnType": "RouteBased", "ipConfigurations": [{"name": "default",
+             "properties": {"subnet": {"id": f"{rg}/virtualNetworks/vnet-out/subnets/GatewaySubnet"},
+                            "publicIPAddress": {"id": f"{rg}/publicIPAddresses/pip-gw-gone"}}}]}},
         {"id": f"{rg}/networkInterfaces/nic-out", "name": "nic-out", "location": "westeurope",
          "type": "Microsoft.Network/networkInterfaces",
          "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
@@ -342,8 +348,9 @@ def test_references_to_public_ips_and_nat_gateways_the_files_do_not_hold_are_dro
     lab, report = imported(tmp_path, str(tmp_path / "out.json"))
     missing = {(m["by"].rsplit("/", 1)[-1], m["id"].rsplit("/", 1)[-1], m["dropped"]) for m in report["missing"]}
     assert missing == {("natgw", "pip-gone", "reference"), ("vms", "natgw-gone", "reference"),
-                       ("nic-out", "pip-vm-gone", "reference")}
+                       ("nic-out", "pip-vm-gone", "reference"), ("vgw-out", "pip-gw-gone", "reference")}
     topo = lab.topology()
     assert topo.find("nat_gateways", "natgw").public_ip_addresses == []
     assert topo.vnet("vnet-out").subnet("vms").nat_gateway is None
     assert topo.find("network_interfaces", "nic-out").public_ip_address is None
+    assert topo.find("virtual_network_gateways", "vgw-out").public_ip_address is None

@@ -396,6 +396,8 @@ def _drop_dangling(topo: Topology, report: Report, ids: dict[tuple[str, str], st
         by = topo.id_of("network_interfaces", nic)
         d.reference(by, nic, "network_security_group", _NSG)
         d.reference(by, nic, "public_ip_address", _PIP)
+    for gw in topo.virtual_network_gateways:
+        d.reference(topo.id_of("virtual_network_gateways", gw), gw, "public_ip_address", _PIP)
     topo.network_interfaces = d.standing(topo.network_interfaces, lambda n: topo.id_of("network_interfaces", n),
                                          lambda n: d.lacking(_SUBNET, n.subnet))
     topo.virtual_machines = d.standing(topo.virtual_machines, lambda vm: topo.id_of("virtual_machines", vm),
