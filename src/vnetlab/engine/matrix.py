@@ -29,12 +29,13 @@ public endpoint (kind ``storage_account``, ``sql_server``, ``key_vault``) and ea
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..bulk import bulk
 from ..model.errors import InvalidPort
+from ..parallel import fork_map, worker_count
 from .network import Endpoint, LabView, SubnetView
 from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, may_match, prefix_bits
 from .trace import verdict
@@ -244,17 +245,43 @@ def destination_only(ep: Endpoint) -> EndpointClass:
 
 def class_cells(net: LabView, classes: list[EndpointClass], flows: list[tuple[str, int | None]],
                 progress: Callable[[int, int], None] | None = None, sources: int | None = None,
-                ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
+                workers: int | None = None) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
     """(class pair -> verdicts per flow, traces run) for the pairs a route does not drop; every other
     pair of distinct endpoints is TimedOut whatever the port, without a trace. A destination's address
     is compared only with the source's outbound NSG rules and its own inbound ones (and routes), unless
     an appliance forwards: for one source, the destination classes that differ only in addresses other
-    NSGs name answer alike, and are traced once. ``progress(done, total)`` is told after each source class.
-    Only the first ``sources`` classes (all by default) are sources."""
+    NSGs name answer alike, and are traced once. ``progress(done, total)`` is told after each source class
+    (after each worker's share when shared). Only the first ``sources`` classes (all by default) are sources.
+
+    ``workers`` (by default ``parallel.worker_count``): processes sharing the source classes. A class
+    goes to the worker its ``as_source`` picks, so a trace shared by source classes alike is run in one
+    worker only; the answer is the same as one process's."""
+    sources = len(classes) if sources is None else sources
+    workers = worker_count(sources) if workers is None else workers
+    if workers <= 1:
+        return _cells_of(net, classes, flows, range(sources), progress, sources)
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    for i in range(sources):
+        shares[hash(classes[i].as_source) % workers].append(i)
+    finished = [0]
+
+    def done(k: int) -> None:
+        finished[0] += len(shares[k])
+        if progress is not None:
+            progress(finished[0], sources)
+    answers = fork_map(lambda share: _cells_of(net, classes, flows, share), shares, done)
+    # the pairs in the order one process finds them; each memo key is traced in one worker only
+    cells = dict(sorted(pair for part, _ in answers for pair in part.items()))
+    return cells, sum(count for _, count in answers)
+
+
+def _cells_of(net: LabView, classes: list[EndpointClass], flows: list[tuple[str, int | None]],
+              share: Iterable[int], progress: Callable[[int, int], None] | None = None, total: int = 0,
+              ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
+    """``class_cells`` for the source classes in ``share`` (indexes, ascending)."""
     cells: dict[tuple[int, int], tuple[str, ...]] = {}
     traced: dict[tuple[tuple, tuple], tuple[str, ...]] = {}
     reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
-    sources = len(classes) if sources is None else sources
     addresses = [int(c.members[0].ip) for c in classes]  # members of a class fall in the same route prefixes
     routes_keys: dict[str, tuple] = {}   # a subnet's routes as a key, made once per subnet
 
@@ -264,7 +291,8 @@ def class_cells(net: LabView, classes: list[EndpointClass], flows: list[tuple[st
             key = routes_keys[view.ref] = tuple(view.routes)
         return key
 
-    for i, source in enumerate(classes[:sources]):
+    for i in share:
+        source = classes[i]
         src = source.members[0]
         key, drops = _dropped_by_route(net, src, routes_key)
         if key not in reachable:
@@ -285,13 +313,14 @@ def class_cells(net: LabView, classes: list[EndpointClass], flows: list[tuple[st
                 verdicts = traced[memo] = tuple(str(verdict(net, src, dst.ip, n, p)) for p, n in flows)
             cells[(i, j)] = verdicts
         if progress is not None:
-            progress(i + 1, sources)
+            progress(i + 1, total)
     return cells, len(traced)
 
 
 @bulk()
 def matrix(net: LabView, ports: list[str], expand: bool = False,
-           progress: Callable[[int, int], None] | None = None, paas: bool = False) -> dict:
+           progress: Callable[[int, int], None] | None = None, paas: bool = False,
+           workers: int | None = None) -> dict:
     flows = parse_flows(ports)
     labels = [_label(p, n) for p, n in flows]
     endpoints = net.endpoints()
@@ -300,7 +329,7 @@ def matrix(net: LabView, ports: list[str], expand: bool = False,
     extra = paas_destinations(net) if paas else []
     classes += [destination_only(ep) for ep in extra]
     groups = [c.members for c in classes]
-    traced, count = class_cells(net, classes, flows, progress, sources)
+    traced, count = class_cells(net, classes, flows, progress, sources, workers)
     dropped = tuple("TimedOut" for _ in flows)
     # class pairs with 2 endpoints: a source class to any class, itself only with 2 members
     pairs = sources * len(groups) - sum(1 for members in groups[:sources] if len(members) == 1)
