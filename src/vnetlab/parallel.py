@@ -67,8 +67,10 @@ def fork_map(work: Callable[[Share], Answer], shares: Sequence[Share],
         return _serial(work, shares, done)
     gc.freeze()
     try:
-        workers = [_start(work, share) for share in shares[1:]]
+        workers: list[tuple[int, int]] = []
         try:
+            for share in shares[1:]:
+                workers.append(_start(work, share))
             first = work(shares[0])
             if done is not None:
                 done(0)
