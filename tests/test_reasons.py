@@ -199,6 +199,9 @@ CASES = {
     Reason.SERVICE_PORT_NOT_SERVED: (with_storage({}, {}), "rg1vm1", "10.0.0.20", 22, "Tcp"),
     Reason.PUBLIC_NETWORK_ACCESS_DISABLED: (CLOSED, "app1", storage_ip(CLOSED), 443, "Tcp"),
     Reason.SERVICE_FIREWALL_DENIED: (FIREWALLED, "rg1vm1", storage_ip(FIREWALLED), 443, "Tcp"),
+    Reason.ACCESS_RESTRICTION_DENIED: (note(web_apps=[{**NOTE["web_apps"][0], "ip_security_restrictions": [
+        {"name": "office", "ip_address": "203.0.113.0/24", "priority": 100}]}]), "rg1vm1",
+        "app1.azurewebsites.net", 443, "Tcp"),
     Reason.SQL_SERVER_NAME_NOT_DETERMINED: (sql_behind_pe(), "rg1vm1", "sql1.privatelink.database.windows.net", 1433,
                                             "Tcp"),
 }

@@ -26,8 +26,10 @@ from .engine.routing import settle_peerings
 from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
                     SecurityRule, Topology, VirtualNetwork, WebApp)
-from .model.errors import LabNotFound, ResourceGroupNotFound, ResourceNotFound, SubnetIsFull
+from .model.errors import InvalidArgumentValue, LabNotFound, ResourceGroupNotFound, ResourceNotFound, SubnetIsFull
+from .model.paas import subnet_ref
 from .model.stored import Untrusted, construct, model_stamp
+from .model.web import IpSecurityRestriction
 from .store import Store
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -91,8 +93,9 @@ class Lab:
                 cached = self._net = (version, LabView(topo))
         return cached[1]
 
-    def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp") -> Trace:
-        return trace(self.network(), source, destination, port, protocol)
+    def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp",
+              headers: dict[str, str] | None = None, source_ip: str | None = None) -> Trace:
+        return trace(self.network(), source, destination, port, protocol, headers, source_ip)
 
     def resolve(self, source: str, name: str) -> Resolution:
         """`nslookup NAME` in the VM or web app ``source``: the answer and why (engine.dns)."""
@@ -252,6 +255,41 @@ class Lab:
         """`az webapp config set --vnet-route-all-enabled`: every Route All setting agrees."""
         return self.change(lambda t: web_app(t, app).set_route_all(on), create=False)
 
+    def add_access_restriction(self, app: str, rule: IpSecurityRestriction, scm: bool = False,
+                               ignore_missing_endpoint: bool = False) -> Topology:
+        """`az webapp config access-restriction add`: the rule joins the main (or scm) site's list; a
+        subnet rule adds Microsoft.Web to the subnet's service endpoints unless ``ignore_missing_endpoint``."""
+        return self.change(lambda t: add_access_restriction(t, web_app(t, app), rule, scm, ignore_missing_endpoint),
+                           create=False)
+
+    def remove_access_restriction(self, app: str, scm: bool = False, action: str = "Allow", **source) -> Topology:
+        """`az webapp config access-restriction remove`: by ``rule_name`` and/or one source
+        (``ip_address``, ``service_tag``, ``subnet``); the action must match."""
+        return self.change(lambda t: remove_access_restriction(t, web_app(t, app), scm, action, **source),
+                           create=False)
+
+    def set_access_restrictions(self, app: str, use_main: bool | None = None, default_action: str | None = None,
+                                scm_default_action: str | None = None) -> Topology:
+        """`az webapp config access-restriction set`."""
+        def change(t: Topology) -> None:
+            site = web_app(t, app)
+            if use_main is not None:
+                site.scm_ip_security_restrictions_use_main = use_main
+            if default_action is not None:
+                site.ip_security_restrictions_default_action = restriction_action(default_action, "--default-action")
+            if scm_default_action is not None:
+                site.scm_ip_security_restrictions_default_action = restriction_action(scm_default_action,
+                                                                                      "--scm-default-action")
+        return self.change(change, create=False)
+
+    def set_public_network_access(self, app: str, value: str | None) -> Topology:
+        """`az webapp update --set publicNetworkAccess=Enabled|Disabled` (None: unset)."""
+        def change(t: Topology) -> None:
+            if value is not None and value.strip().lower() not in ("enabled", "disabled"):
+                raise InvalidArgumentValue(f"publicNetworkAccess takes Enabled or Disabled, not '{value}'.")
+            web_app(t, app).public_network_access = value.strip().capitalize() if value else None
+        return self.change(change, create=False)
+
     def set_security_rule(self, nsg: str, rule: SecurityRule) -> Topology:
         """`az network nsg rule create`: the rule is added, or replaces the NSG's rule of that name."""
         return self.change(lambda t: set_security_rule(network_security_group(t, nsg), rule), create=False)
@@ -330,6 +368,67 @@ def integrate(topo: Topology, app: WebApp, subnet_ref: str, delegate: bool = Tru
     if delegate and not subnet.delegated_to(WEB_SERVER_FARMS):
         subnet.delegations.append(Delegation(name="delegation", service_name=WEB_SERVER_FARMS))  # as az names it
     app.vnet_integration = f"{vnet.name}/{subnet.name}"
+
+
+def restriction_action(value: str, option: str) -> str:
+    low = value.strip().lower()
+    if low not in ("allow", "deny"):
+        raise InvalidArgumentValue(f"{option} takes Allow or Deny, not '{value}'.")
+    return low.capitalize()
+
+
+def add_access_restriction(topo: Topology, app: WebApp, rule: IpSecurityRestriction, scm: bool,
+                           ignore_missing_endpoint: bool) -> None:
+    """What `az webapp config access-restriction add` does: a subnet rule first gets the subnet its
+    Microsoft.Web service endpoint (unless told to ignore it), a second rule for the same subnet with
+    the same headers is refused (az's text).
+    https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions#add-an-access-restriction-rule"""
+    rules = app.scm_ip_security_restrictions if scm else app.ip_security_restrictions
+    ref = rule.vnet_subnet_resource_id
+    if ref is not None:
+        subnet_id = topo.subnet_id(ref)
+        if any(r.vnet_subnet_resource_id and topo.subnet_id(r.vnet_subnet_resource_id).lower() == subnet_id.lower()
+               and r.headers == rule.headers for r in rules):
+            raise InvalidArgumentValue(f"A service-endpoint access-restriction rule for subnet '{subnet_id}' already "
+                                       "exists. Cannot add a duplicate rule. Use a different subnet, or add a "
+                                       "--http-header filter to create an additional rule.")
+        found = topo.subnet(ref)
+        if ignore_missing_endpoint:
+            rule = rule.model_copy(update={"ignore_missing_vnet_service_endpoint": True})
+        elif found is not None and not any(se.lower() == "microsoft.web" for se in found[1].service_endpoints):
+            found[1].service_endpoints.append("Microsoft.Web")
+    rules.append(rule)
+
+
+NO_RULE_FOUND = ("No rule found with the specified criteria.\n- If you specify rule name and source, both must match.\n"
+                 "- If you are trying to remove a Deny rule, you must explicitly specify --action Deny")
+
+
+def remove_access_restriction(topo: Topology, app: WebApp, scm: bool, action: str, rule_name: str | None = None,
+                              ip_address: str | None = None, service_tag: str | None = None,
+                              subnet: str | None = None) -> None:
+    """What `az webapp config access-restriction remove` does: the first rule whose source (and name,
+    when given) and action match goes; none: az's error."""
+    rules = app.scm_ip_security_restrictions if scm else app.ip_security_restrictions
+    action = restriction_action(action, "--action")
+
+    def source_of(rule) -> bool:
+        if ip_address is not None:
+            return rule.tag != "ServiceTag" and rule.ip_address == IpSecurityRestriction(
+                ip_address=ip_address, priority=0).ip_address
+        if service_tag is not None:
+            return rule.tag == "ServiceTag" and (rule.ip_address or "").lower() == service_tag.lower()
+        if subnet is not None:
+            return bool(rule.vnet_subnet_resource_id) and \
+                topo.subnet_id(rule.vnet_subnet_resource_id).lower() == topo.subnet_id(subnet_ref(subnet)).lower()
+        return True
+
+    for rule in rules:
+        named = rule_name is None or (rule.name or "").lower() == rule_name.lower()
+        if named and rule.action == action and source_of(rule) and (rule_name or ip_address or service_tag or subnet):
+            rules.remove(rule)
+            return
+    raise ResourceNotFound(NO_RULE_FOUND)
 
 
 def network_security_group(topo: Topology, name: str) -> NetworkSecurityGroup:

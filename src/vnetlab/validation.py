@@ -273,12 +273,35 @@ def _plans_and_apps(topo: Topology) -> None:
     for app in topo.web_apps:
         if app.vnet_integration:
             _integration(topo, app)
+        _access_restrictions(topo, app)
     for ref, needed in _subnet_demand(topo).items():
         vnet, sn = topo.subnet(ref)
         if needed > usable_count(sn.network):
             raise SubnetIsFull(f"Subnet {sn.name} in VNET {vnet.name} has {usable_count(sn.network)} usable "
                                f"addresses but the App Service plans integrated with it need {needed} (one per "
                                "instance).")
+
+
+def _access_restrictions(topo: Topology, app) -> None:
+    """A subnet rule names a subnet of the lab, which has the Microsoft.Web service endpoint (az and
+    PowerShell check it before sending the rule; ``ignore_missing_vnet_service_endpoint`` is their
+    --ignore-missing-endpoint: the rule then matches nothing until the subnet has the endpoint).
+    https://learn.microsoft.com/azure/app-service/overview-access-restrictions#permit-a-virtual-network-subnet"""
+    for rule in [*app.ip_security_restrictions, *app.scm_ip_security_restrictions]:
+        ref = rule.vnet_subnet_resource_id
+        if ref is None:
+            continue
+        found = topo.subnet(ref)
+        if found is None:
+            raise AzureError(f"IpSecurityRestriction.VnetSubnetResourceId is invalid. Subnet {ref} of access "
+                             f"restriction {rule.name or rule.priority} of web app {app.name} was not found.",
+                             "BadRequest")
+        if not rule.ignore_missing_vnet_service_endpoint and not has_service_endpoint(found[1], "Microsoft.Web"):
+            raise AzureError(f"Access restriction {rule.name or rule.priority} of web app {app.name}: subnet "
+                             f"{topo.subnet_id(ref)} does not have the Microsoft.Web service endpoint, so no request "
+                             "from it can match the rule. Add Microsoft.Web to the subnet's service endpoints (az "
+                             "webapp config access-restriction add does), or set ignore_missing_vnet_service_endpoint "
+                             "(az: --ignore-missing-endpoint).", "ServiceEndpointMissing")  # vnetlab's code
 
 
 def _integration(topo: Topology, app) -> None:

@@ -15,8 +15,13 @@ from xml.sax.saxutils import quoteattr
 
 from starlette.responses import Response
 
+from pydantic import ValidationError
+
 from ..lab import disconnect, integrate
-from ..model.errors import NotFound
+from ..model.errors import InvalidRequestContent, NotFound
+from ..model.web import ANY_SOURCE, LAST_PRIORITY, IpSecurityRestriction
+from ..engine.inbound import default_action
+from ..topology import pydantic_error
 from ..engine.addressing import integration_addresses, usable_count
 from ..engine.outbound import site_outbound_addresses
 from ..model import AppServicePlan, OutboundVnetRouting, Topology, WebApp
@@ -32,7 +37,9 @@ OUTBOUND_FIELDS = {"allTraffic": "all_traffic", "applicationTraffic": "applicati
                    "backupRestoreTraffic": "backup_restore_traffic"}
 # siteConfig members that are not stored as given: derived, or kept in their own model fields
 SITE_CONFIG_DERIVED = {"vnetname", "vnetrouteallenabled", "appsettings", "connectionstrings", "machinekey",
-                       "publishingusername"}
+                       "publishingusername", "ipsecurityrestrictions", "scmipsecurityrestrictions",
+                       "ipsecurityrestrictionsdefaultaction", "scmipsecurityrestrictionsdefaultaction",
+                       "scmipsecurityrestrictionsusemain"}
 
 
 def display_location(name: str) -> str:
@@ -105,8 +112,6 @@ def vnet_name(topo: Topology, app: WebApp) -> str | None:
 
 
 def site_config_defaults(app: WebApp, linux: bool) -> dict:
-    allow_all = [{"ipAddress": "Any", "action": "Allow", "priority": 2147483647, "name": "Allow all",
-                  "description": "Allow all access"}]
     return {"numberOfWorkers": 1,
             "defaultDocuments": ["Default.htm", "Default.html", "index.html", "hostingstart.html"],
             "netFrameworkVersion": "v4.0", "phpVersion": "", "pythonVersion": "", "nodeVersion": "",
@@ -117,8 +122,7 @@ def site_config_defaults(app: WebApp, linux: bool) -> dict:
             "managedPipelineMode": "Integrated", "loadBalancing": "LeastRequests",
             "virtualApplications": [{"virtualPath": "/", "physicalPath": "site\\wwwroot", "preloadEnabled": False}],
             "experiments": {"rampUpRules": []}, "autoHealEnabled": False, "vnetPrivatePortsCount": 0,
-            "localMySqlEnabled": False, "ipSecurityRestrictions": allow_all, "scmIpSecurityRestrictions": allow_all,
-            "scmIpSecurityRestrictionsUseMain": False, "http20Enabled": False, "minTlsVersion": "1.2",
+            "localMySqlEnabled": False, "http20Enabled": False, "minTlsVersion": "1.2",
             "scmMinTlsVersion": "1.2", "ftpsState": "FtpsOnly", "preWarmedInstanceCount": 0,
             "functionsRuntimeScaleMonitoringEnabled": False, "minimumElasticInstanceCount": 1,
             "azureStorageAccounts": {}}
@@ -133,8 +137,82 @@ def site_config_wire(topo: Topology, app: WebApp) -> dict:
     out = site_config_defaults(app, _linux(topo, app))
     out.update(app.site_config)
     out.update(vnetName=vnet_name(topo, app) or "", vnetRouteAllEnabled=app.route_all,
-               publishingUsername=f"${app.name}", appSettings=None)
+               publishingUsername=f"${app.name}", appSettings=None, **restrictions_wire(topo, app))
     return out
+
+
+# -- access restrictions -----------------------------------------------------------------------
+# The implicit last rule ARM lists after the site's own: "Allow all" with no rule, else the unmatched
+# rule's action. https://learn.microsoft.com/azure/app-service/overview-access-restrictions#unmatched-rule
+IMPLICIT_RULES = {"allow all", "deny all"}
+
+
+def restriction_wire(topo: Topology, rule: IpSecurityRestriction) -> dict:
+    out = {"ipAddress": rule.ip_address, "action": rule.action, "tag": rule.tag, "priority": rule.priority,
+           "name": rule.name, "description": rule.description, "headers": dict(rule.headers) or None}
+    if rule.vnet_subnet_resource_id is not None:
+        out.update(vnetSubnetResourceId=topo.subnet_id(rule.vnet_subnet_resource_id), vnetTrafficTag=0,
+                   subnetTrafficTag=0)
+    return out
+
+
+def _rules_wire(topo: Topology, rules: list, configured: str | None) -> list[dict]:
+    action = default_action(rules, configured)
+    implicit = {"ipAddress": ANY_SOURCE, "action": action, "priority": LAST_PRIORITY, "name": f"{action} all",
+                "description": f"{action} all access"}
+    return [restriction_wire(topo, r) for r in rules] + [implicit]
+
+
+def restrictions_wire(topo: Topology, app: WebApp) -> dict:
+    """The five members `az webapp config access-restriction show` prints."""
+    return {"ipSecurityRestrictions": _rules_wire(topo, app.ip_security_restrictions,
+                                                  app.ip_security_restrictions_default_action),
+            "scmIpSecurityRestrictions": _rules_wire(topo, app.scm_ip_security_restrictions,
+                                                     app.scm_ip_security_restrictions_default_action),
+            "scmIpSecurityRestrictionsUseMain": app.scm_ip_security_restrictions_use_main,
+            "ipSecurityRestrictionsDefaultAction": default_action(app.ip_security_restrictions,
+                                                                  app.ip_security_restrictions_default_action),
+            "scmIpSecurityRestrictionsDefaultAction": default_action(
+                app.scm_ip_security_restrictions, app.scm_ip_security_restrictions_default_action)}
+
+
+def _implicit(rule: Obj) -> bool:
+    """The implicit last rule, sent back as read (az adds a rule to the list it got)."""
+    return (str(rule.raw("ipAddress") or "").lower() == "any" and rule.int("priority") == LAST_PRIORITY
+            and str(rule.raw("name") or "").lower() in IMPLICIT_RULES)
+
+
+def restriction_from_wire(topo: Topology, rule: Obj) -> IpSecurityRestriction:
+    """A rule as ARM takes it; ARM does not check the subnet's service endpoint (az and PowerShell do)."""
+    rid = rule.str("vnetSubnetResourceId")
+    headers = {k: v for k, v in rule.obj("headers").data.items()} if rule.raw("headers") else {}
+    fields = dict(name=rule.str("name"), ip_address=None if rid else rule.str("ipAddress"),
+                  subnet_mask=rule.str("subnetMask"), action=rule.str("action") or "Allow",
+                  priority=rule.int("priority", 0), tag=rule.str("tag") or "Default", headers=headers,
+                  description=rule.str("description"),
+                  vnet_subnet_resource_id=subnet_of_id(topo, rid, f"{rule.path}.vnetSubnetResourceId") if rid else None,
+                  ignore_missing_vnet_service_endpoint=bool(rid))
+    try:
+        return IpSecurityRestriction(**fields)
+    except ValidationError as exc:
+        raise pydantic_error(exc) from None
+
+
+def apply_restrictions(topo: Topology, app: WebApp, config: Obj) -> None:
+    """The access restriction members a siteConfig (or config/web) body gives; the others stay."""
+    for wire, field in (("ipSecurityRestrictions", "ip_security_restrictions"),
+                        ("scmIpSecurityRestrictions", "scm_ip_security_restrictions")):
+        if config.raw(wire) is not None:
+            setattr(app, field, [restriction_from_wire(topo, r) for r in config.objs(wire) if not _implicit(r)])
+    for wire, field in (("ipSecurityRestrictionsDefaultAction", "ip_security_restrictions_default_action"),
+                        ("scmIpSecurityRestrictionsDefaultAction", "scm_ip_security_restrictions_default_action")):
+        if wire in config:
+            value = config.str(wire)
+            if value is not None and value.lower() not in ("allow", "deny"):
+                raise InvalidRequestContent(f"{config.path}.{wire} takes Allow or Deny, not '{value}'.")
+            setattr(app, field, value.capitalize() if value else None)
+    if config.raw("scmIpSecurityRestrictionsUseMain") is not None:
+        app.scm_ip_security_restrictions_use_main = config.bool("scmIpSecurityRestrictionsUseMain")
 
 
 def merge_site_config(app: WebApp, config: Obj, linux: bool) -> dict:
@@ -180,7 +258,8 @@ def site_wire(topo: Topology, app: WebApp) -> dict:
              "clientCertEnabled": False, "clientCertMode": "Required", "hostNamesDisabled": False,
              "outboundIpAddresses": ",".join(current), "possibleOutboundIpAddresses": ",".join(possible), "containerSize": 0,
              "dailyMemoryTimeQuota": 0, "resourceGroup": rg, "defaultHostName": host, "httpsOnly": app.https_only,
-             "redundancyMode": "None", "publicNetworkAccess": "Enabled", "storageAccountRequired": False,
+             "redundancyMode": "None", "publicNetworkAccess": app.public_network_access,
+             "storageAccountRequired": False,
              "virtualNetworkSubnetId": topo.subnet_id(app.vnet_integration) if app.vnet_integration else None,
              "keyVaultReferenceIdentity": "SystemAssigned", "provisioningState": "Succeeded",
              "dnsConfiguration": dns_configuration_wire(app)}
@@ -251,9 +330,29 @@ def site_from_wire(topo: Topology, body: Obj, current: WebApp | None, rg: str, n
     asked = _route_all_asked(props, config, ovr if "outboundVnetRouting" in props else None, current)
     if asked is not None:
         draft.set_route_all(asked)
+    _inbound_from(topo, props, config, current, draft)
     linux_plan = topo.find("app_service_plans", plan)
     draft.site_config = merge_site_config(draft, config, bool(linux_plan and linux_plan.os == "linux"))
     return draft
+
+
+def _inbound_from(topo: Topology, props: Obj, config: Obj, current: WebApp | None, draft: WebApp) -> None:
+    """publicNetworkAccess (a site property) and the access restrictions (siteConfig) the body gives;
+    the site's current ones otherwise."""
+    if current is not None:
+        for field in INBOUND_FIELDS:
+            setattr(draft, field, getattr(current, field))
+    if "publicNetworkAccess" in props:
+        value = props.str("publicNetworkAccess")
+        if value and value.lower() not in ("enabled", "disabled"):
+            raise InvalidRequestContent(f"properties.publicNetworkAccess takes Enabled or Disabled, not '{value}'.")
+        draft.public_network_access = value.capitalize() if value else None
+    apply_restrictions(topo, draft, config)
+
+
+INBOUND_FIELDS = ("public_network_access", "ip_security_restrictions", "ip_security_restrictions_default_action",
+                  "scm_ip_security_restrictions", "scm_ip_security_restrictions_default_action",
+                  "scm_ip_security_restrictions_use_main")
 
 
 PLANS = TopLevel("app_service_plans", NS, "serverfarms", plan_wire, plan_from_wire, created=200)
@@ -294,6 +393,7 @@ def apply_config_web(topo: Topology, app: WebApp, config: Obj) -> None:
     """sites/{app}/config/web: the members given change, the others stay."""
     if "vnetRouteAllEnabled" in config:
         app.set_route_all(config.bool("vnetRouteAllEnabled"))
+    apply_restrictions(topo, app, config)
     app.site_config = merge_site_config(app, config, _linux(topo, app))
 
 

@@ -24,6 +24,7 @@ from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
 from ..model.errors import EmulationNotRunning, InvalidArgumentValue, LabNotFound
 from ..model.ids import DEFAULT_SUBSCRIPTION
 from ..topology import load, pydantic_error, schema as topology_schema
+from .inbound import access_restriction, update as webapp_update
 from .progress import Bar, wanted as progress_wanted
 from .render import Output, console, err_console, matrix_table, print_json, resolution_lines, table, trace_table
 
@@ -88,6 +89,8 @@ network_nsg.add_typer(nsg_rule, name="rule")
 app.add_typer(webapp, name="webapp")
 webapp.add_typer(integration, name="vnet-integration")
 webapp.add_typer(config, name="config")
+config.add_typer(access_restriction, name="access-restriction")
+webapp.command("update")(webapp_update)
 
 HomeOpt = typer.Option(None, "--home", envvar="VNETLAB_HOME", help="Lab directory (default ./.vnetlab).")
 OutOpt = typer.Option(Output.table, "-o", "--output", help="table or json.")
@@ -233,17 +236,22 @@ def resolve(source: str = typer.Argument(..., help="VM or web app name."),
 
 
 @app.command()
-def check(source: str = typer.Argument(..., help="VM, web app or on-premises host name."),
+def check(source: str = typer.Argument(..., help="VM, web app, on-premises host, internet host, or 'internet' (a "
+                                                "client on the internet, see --from)."),
           destination: str = typer.Argument(..., help="Name or IP address."),
           port: Optional[int] = typer.Option(None, "--port", "-p"),
           protocol: str = typer.Option("Tcp", "--protocol", help="Tcp, Udp or Icmp."),
+          source_ip: Optional[str] = typer.Option(None, "--from", help="internet: the client's public address "
+                                                  "(default: the first internet host's)."),
+          headers: list[str] = typer.Option([], "--header", help="An HTTP request header NAME=VALUE (repeat), "
+                                            "e.g. x-forwarded-for=203.0.113.7: web apps' access restrictions."),
           compare: bool = typer.Option(False, "--compare", help="netns: show the engine's and the real verdict."),
           home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Can SOURCE reach DESTINATION? The trace, hop by hop. Exit 0 when Connected, 1 otherwise."""
     lab = Lab.open(home)
     if flow_protocol(protocol) != "Icmp" and port is None:
         port = 80
-    result = lab.trace(source, destination, port, protocol).to_dict()
+    result = lab.trace(source, destination, port, protocol, _headers(headers), source_ip).to_dict()
     observed = None
     if lab.backend_name == "netns" and result["flow"]["destination_ip"]:  # a name that did not resolve: no packet
         from ..backends import netns_backend
@@ -263,6 +271,16 @@ def check(source: str = typer.Argument(..., help="VM, web app or on-premises hos
                           f"- {mark} with the engine.")
     final = observed["verdict"] if observed is not None and not compare else result["verdict"]
     raise typer.Exit(0 if final == "Connected" else 1)
+
+
+def _headers(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidArgumentValue(f"--header takes NAME=VALUE, not '{item}'.")
+        out[name.strip().lower()] = value.strip()
+    return out
 
 
 @app.command()

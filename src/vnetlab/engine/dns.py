@@ -621,3 +621,14 @@ def fqdn_of(topo: Topology, kind: str, name: str, group_id: str | None = None) -
     resource = topo.find(kind, name)
     names = public_names(topo, kind, resource)
     return next((n for n, g, _, _ in names if group_id in (None, g)), names[0][0])
+
+
+def resolve_public(view, source: str, fqdn: str) -> Resolution:
+    """What a client on the internet gets for ``fqdn``: the public DNS only (no private zone is ever
+    resolvable from the internet). https://learn.microsoft.com/azure/dns/private-dns-privatednszone"""
+    name = _normal(fqdn)
+    answer = azure_dns_answer(view, None, name)
+    steps = [ResolutionStep("Servers", f"{source} is on the internet: it asks {PUBLIC_DNS}, which knows no private "
+                            "zone", server=PUBLIC_DNS, name=name), *answer.steps]
+    return Resolution(source, name, [PUBLIC_DNS], PUBLIC_DNS, answer.outcome, list(answer.cnames),
+                      list(answer.addresses), steps)

@@ -50,7 +50,7 @@ SERVICES = {s.kind: s for s in (
     Service("key_vaults", "key vault", "Microsoft.KeyVault", "AzureKeyVault", frozenset({443}), False),
     Service("web_apps", "web app", "Microsoft.Web", "AppService", frozenset({80, 443}), False),
 )}
-PUBLIC_KINDS = ("storage_accounts", "sql_servers", "key_vaults")   # the ones with a public endpoint in the lab
+PUBLIC_KINDS = ("storage_accounts", "sql_servers", "key_vaults", "web_apps")   # each has a public endpoint
 
 # Azure's region pairs for the regions a lab is likely to use (both directions).
 # https://learn.microsoft.com/azure/reliability/cross-region-replication-azure#azure-paired-regions
@@ -317,12 +317,14 @@ def kind_of(topo: Topology, resource) -> str:
 
 
 def admit(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id: str | None,
-          source_region: str | None = None, server_name: str | None = None) -> Admission:
+          source_region: str | None = None, server_name: str | None = None,
+          headers: dict[str, str] | None = None) -> Admission:
     """Algorithm 0.2: whether ``resource`` (a model or a ``PaasEndpoint``) admits a connection that
     arrived at ``arrived_at_ip`` from ``source_ip_seen``; ``source_subnet_id`` is the client subnet's
     id when it came through that subnet's service endpoint; ``source_region`` the caller's region
     (Storage ignores IP rules for callers in its own region); ``server_name`` the DNS name the
-    client connected to (None: it used an address, SQL then takes the server from ``user@server``)."""
+    client connected to (None: it used an address, SQL then takes the server from ``user@server``;
+    a web app's scm site is asked by its name); ``headers``: the HTTP request's (web apps' rules)."""
     topo = view.topo
     kind = kind_of(topo, resource)
     res = resource.resource if isinstance(resource, PaasEndpoint) else resource
@@ -335,7 +337,7 @@ def admit(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id: str |
     if pe is not None:
         return _private_endpoint_admission(pe)
     if kind == "web_apps":
-        return Admission(False, "public endpoint of a web app (not modelled)")
+        return _site_admission(topo, res, source, source_subnet_id, server_name, headers)
     if _public_access(res) == "Disabled":
         return _refusal(topo, kind, res, source, PUBLIC_ACCESS_CLOSED, closed=True)
     if kind == "sql_servers":
@@ -445,6 +447,26 @@ def _sql_firewall(topo: Topology, res, source: IPv4Address, subnet_id: str | Non
                      "address range. It may take up to five minutes for this change to take effect.")
 
 
+def _site_admission(topo: Topology, app, source: IPv4Address, subnet_id: str | None, server_name: str | None,
+                    headers: dict[str, str] | None) -> Admission:
+    """A web app's public endpoint: its public network access, then its access restrictions (engine.inbound)."""
+    from . import inbound
+    scm = inbound.is_scm_name(server_name)
+    site = f"{'scm site' if scm else 'site'}"
+    is_open, why = inbound.public_access(topo, app)
+    if not is_open:
+        return Admission(False, PUBLIC_ACCESS_CLOSED + f" ({why})", WEB_FORBIDDEN_CODE, 403, WEB_FORBIDDEN_TEXT)
+    allowed, rule = inbound.evaluate(topo, app, scm, source, subnet_id, headers)
+    if allowed:
+        return Admission(True, f"{site}: {rule}")
+    return Admission(False, f"{site}: {rule}", WEB_FORBIDDEN_CODE, 403, WEB_FORBIDDEN_TEXT)
+
+
+# App Service's refusal: "403 Ip Forbidden", the page's words (reference azure-paas-dns.md section 5)
+WEB_FORBIDDEN_CODE = "IpForbidden"
+WEB_FORBIDDEN_TEXT = "Ip Forbidden: Error 403 - Forbidden. The web app you have attempted to reach has blocked your access."
+
+
 SQL_SERVER_NAME_RULE = "the SQL gateway takes the server from <server>.database.windows.net only"
 
 
@@ -497,6 +519,9 @@ def _refusal(topo: Topology, kind: str, res, source: IPv4Address, why: str, clos
 
 def http_body(admission: Admission, request_id: str | None = None, when: str = "2026-01-01T00:00:00.0000000Z") -> str:
     """The body an HTTP service sends with a refusal: Storage's XML error, Key Vault's JSON error."""
+    if admission.code == WEB_FORBIDDEN_CODE:
+        from .inbound import forbidden_page
+        return forbidden_page()
     if admission.code == "AuthorizationFailure":
         rid = request_id or str(uuid.uuid4())
         return ('<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationFailure</Code><Message>'

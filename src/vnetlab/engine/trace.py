@@ -29,7 +29,8 @@ from ..model.errors import InvalidPort, SubnetIsFull
 from . import gateways, paas
 from .network import Endpoint, LabView, SubnetView, integration_inbound_refused
 from .outbound import Egress, app_egress, nic_egress
-from .security import flow_protocol, is_public, nsg_chain
+from .addressing import LAB_PUBLIC_NET
+from .security import PLATFORM_RANGE, flow_protocol, is_public, nsg_chain
 
 MAX_APPLIANCE_HOPS = 8
 
@@ -109,6 +110,8 @@ class Reason(StrEnum):
                                       "endpoints admit connections")
     SERVICE_FIREWALL_DENIED = ("ServiceFirewallDenied", Verdict.DENIED,
                                "the service's firewall has no rule that admits the source it saw")
+    ACCESS_RESTRICTION_DENIED = ("AccessRestrictionDenied", Verdict.DENIED,
+                                 "the web app's access restrictions did not admit the source: 403 Ip Forbidden")
     SQL_SERVER_NAME_NOT_DETERMINED = ("SqlServerNameNotDetermined", Verdict.DENIED,
                                       "the SQL gateway routes a login by <server>.database.windows.net only: the "
                                       "private link name (or another alias) fails")
@@ -338,6 +341,7 @@ class Trace:
     resolution: object | None = None   # the destination name's engine.dns.Resolution, when it was a name
     admission: paas.Admission | None = None   # set when a PaaS service took the connection
     explain: bool = True   # False: the walk decides without recording its steps (``verdict``)
+    headers: dict[str, str] = field(default_factory=dict)   # the HTTP request's headers (a web app's rules)
 
     def step(self, make: Callable[[], Step], back: bool = False) -> None:
         """Record the step ``make`` builds (on the return path with ``back``), when the trace explains."""
@@ -365,22 +369,26 @@ class _Done(Exception):
 
 
 def trace(net: LabView | Topology, source: str, destination: str, port: int | None = None,
-          protocol: str = "Tcp") -> Trace:
+          protocol: str = "Tcp", headers: dict[str, str] | None = None, source_ip: str | None = None) -> Trace:
+    """Can ``source`` reach ``destination``? ``source``: a VM, NIC, web app, internet host, or
+    ``internet`` (a client on the internet: ``source_ip``, else the first internet host's address);
+    ``headers``: the HTTP request's headers, which a web app's access restrictions may ask for."""
     net = net if isinstance(net, LabView) else LabView(net)
     protocol = flow_protocol(protocol)
     if protocol != "Icmp" and port is None:
         raise InvalidPort("A port is required for Tcp and Udp flows.")
     if port is not None and not 0 < port < 65536:
         raise InvalidPort(f"Port {port} is out of range 1-65535.")
-    src = net.endpoint(source)
+    src = _source_endpoint(net, source, source_ip)
     _check_running(net, src)
+    destination = _internet_destination(net, src, destination)
     resolution = _resolve_name(net, src, destination)
     if resolution is not None and resolution.outcome != "NoError":
         return _not_resolved(src, destination, protocol, port, resolution)
     dst_ip, dst_name = (IPv4Address(resolution.addresses[0]), destination) if resolution is not None \
         else net.destination_ip(destination)
     port = port if protocol != "Icmp" else None
-    t = Trace(Flow(src.name, src.kind, str(src.ip), dst_name, str(dst_ip), protocol, port))
+    t = Trace(Flow(src.name, src.kind, str(src.ip), dst_name, str(dst_ip), protocol, port), headers=dict(headers or {}))
     if resolution is not None:
         t.resolution = resolution
         t.steps += _resolution_steps(resolution)
@@ -420,7 +428,7 @@ def _walk(net: LabView, src: Endpoint, dst_ip: IPv4Address, protocol: str, port:
         if src.kind == "webapp":
             _from_app(net, src, pkt, t)
         elif src.kind == "internet":
-            raise AzureError("Flows from the internet are not modelled yet.", "InvalidSource")
+            _from_internet(net, pkt, t)
         elif src.kind == "onprem":
             _from_on_premises(net, src, pkt, t)
         else:
@@ -445,13 +453,63 @@ def _resolve_name(net: LabView, src: Endpoint, destination: str):
         return None
     except ValueError:
         pass
-    if "." not in destination or _is_lab_name(net, destination) or src.kind == "internet":
+    if "." not in destination or _is_lab_name(net, destination):
         return None
-    from .dns import resolve
+    from .dns import resolve, resolve_public
+    if src.kind == "internet":
+        return resolve_public(net, src.name, destination)
     return resolve(net, src.name, destination)
 
 
+INTERNET = "internet"   # the source name of a client on the internet
+
+
+def _source_endpoint(net: LabView, source: str, source_ip: str | None) -> Endpoint:
+    """The flow's source; ``internet`` (or any source with ``source_ip``) is a client on the internet at
+    ``source_ip`` (default: the first internet host's address), which must be a public address no
+    resource of the lab holds."""
+    if source_ip is None and source.lower() != INTERNET:
+        return net.endpoint(source)
+    if source_ip is None:
+        if not net.topo.internet_hosts:
+            raise AzureError("The lab has no internet host: give the client's public address (--from IP).",
+                             "InvalidSource")  # vnetlab's code
+        source_ip = net.topo.internet_hosts[0].ip
+    if source.lower() != INTERNET:
+        raise AzureError(f"A chosen source address (--from {source_ip}) is for the source 'internet', not "
+                         f"'{source}'.", "InvalidSource")  # vnetlab's code
+    try:
+        ip = IPv4Address(source_ip)
+    except ValueError:
+        raise AzureError(f"'{source_ip}' is not an IPv4 address.", "InvalidSource") from None
+    if int(ip) not in net.internet_at and _held_by_lab(net, ip):
+        raise AzureError(f"{ip} is not an internet address: a client on the internet has a public address that no "
+                         f"resource of the lab holds, outside {PLATFORM_RANGE} and {LAB_PUBLIC_NET} (for example "
+                         "203.0.113.0/24; README, Public addresses of the lab).", "InvalidSource")  # vnetlab's code
+    host = net.internet_at.get(int(ip))
+    return Endpoint("internet", host.name if host is not None else f"{INTERNET} {ip}", ip)
+
+
+def _held_by_lab(net: LabView, ip: IPv4Address) -> bool:
+    """A private address, one of the lab's own public ranges, or a lab resource's outbound address."""
+    return (not is_public(int(ip)) or ip in PLATFORM_RANGE or ip in LAB_PUBLIC_NET
+            or ip in set(net.outbound.values()) or ip in set(net.default_outbound.values()))
+
+
+def _internet_destination(net: LabView, src: Endpoint, destination: str) -> str:
+    """A client on the internet names a web app by its default host name: the app's name becomes
+    ``<app>.azurewebsites.net``, resolved by public DNS."""
+    if src.kind != "internet":
+        return destination
+    app = net.by_name["web_apps"].get(destination.lower())
+    if app is None:
+        return destination
+    from .dns import fqdn_of
+    return fqdn_of(net.topo, "web_apps", app.name)
+
+
 def _is_lab_name(net: LabView, name: str) -> bool:
+    """A VM, NIC or web app's own name, or an internet host's: not a DNS name."""
     low = name.lower()
     return any(low in net.by_name[kind] for kind in net.by_name) or \
         any(h.name.lower() == low for h in net.topo.internet_hosts) or \
@@ -477,6 +535,17 @@ def _not_resolved(src: Endpoint, destination: str, protocol: str, port: int | No
 
 
 # -- sources ------------------------------------------------------------------------------
+def _from_internet(net: LabView, pkt: Packet, t: Trace) -> None:
+    """A client on the internet: it reaches public endpoints (PaaS services, web apps) and internet
+    hosts; a private destination is not routed there."""
+    pkt.public_src = pkt.src
+    if not is_public(int(pkt.dst)):
+        t.step(lambda: Step(None, Action.DROPPED, InternetDetail(str(pkt.dst), "private address on the internet"),
+                            True))
+        raise _Done(Reason.PRIVATE_ADDRESS_ON_INTERNET)
+    _on_internet(net, pkt, t)
+
+
 def _from_nic(net: LabView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     view = net.subnet_view(nic.subnet)
     pkt.public_src, pkt.nic = net.public_ip("network_interfaces", nic.name), nic
@@ -778,11 +847,21 @@ def _to_internet(net: LabView, pkt: Packet, t: Trace, view: SubnetView | None = 
         kind = _EGRESS_KINDS.get(egress.method)
         rid = net.topo.id_of(kind, net.topo.find(kind, egress.resource)) if kind else None
         _snat(t, pkt, pkt.public_src, f"outbound to the internet: {_EGRESS_WHY[egress.method]}", rid)
+    _on_internet(net, pkt, t)
+
+
+def _on_internet(net: LabView, pkt: Packet, t: Trace) -> None:
+    """A packet on the internet with its public source: a public endpoint of the lab takes it, or an
+    internet host; nobody else holds a public address in the lab (inbound to a VM's public IP is not
+    modelled)."""
     service = net.paas.public_at.get(int(pkt.dst))
     if service is not None:
         _at_service(net, service, pkt, t, None)
     host = net.internet_at.get(int(pkt.dst))
     if host is None:
+        t.step(lambda: Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), internet=True,
+                                                                why="no host of the lab's internet holds this "
+                                                                    "address"), True))
         raise _Done(Reason.NO_HOST_AT_DESTINATION)
     reason = _answer({(s.protocol, s.port) for s in host.services}, pkt)
     t.step(lambda: Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, internet=True)))
@@ -884,7 +963,8 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
             str(pkt.dst), why=f"{endpoint.describe()} serves TCP {ports} only"), True))
         raise _Done(Reason.SERVICE_PORT_NOT_SERVED)
     server_name = t.flow.destination if t.resolution is not None else None  # the name the client connected to
-    admission = paas.admit(net, endpoint, endpoint.ip, pkt.src, subnet_id, pkt.origin_region, server_name)
+    admission = paas.admit(net, endpoint, endpoint.ip, pkt.src, subnet_id, pkt.origin_region, server_name,
+                           t.headers)
     t.admission = admission
     where = "public" if endpoint.private_endpoint is None else f"private endpoint {endpoint.private_endpoint.name}"
     t.step(lambda: Step(rid, Action.ALLOWED if admission.allowed else Action.DENIED, AdmissionDetail(
@@ -892,8 +972,10 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
         admission.rule, subnet_id, admission.code, admission.http_status, admission.text)))
     if admission.allowed:
         raise _Done(Reason.REACHABLE)
-    if admission.rule == paas.PUBLIC_ACCESS_CLOSED:
+    if admission.rule.startswith(paas.PUBLIC_ACCESS_CLOSED):
         raise _Done(Reason.PUBLIC_NETWORK_ACCESS_DISABLED)
+    if endpoint.kind == "web_apps":
+        raise _Done(Reason.ACCESS_RESTRICTION_DENIED)
     if admission.rule.startswith(paas.SQL_SERVER_NAME_RULE):
         raise _Done(Reason.SQL_SERVER_NAME_NOT_DETERMINED)
     raise _Done(Reason.SERVICE_FIREWALL_DENIED)

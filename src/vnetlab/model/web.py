@@ -5,10 +5,12 @@ https://learn.microsoft.com/azure/app-service/overview-vnet-integration
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .base import Model, Resource
 from .dns import dns_server_addresses
@@ -72,6 +74,128 @@ ROUTE_ALL_SETTING = "WEBSITE_VNET_ROUTE_ALL"
 CONFIGURATION_CHANNELS = ("content_share_traffic", "image_pull_traffic", "backup_restore_traffic")
 
 
+# -- inbound: access restrictions ------------------------------------------------------------------
+# https://learn.microsoft.com/azure/app-service/overview-access-restrictions
+RESTRICTION_HEADERS = ("x-forwarded-host", "x-forwarded-for", "x-azure-fdid", "x-fd-healthprobe")
+MAX_HEADER_VALUES = 8      # "up to eight values" per header, as az checks
+MAX_SOURCES = 8            # a multi-source rule: up to 8 IP ranges or 8 service tags, comma-separated
+ANY_SOURCE = "Any"         # the address of Azure's implicit "Allow all" / "Deny all" rule
+ANY_VNETS = "AnyVnets"     # every caller that arrives through a Microsoft.Web service endpoint
+LAST_PRIORITY = 2147483647  # the implicit rule's priority
+
+
+def _canon_choice(value, choices) -> str:
+    return next((c for c in choices if c.lower() == str(value).strip().lower()), value)
+
+
+def _restriction_error(text: str) -> PydanticCustomError:
+    # Azure does not document the text of these refusals: the code is vnetlab's
+    return PydanticCustomError("InvalidIpSecurityRestriction", text)
+
+
+class IpSecurityRestriction(Model):
+    """One access restriction rule of a site (``siteConfig.ipSecurityRestrictions`` or
+    ``scmIpSecurityRestrictions``): its source is an IP range (``ip_address``, ``tag: Default``), a
+    service tag (``ip_address`` holds the tag, ``tag: ServiceTag``) or a subnet
+    (``vnet_subnet_resource_id``, VNET/SUBNET or an ARM id); ``headers`` narrow it further.
+    https://learn.microsoft.com/azure/app-service/overview-access-restrictions
+    https://learn.microsoft.com/rest/api/appservice/web-apps/update-configuration#ipsecurityrestriction"""
+
+    name: str | None = None
+    ip_address: str | None = None
+    subnet_mask: str | None = None
+    vnet_subnet_resource_id: str | None = None
+    action: Literal["Allow", "Deny"] = "Allow"
+    priority: int = Field(ge=0, le=LAST_PRIORITY)
+    tag: Literal["Default", "XffProxy", "ServiceTag"] = "Default"
+    headers: dict[str, list[str]] = Field(default_factory=dict)
+    description: str | None = None
+    # vnetlab's: az and PowerShell check the subnet's Microsoft.Web service endpoint before they send
+    # a subnet rule (az adds it) unless told --ignore-missing-endpoint; ARM itself does not check.
+    ignore_missing_vnet_service_endpoint: bool = False
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _v_action(cls, v):
+        return _canon_choice(v, ("Allow", "Deny"))
+
+    @field_validator("tag", mode="before")
+    @classmethod
+    def _v_tag(cls, v):
+        return _canon_choice(v or "Default", ("Default", "XffProxy", "ServiceTag"))
+
+    @field_validator("vnet_subnet_resource_id", mode="before")
+    @classmethod
+    def _v_subnet(cls, v):
+        from .paas import subnet_ref
+        return subnet_ref(v) if v else None
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _v_headers(cls, v):
+        out: dict[str, list[str]] = {}
+        for name, values in (v or {}).items():
+            low = str(name).strip().lower()
+            if low not in RESTRICTION_HEADERS:
+                raise _restriction_error(f'Invalid http-header name: "{low}" (one of {", ".join(RESTRICTION_HEADERS)})')
+            items = [values] if isinstance(values, str) else list(values or [])
+            items = [str(x).strip() for x in items if str(x).strip()]
+            if len(items) > MAX_HEADER_VALUES:
+                raise _restriction_error(f'Only {MAX_HEADER_VALUES} values are allowed for each http-header: "{low}"')
+            if low == "x-forwarded-for":
+                items = [_cidr(x, "x-forwarded-for") for x in items]
+            out[low] = items
+        return out
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.ip_address is None) == (self.vnet_subnet_resource_id is None):
+            raise _restriction_error(f"Access restriction {self.name or self.priority}: give either ip_address (an IP "
+                                     "range or, with tag ServiceTag, service tags) or vnet_subnet_resource_id.")
+        if self.ip_address is not None:
+            self.ip_address = self._source_text(self.ip_address)
+        return self
+
+    def _source_text(self, text: str) -> str:
+        """The rule's sources in canonical form: ``Any``, ``AnyVnets``, CIDRs or service tags."""
+        value = text.strip()
+        if value.lower() in (ANY_SOURCE.lower(), ANY_VNETS.lower()):
+            return ANY_SOURCE if value.lower() == "any" else ANY_VNETS
+        items = [x.strip() for x in value.split(",") if x.strip()]
+        if not items or len(items) > MAX_SOURCES:
+            raise _restriction_error(f"Access restriction {self.name or self.priority}: {len(items)} sources; a rule "
+                                     f"takes 1 to {MAX_SOURCES}.")
+        if self.tag == "ServiceTag":
+            from ..engine.security import service_tag
+            tags = [service_tag(x) for x in items]
+            if None in tags:
+                bad = items[tags.index(None)]
+                raise _restriction_error(f"Access restriction {self.name or self.priority}: '{bad}' is not a service "
+                                         "tag the lab knows (README, service tags).")
+            return ",".join(tags)
+        if self.subnet_mask and len(items) == 1 and "/" not in items[0]:
+            items = [f"{items[0]}/{self.subnet_mask}"]
+        return ",".join(_cidr(x, "ipAddress") for x in items)
+
+    def sources(self) -> list[str]:
+        return self.ip_address.split(",") if self.ip_address else []
+
+
+def _cidr(text: str, where: str) -> str:
+    """An IPv4 address (a /32) or range in CIDR notation, host bits allowed (Azure keeps them)."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise _restriction_error(f"{where} '{text}' is not an IP address or a CIDR range.") from None
+    if net.version != 4:
+        raise _restriction_error(f"{where} '{text}': the lab models IPv4 only.")
+    return str(net)
+
+
+def _default_action(v):
+    return None if v is None or str(v).strip() == "" else _canon_choice(v, ("Allow", "Deny"))
+
+
 class WebApp(Resource):
     plan: str
     vnet_integration: str | None = Field(default=None, description="VNET/SUBNET")
@@ -89,6 +213,26 @@ class WebApp(Resource):
     # WEBSITE_DNS_ALT_SERVER also count (dns_servers_setting).
     # https://learn.microsoft.com/azure/app-service/overview-name-resolution
     dns_servers: list[str] = Field(default_factory=list, max_length=5)
+    # Inbound: the site's public endpoint (None: Enabled, unless the site has a private endpoint) and
+    # its access restrictions, main site and scm (Kudu) site.
+    # https://learn.microsoft.com/azure/app-service/overview-access-restrictions
+    public_network_access: Literal["Enabled", "Disabled"] | None = None
+    ip_security_restrictions: list[IpSecurityRestriction] = Field(default_factory=list)
+    ip_security_restrictions_default_action: Literal["Allow", "Deny"] | None = None
+    scm_ip_security_restrictions: list[IpSecurityRestriction] = Field(default_factory=list)
+    scm_ip_security_restrictions_default_action: Literal["Allow", "Deny"] | None = None
+    scm_ip_security_restrictions_use_main: bool = False
+
+    @field_validator("public_network_access", mode="before")
+    @classmethod
+    def _v_public_access(cls, v):
+        return None if v is None or str(v).strip() == "" else _canon_choice(v, ("Enabled", "Disabled"))
+
+    @field_validator("ip_security_restrictions_default_action", "scm_ip_security_restrictions_default_action",
+                     mode="before")
+    @classmethod
+    def _v_default_action(cls, v):
+        return _default_action(v)
 
     @field_validator("dns_servers", mode="before")
     @classmethod
