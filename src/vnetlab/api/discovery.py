@@ -237,6 +237,22 @@ def list_locations(call: Call) -> Response:
     return json_response({"value": [location_doc(call.subscription, r) for r in _REGIONS]})
 
 
+def list_service_tags(call: Call) -> Response:
+    """GET .../providers/Microsoft.Network/locations/{loc}/serviceTags: the service tags the lab knows,
+    with the lab's addresses for them (engine.security.PLATFORM_TAGS); az checks a rule's
+    --service-tag against it. https://learn.microsoft.com/rest/api/virtualnetwork/service-tags/list"""
+    from ..engine.security import PLATFORM_TAGS
+    sub = call.subscription
+    values = [{"name": tag, "id": tag, "serviceTagChangeNumber": "1",
+               "properties": {"changeNumber": "1", "region": "", "state": "GA",
+                              "systemService": tag.split(".")[0],
+                              "addressPrefixes": [str(net) for net in nets], "networkFeatures": ["NSG"]}}
+              for tag, nets in PLATFORM_TAGS.items()]
+    return json_response({"name": "Public", "id": f"/subscriptions/{sub}/providers/Microsoft.Network/serviceTags/"
+                          "Public", "type": "Microsoft.Network/serviceTags", "changeNumber": "1", "cloud": "Public",
+                          "values": values})
+
+
 # -- resource providers ----------------------------------------------------------------------
 
 _PROVIDERS = {
@@ -247,7 +263,7 @@ _PROVIDERS = {
                           "privateEndpoints/privateDnsZoneGroups", "privateDnsZones",
                           "privateDnsZones/virtualNetworkLinks", "privateDnsZones/A", "privateDnsZones/CNAME",
                           "privateDnsZones/ALL", "publicIPAddresses", "publicIPPrefixes",
-                          "natGateways"],
+                          "natGateways", "locations/serviceTags"],
     "Microsoft.Compute": ["virtualMachines"],
     "Microsoft.Web": ["serverfarms", "sites", "sites/config", "sites/networkConfig", "checknameavailability",
                       "webAppStacks"],
@@ -339,6 +355,7 @@ def router(require_token: str | None, site_exists: Callable[[str], bool] = lambd
     r.add("POST", "subscriptions/{sub}/providers/{ns}/register", get_provider)
     r.add("POST", "subscriptions/{sub}/providers/Microsoft.Web/checknameavailability",
           check_name_availability(site_exists))
+    r.add("GET", "subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/serviceTags", list_service_tags)
     r.add("GET", "providers", list_providers)
     r.add("GET", "providers/{ns}", get_provider)
     return r

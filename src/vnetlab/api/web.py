@@ -170,10 +170,9 @@ def restrictions_wire(topo: Topology, app: WebApp) -> dict:
             "scmIpSecurityRestrictions": _rules_wire(topo, app.scm_ip_security_restrictions,
                                                      app.scm_ip_security_restrictions_default_action),
             "scmIpSecurityRestrictionsUseMain": app.scm_ip_security_restrictions_use_main,
-            "ipSecurityRestrictionsDefaultAction": default_action(app.ip_security_restrictions,
-                                                                  app.ip_security_restrictions_default_action),
-            "scmIpSecurityRestrictionsDefaultAction": default_action(
-                app.scm_ip_security_restrictions, app.scm_ip_security_restrictions_default_action)}
+            # as set: unset (null) follows the rules (the implicit last rule says which way)
+            "ipSecurityRestrictionsDefaultAction": app.ip_security_restrictions_default_action,
+            "scmIpSecurityRestrictionsDefaultAction": app.scm_ip_security_restrictions_default_action}
 
 
 def _implicit(rule: Obj) -> bool:
