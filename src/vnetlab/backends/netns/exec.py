@@ -217,6 +217,8 @@ def http(tls):
     lines = head.decode(errors="replace").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
     code = headers.get("x-ms-error-code", "")
+    if not code and "x-ms-forbidden-ip" in headers:  # a web app's front end: "403 Ip Forbidden"
+        code = lines[0].split(" ", 2)[-1].replace(" ", "")
     if not code and headers.get("content-type", "").startswith("application/json"):
         try:  # a key vault's error: {"error": {"code", "message", "innererror": {"code"}}}
             err = json.loads(body).get("error") or {}

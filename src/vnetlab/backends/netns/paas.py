@@ -1,5 +1,6 @@
 """PaaS in the emulation: private endpoints' namespaces and one real process per storage account,
-SQL server and key vault, answering each connection as the engine admits it (``engine.paas``).
+SQL server, key vault and web app front end, answering each connection as the engine admits it
+(``engine.paas``, ``engine.inbound``).
 
 - A private endpoint's NIC is a namespace ``vl<lab>-pe-<name>`` holding the endpoint's address on
   ``eth0``, a routed port of its VNet's fabric like a VM's NIC (the PE subnet's NSG applies when
@@ -11,6 +12,11 @@ SQL server and key vault, answering each connection as the engine admits it (``e
   for every address it listens on, for every source the lab has (VMs, web app instances,
   internet hosts), the engine's trace of that flow says what source address the service sees,
   and the engine's admission for it what the service answers; a default for any other source.
+- A web app's front end answers HTTPS on 443 and HTTP on 80 on its public address and its private
+  endpoints' addresses: ``200`` when the engine admits, else ``403 Ip Forbidden`` with the
+  ``x-ms-forbidden-ip`` header; its table has the main site's decisions and the scm site's (the
+  ``Host`` header names the site). Request headers (``x-forwarded-for``...) are not looked at: the
+  table holds the engine's decision for a request without them.
 - Service endpoint traffic arrives at the internet namespace with its private source (the
   engine's ``VirtualNetworkServiceEndpoint`` routes, not SNATed by the fabric); the services'
   replies go back to the fabric of the subnet it came from (a route per such subnet).
@@ -31,8 +37,9 @@ from .state import Address, NftTable, Neighbour, Process
 
 # (port, protocol): what each port of a service speaks (the engine's ``Service.ports``)
 PORTS = {"storage_accounts": [(443, "https"), (80, "http"), (445, "smb")], "key_vaults": [(443, "https")],
-         "sql_servers": [(1433, "tds")]}
-SPEC_KIND = {"storage_accounts": "storage", "key_vaults": "keyvault", "sql_servers": "sql"}
+         "sql_servers": [(1433, "tds")], "web_apps": [(443, "https"), (80, "http")]}
+SPEC_KIND = {"storage_accounts": "storage", "key_vaults": "keyvault", "sql_servers": "sql", "web_apps": "webapp"}
+PROCESS_PREFIX = {"web_apps": "front"}   # a web app's front end; the others: paas-<name>
 UNKNOWN_SOURCE = "192.0.2.254"   # TEST-NET-1: a source no rule of the lab names (the table's default)
 RID, WHEN = "@RID@", "@TIME@"    # filled in by the process for each answer
 
@@ -145,6 +152,37 @@ def _reaching(lay: Layout, source: str, ip: str, port: int):
     return t.source_ip_seen, t.admission
 
 
+def _trace(lay: Layout, source: str, ip: str, port: int):
+    try:
+        return trace(lay.net, source, ip, port)
+    except AzureError:
+        return None
+
+
+def site_admission_tables(lay: Layout, listen: list[dict], port: int) -> tuple[dict, dict]:
+    """A web app's front end: (the main site's table, the scm site's), as ``admission_table``: per
+    address, the source each lab source is seen as -> the engine's admission of a request for
+    ``<app>.azurewebsites.net`` (``<app>.scm.azurewebsites.net``)."""
+    tables: tuple[dict, dict] = ({}, {})
+    for item in listen:
+        ip = item["ip"]
+        endpoint = epaas.endpoint_at(lay.net, ip, item.get("vnet"))
+        names = [n for n, _g, _p, _c in edns.public_names(lay.topo, "web_apps", endpoint.resource)]
+        seen: dict[str, str | None] = {}
+        for src in _sources(lay):
+            t = _trace(lay, src, ip, port)
+            if t is None or t.admission is None or not t.source_ip_seen:
+                continue
+            subnet = next((s.detail.source_subnet for s in t.steps if s.kind == "Admission"), None)
+            seen.setdefault(t.source_ip_seen, subnet)
+        for table, name in zip(tables, names, strict=True):
+            sources = {peer: _admission(epaas.admit(lay.net, endpoint, ip, peer, subnet, server_name=name))
+                       for peer, subnet in seen.items()}
+            table[ip] = {"sources": sources, "default": _admission(epaas.admit(lay.net, endpoint, ip, UNKNOWN_SOURCE,
+                                                                               None, server_name=name))}
+    return tables
+
+
 def admission_table(lay: Layout, listen: list[dict], port: int) -> dict:
     """For each address: source address seen -> the engine's admission, and a default (an address
     no rule names)."""
@@ -179,22 +217,28 @@ def server_names(res) -> dict:
 
 
 def processes(lay: Layout, tls_dir: str | None) -> None:
-    for kind in ("storage_accounts", "sql_servers", "key_vaults"):
+    for kind in ("storage_accounts", "sql_servers", "key_vaults", "web_apps"):
         for res in getattr(lay.topo, kind, []):
             listen = listen_addresses(lay, kind, res)
             if not listen:
                 continue
             ports = PORTS[kind]
             spec = {"kind": SPEC_KIND[kind], "name": res.name, "listen": listen,
-                    "ports": [{"port": p, "tls": proto == "https", "protocol": proto} for p, proto in ports],
-                    "admission": admission_table(lay, listen, ports[0][0])}
+                    "ports": [{"port": p, "tls": proto == "https", "protocol": proto} for p, proto in ports]}
+            if kind == "web_apps":
+                spec["admission"], spec["scm_admission"] = site_admission_tables(lay, listen, ports[0][0])
+            else:
+                spec["admission"] = admission_table(lay, listen, ports[0][0])
             if kind == "sql_servers":
                 spec["server_names"] = server_names(res)
+            name = f"{PROCESS_PREFIX.get(kind, 'paas')}-{res.name.lower()}"
             if any(proto == "https" for _, proto in ports):
                 spec["fqdns"] = fqdns(lay, kind, res)
                 if tls_dir:
-                    spec["cert"] = f"{tls_dir}/paas-{res.name.lower()}.pem"
-                    spec["key"] = f"{tls_dir}/paas-{res.name.lower()}.key"
-            lay.procs.append(Process(ns=lay.inet, name=f"paas-{res.name.lower()}",
+                    spec["cert"] = f"{tls_dir}/{name}.pem"
+                    spec["key"] = f"{tls_dir}/{name}.key"
+            lay.procs.append(Process(ns=lay.inet, name=name,
                                      argv=responder_argv("--paas", json.dumps(spec, sort_keys=True)),
-                                     kind="responder", tcp=[p for p, _ in ports], resource=res.name))
+                                     kind="responder", tcp=[p for p, _ in ports],
+                                     # the app's own process is named after the app: its front end is front-<app>
+                                     resource=name if kind == "web_apps" else res.name))

@@ -281,11 +281,16 @@ def _request_id() -> str:
     return str(uuid.uuid4())
 
 
+WEB_ALLOWED = "<!DOCTYPE html><html><body><h1>{name}</h1><p>hello from the web app {name}</p></body></html>"
+SERVER_VERSIONS = {"storage": "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0", "webapp": "Microsoft-IIS/10.0"}
+
+
 def _http_handler(spec: dict):
     kind, name, table = spec["kind"], spec["name"], spec.get("admission", {})
+    scm_table = spec.get("scm_admission", {})
 
     class H(BaseHTTPRequestHandler):
-        server_version = "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0" if kind == "storage" else "vnetlab-kv"
+        server_version = SERVER_VERSIONS.get(kind, "vnetlab-kv")
         sys_version = ""
         protocol_version = "HTTP/1.1"
 
@@ -313,6 +318,8 @@ def _http_handler(spec: dict):
             return admission_for(table, self.connection.getsockname()[0], self.client_address[0])
 
         def do_GET(self) -> None:  # noqa: N802
+            if kind == "webapp":
+                return self._site()
             adm = self._admission()
             rid = _request_id()
             if kind == "keyvault":
@@ -328,6 +335,23 @@ def _http_handler(spec: dict):
                               {"x-ms-error-code": adm.get("code", "AuthorizationFailure"), "x-ms-request-id": rid})
 
         do_HEAD = do_GET  # noqa: N815
+
+        def _site(self) -> None:
+            """A web app's front end: the main or scm site (by the Host header), as the engine admits;
+            a refusal is 403 Ip Forbidden naming the caller."""
+            host = (self.headers.get("Host") or "").split(":")[0].lower()
+            scm = host.endswith(".scm.azurewebsites.net") or host.endswith(".scm.privatelink.azurewebsites.net")
+            adm = admission_for(scm_table if scm else table, self.connection.getsockname()[0], self.client_address[0])
+            if adm.get("allowed"):
+                return self._send(200, WEB_ALLOWED.format(name=name), "text/html", {})
+            data = (_body(adm, "") or adm.get("text", "")).encode()
+            self.send_response(int(adm.get("http_status") or 403), "Ip Forbidden")
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-ms-forbidden-ip", self.client_address[0])
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def _keyvault(self, adm: dict, rid: str) -> None:
             seen = self.client_address[0]
