@@ -10,12 +10,9 @@ import pytest
 
 from vnetlab.backends import netns_backend as nb
 from vnetlab.backends.netns import exec as nx
-from vnetlab.backends.netns import kernel
-from vnetlab.backends.netns.apply import K_PROC, pid_alive
-from vnetlab.backends.netns.plan import lab_id_for
 from vnetlab.lab import Lab
 from vnetlab.topology import load_yaml, parse
-from netns_support import NETNS_MARKS  # noqa: E402
+from netns_support import NETNS_MARKS, emulated  # noqa: E402
 
 pytestmark = NETNS_MARKS
 
@@ -55,16 +52,8 @@ NAMES = ["app1.azurewebsites.net", "app1.scm.azurewebsites.net", "app2.azurewebs
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab = Lab.open(tmp_path_factory.mktemp("inbound") / "home")
-    prefix = f"vl{lab_id_for(lab.home)}-"
-    try:
-        lab.up(parse(load_yaml(LAB)), backend="netns")
+    with emulated(tmp_path_factory.mktemp("inbound") / "home", parse(load_yaml(LAB))) as lab:
         yield lab
-    finally:
-        pids = [d["pid"] for _, _, d in lab.store.records(K_PROC) if d.get("pid")]
-        lab.down()
-        assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
-        assert not [p for p in pids if pid_alive(p)]
 
 
 def curl(lab: Lab, who: str, name: str, ip: str) -> tuple[int, str, dict[str, str], str]:
