@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,17 +32,20 @@ def find_az() -> str | None:
 AZ = find_az()
 
 
-@pytest.fixture(scope="module")
-def az(tmp_path_factory):
+@contextmanager
+def logged_in_az(home: Path) -> Iterator:
+    """A vnetlab endpoint at ``home`` and the real az logged in to it: ``run(*args)`` runs one az command
+    (JSON output; asserts success unless ``check=False``), ``run.show(*args)`` its parsed answer,
+    ``run.script(text)`` one command per line as a user types them; ``run.setup`` is the login script,
+    ``run.url`` the endpoint, ``run.lab`` the lab behind it."""
     if AZ is None:
         pytest.skip("azure-cli not installed (python3 -m venv .venv-az && .venv-az/bin/pip install azure-cli)")
-    home = tmp_path_factory.mktemp("azlab")
     tls = ensure_tls(home)
     config = home / "azcfg"
     with ServerThread(create_app(home), tls) as url:
-        script = az_setup_script(url, tls.ca, config, az_bin=AZ)
-        setup = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
-        assert setup.returncode == 0, setup.stderr
+        setup = az_setup_script(url, tls.ca, config, az_bin=AZ)
+        done = subprocess.run(["bash", "-c", setup], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
         env = {**os.environ, **az_env(tls.ca, config), "HOME": str(home)}  # az vm create may touch ~/.ssh
 
         def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,7 +55,18 @@ def az(tmp_path_factory):
                 assert proc.returncode == 0, f"az {' '.join(args)}: {proc.stderr}"
             return proc
 
-        run.script, run.url, run.lab = script, url, Lab.open(home)
+        def script(text: str) -> None:
+            for line in filter(None, (x.strip() for x in text.splitlines())):
+                run(*line.split())
+
+        run.setup, run.url, run.lab = setup, url, Lab.open(home)
+        run.script, run.show = script, lambda *args: json.loads(run(*args).stdout)
+        yield run
+
+
+@pytest.fixture(scope="module")
+def az(tmp_path_factory):
+    with logged_in_az(tmp_path_factory.mktemp("azlab")) as run:
         yield run
 
 
@@ -61,7 +77,7 @@ def test_login_landed_on_the_vnetlab_cloud(az):
 
 
 def test_setup_script_can_run_twice(az):
-    again = subprocess.run(["bash", "-c", az.script], capture_output=True, text=True, timeout=120)
+    again = subprocess.run(["bash", "-c", az.setup], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
 
 

@@ -5,17 +5,12 @@ Without azure-cli these tests skip (see tests/test_az_cli.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 
 import pytest
 import yaml
 from conftest import cli
-from test_az_cli import AZ
+from test_az_cli import logged_in_az
 
-from vnetlab.api import ServerThread, create_app, ensure_tls
-from vnetlab.api.azsetup import az_env, az_setup_script
 from vnetlab.api.discovery import SUBSCRIPTION
 from vnetlab.engine.dns import dns_servers_for
 from vnetlab.lab import Lab
@@ -36,33 +31,7 @@ def subnet_id(rg: str, vnet: str, subnet: str) -> str:
 
 @pytest.fixture(scope="module")
 def az(tmp_path_factory):
-    if AZ is None:
-        pytest.skip("azure-cli not installed (python3 -m venv .venv-az && .venv-az/bin/pip install azure-cli)")
-    home = tmp_path_factory.mktemp("azpaas")
-    tls = ensure_tls(home)
-    config = home / "azcfg"
-    with ServerThread(create_app(home), tls) as url:
-        setup = subprocess.run(["bash", "-c", az_setup_script(url, tls.ca, config, az_bin=AZ)], capture_output=True,
-                               text=True, timeout=120)
-        assert setup.returncode == 0, setup.stderr
-        env = {**os.environ, **az_env(tls.ca, config), "HOME": str(home)}
-
-        def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-            proc = subprocess.run([AZ, *args, "--output", "json"], capture_output=True, text=True, env=env,
-                                  timeout=120)
-            if check:
-                assert proc.returncode == 0, f"az {' '.join(args)}: {proc.stderr}"
-            return proc
-
-        def script(text: str) -> None:
-            """One az command per line, as a user types them."""
-            for line in filter(None, (x.strip() for x in text.splitlines())):
-                run(*line.split())
-
-        def show(*args: str) -> dict:
-            return json.loads(run(*args).stdout)
-
-        run.script, run.show, run.lab = script, show, Lab.open(home)
+    with logged_in_az(tmp_path_factory.mktemp("azpaas")) as run:
         yield run
 
 
