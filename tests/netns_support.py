@@ -3,6 +3,7 @@ lab up for a test module that must leave nothing behind."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,3 +47,18 @@ def emulated(home: Path, topology) -> Iterator[Lab]:
         lab.down()
         assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
         assert not [p for p in pids if pid_alive(p)]
+
+
+# A real TDS client (python-tds) run in a namespace: argv[1] is the server; prints the login outcome,
+# with SQL's error number and text on a refusal.
+TDS_CLIENT = textwrap.dedent("""
+    import json, sys, pytds
+    try:
+        pytds.connect(sys.argv[1], "master", "u", "p", port=1433, login_timeout=5, autocommit=True,
+                      disable_connect_retry=True).close()
+        print(json.dumps({"login": True}))
+    except Exception as e:
+        while e is not None and not hasattr(e, "msg_no"):
+            e = e.__cause__ or e.__context__
+        print(json.dumps({"login": False, "number": getattr(e, "msg_no", None), "text": getattr(e, "text", "")}))
+    """)

@@ -18,7 +18,7 @@ from vnetlab.backends.netns import exec as nx
 from vnetlab.backends.netns.apply import K_PROC
 from vnetlab.lab import Lab
 from vnetlab.topology import load_yaml, parse
-from netns_support import NETNS_MARKS, emulated  # noqa: E402
+from netns_support import NETNS_MARKS, TDS_CLIENT, emulated  # noqa: E402
 
 pytestmark = NETNS_MARKS
 
@@ -114,17 +114,6 @@ def test_private_endpoint_gives_200_and_public_path_403(lab):
     assert (status, headers.get("x-ms-error-code")) == (403, "AuthorizationFailure")
 
 
-TDS_CLIENT = textwrap.dedent("""
-    import json, sys, pytds
-    try:
-        pytds.connect(sys.argv[1], "master", "u", "p", port=1433, login_timeout=5, autocommit=True,
-                      disable_connect_retry=True).close()
-        print(json.dumps({"login": True}))
-    except Exception as e:
-        while e is not None and not hasattr(e, "msg_no"):
-            e = e.__cause__ or e.__context__
-        print(json.dumps({"login": False, "number": getattr(e, "msg_no", None), "text": getattr(e, "text", "")}))
-    """)
 
 
 def tds(lab: Lab, who: str, host: str) -> dict:

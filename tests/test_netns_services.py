@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 
@@ -22,7 +21,7 @@ from vnetlab.api.tls import issue_cert, tls_files
 from vnetlab.backends.netns import exec as nx
 from vnetlab.backends.netns import kernel
 from vnetlab.backends.netns.processes import responder_argv
-from netns_support import NETNS_MARKS  # noqa: E402
+from netns_support import NETNS_MARKS, TDS_CLIENT  # noqa: E402
 
 pytestmark = NETNS_MARKS
 
@@ -159,17 +158,6 @@ def test_key_vault_echoes_the_source_it_sees(ns, certs):
     assert err["message"] == f"x {headers['x-ms-request-id']}"
 
 
-TDS = textwrap.dedent("""
-    import json, sys, pytds
-    try:
-        pytds.connect(sys.argv[1], "master", "u", "p", port=1433, login_timeout=5, autocommit=True,
-                      disable_connect_retry=True).close()
-        print(json.dumps({"login": True}))
-    except Exception as e:
-        while e is not None and not hasattr(e, "msg_no"):
-            e = e.__cause__ or e.__context__
-        print(json.dumps({"login": False, "number": getattr(e, "msg_no", None), "text": getattr(e, "text", "")}))
-    """)
 
 
 def test_sql_speaks_tds_to_a_real_client(ns):
@@ -182,7 +170,7 @@ def test_sql_speaks_tds_to_a_real_client(ns):
     start(ns, "--paas", spec, 1433)
 
     def login(ip: str) -> dict:
-        out = nx.run_in(ns[0], [sys.executable, "-c", TDS, ip], timeout=60).stdout
+        out = nx.run_in(ns[0], [sys.executable, "-c", TDS_CLIENT, ip], timeout=60).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     assert login("10.9.0.1") == {"login": False, "number": 47073, "text": text}
