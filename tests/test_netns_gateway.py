@@ -115,3 +115,21 @@ def test_random_gateway_settings_engine_equals_kernel(lab, seed):  # noqa: F811
                 reasons.add(tr["reason"])
                 assert nb.probe(lab, tr)["verdict"] == tr["verdict"], (seed, src, dst, proto, port, tr["reason"])
     assert "Reachable" in reasons and len(reasons) > 2, reasons
+
+
+def test_a_flow_to_the_site_through_the_hubs_nva_with_its_reply_straight_back_carries_data(lab):  # noqa: F811
+    """The spoke sends the site's prefix through the hub's NVA; the GatewaySubnet has no UDR back, so
+    the reply goes straight over the peering (asymmetric, as the engine walks it). The whole HTTP
+    exchange must pass, not only the handshake: the on-premises host answers ``GET /ip`` with the
+    source the engine says it sees."""
+    doc = vpn_lab(route_tables=[{"name": "rt-spoke", "routes": [
+        {"name": "site-via-nva", "address_prefix": "192.168.0.0/16", "next_hop_type": "VirtualAppliance",
+         "next_hop_ip_address": "10.0.3.4"}]}])
+    doc["virtual_networks"][1]["subnets"][0]["route_table"] = "rt-spoke"
+    lab.up(Topology.model_validate(doc), "netns")
+    tr = lab.trace("spokevm", "onprem1", 80)
+    assert tr.verdict == "Connected" and "VirtualAppliance" in [s.kind for s in tr.steps]
+    assert "VirtualAppliance" not in [s.kind for s in tr.return_path]
+    got = nx.run_in(nb.namespace_of(lab, "spokevm"), ["curl", "-s", "--max-time", "5", "http://192.168.1.10/ip"],
+                    timeout=20)
+    assert (got.returncode, got.stdout.strip()) == (0, tr.source_ip_seen)

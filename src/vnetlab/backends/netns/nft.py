@@ -222,6 +222,12 @@ def _egress_checks(lay: Layout, ports: list[Port]) -> list[str]:
             + "\n  }"]
 
 
+def _site_prefixes(lay: Layout) -> list[str]:
+    """Every local network gateway's prefixes (collapsed: an nft interval set refuses overlaps)."""
+    nets = [n for lng in lay.topo.local_network_gateways for n in lng.networks]
+    return [str(n) for n in ipaddress.collapse_addresses(nets)]
+
+
 def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
     """SNAT to the public address of the port a flow came in by, when it leaves to the internet.
 
@@ -230,9 +236,12 @@ def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
     through that NVA: the flow's conntrack mark names the NVA, a policy rule on the mark sends
     the replies to the NVA's table. Such a flow crosses this fabric twice (source -> NVA, NVA ->
     internet) with the same addresses; on the first pass conntrack already fixed "no NAT" for
-    it. So what an NVA forwards to outside the VNets gets its own conntrack entry: a conntrack
+    it. So what an NVA forwards to the internet gets its own conntrack entry: a conntrack
     zone for the original direction only (its de-NATed reply direction stays in the default
-    zone, where the internet's replies find it)."""
+    zone, where the internet's replies find it). Not what it forwards to the VNets or to the
+    on-premises sites (the local network gateways' prefixes): that flow is not NATed, and its
+    reply may come back without crossing the NVA (a GatewaySubnet without a UDR back through it),
+    so its passes must share one entry, which that reply brings to established."""
     net = lay.net
     body = []
     snat = [f'"{p.name}" : {net.public_ip("network_interfaces", p.nic.name)}' for p in ports
@@ -242,8 +251,10 @@ def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
     nvas = [p for p in ports if p.nic is not None and net.accepts_transit(p.nic)]
     if nvas:
         ifs = ", ".join(f'"{p.name}"' for p in nvas)
+        sites = _site_prefixes(lay)
+        not_sites = f" ip daddr != {{ {', '.join(sites)} }}" if sites else ""
         body.append("  chain nvazone {\n    type filter hook prerouting priority raw; policy accept;\n"
-                    f"    iifname {{ {ifs} }} ip daddr != @labnets ct original zone set 1\n  }}")
+                    f"    iifname {{ {ifs} }} ip daddr != @labnets{not_sites} ct original zone set 1\n  }}")
         m = ", ".join(f'"{p.name}" : {hex(NVA_MARK_BASE + i)}' for i, p in enumerate(nvas))
         nat.append(f'    oifname "inet" ct mark set iifname map {{ {m} }}')
         body.append('  chain nvamark {\n    type filter hook prerouting priority mangle; policy accept;\n'
