@@ -151,40 +151,52 @@ def _from_lines(text: str):
 
 
 class _FlowJson(dict):
-    """A flow collection's token (with its spaces) -> its JSON text, computed once per distinct token."""
+    """A flow collection's token (an indicator with the text up to the next one) -> its JSON text,
+    computed once per distinct token."""
 
     def __init__(self, scalars: dict):
-        super().__init__()
+        super().__init__({"\x01": "\n"})  # the separator of flow texts read together (``_LineReader.flows``)
         self.scalars = scalars
 
     def __missing__(self, token: str) -> str:
-        word = token.strip(" ")
-        if word in ("", "[", "]", "{", "}", ",", ":"):
-            out = word  # '': the space between two indicators
-        elif len(word) > _LONGEST_KEY:
-            raise _NotPlain
-        elif word[0] == "'":
-            if not _SINGLE.fullmatch(word):
-                raise _NotPlain
-            out = json.dumps(word[1:-1].replace("''", "'"))
-        elif word[0] == '"':
-            if not _DOUBLE.fullmatch(word):
-                raise _NotPlain
-            out = json.dumps(word[1:-1])
-        elif not _FLOW_PLAIN.fullmatch(word):
-            raise _NotPlain
-        elif (word[0] not in _RESOLVED_FIRST or word.count(".") > 1) and "\\" not in word:
-            # no implicit resolver starts with that character, or takes two dots (an address): a string
-            out = f'"{word}"'
-        elif word.isdigit() and word.isascii() and (word[0] != "0" or word == "0"):
-            out = word  # a decimal integer reads the same in JSON
-        else:
-            value = _scalar(word, (True, False), self.scalars)
-            if type(value) not in (str, int, float, bool, type(None)):
-                raise _NotPlain  # a timestamp: JSON has no such value
-            out = json.dumps(value)
+        # every token but a text's first (always '') starts with its indicator (``_flow_tokens``)
+        mark = token[:1]
+        out = mark + self.word(token[1:]) if mark in _INDICATORS else self.word(token)
         self[token] = out
         return out
+
+    def word(self, text: str) -> str:
+        word = text.strip(" ")
+        if word in ("", "[", "]", "{", "}", ",", ":"):
+            return word  # '': the space between two indicators
+        if len(word) > _LONGEST_KEY:
+            raise _NotPlain
+        if word[0] == "'":
+            if not _SINGLE.fullmatch(word):
+                raise _NotPlain
+            return _json_string(word[1:-1].replace("''", "'"))
+        if word[0] == '"':
+            if not _DOUBLE.fullmatch(word):
+                raise _NotPlain
+            return _json_string(word[1:-1])
+        if not _FLOW_PLAIN.fullmatch(word):
+            raise _NotPlain
+        if (word[0] not in _RESOLVED_FIRST or word.count(".") > 1) and "\\" not in word:
+            # no implicit resolver starts with that character, or takes two dots (an address): a string
+            return f'"{word}"'
+        if word.isdigit() and word.isascii() and (word[0] != "0" or word == "0"):
+            return word  # a decimal integer reads the same in JSON
+        value = _scalar(word, (True, False), self.scalars)
+        if type(value) not in (str, int, float, bool, type(None)):
+            raise _NotPlain  # a timestamp: JSON has no such value
+        return json.dumps(value)
+
+
+def _json_string(text: str) -> str:
+    """``json.dumps(text)``; printable ASCII without a quote or a backslash needs no escape."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
 
 
 class _LineReader:
@@ -205,6 +217,19 @@ class _LineReader:
         while i < n and lines[i][0] == indent and _is_entry(lines[i][1]):
             body = lines[i][1]
             rest = body[1:].lstrip(" ")
+            if rest[:1] in _FLOW_START:  # a run of one-line flow entries (a large lab's rules): read together
+                run = [rest]
+                i += 1
+                while i < n and lines[i][0] == indent and lines[i][1][:2] == "- ":
+                    rest = lines[i][1][2:].lstrip(" ")
+                    if rest[:1] not in _FLOW_START:
+                        break
+                    run.append(rest)
+                    i += 1
+                items += self.flows(run)
+                if i < n and lines[i][0] > indent:
+                    raise _NotPlain
+                continue
             if not rest:  # the entry is on the lines below, or null
                 i += 1
                 value, i = self.node(i) if i < n and lines[i][0] > indent else (None, i)
@@ -270,14 +295,42 @@ class _LineReader:
         except ValueError:
             raise _NotPlain from None
 
+    def flows(self, texts: list[str]) -> list:
+        """``[self.flow(text) for text in texts]``, in one pass over their tokens: the texts become one
+        JSON text, one line each, and each line must be exactly one JSON value (the scanner starts at
+        the line and must end where it does), as ``flow`` reads each text alone."""
+        text = "".join(map(self.flow_json.__getitem__, _flow_tokens(_FLOW_SEPARATOR.join(texts)))) + "\n"
+        out, start = [], 0
+        try:
+            for _ in texts:
+                value, end = _scan_json(text, start)
+                if text[end] != "\n" or text.find("\n", start, end) != -1:
+                    raise _NotPlain
+                out.append(value)
+                start = end + 1
+        except (ValueError, StopIteration):
+            raise _NotPlain from None
+        return out
+
+
+_FLOW_START = ("[", "{")
+# between two flow texts read together: a token of its own (the text holds no control character),
+# which becomes a line break in their JSON
+_FLOW_SEPARATOR = "\0\x01\0"
+_scan_json = json.JSONDecoder().scan_once  # what json.loads runs, at one offset, without its wrapper
+
+
+_INDICATORS = frozenset(",[]{}:")
+
 
 def _flow_tokens(text: str) -> list[str]:
-    """A one-line flow collection cut at its indicators (each its own item) with string methods, three
+    """A one-line flow collection cut before each of its indicators (each token an indicator and the
+    text up to the next one; the first, before the first indicator, is '') with string methods, three
     times faster than a regular expression: a quoted scalar holding an indicator comes out in pieces,
     which ``_FlowJson`` refuses. A ':' not followed by a space stays inside its scalar (refused too)."""
     for mark in (",", "[", "]", "{", "}"):
-        text = text.replace(mark, f"\0{mark}\0")
-    return text.replace(": ", "\0:\0").split("\0")
+        text = text.replace(mark, f"\0{mark}")
+    return text.replace(": ", "\0: ").split("\0")
 
 
 def _scalar(value: str, implicit, cache: dict):
