@@ -53,6 +53,9 @@ CASES = [
     "--- a", "a: 1\n...", "? a\n: 1", "a:\tb", "a: 1\r\nb: 2", "\ufeffa: 1", "a: \u00a0b", "a: {b:c}",
     "  a: 1\n  b: 2", "- - a", "a:\n- b\n c", "x", "", "a: -", "a: - b", "a: -1", "a: ~x", "a: 'x\n  y'",
     "a: {b: 'c'd}", "a: [,]", "a: {a: 1, a: 2}", "a: [.nan]", "k" * 1030 + ": 1", "a: {" + "k" * 1030 + ": 1}",
+    # runs of flow entries, read together: each line must be one value on its own
+    "- [1\n- 2]", "- [1,\n- 2]", "- {a: 1,\n- b: 2}", "- [a], [b]\n- [c", "- [a] x\n- [b]", "- [a]\n- [b]]",
+    "x:\n- [1]\n- {a: b}\n- c\n- [d, 'e']", "- {a: 1}\n  - b", "- [a]\n-  [b]\n- {}", "- [1]\n - [2]",
 ]
 
 
