@@ -84,3 +84,41 @@ def test_the_api_answers_a_backend_failure_with_500_and_its_code(http, monkeypat
 def test_the_api_answers_shared_codes_with_their_status(http, path, code, status):
     res = http.get(SUB + path, params={"api-version": "2024-07-01"})
     assert (res.status_code, res.json()["error"]["code"]) == (status, code)
+
+
+_GONE = "The Resource '{}' under resource group 'RgOne' was not found. " \
+        "For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+
+
+@pytest.mark.parametrize("method,path,missing", [
+    ("GET", "Microsoft.Network/virtualNetworks/v9/subnets/s1", "Microsoft.Network/virtualNetworks/v9"),
+    ("PUT", "Microsoft.Network/virtualNetworks/v9/subnets/s1", "Microsoft.Network/virtualNetworks/v9"),
+    ("GET", "Microsoft.Network/privateEndpoints/pe9/privateDnsZoneGroups/default",
+     "Microsoft.Network/privateEndpoints/pe9"),
+    ("GET", "Microsoft.Network/privateDnsZones/z9.example/A/www", "Microsoft.Network/privateDnsZones/z9.example"),
+    ("GET", "Microsoft.Storage/storageAccounts/st9/privateEndpointConnections", "Microsoft.Storage/storageAccounts/st9"),
+    ("GET", "Microsoft.Web/sites/app9/config/web", "Microsoft.Web/sites/app9"),
+    ("PUT", "Microsoft.Web/sites/app9/config/web", "Microsoft.Web/sites/app9"),
+    ("GET", "Microsoft.Compute/virtualMachines/vm9/instanceView", "Microsoft.Compute/virtualMachines/vm9"),
+    ("POST", "Microsoft.Compute/virtualMachines/vm9/deallocate", "Microsoft.Compute/virtualMachines/vm9"),
+    ("POST", "Microsoft.Web/sites/app9/stop", "Microsoft.Web/sites/app9"),
+])
+def test_a_missing_parent_is_one_404_whatever_the_handler(http, method, path, missing):
+    """Each handler that reaches a resource by its path answers Azure's ResourceNotFound, naming the
+    group as it was created, or ResourceGroupNotFound as the path spells the group."""
+    api = {"api-version": "2024-05-01"}
+    http.put(f"{SUB}/resourcegroups/RgOne", params=api, json={"location": "westeurope"}).raise_for_status()
+    res = http.request(method, f"{SUB}/resourcegroups/rgone/providers/{path}", params=api, json={"properties": {}})
+    assert (res.status_code, res.json()) == (404, {"error": {"code": "ResourceNotFound",
+                                                             "message": _GONE.format(missing)}})
+    res = http.request(method, f"{SUB}/resourcegroups/Nope/providers/{path}", params=api, json={"properties": {}})
+    assert (res.status_code, res.json()) == (404, {"error": {"code": "ResourceGroupNotFound",
+                                                             "message": "Resource group 'Nope' could not be found."}})
+
+
+@pytest.mark.parametrize("method,path", [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/resources"),
+                                         ("POST", "/exportTemplate")])
+def test_a_missing_group_is_resource_group_not_found_whatever_the_handler(http, method, path):
+    res = http.request(method, f"{SUB}/resourcegroups/Nope{path}", params={"api-version": "2021-04-01"}, json={})
+    assert (res.status_code, res.json()) == (404, {"error": {"code": "ResourceGroupNotFound",
+                                                             "message": "Resource group 'Nope' could not be found."}})

@@ -19,6 +19,7 @@ from .arm import (ArmError, Call, Router, bad_request, check_preconditions, cond
                   list_response,
                   not_modified, resource_response)
 from .discovery import LOCATIONS, normalize_location
+from .resource import replace_or_append
 from .state import LabState, Obj
 
 _RG_CHARS = re.compile(r"[^\w\-.()]", re.UNICODE)
@@ -79,17 +80,18 @@ def group_named(topo: Topology, name: str) -> ResourceGroup | None:
     return next((g for g in groups_of(topo) if g.name.lower() == name.lower()), None)
 
 
-def handlers(state: LabState) -> Router:
-    def existing(call: Call) -> tuple[Topology, ResourceGroup]:
-        topo = state.read()
-        group = group_named(topo, call.params["rg"])
-        if group is None:
-            raise group_not_found(call.params["rg"])
-        return topo, group
+def existing_group(topo: Topology, name: str) -> ResourceGroup:
+    """The group a request's path names (NetworkWatcherRG included), or 404 ResourceGroupNotFound."""
+    group = group_named(topo, name)
+    if group is None:
+        raise group_not_found(name)
+    return group
 
+
+def handlers(state: LabState) -> Router:
     def get(call: Call) -> Response:
-        topo, group = existing(call)
-        body = wire(topo, group)
+        topo = state.read()
+        body = wire(topo, existing_group(topo, call.params["rg"]))
         return Response(status_code=304) if not_modified(call.headers, body) else resource_response(body)
 
     def head(call: Call) -> Response:
@@ -114,10 +116,7 @@ def handlers(state: LabState) -> Router:
                                f"already exists in location '{current.location or topo.location}'.")
             tags = dict(body.obj("tags").data) if (not patch or "tags" in body) else dict(current.tags)
             new = ResourceGroup(name=current.name if current else name, location=loc, tags=tags)
-            if current is None:
-                topo.resource_groups.append(new)
-            else:
-                topo.resource_groups[topo.resource_groups.index(current)] = new
+            replace_or_append(topo.resource_groups, current, new)
             created.append(current is None)
 
         topo = state.change(change)

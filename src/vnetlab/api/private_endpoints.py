@@ -25,7 +25,7 @@ from .network import NS, subnet_ref
 from .paas_common import connection_state, target_id
 from .privatedns import record_sets, zone_group_record
 from .resource import TopLevel, envelope, location_of
-from .state import LabState, Obj, find, guid, parse_ref, require, require_group
+from .state import LabState, Obj, guid, parse_ref, require
 
 TYPE = f"{NS}/privateEndpoints"
 ZONE_GROUP = "default"
@@ -138,13 +138,6 @@ class ZoneGroups:
     """``privateEndpoints/{pe}/privateDnsZoneGroups/default``: one group per endpoint (Azure's limit),
     of up to five zones. The lab names it ``default``, as the portal does."""
 
-    def _endpoint(self, topo: Topology, call: Call) -> PrivateEndpoint:
-        rg = require_group(topo, call.params["rg"])
-        pe = find(topo, "private_endpoints", rg, call.params["name"])
-        if pe is None:
-            raise ENDPOINTS.not_found(rg, call.params["name"])
-        return pe
-
     @staticmethod
     def _has(pe: PrivateEndpoint, name: str) -> bool:
         return bool(pe.private_dns_zone_group) and name.lower() == ZONE_GROUP
@@ -154,7 +147,7 @@ class ZoneGroups:
 
     def get(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        pe = self._endpoint(topo, call)
+        pe = ENDPOINTS.existing(topo, call)
         if not self._has(pe, call.params["child"]):
             raise self._missing(topo, pe, call.params["child"])
         wire = zone_group_wire(topo, pe)
@@ -162,7 +155,7 @@ class ZoneGroups:
 
     def list_(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        pe = self._endpoint(topo, call)
+        pe = ENDPOINTS.existing(topo, call)
         return list_response([zone_group_wire(topo, pe)] if pe.private_dns_zone_group else [])
 
     def put(self, state: LabState, call: Call) -> Response:
@@ -170,7 +163,7 @@ class ZoneGroups:
         created: list[bool] = []
 
         def change(topo: Topology) -> None:
-            pe = self._endpoint(topo, call)
+            pe = ENDPOINTS.existing(topo, call)
             had = self._has(pe, ZONE_GROUP)
             if conditional(call.headers):
                 check_preconditions(call.headers, zone_group_wire(topo, pe) if had else None)
@@ -181,13 +174,13 @@ class ZoneGroups:
             created.append(not had)
 
         topo = state.change(change)
-        return resource_response(zone_group_wire(topo, self._endpoint(topo, call)), 201 if created[0] else 200)
+        return resource_response(zone_group_wire(topo, ENDPOINTS.existing(topo, call)), 201 if created[0] else 200)
 
     def delete(self, state: LabState, call: Call) -> Response:
         gone: list[bool] = []
 
         def change(topo: Topology) -> None:
-            pe = self._endpoint(topo, call)
+            pe = ENDPOINTS.existing(topo, call)
             had = self._has(pe, call.params["child"])
             if had:
                 pe.private_dns_zone_group = []

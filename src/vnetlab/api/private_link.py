@@ -14,23 +14,18 @@ from starlette.responses import Response
 
 from ..engine.dns import public_names
 from ..model import Topology
-from ..model.errors import NotFound, ResourceNotFound
+from ..model.errors import NotFound
 from ..model.ids import TYPES
 from ..model.paas import GROUP_IDS
 from .arm import Call, Router, bad_request, json_response, resource_response
 from .paas_common import endpoint_connections
-from .state import LabState, Obj, find, require, require_group
+from .state import LabState, Obj, require, require_resource
 
 STATES = ("Approved", "Pending", "Rejected", "Disconnected")
 
 
 def _target(topo: Topology, kind: str, call: Call):
-    rg = require_group(topo, call.params["rg"])
-    res = find(topo, kind, rg, call.params["name"])
-    if res is None:
-        namespace, type_ = TYPES[kind]
-        raise ResourceNotFound(type=f"{namespace}/{type_}", name=call.params["name"], group=rg)
-    return res
+    return require_resource(topo, kind, call.params["rg"], call.params["name"])
 
 
 def _connection(topo: Topology, kind: str, res, name: str) -> tuple[dict, object]:

@@ -18,8 +18,8 @@ from ..model.errors import NotFound
 from .arm import (Call, Router, bad_request, check_preconditions, conditional, list_response,
                   not_modified, resource_response)
 from .network import NS, ref_id, ref_name
-from .resource import Child, TopLevel, envelope, merge
-from .state import LabState, Obj, find, guid, require, require_group
+from .resource import Child, TopLevel, envelope, merge, replace_or_append
+from .state import LabState, Obj, guid, require
 
 ZONE_TYPE = f"{NS}/privateDnsZones"
 GLOBAL = "global"
@@ -129,13 +129,6 @@ def record_from_wire(body: Obj, type_: str, name: str) -> RecordSet:
 class RecordSets:
     """``privateDnsZones/{zone}/{A|CNAME}/{name}``: record sets are keyed by type and name."""
 
-    def _zone(self, topo: Topology, call: Call) -> PrivateDnsZone:
-        rg = require_group(topo, call.params["rg"])
-        zone = find(topo, "private_dns_zones", rg, call.params["name"])
-        if zone is None:
-            raise ZONES.not_found(rg, call.params["name"])
-        return zone
-
     @staticmethod
     def _find(items: list[RecordSet], type_: str, name: str) -> RecordSet | None:
         low = name.lower()
@@ -147,7 +140,7 @@ class RecordSets:
 
     def get(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        zone, type_ = self._zone(topo, call), record_type(call.params["rtype"])
+        zone, type_ = ZONES.existing(topo, call), record_type(call.params["rtype"])
         rs = self._find(record_sets(topo, zone), type_, call.params["rs"])
         if rs is None:
             raise self._missing(topo, zone, type_, call.params["rs"])
@@ -156,7 +149,7 @@ class RecordSets:
 
     def list_(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        zone = self._zone(topo, call)
+        zone = ZONES.existing(topo, call)
         kind = call.params.get("rtype", "ALL")
         wanted = None if kind.lower() in ("all", "recordsets") else record_type(kind)
         return list_response(record_wire(topo, zone, r) for r in record_sets(topo, zone)
@@ -168,7 +161,7 @@ class RecordSets:
         created: list[bool] = []
 
         def change(topo: Topology) -> None:
-            zone = self._zone(topo, call)
+            zone = ZONES.existing(topo, call)
             current = self._find(zone.records, type_, name)
             if conditional(call.headers):
                 check_preconditions(call.headers, record_wire(topo, zone, current) if current else None)
@@ -178,14 +171,11 @@ class RecordSets:
             if patch:
                 source = Obj(merge(record_wire(topo, zone, current), body.data), "")
             new = record_from_wire(source, type_, name)
-            if current is None:
-                zone.records.append(new)
-            else:
-                zone.records[zone.records.index(current)] = new
+            replace_or_append(zone.records, current, new)
             created.append(current is None)
 
         topo = state.change(change)
-        zone = self._zone(topo, call)
+        zone = ZONES.existing(topo, call)
         return resource_response(record_wire(topo, zone, self._find(zone.records, type_, name)),
                                  201 if created[0] else 200)
 
@@ -194,7 +184,7 @@ class RecordSets:
         gone: list[bool] = []
 
         def change(topo: Topology) -> None:
-            zone = self._zone(topo, call)
+            zone = ZONES.existing(topo, call)
             current = self._find(zone.records, type_, name)
             if conditional(call.headers):
                 check_preconditions(call.headers, record_wire(topo, zone, current) if current else None)

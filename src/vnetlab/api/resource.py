@@ -15,12 +15,12 @@ from typing import Any, Callable
 
 from starlette.responses import Response
 
-from ..model.errors import AzureError, LocationRequired, NotFound, ResourceNotFound
+from ..model.errors import AzureError, LocationRequired, NotFound
 from ..model import Topology
 from .arm import (ArmError, Call, Router, bad_request, check_preconditions, conditional, list_response,
                   not_modified, resource_response, with_etag)
 from .discovery import LOCATIONS, normalize_location
-from .state import LabState, Obj, find, require_group
+from .state import LabState, Obj, find, require_group, require_resource, resource_not_found
 
 _NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?$")
 
@@ -67,7 +67,8 @@ def merge(base: Any, patch: Any) -> Any:
     return patch
 
 
-def _replace(items: list, current, new) -> None:
+def replace_or_append(items: list, current, new) -> None:
+    """``new`` in the place of ``current`` in ``items`` (found by identity), or appended when there is none."""
     if current is None:
         items.append(new)
     else:
@@ -92,16 +93,16 @@ class TopLevel:
         return f"{self.namespace}/{self.type}"
 
     def not_found(self, rg: str, name: str) -> AzureError:
-        return ResourceNotFound(type=self.arm_type, name=name, group=rg)
+        return resource_not_found(self.kind, rg, name)
 
     # -- reading ----------------------------------------------------------------------------
+    def existing(self, topo: Topology, call: Call) -> Any:
+        """The resource the request's path names (``{rg}``, ``{name}``), or its 404."""
+        return require_resource(topo, self.kind, call.params["rg"], call.params["name"])
+
     def lookup(self, state: LabState, call: Call) -> tuple[Topology, Any]:
         topo = state.read()
-        rg = require_group(topo, call.params["rg"])
-        res = find(topo, self.kind, rg, call.params["name"])
-        if res is None:
-            raise self.not_found(rg, call.params["name"])
-        return topo, res
+        return topo, self.existing(topo, call)
 
     def get(self, state: LabState, call: Call) -> Response:
         topo, res = self.lookup(state, call)
@@ -149,7 +150,7 @@ class TopLevel:
         if current is ...:
             current = find(topo, self.kind, rg, name)
         new = self.from_wire(topo, body, current, rg, current.name if current else name)
-        _replace(getattr(topo, self.kind), current, new)
+        replace_or_append(getattr(topo, self.kind), current, new)
         return current
 
     def put(self, state: LabState, call: Call) -> Response:
@@ -219,20 +220,13 @@ class Child:
     def _find(self, parent, name: str):
         return next((c for c in self.items(parent) if c.name.lower() == name.lower()), None)
 
-    def _parent(self, topo: Topology, call: Call):
-        rg = require_group(topo, call.params["rg"])
-        parent = find(topo, self.parent.kind, rg, call.params["name"])
-        if parent is None:
-            raise self.parent.not_found(rg, call.params["name"])
-        return parent
-
     def not_found(self, topo: Topology, parent, name: str) -> AzureError:
         rid = topo.id_of(self.parent.kind, parent, self.segment, name)
         return NotFound(f"Resource {rid} not found.")
 
     def get(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        parent = self._parent(topo, call)
+        parent = self.parent.existing(topo, call)
         child = self._find(parent, call.params["child"])
         if child is None:
             raise self.not_found(topo, parent, call.params["child"])
@@ -241,7 +235,7 @@ class Child:
 
     def list_(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        parent = self._parent(topo, call)
+        parent = self.parent.existing(topo, call)
         return list_response(self.to_wire(topo, parent, c) for c in self.items(parent))
 
     def put(self, state: LabState, call: Call) -> Response:
@@ -251,7 +245,7 @@ class Child:
         created: list[bool] = []
 
         def change(topo: Topology) -> None:
-            parent = self._parent(topo, call)
+            parent = self.parent.existing(topo, call)
             current = self._find(parent, name)
             if conditional(call.headers):
                 check_preconditions(call.headers,
@@ -266,13 +260,13 @@ class Child:
         """The child ``body`` describes, put into its ``parent`` in ``topo``; returns the one it replaced."""
         current = self._find(parent, name)
         new = self.from_wire(topo, body, parent, current, current.name if current else name)
-        _replace(self.items(parent), current, new)
+        replace_or_append(self.items(parent), current, new)
         return current
 
     def delete(self, state: LabState, call: Call) -> Response:
 
         def change(topo: Topology) -> None:
-            parent = self._parent(topo, call)
+            parent = self.parent.existing(topo, call)
             current = self._find(parent, call.params["child"])
             if conditional(call.headers):
                 check_preconditions(call.headers,

@@ -20,10 +20,10 @@ from starlette.responses import Response
 
 from ..model import Topology
 from ..model.ids import parse_id
-from .arm import ArmError, Call, Router, group_not_found, json_response
+from .arm import ArmError, Call, Router, json_response
 from .compute import VMS
 from .gateways import CONNECTIONS, GATEWAYS, LOCAL_GATEWAYS
-from .groups import NETWORK_WATCHER_RG, group_named
+from .groups import NETWORK_WATCHER_RG, existing_group
 from .keyvault import VAULTS
 from .network import NICS, NSGS, PEERINGS, ROUTE_TABLES, VNETS
 from .private_endpoints import ENDPOINTS, zone_group_wire
@@ -104,10 +104,7 @@ def list_resources(state: LabState, call: Call) -> Response:
     topo = state.read()
     tests = parse_filter(call.request.query_params.get("$filter", ""))
     if "rg" in call.params:
-        group = group_named(topo, call.params["rg"])
-        if group is None:
-            raise group_not_found(call.params["rg"])
-        low = group.name.lower()
+        low = existing_group(topo, call.params["rg"]).name.lower()
         tests.append(lambda r: (r.get("resourceGroup") or "").lower() == low)
     return json_response({"value": [r for r in all_resources(topo) if all(t(r) for t in tests)]})
 
@@ -280,10 +277,7 @@ def export_template(topo: Topology, rg: str) -> dict:
 
 def export(state: LabState, call: Call) -> Response:
     topo = state.read()
-    group = group_named(topo, call.params["rg"])
-    if group is None:
-        raise group_not_found(call.params["rg"])
-    return json_response({"template": export_template(topo, group.name)})
+    return json_response({"template": export_template(topo, existing_group(topo, call.params["rg"]).name)})
 
 
 def router(state: LabState) -> Router:

@@ -14,11 +14,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from ..model.errors import InvalidResourceReference
+from ..model.errors import AzureError, InvalidResourceReference, ResourceNotFound
 from ..engine.network import LabView
 from ..lab import Lab
 from ..model import Topology
-from ..model.ids import parse_id
+from ..model.ids import TYPES, parse_id
 from .arm import ArmError, bad_request, group_not_found, invalid_content
 
 
@@ -81,6 +81,22 @@ def find(topo: Topology, kind: str, rg: str, name: str):
     res = topo.find(kind, name)
     if res is None or topo.rg_of(res).lower() != rg.lower():
         return None
+    return res
+
+
+def resource_not_found(kind: str, rg: str, name: str) -> AzureError:
+    """404 ResourceNotFound for a top-level resource of ``kind``, named by its ARM type."""
+    namespace, type_ = TYPES[kind]
+    return ResourceNotFound(type=f"{namespace}/{type_}", name=name, group=rg)
+
+
+def require_resource(topo: Topology, kind: str, rg: str, name: str):
+    """A top-level resource by resource group and name, as a request's path names it: 404
+    ResourceGroupNotFound without the group, 404 ResourceNotFound without the resource in it."""
+    group = require_group(topo, rg)
+    res = find(topo, kind, group, name)
+    if res is None:
+        raise resource_not_found(kind, group, name)
     return res
 
 

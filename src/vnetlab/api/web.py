@@ -29,7 +29,7 @@ from .arm import Call, Router, json_response, resource_response
 from .discovery import LOCATIONS
 from .network import subnet_of_id
 from .resource import TopLevel, envelope, location_of
-from .state import LabState, Obj, find, guid, parse_ref, require, require_group
+from .state import LabState, Obj, find, guid, parse_ref, require
 
 NS = "Microsoft.Web"
 OUTBOUND_FIELDS = {"allTraffic": "all_traffic", "applicationTraffic": "application_traffic",
@@ -368,11 +368,7 @@ def _change_site(state: LabState, call: Call, fn) -> tuple[Topology, WebApp]:
     """Apply ``fn(topo, app)`` to the site inside one transaction; return the new lab and site."""
 
     def change(topo: Topology) -> None:
-        rg = require_group(topo, call.params["rg"])
-        app = find(topo, "web_apps", rg, call.params["name"])
-        if app is None:
-            raise SITES.not_found(rg, call.params["name"])
-        fn(topo, app)
+        fn(topo, SITES.existing(topo, call))
 
     topo = state.change(change)
     return topo, find(topo, "web_apps", call.params["rg"], call.params["name"])
