@@ -13,7 +13,7 @@ from starlette.responses import Response
 from .arm import Call, Router, bad_request, json_response, resource_response
 from .network import NS as NETWORK
 from .resource import TopLevel, envelope, location_of
-from .state import LabState, Obj, check_ref_group, find, guid, parse_ref, require
+from .state import LabState, Obj, check_ref_group, guid, parse_ref, require
 
 SERVICES_TAG = "vnetlab-services"
 
@@ -87,19 +87,6 @@ def instance_view(vm: VirtualMachine) -> dict:
 POWER_ACTIONS = {"start": "start", "powerOff": "power_off", "deallocate": "deallocate"}
 
 
-def power_action(state: LabState, method: str):
-    def handler(call: Call) -> Response:
-        VMS.lookup(state, call)  # 404 for a VM that is not there
-
-        def change(topo: Topology) -> None:
-            getattr(find(topo, "virtual_machines", call.params["rg"], call.params["name"]), method)()
-
-        state.change(change)
-        return Response(status_code=200)
-
-    return handler
-
-
 def get_vm(state: LabState, call: Call) -> Response:
     topo, vm = VMS.lookup(state, call)
     wire = vm_wire(topo, vm)
@@ -118,7 +105,7 @@ def router(state: LabState) -> Router:
     r.add("GET", vm, lambda call: get_vm(state, call))  # before the generic GET: it knows $expand
     r.add("GET", f"{vm}/instanceView", lambda call: get_instance_view(state, call))
     for action, method in POWER_ACTIONS.items():
-        r.add("POST", f"{vm}/{action}", power_action(state, method), blocking=True)
+        r.add("POST", f"{vm}/{action}", VMS.action(state, method), blocking=True)
     VMS.register(r, state)
     r.include(images.router())
     return r

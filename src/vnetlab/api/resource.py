@@ -181,6 +181,16 @@ class TopLevel:
             return Response(status_code=self.missing_delete)
         return Response(status_code=200)
 
+    def action(self, state: LabState, method: str) -> Callable[[Call], Response]:
+        """A POST ``{name}/ACTION`` that calls the model's ``method`` on the resource in one
+        transaction (a VM's start or deallocate, a site's stop): 200, or the resource's 404."""
+
+        def handler(call: Call) -> Response:
+            state.change(lambda topo: getattr(self.existing(topo, call), method)())
+            return Response(status_code=200)
+
+        return handler
+
     def register(self, r: Router, state: LabState) -> None:
         base = f"subscriptions/{{sub}}/resourcegroups/{{rg}}/providers/{self.namespace}/{self.type}"
         bind = _binder(state)

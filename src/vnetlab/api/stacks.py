@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from ..model import Topology
 from .arm import Call, Router, json_response
-from .state import LabState, find
+from .state import LabState
 from .web import SITES
 
 # stack -> (display text, [(major, [(minor, runtime version, end of life)])])
@@ -52,24 +51,11 @@ def web_app_stacks(call: Call) -> Response:
     return json_response(stacks_doc() if os_type in ("", "linux", "all") else {"value": []})
 
 
-def site_action(state: LabState, action: str):
-    def handler(call: Call) -> Response:
-        SITES.lookup(state, call)  # 404 for a site that is not there
-
-        def change(topo: Topology) -> None:
-            getattr(find(topo, "web_apps", call.params["rg"], call.params["name"]), action)()
-
-        state.change(change)
-        return Response(status_code=200)
-
-    return handler
-
-
 def router(state: LabState) -> Router:
     r = Router()
     r.add("GET", "providers/Microsoft.Web/webAppStacks", web_app_stacks)
     r.add("GET", "providers/Microsoft.Web/locations/{loc}/webAppStacks", web_app_stacks)
     site = "subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Web/sites/{name}"
     for action in ("stop", "start", "restart"):
-        r.add("POST", f"{site}/{action}", site_action(state, action), blocking=True)
+        r.add("POST", f"{site}/{action}", SITES.action(state, action), blocking=True)
     return r
