@@ -46,7 +46,7 @@ def az_python() -> str | None:
 
 class AzSession:
     """az commands in one long-lived process of az's own Python (tests/az_worker.py): each command is
-    what the az entry point runs, without az's start-up per command (two to four seconds, most of the
+    what the az entry point runs, without az's start-up per command (a second or more: most of the
     az tests' time). Where az is not a pip entry script, each command is its own ``az`` process."""
 
     def __init__(self, env: dict[str, str]):
