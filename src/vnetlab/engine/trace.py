@@ -595,18 +595,19 @@ def _nsg_check(net: LabView, nsg_name: str | None, direction: str, view: SubnetV
     hit = compiled.evaluate(pkt.protocol, pkt.src, pkt.dst, pkt.port)
     rule = hit.rule
     denied = rule.access == "Deny"
-    t.step(lambda: Step(net.topo.id_of("network_security_groups", compiled.nsg),
-                        Action.DENIED if denied else Action.ALLOWED,
-                        NsgDetail(compiled.nsg.name, attached_to, direction, rule.name, rule.priority, rule.access,
-                                  hit.default), denied))
+    if t.explain:  # (the matrix runs tens of thousands of walks that explain nothing)
+        t.steps.append(Step(net.topo.id_of("network_security_groups", compiled.nsg),
+                            Action.DENIED if denied else Action.ALLOWED,
+                            NsgDetail(compiled.nsg.name, attached_to, direction, rule.name, rule.priority, rule.access,
+                                      hit.default), denied))
     if denied:
         raise _Done(Reason.NSG_DENIED)
 
 
 def _nsgs_at(net: LabView, direction: str, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
     for where, name in nsg_chain(direction, nic.network_security_group, view.subnet.network_security_group):
-        _nsg_check(net, name, direction, view, pkt, t, "network interface " + nic.name if where == "nic"
-                   else "subnet " + view.ref)
+        _nsg_check(net, name, direction, view, pkt, t, ("network interface " + nic.name if where == "nic"
+                                                        else "subnet " + view.ref) if t.explain else "")
 
 
 def _outbound_nsgs(net: LabView, view: SubnetView, nic: NetworkInterface, pkt: Packet, t: Trace) -> None:
@@ -619,9 +620,11 @@ def _inbound_nsgs(net: LabView, view: SubnetView, nic: NetworkInterface, pkt: Pa
 
 # -- routing ----------------------------------------------------------------------------------
 def _route_step(view: SubnetView, route, t: Trace, dropped: bool = False, back: bool = False) -> None:
-    t.step(lambda: Step(view.id, Action.DROPPED if dropped else Action.FORWARDED,
-                        RouteDetail(view.ref, route.address_prefix, route.source, route.next_hop_type,
-                                    route.next_hop_ip, route.name, route.route_table), dropped), back)
+    if t.explain:
+        (t.return_path if back else t.steps).append(Step(
+            view.id, Action.DROPPED if dropped else Action.FORWARDED,
+            RouteDetail(view.ref, route.address_prefix, route.source, route.next_hop_type, route.next_hop_ip,
+                        route.name, route.route_table), dropped))
 
 
 def _route_from(net: LabView, view: SubnetView, pkt: Packet, t: Trace, hops: int) -> None:
@@ -657,9 +660,11 @@ def _cross_peering(net: LabView, view: SubnetView, remote_name: str, pkt: Packet
     remote, local_peering = net.peers[view.vnet.name.lower()][remote_name.lower()]
 
     def step(action: Action, forwarded: bool | None = None) -> None:
-        t.step(lambda: Step(net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings", local_peering.name),
-                            action, PeeringDetail(view.vnet.name, remote.name, local_peering.name, forwarded),
-                            action == Action.DROPPED))
+        if t.explain:
+            t.steps.append(Step(net.topo.id_of("virtual_networks", view.vnet, "virtualNetworkPeerings",
+                                               local_peering.name),
+                                action, PeeringDetail(view.vnet.name, remote.name, local_peering.name, forwarded),
+                                action == Action.DROPPED))
     if not net.peering_open(view.vnet.name, remote.name):
         step(Action.DROPPED)
         raise _Done(Reason.PEERING_ACCESS_DISABLED)
@@ -900,19 +905,22 @@ def _deliver(net: LabView, vnet, pkt: Packet, t: Trace) -> None:
         if services is None:
             raise _Done(Reason.NO_HOST_AT_DESTINATION)
         reason = _answer(services, pkt)
-        vm = net.vm_of_nic[nic.name.lower()]
-        t.step(lambda: Step(net.topo.id_of("virtual_machines", vm), _answered(reason),
-                            DeliverDetail(str(pkt.dst), virtual_machine=vm.name,
-                                          ip_configuration=nic.ip_configuration_at(pkt.dst), source_seen=str(pkt.src))))
+        if t.explain:
+            vm = net.vm_of_nic[nic.name.lower()]
+            t.steps.append(Step(net.topo.id_of("virtual_machines", vm), _answered(reason),
+                                DeliverDetail(str(pkt.dst), virtual_machine=vm.name,
+                                              ip_configuration=nic.ip_configuration_at(pkt.dst),
+                                              source_seen=str(pkt.src))))
         _return_path(net, view, pkt, t)
         raise _Done(reason)
     owner = net.app_at.get(key)
     if owner is not None:
         app, instance = owner
         refused = integration_inbound_refused(pkt.protocol)
-        t.step(lambda: Step(net.topo.id_of("web_apps", app), Action.RESET if refused else Action.DROPPED,
-                            DeliverDetail(str(pkt.dst), web_app=app.name, instance=instance,
-                                          why="VNet integration is outbound only"), not refused))
+        if t.explain:
+            t.steps.append(Step(net.topo.id_of("web_apps", app), Action.RESET if refused else Action.DROPPED,
+                                DeliverDetail(str(pkt.dst), web_app=app.name, instance=instance,
+                                              why="VNet integration is outbound only"), not refused))
         if refused:
             _return_path(net, net.subnet_view(app.vnet_integration), pkt, t)
         raise _Done(Reason.INTEGRATION_INBOUND_REFUSED if refused else Reason.INTEGRATION_INBOUND_NOT_ANSWERED)
