@@ -1,7 +1,8 @@
 """Unit tests per engine module: addressing, routing, security, app_service."""
 import copy
-
 from ipaddress import IPv4Address, IPv4Network
+
+import pytest
 
 from conftest import NOTE, build
 
@@ -25,6 +26,20 @@ def test_dynamic_vm_address_is_lowest_free_from_dot_four():
     net = IPv4Network("10.0.0.0/26")
     assert addressing.lowest_free(net, set()) == IPv4Address("10.0.0.4")
     assert addressing.lowest_free(net, {IPv4Address("10.0.0.4")}) == IPv4Address("10.0.0.5")
+
+
+def test_many_dynamic_nics_take_the_lowest_free_addresses_around_static_ones():
+    vms = [{"name": f"vm{i}", "subnet": "v/s"} for i in range(6)]
+    vms[2] = {"name": "vm2", "subnet": "v/s", "private_ip_address": "10.0.0.6"}
+    vms.append({"name": "other", "subnet": "v/t"})
+    doc = {"name": "lab", "virtual_networks": [{"name": "v", "address_space": ["10.0.0.0/16"], "subnets": [
+        {"name": "s", "address_prefix": "10.0.0.0/28"}, {"name": "t", "address_prefix": "10.0.1.0/28"}]}],
+        "virtual_machines": vms}
+    topo = build(doc)
+    got = {vm.name: topo.find("network_interfaces", vm.network_interface).private_ip_address
+           for vm in topo.virtual_machines}
+    assert got == {"vm0": "10.0.0.4", "vm1": "10.0.0.5", "vm2": "10.0.0.6", "vm3": "10.0.0.7", "vm4": "10.0.0.8",
+                   "vm5": "10.0.0.9", "other": "10.0.1.4"}
 
 
 def test_integration_addresses_come_from_the_top_of_the_subnet():
@@ -88,6 +103,19 @@ def test_port_ranges_and_lists():
     assert parse_ports(["*"]) == ((0, 65535),)
     assert parse_ports(["80", "1000-2000"]) == ((80, 80), (1000, 2000))
     assert parse_ports(["22,443"]) == ((22, 22), (443, 443))
+
+
+def test_lists_of_port_numbers_read_as_the_general_reader_reads_them():
+    from vnetlab.engine.security import RuleError, _parse_ports
+    for values in (["80"], ["0080"], ["443", "80", "81"], ["80", "80"], ["0"], ["65535"], ["65536"], ["99999"],
+                   ["000080"], [" 80"], ["80", "x"], []):
+        try:
+            expected = _parse_ports(tuple(values))
+        except RuleError:
+            with pytest.raises(RuleError):
+                parse_ports(values)
+            continue
+        assert parse_ports(values) == expected, values
 
 
 def test_service_tags_resolve_in_the_vnet_context():

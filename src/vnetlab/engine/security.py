@@ -209,7 +209,22 @@ def nsg_chain(direction: str, nic_nsg: str | None, subnet_nsg: str | None) -> li
 
 def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
     """Port ranges as a rule gives them ('*', '80', '1000-2000', '22,443'), as inclusive pairs."""
-    return _parse_ports(tuple(values))
+    ports = _port_numbers(values)
+    return _parse_ports(tuple(values)) if ports is None else _merged((p, p) for p in ports)
+
+
+def _port_numbers(values: list[str]) -> list[int] | None:
+    """The ports when every value is one port number (a large lab's usual rule, with more distinct
+    lists than ``_parse_ports``' cache holds), read without the cache; None for anything else."""
+    ports = []
+    for value in values:
+        if type(value) is not str or not (value.isascii() and value.isdigit()) or len(value) > 5:
+            return None
+        port = int(value)
+        if port > 65535:
+            return None
+        ports.append(port)
+    return ports or None
 
 
 @lru_cache(maxsize=1 << 16)  # a large lab repeats its port lists; bounded for a long-running server
@@ -228,8 +243,12 @@ def _parse_ports(values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
             if not (0 <= lo_i <= hi_i <= 65535):
                 raise RuleError(f"invalid port range {part!r}")
             out.append((lo_i, hi_i))
+    return _merged(out)
+
+
+def _merged(ranges) -> tuple[tuple[int, int], ...]:
     merged: list[tuple[int, int]] = []   # one form per set of ports: '22', '0-65535' is every port
-    for lo_i, hi_i in sorted(out):
+    for lo_i, hi_i in sorted(ranges):
         if merged and lo_i <= merged[-1][1] + 1:
             merged[-1] = (merged[-1][0], max(merged[-1][1], hi_i))
         else:
