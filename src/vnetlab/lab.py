@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Callable
 
 from pydantic import ValidationError
@@ -513,20 +513,26 @@ def allocate_dynamic_addresses(new: Topology, old: Topology | None) -> None:
         for _key, holder in _address_holders(nic):
             if holder.private_ip_address:
                 taken.setdefault(nic.subnet.split("/")[0].lower(), set()).add(IPv4Address(holder.private_ip_address))
+    full_below: dict[tuple[str, IPv4Network], int] = {}  # per VNet and prefix: every address below is taken
     for nic in new.network_interfaces:
         if not new.subnet(nic.subnet):
             continue
         for _key, holder in _address_holders(nic):
             if not holder.private_ip_address:
-                _allocate(new, nic, holder, taken)
+                _allocate(new, nic, holder, taken, full_below)
 
 
-def _allocate(topo: Topology, nic, holder, taken: dict[str, set[IPv4Address]]) -> None:
+def _allocate(topo: Topology, nic, holder, taken: dict[str, set[IPv4Address]],
+              full_below: dict[tuple[str, IPv4Network], int]) -> None:
     vnet, sn = topo.subnet(nic.subnet)
     in_vnet = taken.setdefault(vnet.name.lower(), set())
-    ip = next((ip for net in sn.networks if (ip := lowest_free(net, in_vnet)) is not None), None)
-    if ip is None:
+    for net in sn.networks:
+        ip = lowest_free(net, in_vnet, full_below.get((vnet.name.lower(), net), 0))
+        if ip is not None:
+            break
+    else:
         raise SubnetIsFull(f"Subnet {sn.name} with address prefix {sn.address_prefix} does not have enough "
                            "capacity for 1 IP addresses.")
     holder.private_ip_address = str(ip)
     in_vnet.add(ip)
+    full_below[(vnet.name.lower(), net)] = int(ip) + 1  # taken only grows while addresses are given

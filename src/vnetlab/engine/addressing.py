@@ -37,9 +37,11 @@ def is_usable(net: IPv4Network, ip: IPv4Address) -> bool:
     return ip in net and ip not in reserved(net)
 
 
-def lowest_free(net: IPv4Network, taken: set[IPv4Address]) -> IPv4Address | None:
+def lowest_free(net: IPv4Network, taken: set[IPv4Address], start: int = 0) -> IPv4Address | None:
+    """The lowest usable address of ``net`` not in ``taken``; ``start`` (an address as an int): every
+    usable address below it is known to be taken (one subnet's thousand NICs are addressed in one pass)."""
     first, last = int(net.network_address) + 4, int(net.broadcast_address) - 1
-    return next((IPv4Address(i) for i in range(first, last + 1) if IPv4Address(i) not in taken), None)
+    return next((ip for i in range(max(first, start), last + 1) if (ip := IPv4Address(i)) not in taken), None)
 
 
 def top_down(net: IPv4Network, count: int, skip: int = 0) -> list[IPv4Address]:

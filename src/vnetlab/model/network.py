@@ -7,6 +7,7 @@ https://learn.microsoft.com/azure/templates/microsoft.network/networkinterfaces
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -122,7 +123,7 @@ class Subnet(Model):
 
     @property
     def networks(self) -> list[ipaddress.IPv4Network]:
-        return [ipaddress.IPv4Network(p) for p in self.prefixes]
+        return list(_networks(tuple(self.prefixes)))
 
     def network_of(self, ip) -> ipaddress.IPv4Network | None:
         """The subnet's range that holds ``ip``."""
@@ -192,6 +193,11 @@ class VirtualNetwork(Resource):
     def subnet(self, name: str) -> Subnet | None:
         low = name.lower()
         return next((s for s in self.subnets if s.name.lower() == low), None)
+
+
+@lru_cache(maxsize=1 << 14)  # the emulation asks each subnet's ranges for every NIC in it
+def _networks(prefixes: tuple[str, ...]) -> tuple[ipaddress.IPv4Network, ...]:
+    return tuple(ipaddress.IPv4Network(p) for p in prefixes)
 
 
 def _ipv4(v):
@@ -303,8 +309,11 @@ class NetworkInterface(Resource):
 
     @property
     def addresses(self) -> list[str]:
-        """The NIC's private addresses given so far, the primary first."""
-        return [c.private_ip_address for c in self.ip_configurations if c.private_ip_address]
+        """The NIC's private addresses given so far, the primary first (as ``ip_configurations`` gives
+        them, without building the primary's model: the emulation asks this of every NIC, often)."""
+        primary = _ipv4(self.private_ip_address)
+        return ([primary] if primary else []) + [c.private_ip_address for c in self.secondary_ip_configurations
+                                                 if c.private_ip_address]
 
     def ip_configuration_at(self, ip) -> str | None:
         """The name of the configuration holding ``ip``."""

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import EmulationUnavailable, KernelError  # noqa: F401 - raised here, imported from here
@@ -314,10 +315,11 @@ def _setns(fd: int) -> None:
         raise OSError(e, f"setns: {os.strerror(e)}")
 
 
-def _sysctl_path(key: str) -> Path:
+@lru_cache(maxsize=4096)  # a lab writes the same few keys in thousands of namespaces
+def _sysctl_path(key: str) -> str:
     if "/" in key or ".." in key or not key.startswith("net."):
         raise ValueError(f"sysctl {key!r}: only net.* keys (per-namespace) are set")
-    return Path("/proc/sys") / key.replace(".", "/")
+    return "/proc/sys/" + key.replace(".", "/")
 
 
 def in_namespaces(names, fn, thread_name: str = "vnetlab-setns") -> None:
@@ -356,7 +358,8 @@ def write_sysctls(ns: str, values: dict[str, str]) -> None:
     """Write ``net.*`` sysctls of the namespace the calling thread is in (see in_namespaces)."""
     for k, v in sorted(values.items()):
         try:
-            _sysctl_path(k).write_text(f"{v}\n")
+            with open(_sysctl_path(k), "w") as f:
+                f.write(f"{v}\n")
         except OSError as e:
             raise KernelError(["sysctl", "-w", f"{k}={v}"], e.errno or 1, f"in {ns}: {e.strerror}") from None
 
