@@ -210,7 +210,9 @@ def nsg_chain(direction: str, nic_nsg: str | None, subnet_nsg: str | None) -> li
 def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
     """Port ranges as a rule gives them ('*', '80', '1000-2000', '22,443'), as inclusive pairs."""
     ports = _port_numbers(values)
-    return _parse_ports(tuple(values)) if ports is None else _merged((p, p) for p in ports)
+    if ports is None:
+        return _parse_ports(tuple(values))
+    return ((ports[0], ports[0]),) if len(ports) == 1 else _merged((p, p) for p in ports)
 
 
 def _port_numbers(values: list[str]) -> list[int] | None:
