@@ -37,7 +37,7 @@ from ..bulk import bulk
 from ..model.errors import InvalidPort
 from ..parallel import fork_map, worker_count
 from .network import Endpoint, LabView, SubnetView
-from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, may_match, prefix_bits
+from .security import HOST_VIP, PLATFORM_TAGS, PRIVATE_RANGES, flow_protocol, is_public, prefix_bits
 from .trace import verdict
 
 Prefixes = dict[int, set[int]]  # mask -> networks
@@ -68,8 +68,10 @@ def _named(net: LabView, flows: list[Flow] | None = None) -> _Named:
     named: dict[str, set[NsgSide]] = {}
     for nsg in topo.network_security_groups:
         low = nsg.name.lower()
+        matching = None if flows is None else frozenset().union(*(net.rules_matching(nsg, protocol, port)
+                                                                  for protocol, port in flows))
         for rule in nsg.security_rules:
-            if flows is not None and not any(may_match(rule, protocol, port) for protocol, port in flows):
+            if matching is not None and id(rule) not in matching:  # may_match none of the flows
                 continue
             sources.update(rule.sources())
             side = (low, rule.direction)

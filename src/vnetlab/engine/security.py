@@ -31,6 +31,7 @@ they are compiled; a lookup walks that short list.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
@@ -377,8 +378,11 @@ class CompiledNsg:
     compiled when a flow first needs it: for one port only the few rules covering that port are,
     of the hundreds a large NSG may hold (``rules`` compiles them all)."""
 
-    def __init__(self, nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet):
-        self.nsg, self.direction, self.vnet_set = nsg, direction, vnet_set
+    def __init__(self, nsg: NetworkSecurityGroup, direction: str, vnet_set: AddressSet,
+                 matching: Callable[[str, int | None], frozenset[int]] | None = None):
+        """``matching(protocol, port)``: the ids of the NSG's rules that ``may_match`` the flow, when the
+        caller already knows them (``LabView.rules_matching``)."""
+        self.nsg, self.direction, self.vnet_set, self._matching = nsg, direction, vnet_set, matching
         self._models = nsg.rules(direction)
         self._compiled: list[CompiledRule | None] = [None] * len(self._models)
         self._candidates: dict[tuple[str, int | None], list[CompiledRule]] = {}
@@ -401,7 +405,10 @@ class CompiledNsg:
         ranges cover every port match it."""
         key = (protocol, port if protocol != "Icmp" else None)
         found = self._candidates.get(key)
-        if found is None:
+        if found is None and self._matching is not None:
+            ids = self._matching(protocol, port)
+            found = self._candidates[key] = [self._rule(i) for i, rule in enumerate(self._models) if id(rule) in ids]
+        elif found is None:
             found = self._candidates[key] = [self._rule(i) for i, rule in enumerate(self._models)
                                              if may_match(rule, protocol, port)]
         return found
