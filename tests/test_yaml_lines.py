@@ -56,6 +56,7 @@ CASES = [
     # runs of flow entries, read together: each line must be one value on its own
     "- [1\n- 2]", "- [1,\n- 2]", "- {a: 1,\n- b: 2}", "- [a], [b]\n- [c", "- [a] x\n- [b]", "- [a]\n- [b]]",
     "x:\n- [1]\n- {a: b}\n- c\n- [d, 'e']", "- {a: 1}\n  - b", "- [a]\n-  [b]\n- {}", "- [1]\n - [2]",
+    "- {p: 1000-2000, q: [0-1, 00-01, 2024-01-01, 1-2-3, -1-2, 1-, 1_0-2, 1:2-3]}",
 ]
 
 

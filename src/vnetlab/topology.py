@@ -186,6 +186,9 @@ class _FlowJson(dict):
             return f'"{word}"'
         if word.isdigit() and word.isascii() and (word[0] != "0" or word == "0"):
             return word  # a decimal integer reads the same in JSON
+        low, dash, high = word.partition("-")
+        if dash and low.isdigit() and high.isdigit() and word.isascii():
+            return f'"{word}"'  # a port range: no resolver reads digits-digits (a timestamp has two dashes)
         value = _scalar(word, (True, False), self.scalars)
         if type(value) not in (str, int, float, bool, type(None)):
             raise _NotPlain  # a timestamp: JSON has no such value
