@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from .engine.addressing import integration_addresses, reserved, usable_count
 from .engine.paas import check_public_addresses
-from .engine.security import RuleError, address_meaning, parse_ports, unknown_prefix
+from .engine.security import RuleError, address_meaning, check_ports, unknown_prefix
 from .model import WEB_SERVER_FARMS, AzureError, Topology
 from .model.paas import GROUP_IDS, TARGET_TYPES
 from .engine.outbound import check_outbound
@@ -148,8 +148,8 @@ def _nsg(nsg) -> None:
                              "SecurityRuleConflict")
         seen[key] = rule.name
         try:
-            parse_ports(rule.source_ports())
-            parse_ports(rule.destination_ports())
+            check_ports(rule.source_ports())
+            check_ports(rule.destination_ports())
         except RuleError as exc:
             raise AzureError(f"Security rule {rule.name} has an invalid port range: {exc}.",
                              "SecurityRuleInvalidPortRange") from None

@@ -216,6 +216,12 @@ def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
     return ((ports[0], ports[0]),) if len(ports) == 1 else _merged((p, p) for p in ports)
 
 
+def check_ports(values: list[str]) -> None:
+    """Raise ``RuleError`` where ``parse_ports`` would, without building its answer for port numbers."""
+    if _port_numbers(values) is None:
+        parse_ports(values)
+
+
 def _port_numbers(values: list[str]) -> list[int] | None:
     """The ports when every value is one port number (a large lab's usual rule, with more distinct
     lists than ``_parse_ports``' cache holds), read without the cache; None for anything else."""
