@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from vnetlab.backends import netns_backend as nb
 from vnetlab.backends.netns import exec as nx
 from vnetlab.model import Topology
 
-import test_netns_backend
-from netns_support import NETNS_MARKS  # noqa: E402
+from netns_support import NETNS_MARKS, emulated  # noqa: E402
 
 pytestmark = NETNS_MARKS
-lab = test_netns_backend.lab  # the fixture: teardown + leftovers check
 
 VMS = ["vm-nat", "vm-pip", "vm-default", "vm-private"]
 APPS = ["app-direct", "app-all"]
@@ -47,6 +47,13 @@ def outbound_lab() -> dict:
     }
 
 
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The outbound lab, up once for the module: its tests only trace and probe it."""
+    with emulated(tmp_path_factory.mktemp("outbound") / "home", Topology.model_validate(outbound_lab())) as lab:
+        yield lab
+
+
 def seen_at_ip(lab, source: str, host_ip: str, timeout: float = 3.0) -> str | None:
     """What the internet host's ``GET /ip`` answers a request from ``source``'s namespace (None: no
     answer). The first try may meet a responder still starting: a refused connection is retried."""
@@ -60,7 +67,6 @@ def seen_at_ip(lab, source: str, host_ip: str, timeout: float = 3.0) -> str | No
 
 
 def test_the_internet_sees_the_source_the_engine_says(lab):
-    lab.up(Topology.model_validate(outbound_lab()), "netns")
     topo = lab.topology()
     host = topo.internet_hosts[0]
     traces = {name: lab.trace(name, host.name, 80) for name in VMS + APPS}
@@ -76,7 +82,6 @@ def test_the_internet_sees_the_source_the_engine_says(lab):
 
 
 def test_icmp_and_private_subnets_as_the_engine_says(lab):
-    lab.up(Topology.model_validate(outbound_lab()), "netns")
     host = lab.topology().internet_hosts[0]
     reasons = set()
     for source in VMS + APPS:
