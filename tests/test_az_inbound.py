@@ -120,3 +120,26 @@ def test_private_endpoint_to_a_site_closes_its_public_endpoint(azc):
         webapp update -g {rg} -n app-{rg} --set publicNetworkAccess=Enabled
     """)   # explicitly Enabled: the public endpoint reopens, and its rules decide
     assert verdict(azc, "internet", f"app-{rg}") == Reason.ACCESS_RESTRICTION_DENIED
+
+
+def test_a_subnet_rule_and_a_private_endpoint_are_refused_together(azc):
+    """"Access restriction rules based on service endpoints are not supported on apps that have private
+    endpoint configured": the lab refuses the second half, whichever comes second (vnetlab's code)."""
+    rg = "rg-sepe"
+    web(azc, rg)
+    site = f"{rg_id(rg)}/providers/Microsoft.Web/sites/app-{rg}"
+    azc.script(f"network private-endpoint create -g {rg} -n pe-sepe --vnet-name hub-{rg} --subnet pe "
+               f"--private-connection-resource-id {site} --group-id sites --connection-name c1")
+    refused = azc("webapp", "config", "access-restriction", "add", "-g", rg, "-n", f"app-{rg}", "--rule-name", "vms",
+                  "--priority", "100", "--subnet", "vms", "--vnet-name", f"hub-{rg}", check=False)
+    assert refused.returncode != 0 and "not supported on apps that have private endpoint configured" in refused.stderr
+    assert not azc.lab.topology().find("web_apps", f"app-{rg}").ip_security_restrictions
+    azc.script(f"""
+        network private-endpoint delete -g {rg} -n pe-sepe
+        webapp config access-restriction add -g {rg} -n app-{rg} --rule-name vms --priority 100 --subnet vms --vnet-name hub-{rg}
+    """)
+    refused = azc("network", "private-endpoint", "create", "-g", rg, "-n", "pe-sepe", "--vnet-name", f"hub-{rg}",
+                  "--subnet", "pe", "--private-connection-resource-id", site, "--group-id", "sites",
+                  "--connection-name", "c1", check=False)
+    assert refused.returncode != 0 and "ServiceEndpointRuleNotSupportedWithPrivateEndpoint" in refused.stderr
+    assert azc.lab.topology().find("private_endpoints", "pe-sepe") is None

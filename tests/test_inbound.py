@@ -355,3 +355,86 @@ def test_cli_webapp_update_public_network_access(tmp_path):
     assert json.loads(result.output)["reason"] == "PublicNetworkAccessDisabled"
     bad = cli(home, "webapp", "update", "-n", "app1", "--set", "publicNetworkAccess=Maybe")
     assert bad.exit_code == 2
+
+
+# -- service endpoint rules and private endpoints -------------------------------------------------------------
+# "Access restriction rules based on service endpoints are not supported on apps that have private endpoint
+# configured" (overview-access-restrictions): no error code documented, so the lab refuses the change.
+SE_RULE = {"name": "trusted", "priority": 100, "vnet_subnet_resource_id": "hub/trusted"}
+SE_REFUSAL = "ServiceEndpointRuleNotSupportedWithPrivateEndpoint"
+
+
+@pytest.mark.parametrize("rules", [{"ip_security_restrictions": [SE_RULE]},
+                                   {"scm_ip_security_restrictions": [SE_RULE]},
+                                   {"ip_security_restrictions": [rule(100, "AnyVnets")]}])
+def test_a_service_endpoint_rule_and_a_private_endpoint_are_refused_together(rules):
+    with pytest.raises(AzureError) as err:
+        build(with_private_endpoint(lab(**rules)))
+    assert err.value.code == SE_REFUSAL and err.value.status == 400
+    assert "not supported on apps that have private endpoint configured" in err.value.message
+    assert "pe-app1" in err.value.message
+
+
+def test_ip_rules_and_a_slots_private_endpoint_go_with_a_private_endpoint_and_a_service_endpoint_rule():
+    build(with_private_endpoint(lab(ip_security_restrictions=[rule(100, "203.0.113.0/24")])))
+    build(with_private_endpoint(lab(ip_security_restrictions=[SE_RULE]), group="sites-staging"))
+
+
+def test_cli_refuses_a_subnet_rule_on_an_app_with_a_private_endpoint_and_changes_nothing(tmp_path):
+    home = up(tmp_path, with_private_endpoint(lab()))
+    before = Lab.open(home).topology()
+    result = cli(home, "webapp", "config", "access-restriction", "add", "-n", "app1", "--priority", "100",
+                 "--rule-name", "vms", "--subnet", "vms", "--vnet-name", "hub")
+    assert result.exit_code == 2 and SE_REFUSAL in result.output, result.output
+    assert Lab.open(home).topology() == before      # not even the service endpoint az would have added
+    ok = cli(home, "webapp", "config", "access-restriction", "add", "-n", "app1", "--priority", "100",
+             "--ip-address", "203.0.113.0/24")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_up_refuses_a_private_endpoint_to_an_app_with_a_subnet_rule(tmp_path):
+    home = up(tmp_path, lab(ip_security_restrictions=[SE_RULE]))
+    before = Lab.open(home).topology()
+    f = tmp_path / "with-pe.yaml"
+    f.write_text(yaml.safe_dump(with_private_endpoint(lab(ip_security_restrictions=[SE_RULE]))))
+    result = cli(home, "up", str(f))
+    assert result.exit_code == 2 and SE_REFUSAL in result.output, result.output
+    assert Lab.open(home).topology() == before
+
+
+def test_arm_refuses_either_half_and_changes_nothing(tmp_path):
+    import warnings
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+
+    from vnetlab.api import create_app
+    from vnetlab.api.discovery import SUBSCRIPTION
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    rg = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg1"
+    subnet = f"{rg}/providers/Microsoft.Network/virtualNetworks/hub/subnets/trusted"
+    site = f"{rg}/providers/Microsoft.Web/sites/app1"
+    se_rule = {"ipSecurityRestrictions": [{"name": "trusted", "priority": 100, "action": "Allow",
+                                           "vnetSubnetResourceId": subnet}]}
+    pe_body = {"location": "westeurope", "properties": {
+        "subnet": {"id": f"{rg}/providers/Microsoft.Network/virtualNetworks/hub/subnets/pe"},
+        "privateLinkServiceConnections": [{"name": "c1", "properties": {
+            "privateLinkServiceId": site, "groupIds": ["sites"]}}]}}
+    pe = f"{rg}/providers/Microsoft.Network/privateEndpoints/pe-app1"
+
+    home = up(tmp_path / "a", with_private_endpoint(lab()))
+    client = TestClient(create_app(home))
+    client.params = {"api-version": "2024-04-01"}
+    before = Lab.open(home).topology()
+    res = client.put(f"{site}/config/web", json={"properties": se_rule})
+    assert res.status_code == 400 and res.json()["error"]["code"] == SE_REFUSAL, res.text
+    assert Lab.open(home).topology() == before
+
+    home = up(tmp_path / "b", lab(ip_security_restrictions=[SE_RULE]))
+    client = TestClient(create_app(home))
+    client.params = {"api-version": "2024-05-01"}
+    before = Lab.open(home).topology()
+    res = client.put(pe, json=pe_body)
+    assert res.status_code == 400 and res.json()["error"]["code"] == SE_REFUSAL, res.text
+    assert Lab.open(home).topology() == before

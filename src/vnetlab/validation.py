@@ -19,7 +19,7 @@ from .engine.gateways import check_gateways
 from .model.topology import KINDS
 from .model.errors import (Conflict, DuplicateResourceName, InUseSubnetCannotBeDeleted, InvalidResourceReference,
                            NicInUse, NotFound, SubnetIsFull, VnetAddressSpacesOverlap)
-from .model.web import INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
+from .model.web import ANY_VNETS, INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
 
 SUBNET_DOCS = "See aka.ms/deletesubnet."
 
@@ -302,6 +302,32 @@ def _access_restrictions(topo: Topology, app) -> None:
                              "from it can match the rule. Add Microsoft.Web to the subnet's service endpoints (az "
                              "webapp config access-restriction add does), or set ignore_missing_vnet_service_endpoint "
                              "(az: --ignore-missing-endpoint).", "ServiceEndpointMissing")  # vnetlab's code
+    _service_endpoint_rules_with_private_endpoint(topo, app)
+
+
+SE_RULES_WITH_PE = ("Access restriction rules based on service endpoints are not supported on apps that have "
+                    "private endpoint configured")
+
+
+def _service_endpoint_rules_with_private_endpoint(topo: Topology, app) -> None:
+    """"Access restriction rules based on service endpoints are not supported on apps that have private
+    endpoint configured": the docs give no error for it, so the lab refuses the change that would make
+    both exist (the rule's, or the private endpoint's). A subnet rule and an ``AnyVnets`` rule (the docs'
+    "any service endpoint source") are service endpoint rules; a private endpoint to a slot
+    (``sites-<slot>``) is the slot's, not the site's. Code: vnetlab's.
+    https://learn.microsoft.com/azure/app-service/overview-access-restrictions#access-restriction-rules-based-on-service-endpoints"""
+    pes = [pe for pe in topo.private_endpoints_to("web_apps", app.name) if (pe.group_id or "").lower() == "sites"]
+    if not pes:
+        return
+    for site, rules in (("main site", app.ip_security_restrictions), ("scm site", app.scm_ip_security_restrictions)):
+        rule = next((r for r in rules if r.vnet_subnet_resource_id is not None or r.ip_address == ANY_VNETS), None)
+        if rule is not None:
+            source = topo.subnet_id(rule.vnet_subnet_resource_id) if rule.vnet_subnet_resource_id else ANY_VNETS
+            raise AzureError(f"{SE_RULES_WITH_PE}. Web app '{app.name}' has the private endpoint '{pes[0].name}' and "
+                             f"the {site} access restriction rule '{rule.name or rule.priority}' (priority "
+                             f"{rule.priority}) based on the service endpoint source {source}. Remove the rule (or "
+                             "use an IP-based rule), or remove the private endpoint, then try again.",
+                             "ServiceEndpointRuleNotSupportedWithPrivateEndpoint")
 
 
 def _integration(topo: Topology, app) -> None:
