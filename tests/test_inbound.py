@@ -438,3 +438,24 @@ def test_arm_refuses_either_half_and_changes_nothing(tmp_path):
     res = client.put(pe, json=pe_body)
     assert res.status_code == 400 and res.json()["error"]["code"] == SE_REFUSAL, res.text
     assert Lab.open(home).topology() == before
+
+
+def test_the_emulated_front_end_decides_headers_with_the_engines_own_module():
+    """One rule, one place: the front end (run isolated, no package import) loads the engine's file."""
+    import os
+
+    from vnetlab.backends.netns import services
+    from vnetlab.engine import restriction_headers
+    loaded = services.restriction_headers()
+    assert os.path.samefile(loaded.__file__, restriction_headers.__file__)
+    doc = lab(ip_security_restrictions=[rule(100, "203.0.113.0/24", headers={"x-forwarded-for": ["198.51.100.0/24"]})])
+    topo = build(doc)
+    from vnetlab.engine.paas import admission_cases
+    view = LabView(topo)
+    address = public_addresses(topo)[("web_apps", "app1")]
+    cases = admission_cases(view, topo.web_apps[0], address, "203.0.113.10", None,
+                            server_name="app1.azurewebsites.net")
+    assert [(wanted, adm.allowed) for wanted, adm in cases] == [({"x-forwarded-for": ["198.51.100.0/24"]}, True),
+                                                               ({}, False)]
+    assert loaded.first_match(cases, {"X-Forwarded-For": "198.51.100.4"}).allowed
+    assert not loaded.first_match(cases, {}).allowed

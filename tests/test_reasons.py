@@ -202,6 +202,8 @@ CASES = {
     Reason.ACCESS_RESTRICTION_DENIED: (note(web_apps=[{**NOTE["web_apps"][0], "ip_security_restrictions": [
         {"name": "office", "ip_address": "203.0.113.0/24", "priority": 100}]}]), "rg1vm1",
         "app1.azurewebsites.net", 443, "Tcp"),
+    Reason.WEB_APP_STOPPED: (note(web_apps=[{**NOTE["web_apps"][0], "state": "Stopped"}]), "rg1vm1",
+                             "app1.azurewebsites.net", 443, "Tcp"),
     Reason.SQL_SERVER_NAME_NOT_DETERMINED: (sql_behind_pe(), "rg1vm1", "sql1.privatelink.database.windows.net", 1433,
                                             "Tcp"),
 }

@@ -282,6 +282,13 @@ class Lab:
                                                                                       "--scm-default-action")
         return self.change(change, create=False)
 
+    def web_app_action(self, app: str, action: str) -> Topology:
+        """`az webapp stop|start|restart`: a stopped app runs no code and its front end answers
+        "403 Site Disabled" (engine.paas.web_app_stopped). https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop"""
+        if action not in ("stop", "start", "restart"):
+            raise InvalidArgumentValue(f"A web app takes stop, start or restart, not '{action}'.")
+        return self.change(lambda t: getattr(web_app(t, app), action)(), create=False)
+
     def set_public_network_access(self, app: str, value: str | None) -> Topology:
         """`az webapp update --set publicNetworkAccess=Enabled|Disabled` (None: unset)."""
         def change(t: Topology) -> None:

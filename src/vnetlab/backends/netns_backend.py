@@ -171,11 +171,11 @@ def probe(lab, trace: dict, timeout: float = 1.0) -> dict:
         d = d.get(proto, "")
     where = f"{dst}:{port}" if port else dst
     if verdict == "Connected" and trace.get("admission") is not None:
-        verdict, d = _service_answer(lab, ns, flow, max(timeout, 2.0))
+        verdict, d = _service_answer(lab, ns, flow, max(timeout, 2.0), trace.get("headers"))
     return {"verdict": verdict, "detail": f"{proto} {where} from {ns}: {d}", "namespace": ns}
 
 
-def _service_answer(lab, ns: str, flow: dict, timeout: float) -> tuple[str, str]:
+def _service_answer(lab, ns: str, flow: dict, timeout: float, headers: dict | None = None) -> tuple[str, str]:
     """(verdict, detail) from the PaaS service's own answer to a real client's request."""
     from ..engine.paas import endpoint_at
     endpoint = endpoint_at(lab.network(), flow["destination_ip"])
@@ -184,7 +184,8 @@ def _service_answer(lab, ns: str, flow: dict, timeout: float) -> tuple[str, str]
     host = flow["destination"] if flow["destination"] != flow["destination_ip"] else flow["destination_ip"]
     ca = Path(lab.home) / "tls" / "ca.pem"
     got = nx.probe_service(ns, endpoint.kind, flow["destination_ip"], flow["port"], host,
-                           str(ca) if ca.is_file() and host != flow["destination_ip"] else None, timeout)
+                           str(ca) if ca.is_file() and host != flow["destination_ip"] else None, timeout,
+                           headers=headers)
     if "error" in got:
         return "Connected", f"TCP handshake completed; the service did not answer: {got['error']}"
     if "smb_status" in got:   # admitted: asked for credentials; refused by the firewall: access denied

@@ -161,3 +161,24 @@ def update(name: str = typer.Option(..., "--name", "-n"),
         print_json(result)
     else:
         console.print(f"{app.name}: publicNetworkAccess = {app.public_network_access or 'unset'}")
+
+
+def _power(action: str):
+    def command(name: str = typer.Option(..., "--name", "-n"),
+                resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                home: Optional[Path] = HomeOpt, output: Output = OutOpt):
+        lab = Lab.open(home)
+        lab.web_app_action(name, action)
+        app = web_app(lab.topology(), name)
+        if output == Output.json:
+            print_json({"name": app.name, "state": app.state})
+        else:
+            console.print(f"{app.name}: {app.state}")
+    command.__doc__ = {"stop": "`az webapp stop`: the app runs no code; its front end answers 403 Site Disabled "
+                               "(\"Error 403 - This web app is stopped.\").",
+                       "start": "`az webapp start`: the app answers again.",
+                       "restart": "`az webapp restart`: a new process (a stopped app starts)."}[action]
+    return command
+
+
+stop, start, restart = (_power(a) for a in ("stop", "start", "restart"))

@@ -24,7 +24,8 @@ from ..model import AzureError, ResourceNotFound, SecurityRule, Topology
 from ..model.errors import EmulationNotRunning, InvalidArgumentValue, LabNotFound
 from ..model.ids import DEFAULT_SUBSCRIPTION
 from ..topology import load, pydantic_error, schema as topology_schema
-from .inbound import access_restriction, update as webapp_update
+from .inbound import access_restriction, restart as webapp_restart, start as webapp_start, stop as webapp_stop
+from .inbound import update as webapp_update
 from .progress import Bar, wanted as progress_wanted
 from .render import Output, console, err_console, matrix_table, print_json, resolution_lines, table, trace_table
 
@@ -91,6 +92,9 @@ webapp.add_typer(integration, name="vnet-integration")
 webapp.add_typer(config, name="config")
 config.add_typer(access_restriction, name="access-restriction")
 webapp.command("update")(webapp_update)
+webapp.command("stop")(webapp_stop)
+webapp.command("start")(webapp_start)
+webapp.command("restart")(webapp_restart)
 
 HomeOpt = typer.Option(None, "--home", envvar="VNETLAB_HOME", help="Lab directory (default ./.vnetlab).")
 OutOpt = typer.Option(Output.table, "-o", "--output", help="table or json.")

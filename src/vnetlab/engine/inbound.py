@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..model import Topology
 from ..model.web import ANY_SOURCE, ANY_VNETS, IpSecurityRestriction
+from .restriction_headers import first_match
 
 IP_FORBIDDEN = "Ip Forbidden"             # the HTTP reason phrase of the refusal
 FORBIDDEN_TITLE = "Error 403 - Forbidden"
@@ -99,42 +100,6 @@ def source_matches(rule: IpSecurityRestriction, source: IPv4Address, subnet_id: 
     return any(source in IPv4Network(cidr) for cidr in rule.sources())
 
 
-def headers_match(rule: IpSecurityRestriction, headers: dict[str, str]) -> bool:
-    """Every header the rule names must carry one of its values: X-Forwarded-For any address of the
-    chain in a range; X-Forwarded-Host case-insensitive, ``*.`` a subdomain wildcard; the others exact.
-    https://learn.microsoft.com/azure/app-service/overview-access-restrictions#http-header-filtering"""
-    sent = {k.lower(): v for k, v in (headers or {}).items()}
-    for name, values in rule.headers.items():
-        if not values:
-            continue
-        got = sent.get(name)
-        if got is None:
-            return False
-        if name == "x-forwarded-for":
-            chain = [_address(x) for x in got.split(",")]
-            if not any(ip is not None and ip in IPv4Network(v) for ip in chain for v in values):
-                return False
-        elif name == "x-forwarded-host":
-            if not any(_host_matches(got.strip().lower(), v.lower()) for v in values):
-                return False
-        elif got.strip() not in values:
-            return False
-    return True
-
-
-def _address(text: str) -> IPv4Address | None:
-    try:
-        return IPv4Address(text.strip())
-    except ValueError:
-        return None
-
-
-def _host_matches(host: str, pattern: str) -> bool:
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return host == pattern
-
-
 def rule_label(rule: IpSecurityRestriction) -> str:
     source = rule.vnet_subnet_resource_id or rule.ip_address
     name = f"{rule.name} " if rule.name else ""
@@ -142,23 +107,49 @@ def rule_label(rule: IpSecurityRestriction) -> str:
     return f"{name}(priority {rule.priority}, {rule.action} {source}{headers})"
 
 
-def evaluate(topo: Topology, app, scm: bool, source: IPv4Address, subnet_id: str | None,
-             headers: dict[str, str] | None = None) -> tuple[bool, str]:
-    """(allowed, the rule that decided, in words) for a request to the main or scm site of ``app``
-    on its public endpoint, from ``source`` (the address the app sees; ``subnet_id`` when it came
-    through the caller subnet's Microsoft.Web service endpoint)."""
+def cases(topo: Topology, app, scm: bool, source: IPv4Address,
+          subnet_id: str | None) -> list[tuple[dict[str, list[str]], tuple[bool, str]]]:
+    """What the main or scm site of ``app`` decides for a request on its public endpoint from ``source``
+    (the address the app sees; ``subnet_id`` when it came through the caller subnet's Microsoft.Web
+    service endpoint), by the request's headers: ``(the headers a rule asks for, (allowed, the rule that
+    decided, in words))`` for each rule whose source matches, by priority, up to the first that asks for
+    no header; then the default action. The request gets the first case whose headers it carries
+    (``restriction_headers.first_match``): the trace asks it with the request's headers, the emulated
+    front end with the real request's."""
     rules, configured, label = site_rules(app, scm)
+    out: list[tuple[dict[str, list[str]], tuple[bool, str]]] = []
     for rule in ordered(rules):
-        if source_matches(rule, source, subnet_id, topo) and headers_match(rule, headers or {}):
-            return rule.action == "Allow", f"{label} {rule_label(rule)}"
+        if source_matches(rule, source, subnet_id, topo):
+            wanted = {name: list(values) for name, values in rule.headers.items() if values}
+            out.append((wanted, (rule.action == "Allow", f"{label} {rule_label(rule)}")))
+            if not wanted:
+                return out
     action = default_action(rules, configured)
     setting = label.split(" ")[0] + "DefaultAction"
     why = f"{setting} {action}" if configured is not None else \
         f"{setting} unset: {action} ({'the site has no rule' if not rules else 'the site has rules'})"
-    return action == "Allow", f"{label}: no rule matches, {why}"
+    out.append(({}, (action == "Allow", f"{label}: no rule matches, {why}")))
+    return out
+
+
+def evaluate(topo: Topology, app, scm: bool, source: IPv4Address, subnet_id: str | None,
+             headers: dict[str, str] | None = None) -> tuple[bool, str]:
+    """(allowed, the rule that decided, in words) for a request with ``headers`` (see :func:`cases`)."""
+    return first_match(cases(topo, app, scm, source, subnet_id), headers or {})
 
 
 def forbidden_page() -> str:
     """The page App Service sends with a 403 Ip Forbidden."""
     return (f"<!DOCTYPE html><html><head><title>{FORBIDDEN_TITLE}</title></head><body><h1>{FORBIDDEN_TITLE}</h1>"
             f"<p>{FORBIDDEN_TEXT}</p></body></html>")
+
+
+STOPPED_TITLE = "Error 403 - This web app is stopped."
+STOPPED_TEXT = ("The web app you have attempted to reach is currently stopped and does not accept any requests. "
+                "Please try to reload the page or visit it again soon.")
+
+
+def stopped_page() -> str:
+    """The page App Service sends for a stopped app (403 Site Disabled)."""
+    return (f"<!DOCTYPE html><html><head><title>{STOPPED_TITLE}</title></head><body><h1>{STOPPED_TITLE}</h1>"
+            f"<p>{STOPPED_TEXT}</p></body></html>")

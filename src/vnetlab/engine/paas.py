@@ -28,6 +28,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..model import AzureError, Topology
+from .restriction_headers import first_match
 
 
 @dataclass(frozen=True)
@@ -325,24 +326,36 @@ def admit(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id: str |
     (Storage ignores IP rules for callers in its own region); ``server_name`` the DNS name the
     client connected to (None: it used an address, SQL then takes the server from ``user@server``;
     a web app's scm site is asked by its name); ``headers``: the HTTP request's (web apps' rules)."""
+    return first_match(admission_cases(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id,
+                                       source_region, server_name), headers or {})
+
+
+def admission_cases(view, resource, arrived_at_ip, source_ip_seen, source_subnet_id: str | None,
+                    source_region: str | None = None, server_name: str | None = None) -> list[tuple[dict, Admission]]:
+    """:func:`admit` by the request's headers: ``(the headers asked for, the admission)`` in the order
+    the service evaluates them, the last case asking for none (``restriction_headers.first_match``
+    picks a request's). Only a web app's access restrictions ask for headers; every other answer is
+    one case. The emulated front end holds these cases and picks with the real request's headers."""
     topo = view.topo
     kind = kind_of(topo, resource)
     res = resource.resource if isinstance(resource, PaasEndpoint) else resource
     ip = IPv4Address(arrived_at_ip)
     source = IPv4Address(source_ip_seen)
+    if kind == "web_apps" and not res.running:
+        return [({}, web_app_stopped(res))]
     if kind == "sql_servers" and server_name and not sql_gateway_takes(res, server_name):
-        return sql_server_name_refusal(res, server_name)
+        return [({}, sql_server_name_refusal(res, server_name))]
     pe = next((ep.private_endpoint for (_, at), ep in view.paas.private_at.items()
                if at == int(ip) and ep.resource is res), None)
     if pe is not None:
-        return _private_endpoint_admission(pe)
+        return [({}, _private_endpoint_admission(pe))]
     if kind == "web_apps":
-        return _site_admission(topo, res, source, source_subnet_id, server_name, headers)
+        return _site_cases(topo, res, source, source_subnet_id, server_name)
     if _public_access(res) == "Disabled":
-        return _refusal(topo, kind, res, source, PUBLIC_ACCESS_CLOSED, closed=True)
+        return [({}, _refusal(topo, kind, res, source, PUBLIC_ACCESS_CLOSED, closed=True))]
     if kind == "sql_servers":
-        return _sql_firewall(topo, res, source, source_subnet_id)
-    return _acl_firewall(topo, kind, res, source, source_subnet_id, source_region)
+        return [({}, _sql_firewall(topo, res, source, source_subnet_id))]
+    return [({}, _acl_firewall(topo, kind, res, source, source_subnet_id, source_region))]
 
 
 def _private_endpoint_admission(pe) -> Admission:
@@ -447,24 +460,40 @@ def _sql_firewall(topo: Topology, res, source: IPv4Address, subnet_id: str | Non
                      "address range. It may take up to five minutes for this change to take effect.")
 
 
-def _site_admission(topo: Topology, app, source: IPv4Address, subnet_id: str | None, server_name: str | None,
-                    headers: dict[str, str] | None) -> Admission:
-    """A web app's public endpoint: its public network access, then its access restrictions (engine.inbound)."""
+def _site_cases(topo: Topology, app, source: IPv4Address, subnet_id: str | None,
+                server_name: str | None) -> list[tuple[dict, Admission]]:
+    """A web app's public endpoint: its public network access, then its access restrictions by the
+    request's headers (engine.inbound)."""
     from . import inbound
     scm = inbound.is_scm_name(server_name)
     site = f"{'scm site' if scm else 'site'}"
     is_open, why = inbound.public_access(topo, app)
     if not is_open:
-        return Admission(False, PUBLIC_ACCESS_CLOSED + f" ({why})", WEB_FORBIDDEN_CODE, 403, WEB_FORBIDDEN_TEXT)
-    allowed, rule = inbound.evaluate(topo, app, scm, source, subnet_id, headers)
-    if allowed:
-        return Admission(True, f"{site}: {rule}")
-    return Admission(False, f"{site}: {rule}", WEB_FORBIDDEN_CODE, 403, WEB_FORBIDDEN_TEXT)
+        return [({}, Admission(False, PUBLIC_ACCESS_CLOSED + f" ({why})", WEB_FORBIDDEN_CODE, 403, WEB_FORBIDDEN_TEXT))]
+    return [(wanted, Admission(True, f"{site}: {rule}") if allowed else
+             Admission(False, f"{site}: {rule}", WEB_FORBIDDEN_CODE, 403, WEB_FORBIDDEN_TEXT))
+            for wanted, (allowed, rule) in inbound.cases(topo, app, scm, source, subnet_id)]
 
 
 # App Service's refusal: "403 Ip Forbidden", the page's words (reference azure-paas-dns.md section 5)
 WEB_FORBIDDEN_CODE = "IpForbidden"
 WEB_FORBIDDEN_TEXT = "Ip Forbidden: Error 403 - Forbidden. The web app you have attempted to reach has blocked your access."
+# A stopped app's front end answers "403 Site Disabled" with the page "Error 403 - This web app is stopped."
+# (observed: reference azure-paas-dns.md section 5; tfsaggregator-webhooks#25 for the reason phrase)
+WEB_STOPPED_CODE = "SiteDisabled"
+WEB_REASON_PHRASES = {WEB_FORBIDDEN_CODE: "Ip Forbidden", WEB_STOPPED_CODE: "Site Disabled"}   # the HTTP status line's
+WEB_STOPPED_RULE = "the web app is stopped"
+WEB_STOPPED_TEXT = ("Site Disabled: Error 403 - This web app is stopped. The web app you have attempted to reach is "
+                    "currently stopped and does not accept any requests.")
+
+
+def web_app_stopped(app) -> Admission:
+    """A stopped app (`az webapp stop`) runs no code: its front end answers every request, main and scm
+    site, public or private endpoint, whatever the rules, with 403 "This web app is stopped" (the
+    order before the rules is the lab's choice: the docs do not say).
+    https://learn.microsoft.com/cli/azure/webapp#az-webapp-stop"""
+    return Admission(False, f"{WEB_STOPPED_RULE} (az webapp start {app.name} starts it)", WEB_STOPPED_CODE, 403,
+                     WEB_STOPPED_TEXT)
 
 
 SQL_SERVER_NAME_RULE = "the SQL gateway takes the server from <server>.database.windows.net only"
@@ -519,9 +548,9 @@ def _refusal(topo: Topology, kind: str, res, source: IPv4Address, why: str, clos
 
 def http_body(admission: Admission, request_id: str | None = None, when: str = "2026-01-01T00:00:00.0000000Z") -> str:
     """The body an HTTP service sends with a refusal: Storage's XML error, Key Vault's JSON error."""
-    if admission.code == WEB_FORBIDDEN_CODE:
-        from .inbound import forbidden_page
-        return forbidden_page()
+    if admission.code in (WEB_FORBIDDEN_CODE, WEB_STOPPED_CODE):
+        from .inbound import forbidden_page, stopped_page
+        return forbidden_page() if admission.code == WEB_FORBIDDEN_CODE else stopped_page()
     if admission.code == "AuthorizationFailure":
         rid = request_id or str(uuid.uuid4())
         return ('<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationFailure</Code><Message>'

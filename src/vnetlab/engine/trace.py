@@ -112,6 +112,9 @@ class Reason(StrEnum):
                                "the service's firewall has no rule that admits the source it saw")
     ACCESS_RESTRICTION_DENIED = ("AccessRestrictionDenied", Verdict.DENIED,
                                  "the web app's access restrictions did not admit the source: 403 Ip Forbidden")
+    WEB_APP_STOPPED = ("WebAppStopped", Verdict.DENIED,
+                       "the web app is stopped: its front end answers 403 Site Disabled, \"Error 403 - This web app "
+                       "is stopped.\" (az webapp start starts it)")
     SQL_SERVER_NAME_NOT_DETERMINED = ("SqlServerNameNotDetermined", Verdict.DENIED,
                                       "the SQL gateway routes a login by <server>.database.windows.net only: the "
                                       "private link name (or another alias) fails")
@@ -357,7 +360,8 @@ class Trace:
                 "explanation": self.reason.explanation, "source_ip_seen": self.source_ip_seen,
                 "steps": [s.to_dict() for s in self.steps], "return_path": [s.to_dict() for s in self.return_path],
                 **({"resolution": self.resolution.to_dict()} if self.resolution is not None else {}),
-                **({"admission": self.admission.to_dict()} if self.admission is not None else {})}
+                **({"admission": self.admission.to_dict()} if self.admission is not None else {}),
+                **({"headers": dict(self.headers)} if self.headers else {})}
 
 
 class _Done(Exception):
@@ -980,6 +984,8 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
         admission.rule, subnet_id, admission.code, admission.http_status, admission.text)))
     if admission.allowed:
         raise _Done(Reason.REACHABLE)
+    if admission.code == paas.WEB_STOPPED_CODE:
+        raise _Done(Reason.WEB_APP_STOPPED)
     if admission.rule.startswith(paas.PUBLIC_ACCESS_CLOSED):
         raise _Done(Reason.PUBLIC_NETWORK_ACCESS_DISABLED)
     if endpoint.kind == "web_apps":

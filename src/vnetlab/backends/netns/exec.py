@@ -206,7 +206,8 @@ def http(tls):
     if tls:
         ctx = ssl.create_default_context(cafile=a["ca"]) if a.get("ca") else ssl._create_unverified_context()
         s = ctx.wrap_socket(s, server_hostname=a["host"])
-    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (a["path"], a["host"])).encode())
+    extra = "".join("%s: %s\r\n" % (k, v) for k, v in (a.get("headers") or {}).items())
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n" % (a["path"], a["host"], extra)).encode())
     data = b""
     while True:  # Connection: close
         chunk = s.recv(65536)
@@ -217,8 +218,8 @@ def http(tls):
     lines = head.decode(errors="replace").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
     code = headers.get("x-ms-error-code", "")
-    if not code and "x-ms-forbidden-ip" in headers:  # a web app's front end: "403 Ip Forbidden"
-        code = lines[0].split(" ", 2)[-1].replace(" ", "")
+    if not code and lines[0].split()[1] == "403" and headers.get("content-type", "").startswith("text/html"):
+        code = lines[0].split(" ", 2)[-1].replace(" ", "")  # a web app's front end: "403 Ip Forbidden", "403 Site Disabled"
     if not code and headers.get("content-type", "").startswith("application/json"):
         try:  # a key vault's error: {"error": {"code", "message", "innererror": {"code"}}}
             err = json.loads(body).get("error") or {}
@@ -310,15 +311,15 @@ except Exception as e:
 
 
 def probe_service(ns: str, kind: str, dst: str, port: int, host: str, ca: str | None = None,
-                  timeout: float = 2.0) -> dict:
+                  timeout: float = 2.0, headers: dict[str, str] | None = None) -> dict:
     """Ask a PaaS endpoint for real from inside ``ns``, as its clients do: storage ``GET /`` and a
     key vault ``GET /secrets`` over HTTPS (HTTP on 80) with ``host`` as the TLS name and Host
     header, a SQL server a TDS prelogin and login, a storage account's file endpoint (445) an SMB2
-    negotiate and session setup. Returns ``{"status", "code"}`` (HTTP), ``{"login", "number"}``
+    negotiate and session setup; ``headers``: more HTTP request headers (a web app's rules). Returns ``{"status", "code"}`` (HTTP), ``{"login", "number"}``
     (TDS), ``{"smb_status"}`` (SMB) or ``{"error"}``."""
     path = "/secrets?api-version=7.4" if kind == "key_vaults" else "/"
     args = {"kind": "sql" if kind == "sql_servers" else "smb" if port == 445 else "http", "dst": dst, "port": port, "host": host,
-            "ca": ca, "path": path, "timeout": timeout}
+            "ca": ca, "path": path, "timeout": timeout, "headers": headers or {}}
     p = run_in(ns, [sys.executable, "-I", "-c", _SERVICE_SRC], input=json.dumps(args), timeout=timeout * 3 + 10)
     if p.returncode != 0:
         raise ProbeError(f"service probe in {ns} failed: {p.stderr.strip()}")

@@ -14,9 +14,11 @@ SQL server, key vault and web app front end, answering each connection as the en
   and the engine's admission for it what the service answers; a default for any other source.
 - A web app's front end answers HTTPS on 443 and HTTP on 80 on its public address and its private
   endpoints' addresses: ``200`` when the engine admits, else ``403 Ip Forbidden`` with the
-  ``x-ms-forbidden-ip`` header; its table has the main site's decisions and the scm site's (the
-  ``Host`` header names the site). Request headers (``x-forwarded-for``...) are not looked at: the
-  table holds the engine's decision for a request without them.
+  ``x-ms-forbidden-ip`` header (``403 Site Disabled``, "This web app is stopped.", for a stopped
+  app); its table has the main site's decisions and the scm site's (the ``Host`` header names the
+  site), each the engine's cases by request header (``engine.paas.admission_cases``): the front end
+  answers a request with the first case whose headers (``x-forwarded-for``, ``x-azure-fdid``...) the
+  real request carries, by the engine's own ``restriction_headers.first_match``.
 - Service endpoint traffic arrives at the internet namespace with its private source (the
   engine's ``VirtualNetworkServiceEndpoint`` routes, not SNATed by the fabric); the services'
   replies go back to the fabric of the subnet it came from (a route per such subnet).
@@ -176,11 +178,18 @@ def site_admission_tables(lay: Layout, listen: list[dict], port: int) -> tuple[d
             subnet = next((s.detail.source_subnet for s in t.steps if s.kind == "Admission"), None)
             seen.setdefault(t.source_ip_seen, subnet)
         for table, name in zip(tables, names, strict=True):
-            sources = {peer: _admission(epaas.admit(lay.net, endpoint, ip, peer, subnet, server_name=name))
+            sources = {peer: _cases(epaas.admission_cases(lay.net, endpoint, ip, peer, subnet, server_name=name))
                        for peer, subnet in seen.items()}
-            table[ip] = {"sources": sources, "default": _admission(epaas.admit(lay.net, endpoint, ip, UNKNOWN_SOURCE,
-                                                                               None, server_name=name))}
+            table[ip] = {"sources": sources, "default": _cases(epaas.admission_cases(
+                lay.net, endpoint, ip, UNKNOWN_SOURCE, None, server_name=name))}
     return tables
+
+
+def _cases(cases) -> list[list]:
+    """The engine's admission cases as the front end holds them: ``[headers asked for, admission]``, in
+    order; it answers a request with the first whose headers the request carries
+    (``engine.restriction_headers.first_match``, the engine's own function)."""
+    return [[wanted, _admission(adm)] for wanted, adm in cases]
 
 
 def admission_table(lay: Layout, listen: list[dict], port: int) -> dict:
@@ -205,6 +214,8 @@ def _admission(adm) -> dict:
            "text": adm.text or ""}
     if not adm.allowed and adm.http_status:
         out["body"] = epaas.http_body(adm, RID, WHEN)   # the service's own error body
+    if adm.code in epaas.WEB_REASON_PHRASES:
+        out["reason"] = epaas.WEB_REASON_PHRASES[adm.code]   # a web app's: 403 Ip Forbidden, 403 Site Disabled
     return out
 
 

@@ -29,7 +29,10 @@ question.
        "admission": {"203.0.113.10": {"sources": {"198.51.100.4": {...}}, "default": {...}}},
        "cert": PATH, "key": PATH}
 
-  where an admission is ``{"allowed": bool, "code": str, "http_status": int, "text": str}``.
+  where an admission is ``{"allowed": bool, "code": str, "http_status": int, "text": str}``. A web
+  app's front end (``"kind": "webapp"``) has ``admission`` (main site) and ``scm_admission`` whose
+  entries are the engine's cases by request header, ``[[{"x-azure-fdid": [...]}, admission], ...,
+  [{}, admission]]``: it answers with the first whose headers the request carries.
 """
 
 from __future__ import annotations
@@ -267,6 +270,34 @@ def admission_for(table: dict, local_ip: str, peer_ip: str) -> dict:
         "allowed": False, "code": "Forbidden", "http_status": 403, "text": "This request is not authorized."}
 
 
+_HEADERS_MODULE = []
+
+
+def restriction_headers():
+    """The engine's ``restriction_headers`` module (stdlib only), loaded from its file: this module
+    runs isolated, without package imports, and the front end must decide a request's headers with
+    the engine's own functions, not a copy of them."""
+    if not _HEADERS_MODULE:
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "engine",
+                            "restriction_headers.py")
+        spec = importlib.util.spec_from_file_location("vnetlab_restriction_headers", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _HEADERS_MODULE.append(mod)
+    return _HEADERS_MODULE[0]
+
+
+def site_admission_for(table: dict, local_ip: str, peer_ip: str, headers) -> dict:
+    """A web app's answer to a request: the engine's cases for the address and the caller (a list of
+    ``[headers asked for, admission]``), the first whose headers the request carries."""
+    at = table.get(local_ip) or {}
+    cases = (at.get("sources") or {}).get(peer_ip) or at.get("default")
+    if not cases:
+        return {"allowed": False, "code": "IpForbidden", "http_status": 403, "reason": "Ip Forbidden", "text": ""}
+    return restriction_headers().first_match(cases, headers)
+
+
 # -- Storage and Key Vault (HTTPS) ---------------------------------------------------------------------
 CONTAINERS = ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="https://{host}/">'
               "<Containers><Container><Name>data</Name><Properties><Last-Modified>{date}</Last-Modified>"
@@ -337,18 +368,21 @@ def _http_handler(spec: dict):
         do_HEAD = do_GET  # noqa: N815
 
         def _site(self) -> None:
-            """A web app's front end: the main or scm site (by the Host header), as the engine admits;
-            a refusal is 403 Ip Forbidden naming the caller."""
+            """A web app's front end: the main or scm site (by the Host header), as the engine admits
+            this request with its headers; a refusal is 403 Ip Forbidden naming the caller (403 Site
+            Disabled for a stopped app)."""
             host = (self.headers.get("Host") or "").split(":")[0].lower()
             scm = host.endswith(".scm.azurewebsites.net") or host.endswith(".scm.privatelink.azurewebsites.net")
-            adm = admission_for(scm_table if scm else table, self.connection.getsockname()[0], self.client_address[0])
+            adm = site_admission_for(scm_table if scm else table, self.connection.getsockname()[0],
+                                     self.client_address[0], self.headers)
             if adm.get("allowed"):
                 return self._send(200, WEB_ALLOWED.format(name=name), "text/html", {})
             data = (_body(adm, "") or adm.get("text", "")).encode()
-            self.send_response(int(adm.get("http_status") or 403), "Ip Forbidden")
+            self.send_response(int(adm.get("http_status") or 403), adm.get("reason") or "Ip Forbidden")
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-ms-forbidden-ip", self.client_address[0])
+            if adm.get("code") == "IpForbidden":   # the refusal by the rules names the caller; a stopped app's does not
+                self.send_header("x-ms-forbidden-ip", self.client_address[0])
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
