@@ -184,9 +184,19 @@ def _apps(rnd: random.Random, doc: dict) -> dict:
         if rnd.random() < 0.4:
             pes.append({"name": f"pe-{name}", "subnet": "hub/pe", "target": name, "group_id": "sites",
                         "private_dns_zone_group": ["privatelink.azurewebsites.net"]})
+            _without_service_endpoint_rules(app)
     links = [{"name": f"link-{v}", "virtual_network": v} for v in ("hub", "spoke1", "spoke2") if rnd.random() < 0.6]
     return {"app_service_plans": plans, "web_apps": apps, "private_endpoints": pes,
             "private_dns_zones": [{"name": "privatelink.azurewebsites.net", "virtual_network_links": links}]}
+
+
+def _without_service_endpoint_rules(app: dict) -> None:
+    """An app with a private endpoint keeps no service endpoint rule (subnet or AnyVnets): "not supported on
+    apps that have private endpoint configured", which the lab refuses (ServiceEndpointRuleNotSupportedWith-
+    PrivateEndpoint). The generator's draws stay the same, so the seeds keep their labs otherwise."""
+    for key in ("ip_security_restrictions", "scm_ip_security_restrictions"):
+        if key in app:
+            app[key] = [r for r in app[key] if "vnet_subnet_resource_id" not in r and r.get("ip_address") != "AnyVnets"]
 
 
 def _inbound(rnd: random.Random, doc: dict) -> dict:
