@@ -180,37 +180,32 @@ def _apps(rnd: random.Random, doc: dict) -> dict:
     plans = [{"name": f"plan-{a}", "sku": "P1v3"} for a in APPS]
     apps, pes = [], []
     for name, integration in zip(APPS, ("hub/integration", "spoke1/integration", None), strict=True):
-        app = {"name": name, "plan": f"plan-{name}", **_inbound(rnd, doc)}
+        private_endpoint = rnd.random() < 0.4
+        app = {"name": name, "plan": f"plan-{name}", **_inbound(rnd, doc, private_endpoint)}
         if integration:
             app["vnet_integration"] = integration
             app["vnet_route_all_enabled"] = rnd.random() < 0.5
         apps.append(app)
-        if rnd.random() < 0.4:
+        if private_endpoint:
             pes.append({"name": f"pe-{name}", "subnet": "hub/pe", "target": name, "group_id": "sites",
                         "private_dns_zone_group": ["privatelink.azurewebsites.net"]})
-            _without_service_endpoint_rules(app)
     links = [{"name": f"link-{v}", "virtual_network": v} for v in ("hub", "spoke1", "spoke2") if rnd.random() < 0.6]
     return {"app_service_plans": plans, "web_apps": apps, "private_endpoints": pes,
             "private_dns_zones": [{"name": "privatelink.azurewebsites.net", "virtual_network_links": links}]}
 
 
-def _without_service_endpoint_rules(app: dict) -> None:
-    """An app with a private endpoint keeps no service endpoint rule (subnet or AnyVnets): "not supported on
-    apps that have private endpoint configured", which the lab refuses (ServiceEndpointRuleNotSupportedWith-
-    PrivateEndpoint). The generator's draws stay the same, so the seeds keep their labs otherwise."""
-    for key in ("ip_security_restrictions", "scm_ip_security_restrictions"):
-        if key in app:
-            app[key] = [r for r in app[key] if "vnet_subnet_resource_id" not in r and r.get("ip_address") != "AnyVnets"]
-
-
-def _inbound(rnd: random.Random, doc: dict) -> dict:
-    """An app's access restrictions (main and scm), default actions and public network access."""
-    out: dict = {"ip_security_restrictions": _rules(rnd, doc, "main")}
+def _inbound(rnd: random.Random, doc: dict, private_endpoint: bool) -> dict:
+    """An app's access restrictions (main and scm), default actions and public network access. An app
+    with a private endpoint gets no service endpoint rule (subnet, AnyVnets): "not supported on apps
+    that have private endpoint configured".
+    https://learn.microsoft.com/azure/app-service/overview-access-restrictions#access-restriction-rules-based-on-service-endpoints"""
+    kinds = ("ip", "ip", "tag") + (() if private_endpoint else ("subnet", "subnet", "anyvnets"))
+    out: dict = {"ip_security_restrictions": _rules(rnd, doc, "main", kinds)}
     if rnd.random() < 0.5:
         out["ip_security_restrictions_default_action"] = rnd.choice(["Allow", "Deny"])
     out["scm_ip_security_restrictions_use_main"] = rnd.random() < 0.4
     if not out["scm_ip_security_restrictions_use_main"]:
-        out["scm_ip_security_restrictions"] = _rules(rnd, doc, "scm")
+        out["scm_ip_security_restrictions"] = _rules(rnd, doc, "scm", kinds)
         if rnd.random() < 0.3:
             out["scm_ip_security_restrictions_default_action"] = rnd.choice(["Allow", "Deny"])
     access = rnd.choice([None, None, None, "Enabled", "Disabled"])
@@ -219,10 +214,10 @@ def _inbound(rnd: random.Random, doc: dict) -> dict:
     return out
 
 
-def _rules(rnd: random.Random, doc: dict, site: str) -> list[dict]:
+def _rules(rnd: random.Random, doc: dict, site: str, kinds: tuple[str, ...]) -> list[dict]:
     rules = []
     for k in range(rnd.choice([0, 1, 2, 2, 3, 4])):
-        kind = rnd.choice(["ip", "ip", "tag", "subnet", "subnet", "anyvnets"])
+        kind = rnd.choice(kinds)
         rule = {"name": f"{site}-{kind}{k}", "priority": rnd.choice([100, 200, 300, 300]),
                 "action": rnd.choice(["Allow", "Deny"])}
         if kind == "ip":
@@ -377,7 +372,7 @@ NET_COVERAGE = {
     "hub: source seen checked", "spoke: source seen checked", "app: source seen checked",
     "on-premises: source seen checked",
 }
-SEEDS = (1, 54, 71, 122, 266)
+SEEDS = (47, 49, 98, 194)
 
 
 def test_the_generator_covers_every_edge_path_and_verdict():
