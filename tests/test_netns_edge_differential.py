@@ -323,10 +323,27 @@ def net_label(src: str, t) -> list[str]:
     return out
 
 
+def rule_without_endpoint(topo: Topology, src: str, name: str) -> bool:
+    """The site ``name`` is for has a subnet rule naming the VM ``src``'s subnet, which lacks the
+    Microsoft.Web service endpoint (the rule cannot match: the VM arrives by its public address)."""
+    vm = topo.find("virtual_machines", src)
+    if vm is None:
+        return False
+    app = topo.find("web_apps", name.split(".", 1)[0])
+    scm = ".scm." in name and not app.scm_ip_security_restrictions_use_main
+    rules = app.scm_ip_security_restrictions if scm else app.ip_security_restrictions
+    ref = topo.find("network_interfaces", vm.network_interface).subnet.lower()
+    sn = topo.subnet(ref)[1]
+    return "Microsoft.Web" not in sn.service_endpoints and \
+        any((r.vnet_subnet_resource_id or "").lower() == ref for r in rules)
+
+
 def coverage(web: list, net: list, topo: Topology) -> Counter:
     out: Counter = Counter()
-    for (src, _name, port, _), t in zip(web_flows(topo), web, strict=True):
+    for (src, name, port, _), t in zip(web_flows(topo), web, strict=True):
         out[web_label(src, port, t)] += 1
+        if rule_without_endpoint(topo, src, name):
+            out[f"VM's subnet rule without the Microsoft.Web service endpoint: {t.verdict}"] += 1
     for (src, *_), t in zip(net_flows(topo), net, strict=True):
         out.update(net_label(src, t))
     return out
@@ -350,6 +367,7 @@ WEB_COVERAGE = {
     "VM by service endpoint: Allowed by subnet rule", "VM by service endpoint: Denied by default action",
     "VM by service endpoint: Allowed by anyvnets rule", "VM by service endpoint: Denied by public network access",
     "VM by private endpoint: Allowed by no restriction",
+    "VM's subnet rule without the Microsoft.Web service endpoint: Denied",
     # apps (App Service outbound addresses, integration subnets' service endpoints, PEs) and on-premises (PEs)
     "app by private endpoint: Allowed by no restriction", "app by public: Allowed by ip rule",
     "app by public: Denied by default action", "app by service endpoint: Allowed by subnet rule",
