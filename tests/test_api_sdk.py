@@ -386,3 +386,35 @@ def test_nic_ip_configuration_in_another_subnet_is_refused(az, note):
                 N.NetworkInterfaceIPConfiguration(name="b", subnet=N.Subnet(id=other.id))])).result()
     assert code_of(info) == "IpConfigurationsMustBeInSameSubnet"
     assert az.lab.topology().find("network_interfaces", "nic2") is None
+
+
+# -- who uses a public IP (issue 10 §1, §3) -----------------------------------------------------------
+
+def test_a_public_ip_shows_its_user_in_ip_configuration_or_nat_gateway(az, note):
+    """GET publicIPAddresses names its user as Azure does (read-only): a NIC's IP configuration or a VPN
+    gateway's under ``ipConfiguration``, a NAT gateway under ``natGateway``; an unused one neither."""
+    pips = {name: az.net.public_ip_addresses.begin_create_or_update("rg1", name, N.PublicIPAddress(
+        location=LOC, sku=N.PublicIPAddressSku(name="Standard"), public_ip_allocation_method="Static")).result()
+        for name in ("pip-vm", "pip-nat", "pip-gw", "pip-idle")}
+    nic = az.net.network_interfaces.begin_create_or_update("rg1", "rg1vm1VMNic", N.NetworkInterface(
+        location=LOC, ip_configurations=[N.NetworkInterfaceIPConfiguration(
+            name="ipconfig1", subnet=N.Subnet(id=note["vm_subnet"].id),
+            public_ip_address=N.PublicIPAddress(id=pips["pip-vm"].id))])).result()
+    nat = az.net.nat_gateways.begin_create_or_update("rg1", "natgw", N.NatGateway(
+        location=LOC, sku=N.NatGatewaySku(name="Standard"), idle_timeout_in_minutes=10,
+        public_ip_addresses=[N.SubResource(id=pips["pip-nat"].id)])).result()
+    gw_subnet = az.net.subnets.begin_create_or_update("rg1", "vnet1", "GatewaySubnet",
+                                                      N.Subnet(address_prefix="10.0.0.224/27")).result()
+    gateway = az.net.virtual_network_gateways.begin_create_or_update("rg1", "gw1", N.VirtualNetworkGateway(
+        location=LOC, gateway_type="Vpn", vpn_type="RouteBased",
+        sku=N.VirtualNetworkGatewaySku(name="VpnGw1", tier="VpnGw1"),
+        ip_configurations=[N.VirtualNetworkGatewayIPConfiguration(
+            name="gwconfig", subnet=N.SubResource(id=gw_subnet.id),
+            public_ip_address=N.SubResource(id=pips["pip-gw"].id))])).result()
+    got = {name: az.net.public_ip_addresses.get("rg1", name) for name in pips}
+    assert got["pip-vm"].ip_configuration.id == nic.ip_configurations[0].id
+    assert got["pip-gw"].ip_configuration.id == gateway.ip_configurations[0].id
+    assert gateway.ip_configurations[0].id.endswith("/virtualNetworkGateways/gw1/ipConfigurations/gwconfig")
+    assert got["pip-nat"].nat_gateway.id == nat.id and got["pip-nat"].ip_configuration is None
+    assert got["pip-idle"].ip_configuration is None and got["pip-idle"].nat_gateway is None
+    assert got["pip-gw"].ip_address == pips["pip-gw"].ip_address  # the address stays with its user

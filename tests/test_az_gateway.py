@@ -78,3 +78,26 @@ def test_vnet_gateway_create_with_no_wait_answers_at_once(vpn):
     assert res.returncode == 0
     shown = json.loads(vpn("network", "vnet-gateway", "show", "-g", RG, "-n", "gw-branch").stdout)
     assert shown["sku"]["name"] == "VpnGw2" and shown["provisioningState"] == "Succeeded"
+
+
+def test_vnet_gateway_create_with_a_public_ip_uses_it_and_the_ip_shows_the_gateway(vpn):
+    """``--public-ip-addresses PIP``: the gateway's IP configuration holds the public IP (its address is the
+    next hop of the gateway's routes), and the public IP's ``ipConfiguration`` names that configuration."""
+    vpn("network", "vnet", "create", "-g", RG, "-n", "edge", "--address-prefixes", "10.13.0.0/16",
+        "--subnet-name", "GatewaySubnet", "--subnet-prefixes", "10.13.255.0/27")
+    pip = json.loads(vpn("network", "public-ip", "create", "-g", RG, "-n", "pip-gw", "--sku", "Standard",
+                         "--allocation-method", "Static").stdout)["publicIp"]
+    gw = json.loads(vpn("network", "vnet-gateway", "create", "-g", RG, "-n", "gw-edge", "--vnet", "edge",
+                        "--gateway-type", "Vpn", "--vpn-type", "RouteBased", "--sku", "VpnGw1",
+                        "--public-ip-addresses", "pip-gw").stdout)
+    gw = gw.get("vnetGateway", gw)
+    config = gw["ipConfigurations"][0]
+    assert config["publicIPAddress"]["id"] == ids("publicIPAddresses", "pip-gw")
+    shown = json.loads(vpn("network", "public-ip", "show", "-g", RG, "-n", "pip-gw").stdout)
+    assert shown["ipConfiguration"]["id"] == config["id"]
+    assert config["id"].startswith(ids("virtualNetworkGateways", "gw-edge") + "/ipConfigurations/")
+    topo = vpn.lab.topology()
+    gateway = topo.find("virtual_network_gateways", "gw-edge")
+    assert gateway.public_ip_address == "pip-gw"
+    from vnetlab.engine.gateways import next_hop_ip
+    assert next_hop_ip(topo, gateway) == pip["ipAddress"] == shown["ipAddress"]

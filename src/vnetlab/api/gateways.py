@@ -23,6 +23,11 @@ def _tags(body: Obj) -> dict:
 
 
 # -- virtual network gateways ---------------------------------------------------------------------
+def gateway_ip_configuration_id(topo: Topology, gw: VirtualNetworkGateway) -> str:
+    """The id of the gateway's IP configuration (what its public IP's ``ipConfiguration`` names)."""
+    return f"{topo.id_of('virtual_network_gateways', gw)}/ipConfigurations/{gw.ip_configuration}"
+
+
 def gateway_wire(topo: Topology, gw: VirtualNetworkGateway) -> dict:
     rid = topo.id_of("virtual_network_gateways", gw)
     config: dict = {"provisioningState": OK, "privateIPAllocationMethod": "Dynamic",
@@ -33,7 +38,7 @@ def gateway_wire(topo: Topology, gw: VirtualNetworkGateway) -> dict:
     props = {"provisioningState": OK, "resourceGuid": guid(rid), "gatewayType": gw.gateway_type,
              "vpnType": gw.vpn_type, "vpnGatewayGeneration": "Generation1", "activeActive": gw.active_active,
              "enableBgp": gw.enable_bgp, "sku": {"name": gw.sku, "tier": gw.sku},
-             "ipConfigurations": [{"name": "vnetGatewayConfig", "id": f"{rid}/ipConfigurations/vnetGatewayConfig",
+             "ipConfigurations": [{"name": gw.ip_configuration, "id": gateway_ip_configuration_id(topo, gw),
                                    "properties": config}],
              "bgpSettings": {"asn": 65515, "bgpPeeringAddress": str(private) if private else "",
                              "peerWeight": 0}}
@@ -52,12 +57,14 @@ def gateway_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) ->
         raise bad_request(f"Subnet {subnet} of virtual network {vnet} cannot hold virtual network gateway {name}: "
                           "the gateway subnet must be named GatewaySubnet.", "InvalidGatewaySubnet")  # vnetlab's
     sku = props.obj("sku").str("name") or "VpnGw1"
+    config_name = configs[0].str("name") or (current.ip_configuration if current is not None else None)
     return VirtualNetworkGateway(
         name=name, resource_group=rg, tags=_tags(body), virtual_network=vnet,
         location=location_of(body, f"{NS}/virtualNetworkGateways", current and topo.location_of(current)),
         gateway_type=props.str("gatewayType", "Vpn"), vpn_type=props.str("vpnType", "RouteBased"), sku=sku,
         public_ip_address=ref_name(topo, config, "publicIPAddress", "public_ip_addresses", "publicIPAddresses"),
-        active_active=props.bool("activeActive", False), enable_bgp=props.bool("enableBgp", False))
+        active_active=props.bool("activeActive", False), enable_bgp=props.bool("enableBgp", False),
+        **({"ip_configuration": config_name} if config_name else {}))
 
 
 # -- local network gateways ------------------------------------------------------------------------

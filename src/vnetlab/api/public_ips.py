@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..engine.outbound import requested_public_address, requested_public_prefix
 from ..model import NatGateway, PublicIpAddress, PublicIpPrefix, Topology
 from .arm import Router, bad_request
+from .gateways import gateway_ip_configuration_id
 from .network import NS, OK, _tags, ref_id
 from .resource import TopLevel, envelope, location_of
 from .state import LabState, Obj, check_ref_group, guid, parse_ref, require
@@ -20,11 +21,17 @@ SKU = {"name": "Standard", "tier": "Regional"}
 
 
 def _users_of_ip(topo: Topology, pip: PublicIpAddress) -> dict:
+    """The resource using the public IP, as Azure shows it (read-only): the IP configuration holding it
+    (a NIC's, a VPN gateway's) under ``ipConfiguration``, or the NAT gateway under ``natGateway``.
+    https://learn.microsoft.com/rest/api/virtualnetwork/public-ip-addresses/get"""
     low = pip.name.lower()
     nic = next((n for n in topo.network_interfaces if (n.public_ip_address or "").lower() == low), None)
     if nic is not None:
         return {"ipConfiguration": {"id": f"{topo.id_of('network_interfaces', nic)}/ipConfigurations/"
                                           f"{nic.primary_ip_configuration}"}}
+    gateway = next((g for g in topo.virtual_network_gateways if (g.public_ip_address or "").lower() == low), None)
+    if gateway is not None:
+        return {"ipConfiguration": {"id": gateway_ip_configuration_id(topo, gateway)}}
     nat = next((g for g in topo.nat_gateways if low in (p.lower() for p in g.public_ip_addresses)), None)
     return {"natGateway": {"id": topo.id_of("nat_gateways", nat)}} if nat is not None else {}
 

@@ -28,13 +28,16 @@ class VirtualNetworkGateway(Resource):
     """A route-based VPN gateway in the ``GatewaySubnet`` of ``virtual_network`` (ARM: its IP
     configuration's subnet). Static routing only: the prefixes of its connections' local network
     gateways (BGP is out of the lab's scope). ``public_ip_address``: the lab's public IP resource that
-    is the tunnel's Azure end (the next hop address effective routes show)."""
+    is the tunnel's Azure end (the next hop address effective routes show). ``ip_configuration``: the
+    name of its IP configuration, as ARM keeps the one the client gave (az: ``vnetGatewayConfig0`` with
+    ``--public-ip-addresses``, else ``vnetGatewayConfig``); the public IP's ``ipConfiguration`` names it."""
 
     virtual_network: str
     gateway_type: Literal["Vpn"] = "Vpn"
     vpn_type: Literal["RouteBased", "PolicyBased"] = "RouteBased"
     sku: str = "VpnGw1"
     public_ip_address: str | None = None
+    ip_configuration: str = Field("vnetGatewayConfig", min_length=1, max_length=80)
     active_active: bool = False
     enable_bgp: bool = False
 
