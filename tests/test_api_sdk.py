@@ -418,3 +418,14 @@ def test_a_public_ip_shows_its_user_in_ip_configuration_or_nat_gateway(az, note)
     assert got["pip-nat"].nat_gateway.id == nat.id and got["pip-nat"].ip_configuration is None
     assert got["pip-idle"].ip_configuration is None and got["pip-idle"].nat_gateway is None
     assert got["pip-gw"].ip_address == pips["pip-gw"].ip_address  # the address stays with its user
+
+
+def test_a_nat_gateway_idle_timeout_outside_4_to_120_minutes_is_refused(az, note):
+    with pytest.raises(HttpResponseError) as info:
+        az.net.nat_gateways.begin_create_or_update("rg1", "natgw", N.NatGateway(
+            location=LOC, sku=N.NatGatewaySku(name="Standard"), idle_timeout_in_minutes=121)).result()
+    assert code_of(info) == "NatGatewayInvalidIdleTimeout" and "between 4 and 120" in str(info.value)
+    assert az.lab.topology().find("nat_gateways", "natgw") is None
+    nat = az.net.nat_gateways.begin_create_or_update("rg1", "natgw", N.NatGateway(
+        location=LOC, sku=N.NatGatewaySku(name="Standard"), idle_timeout_in_minutes=120)).result()
+    assert nat.idle_timeout_in_minutes == az.lab.topology().find("nat_gateways", "natgw").idle_timeout_in_minutes

@@ -1,10 +1,14 @@
 """Outbound on the real kernel (issue 10 §1): the source an internet host sees (its ``GET /ip``
 echoes it) is the engine's ``source_ip_seen`` for VMs behind a NAT gateway, with an instance
 public IP, with default outbound access, and for integrated apps with and without Route All; a
-VM of a private subnet has no internet path; ICMP does not cross a NAT gateway."""
+VM of a private subnet has no internet path; ICMP does not cross a NAT gateway. Inbound: internet
+hosts reach VMs at their public IPs (DNAT, NSGs with the internet source) and get a reset from a NAT
+gateway's address, as the engine says; a flow through a NAT gateway carries its idle timeout."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -90,3 +94,100 @@ def test_icmp_and_private_subnets_as_the_engine_says(lab):
             reasons.add(tr["reason"])
             assert nb.probe(lab, tr, timeout=1.5)["verdict"] == tr["verdict"], (source, proto, tr["reason"])
     assert {"NoOutboundAccess", "NatGatewayNoIcmp"} <= reasons  # the lab holds both refusals
+
+
+# -- inbound from the internet to public IPs, and the NAT gateway's idle timeout --------------------------
+def inbound_lab() -> dict:
+    """A VM with a public IP behind an NSG (HTTP from the Internet tag, SSH from the office only); a VM
+    behind a NAT gateway only; one behind the NAT gateway with a public IP too; an appliance (IP
+    forwarding) with a public IP; two internet hosts."""
+    def rule(name, priority, port, source):
+        return {"name": name, "priority": priority, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+                "source_address_prefix": source, "source_port_range": "*", "destination_address_prefix": "*",
+                "destination_port_range": port}
+    served = [{"port": 22}, {"port": 80}]
+    return {
+        "name": "inbound-ip", "location": "westeurope", "resource_group": "rg1",
+        "public_ip_addresses": [{"name": "pip-web"}, {"name": "pip-nat"}, {"name": "pip-both"}, {"name": "pip-nva"}],
+        "nat_gateways": [{"name": "natgw", "public_ip_addresses": ["pip-nat"], "idle_timeout_in_minutes": 10}],
+        "network_security_groups": [{"name": "nsg-web", "security_rules": [
+            rule("web", 100, "80", "Internet"), rule("office-ssh", 110, "22", "203.0.113.10/32")]}],
+        "virtual_networks": [{"name": "vnet1", "address_space": ["10.0.0.0/16"], "subnets": [
+            {"name": "web", "address_prefix": "10.0.0.0/24", "network_security_group": "nsg-web"},
+            {"name": "nat", "address_prefix": "10.0.1.0/24", "nat_gateway": "natgw"},
+            {"name": "nva", "address_prefix": "10.0.2.0/24"}]}],
+        "virtual_machines": [
+            {"name": "vm-web", "subnet": "vnet1/web", "public_ip_address": "pip-web", "services": served},
+            {"name": "vm-nat", "subnet": "vnet1/nat", "services": served},
+            {"name": "vm-both", "subnet": "vnet1/nat", "public_ip_address": "pip-both", "services": served},
+            {"name": "nva", "subnet": "vnet1/nva", "public_ip_address": "pip-nva", "enable_ip_forwarding": True,
+             "services": served}],
+        "internet_hosts": [{"name": "office", "ip": "203.0.113.10"}, {"name": "home", "ip": "203.0.113.77"}],
+    }
+
+
+@pytest.fixture(scope="module")
+def inbound(tmp_path_factory):
+    """The inbound lab, up once for the module: its tests only trace and probe it."""
+    with emulated(tmp_path_factory.mktemp("inbound-ip") / "home", Topology.model_validate(inbound_lab())) as lab:
+        yield lab
+
+
+def test_the_internet_reaches_public_ips_as_the_engine_says_and_the_vm_sees_the_internet_source(inbound):
+    lab = inbound
+    topo = lab.topology()
+    pips = {p.name: p.ip_address for p in topo.public_ip_addresses}
+    reasons = set()
+    for who in ("office", "home"):
+        for name in pips:
+            for port, proto in ((80, "Tcp"), (22, "Tcp"), (None, "Icmp")):
+                tr = lab.trace(who, pips[name], port, proto).to_dict()
+                reasons.add(tr["reason"])
+                assert nb.probe(lab, tr, timeout=1.5)["verdict"] == tr["verdict"], (who, name, proto, port, tr["reason"])
+    assert {"Reachable", "NsgDenied", "NatGatewayInboundRefused", "NatGatewayInboundNotAnswered"} <= reasons
+    for who in ("office", "home"):   # the VM sees the internet source; the reply comes from the public IP
+        for name in ("pip-web", "pip-both", "pip-nva"):
+            want = lab.trace(who, pips[name], 80)
+            assert want.verdict == "Connected" and want.source_ip_seen == topo.internet_hosts[0 if who == "office"
+                                                                                              else 1].ip
+            assert seen_at_ip(lab, who, pips[name]) == want.source_ip_seen, (who, name)
+    # outbound from vm-both still leaves by the NAT gateway
+    assert seen_at_ip(lab, "vm-both", "203.0.113.10") == lab.trace("vm-both", "office", 80).source_ip_seen \
+        == pips["pip-nat"]
+
+
+def conntrack_timeouts(ns: str, src: str, dst: str, dport: int) -> list[int]:
+    """The seconds left on each conntrack entry of TCP src -> dst:dport (ESTABLISHED) in ``ns``."""
+    out = []
+    for line in nx.run_in(ns, ["cat", "/proc/net/nf_conntrack"], timeout=10).stdout.splitlines():
+        f = line.split()
+        if "tcp" in f and "ESTABLISHED" in f and f"src={src}" in f and f"dst={dst}" in f and f"dport={dport}" in f:
+            out.append(int(f[4]))
+    return out
+
+
+HOLD = "import socket, sys, time\ns = socket.create_connection((sys.argv[1], 80))\nprint('open', flush=True)\n" \
+       "time.sleep(30)\n"
+
+
+def test_a_nat_gateway_flow_gets_the_gateways_idle_timeout_in_conntrack(inbound):
+    lab = inbound
+    topo = lab.topology()
+    office = topo.internet_hosts[0].ip
+    fabric = nb.namespace_of(lab, "vnet1")
+    idle = topo.find("nat_gateways", "natgw").idle_timeout_in_minutes * 60
+    snat = [s for s in lab.trace("vm-nat", "office", 80).steps if s.kind == "SNAT"][-1]
+    assert snat.detail.idle_timeout_in_minutes * 60 == idle
+    seen = {}
+    for vm in ("vm-nat", "vm-web"):   # through the NAT gateway; through an instance public IP only
+        ip = topo.find("network_interfaces", f"{vm}VMNic").private_ip_address
+        hold = subprocess.Popen(["ip", "netns", "exec", nb.namespace_of(lab, vm), sys.executable, "-c", HOLD, office],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert hold.stdout.readline().strip() == "open"
+            seen[vm] = conntrack_timeouts(fabric, ip, office, 80)
+        finally:
+            hold.kill()
+            hold.wait()
+    assert len(seen["vm-nat"]) == 1 and idle - 30 < seen["vm-nat"][0] <= idle, seen
+    assert len(seen["vm-web"]) == 1 and seen["vm-web"][0] > idle   # the kernel's own (5 days): no NAT gateway

@@ -12,6 +12,7 @@ from vnetlab.engine.network import LabView
 from vnetlab.engine.outbound import PUBLIC_IP_NET, nat_gateway_addresses, site_outbound_addresses
 from vnetlab.engine.trace import trace
 from vnetlab.model import AzureError
+from vnetlab.topology import parse
 
 LAB = {
     "name": "out", "location": "westeurope", "resource_group": "rg1",
@@ -243,3 +244,135 @@ def test_the_idle_timeout_is_4_to_120_minutes(minutes):
     doc = lab(nat_gateways=[{"name": "natgw", "public_ip_addresses": ["pip-nat"], "idle_timeout_in_minutes": minutes}])
     with pytest.raises(ValidationError, match="idle_timeout_in_minutes"):
         build(doc)
+    with pytest.raises(AzureError) as err:
+        parse(doc)
+    assert err.value.code == "NatGatewayInvalidIdleTimeout"
+    assert str(err.value.message) == (f"NAT gateway natgw has invalid Idle Timeout {minutes}. The value must be "
+                                      "between 4 and 120 minutes.")
+    assert build(lab(nat_gateways=[{"name": "natgw", "idle_timeout_in_minutes": minutes + (1 if minutes < 4 else -1)}]))
+
+
+# -- inbound from the internet: instance public IPs, NAT gateways (outbound only) ---------------------------
+def served(doc: dict) -> dict:
+    """vm1 and vm2 listen on 22, 80 and 443."""
+    for vm in doc["virtual_machines"][:2]:
+        vm["services"] = [{"port": p} for p in (22, 80, 443)]
+    return doc
+
+
+def internet_rule(name: str, priority: int, port: str, access: str = "Allow", source: str = "Internet") -> dict:
+    return {"name": name, "priority": priority, "direction": "Inbound", "access": access, "protocol": "Tcp",
+            "source_address_prefix": source, "source_port_range": "*", "destination_address_prefix": "*",
+            "destination_port_range": port}
+
+
+def test_the_internet_reaches_a_vm_at_its_public_ip_and_the_vm_sees_the_internet_source():
+    topo = build(served(lab()))
+    vm1 = topo.find("network_interfaces", "vm1VMNic")
+    t = trace(topo, "internet", pip(topo, "pip-vm1"), 80, source_ip="198.51.100.9")
+    assert (t.verdict, t.source_ip_seen) == ("Connected", "198.51.100.9")
+    dnat = next(s for s in t.steps if s.kind == "DNAT")
+    assert (dnat.detail.from_, dnat.detail.to) == (pip(topo, "pip-vm1"), vm1.private_ip_address)
+    assert dnat.resource_id == topo.id_of("public_ip_addresses", topo.find("public_ip_addresses", "pip-vm1"))
+    assert dnat.detail.ip_configuration == vm1.primary_ip_configuration
+    assert t.steps[-1].detail.virtual_machine == "vm1" and t.steps[-1].detail.source_seen == "198.51.100.9"
+    assert [s.detail.next_hop_type for s in t.return_path] == ["Internet"]  # the reply leaves from the public IP
+    assert trace(topo, "internet", pip(topo, "pip-vm1"), 81).reason == "NoListener"
+    assert trace(topo, ECHO, "vm1", 80).flow.destination_ip == pip(topo, "pip-vm1")  # a VM's name: its public IP
+
+
+def test_inbound_to_a_public_ip_meets_the_subnet_and_nic_nsgs_with_the_internet_source():
+    doc = served(lab(network_security_groups=[
+        {"name": "nsg-sub", "security_rules": [internet_rule("web", 100, "80"), internet_rule("ssh", 110, "22")]},
+        {"name": "nsg-nic", "security_rules": [internet_rule("web", 100, "80"),
+                                               internet_rule("office-ssh", 110, "22", source="203.0.113.0/24")]}]))
+    subnet(doc, "vms")["network_security_group"] = "nsg-sub"
+    doc["virtual_machines"][0]["network_security_group"] = "nsg-nic"
+    topo = build(doc)
+    address = pip(topo, "pip-vm1")
+    web = trace(topo, "internet", address, 80, source_ip="198.51.100.9")
+    nsgs = [(s.detail.nsg, s.detail.rule) for s in web.steps if s.kind == "NetworkSecurityGroup"]
+    assert web.verdict == "Connected" and nsgs == [("nsg-sub", "web"), ("nsg-nic", "web")]  # subnet, then NIC
+    assert trace(topo, "internet", address, 22, source_ip="203.0.113.7").verdict == "Connected"
+    denied = trace(topo, "internet", address, 22, source_ip="198.51.100.9")
+    assert (denied.reason, denied.steps[-1].detail.rule) == ("NsgDenied", "DenyAllInbound")
+    assert trace(topo, "internet", address, 443, source_ip="198.51.100.9").steps[-1].detail.nsg == "nsg-sub"
+
+
+def test_a_nat_gateway_is_outbound_only_but_a_public_ip_in_its_subnet_still_takes_inbound():
+    doc = served(lab())
+    subnet(doc, "vms")["nat_gateway"] = "natgw"
+    topo = build(doc)
+    refused = trace(topo, "internet", pip(topo, "pip-nat"), 80)
+    assert (refused.verdict, refused.reason) == ("Refused", "NatGatewayInboundRefused")
+    assert refused.steps[-1].resource_id == topo.id_of("nat_gateways", topo.find("nat_gateways", "natgw"))
+    assert trace(topo, "internet", pip(topo, "pip-nat"), None, "Icmp").reason == "NatGatewayInboundNotAnswered"
+    inbound = trace(topo, "internet", "vm1", 80)   # vm1 has pip-vm1: inbound through it, outbound through the NAT
+    assert inbound.verdict == "Connected" and inbound.flow.destination_ip == pip(topo, "pip-vm1")
+    assert trace(topo, "vm1", ECHO, 80).source_ip_seen == pip(topo, "pip-nat")
+    assert trace(topo, "internet", "vm2", 80).reason == "PrivateAddressOnInternet"   # no public IP: no way in
+
+
+def test_a_nat_gateway_prefix_address_and_a_vpn_gateway_public_ip_take_no_inbound():
+    doc = served(lab(nat_gateways=[{"name": "natgw", "public_ip_prefixes": ["pfx-nat"]}],
+              public_ip_addresses=[{"name": "pip-vm1"}, {"name": "pip-nat"}, {"name": "pip-gw"}],
+              virtual_network_gateways=[{"name": "gw1", "virtual_network": "hub", "public_ip_address": "pip-gw"}]))
+    subnet(doc, "vms")["nat_gateway"] = "natgw"
+    topo = build(doc)
+    last = str(list(IPv4Network(topo.find("public_ip_prefixes", "pfx-nat").ip_prefix))[-1])
+    assert trace(topo, "internet", last, 443).reason == "NatGatewayInboundRefused"
+    gw = trace(topo, "internet", pip(topo, "pip-gw"), 443)
+    assert gw.reason == "NoHostAtDestination" and "virtual network gateway gw1" in gw.steps[-1].detail.why
+
+
+def test_a_reply_sent_to_an_appliance_does_not_leave_from_the_public_ip():
+    doc = served(lab(route_tables=[{"name": "rt", "routes": [{"name": "all", "address_prefix": "0.0.0.0/0",
+                                                        "next_hop_type": "VirtualAppliance",
+                                                        "next_hop_ip_address": "10.0.3.4"}]}]))
+    subnet(doc, "vms")["route_table"] = "rt"
+    topo = build(doc)
+    t = trace(topo, "internet", pip(topo, "pip-vm1"), 80)
+    assert t.reason == "ReturnPathDropped" and t.return_path[-1].detail.next_hop_type == "VirtualAppliance"
+
+
+def test_a_stopped_vm_does_not_answer_at_its_public_ip():
+    doc = served(lab())
+    doc["virtual_machines"][0]["power_state"] = "stopped"
+    topo = build(doc)
+    assert trace(topo, "internet", pip(topo, "pip-vm1"), 80).reason == "VmNotRunning"
+
+
+def test_the_snat_step_names_the_nat_gateway_idle_timeout():
+    doc = served(lab())
+    subnet(doc, "vms")["nat_gateway"] = "natgw"
+    topo = build(doc)
+    snat = [s for s in trace(topo, "vm2", ECHO, 443).steps if s.kind == "SNAT"][-1]
+    assert snat.detail.idle_timeout_in_minutes == topo.find("nat_gateways", "natgw").idle_timeout_in_minutes == 5
+    assert "TCP idle timeout 5 minutes" in snat.detail.why
+    assert snat.to_dict()["idle_timeout_in_minutes"] == 5
+    plain = [s for s in trace(topo, "vm1", ECHO, 443).steps if s.kind == "SNAT"]
+    assert all(s.detail.idle_timeout_in_minutes == 5 for s in plain)  # vm1 is behind the NAT gateway too
+    del subnet(doc, "vms")["nat_gateway"]
+    public = [s for s in trace(build(doc), "vm1", ECHO, 443).steps if s.kind == "SNAT"][-1]
+    assert public.detail.idle_timeout_in_minutes is None and "idle_timeout_in_minutes" not in public.to_dict()
+
+
+def test_cli_check_from_the_internet_to_a_public_ip(tmp_path):
+    import json
+
+    import yaml
+    from conftest import runner
+
+    from vnetlab.cli.main import app
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(served(lab())))
+    home = str(tmp_path / "lab")
+    assert runner.invoke(app, ["up", str(f), "--home", home]).exit_code == 0
+    address = pip(build(served(lab())), "pip-vm1")
+    got = runner.invoke(app, ["check", "internet", address, "--port", "80", "--from", "198.51.100.9", "--home", home,
+                              "-o", "json"])
+    assert got.exit_code == 0, got.output
+    result = json.loads(got.output)
+    assert result["source_ip_seen"] == "198.51.100.9" and any(s["kind"] == "DNAT" for s in result["steps"])
+    by_name = runner.invoke(app, ["check", ECHO, "vm1", "--port", "80", "--home", home])
+    assert by_name.exit_code == 0 and "DNAT" in by_name.output

@@ -166,6 +166,8 @@ CASES = {
                                          "app1", "10.0.0.4", None, "Icmp"),
     Reason.NO_OUTBOUND_ACCESS: (private_subnet(), "rg1vm1", "203.0.113.10", 443, "Tcp"),
     Reason.NAT_GATEWAY_NO_ICMP: (private_subnet(nat=True), "rg1vm1", "203.0.113.10", None, "Icmp"),
+    Reason.NAT_GATEWAY_INBOUND_REFUSED: (private_subnet(nat=True), "internet", "pip-nat", 80, "Tcp"),
+    Reason.NAT_GATEWAY_INBOUND_NOT_ANSWERED: (private_subnet(nat=True), "internet", "pip-nat", None, "Icmp"),
     Reason.NO_HOST_AT_DESTINATION: (note(), "rg1vm1", "10.0.0.9", 80, "Tcp"),
     Reason.VM_NOT_RUNNING: (note(virtual_machines=[{**NOTE["virtual_machines"][0], "power_state": "deallocated"}]),
                             "app1", "rg1vm1", 80, "Tcp"),

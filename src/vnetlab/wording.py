@@ -18,6 +18,9 @@ def step_detail(s: dict) -> str:
                 f"(priority {s['priority']}) {s['access']}")
     if k == "SNAT":
         return f"{s['from']} -> {s['to']} ({s['why']})"
+    if k == "DNAT":
+        return (f"{s['from']} -> {s['to']}: public IP {s['public_ip_address']} of {s['network_interface']}/"
+                f"{s['ip_configuration']} ({s['why']})")
     if k == "VNetPeering":
         return f"{s['from_vnet']} -> {s['to_vnet']} via peering {s['peering']}"
     if k == "VirtualAppliance":

@@ -15,7 +15,7 @@ from ..model import AzureError, NetworkInterface, NetworkSecurityGroup, Topology
 from ..model.nsg import DEFAULT_SECURITY_RULES
 from ..model.errors import ResourceNotFound
 from .addressing import integration_addresses, public_outbound_addresses
-from .outbound import egress_addresses, egresses
+from .outbound import PublicIpHolder, egress_addresses, egresses, public_ip_holders
 from . import paas
 from .app_service import Sandbox, sandbox
 from .routing import EffectiveRoute, RouteLookup, connected_peers, effective_routes
@@ -102,6 +102,11 @@ class LabView:
     def paas(self) -> paas.PaasIndex:
         """Where the lab's PaaS resources listen (public and private endpoint addresses)."""
         return paas.PaasIndex(self.topo, self.endpoint_routing)
+
+    @cached_property
+    def public_ip_at(self) -> dict[int, PublicIpHolder]:
+        """The lab's public addresses that a resource holds: a NIC's, a NAT gateway's, a VPN gateway's."""
+        return public_ip_holders(self.topo)
 
     @cached_property
     def peers(self) -> dict[str, dict[str, tuple[VirtualNetwork, object]]]:

@@ -116,6 +116,51 @@ def subnet_nat_gateway(topo: Topology, subnet) -> Egress | None:
     return Egress(addresses[0], "NatGateway", nat.name) if addresses else None
 
 
+# -- who holds a public address (inbound from the internet) -----------------------------------------
+@dataclass(frozen=True)
+class PublicIpHolder:
+    """The resource a public address of the lab belongs to, as the internet reaches it: a NIC's IP
+    configuration (an instance-level public IP), a NAT gateway (its public IPs and prefixes) or a VPN
+    gateway. ``public_ip``: the public IP or prefix resource holding the address."""
+
+    kind: str                   # network_interfaces | nat_gateways | virtual_network_gateways
+    resource: object
+    public_ip: str
+    public_ip_kind: str = "public_ip_addresses"   # or public_ip_prefixes
+
+    def private_address(self) -> IPv4Address | None:
+        """Where Azure delivers what the internet sends to an instance-level public IP: the private
+        address of the IP configuration holding it (the NIC's primary one in the lab). None for a NAT
+        gateway (outbound only) or a VPN gateway.
+        https://learn.microsoft.com/azure/virtual-network/ip-services/public-ip-addresses"""
+        if self.kind != "network_interfaces" or not self.resource.private_ip_address:
+            return None
+        return IPv4Address(self.resource.private_ip_address)
+
+
+def public_ip_holders(topo: Topology) -> dict[int, PublicIpHolder]:
+    """Every public address of the lab a resource uses (as int) -> its holder."""
+    out: dict[int, PublicIpHolder] = {}
+
+    def add(name: str | None, kind: str, resource) -> None:
+        pip = topo.find("public_ip_addresses", name) if name else None
+        if pip is not None and pip.ip_address:
+            out.setdefault(int(IPv4Address(pip.ip_address)), PublicIpHolder(kind, resource, pip.name))
+    for nic in topo.network_interfaces:
+        if nic.private_ip_address:
+            add(nic.public_ip_address, "network_interfaces", nic)
+    for nat in topo.nat_gateways:
+        for name in nat.public_ip_addresses:
+            add(name, "nat_gateways", nat)
+        for name in nat.public_ip_prefixes:
+            pfx = topo.find("public_ip_prefixes", name)
+            for ip in IPv4Network(pfx.ip_prefix) if pfx is not None and pfx.ip_prefix else []:
+                out.setdefault(int(ip), PublicIpHolder("nat_gateways", nat, pfx.name, "public_ip_prefixes"))
+    for gateway in topo.virtual_network_gateways:
+        add(gateway.public_ip_address, "virtual_network_gateways", gateway)
+    return out
+
+
 # -- the decision -------------------------------------------------------------------------------
 def nic_egress(topo: Topology, nic, subnet, default_outbound: IPv4Address | None) -> Egress:
     """A NIC's internet egress from its subnet, by Azure's precedence."""

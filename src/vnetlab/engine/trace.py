@@ -68,6 +68,11 @@ class Reason(StrEnum):
                           "gateway nor a public IP: it has no internet path")
     NAT_GATEWAY_NO_ICMP = ("NatGatewayNoIcmp", Verdict.TIMED_OUT,
                            "a NAT gateway translates TCP and UDP only: an ICMP packet to the internet is dropped")
+    NAT_GATEWAY_INBOUND_REFUSED = ("NatGatewayInboundRefused", Verdict.REFUSED,
+                                   "a NAT gateway is outbound only: it answers a TCP flow it did not start with a "
+                                   "reset")
+    NAT_GATEWAY_INBOUND_NOT_ANSWERED = ("NatGatewayInboundNotAnswered", Verdict.TIMED_OUT,
+                                        "a NAT gateway is outbound only: nothing answers a flow it did not start")
     PRIVATE_ADDRESS_ON_INTERNET = ("PrivateAddressOnInternet", Verdict.TIMED_OUT,
                                    "a private destination was sent to the internet, where nothing routes it")
     NO_HOST_AT_DESTINATION = "NoHostAtDestination", Verdict.TIMED_OUT, "no host holds the destination address"
@@ -123,6 +128,7 @@ class Reason(StrEnum):
 class StepKind(StrEnum):
     KERNEL_ROUTE = "KernelRoute"
     SNAT = "SNAT"
+    DNAT = "DNAT"
     NSG = "NetworkSecurityGroup"
     ROUTE = "Route"
     PEERING = "VNetPeering"
@@ -173,9 +179,24 @@ class KernelRouteDetail(Detail):
 
 @dataclass(frozen=True)
 class SnatDetail(Detail):
+    """``idle_timeout_in_minutes``: a NAT gateway's TCP idle timeout, after which it forgets the flow."""
     kind = StepKind.SNAT
     from_: str
     to: str
+    why: str
+    idle_timeout_in_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class DnatDetail(Detail):
+    """Inbound to an instance-level public IP: Azure delivers it to the private address of the IP
+    configuration holding the public IP (the VM sees the internet source)."""
+    kind = StepKind.DNAT
+    from_: str
+    to: str
+    public_ip_address: str
+    network_interface: str
+    ip_configuration: str
     why: str
 
 
@@ -332,6 +353,7 @@ class Packet:
     nic: NetworkInterface | None = None     # the NIC it leaves from (a VM's, an appliance's); None: an app
     origin_vnet: str | None = None          # where the packet entered Azure's SDN
     origin_region: str | None = None        # the source's Azure region
+    public_dst: IPv4Address | None = None   # the instance-level public IP it was sent to (before DNAT)
 
 
 @dataclass
@@ -502,14 +524,19 @@ def _held_by_lab(net: LabView, ip: IPv4Address) -> bool:
 
 def _internet_destination(net: LabView, src: Endpoint, destination: str) -> str:
     """A client on the internet names a web app by its default host name: the app's name becomes
-    ``<app>.azurewebsites.net``, resolved by public DNS."""
+    ``<app>.azurewebsites.net``, resolved by public DNS; a public IP by its address, and a VM (or NIC)
+    with an instance-level public IP by that address."""
     if src.kind != "internet":
         return destination
-    app = net.by_name["web_apps"].get(destination.lower())
-    if app is None:
-        return destination
-    from .dns import fqdn_of
-    return fqdn_of(net.topo, "web_apps", app.name)
+    low = destination.lower()
+    app = net.by_name["web_apps"].get(low)
+    if app is not None:
+        from .dns import fqdn_of
+        return fqdn_of(net.topo, "web_apps", app.name)
+    vm = net.by_name["virtual_machines"].get(low)
+    nic = net.by_name["network_interfaces"].get(vm.network_interface.lower() if vm else low)
+    pip = net.topo.find("public_ip_addresses", nic.public_ip_address if nic is not None else destination)
+    return pip.ip_address if pip is not None and pip.ip_address else destination
 
 
 def _is_lab_name(net: LabView, name: str) -> bool:
@@ -584,9 +611,10 @@ def _from_app(net: LabView, src: Endpoint, pkt: Packet, t: Trace) -> None:
     _route_from(net, view, pkt, t, hops=0)
 
 
-def _snat(t: Trace, pkt: Packet, to: IPv4Address, why: str, resource_id: str | None) -> None:
+def _snat(t: Trace, pkt: Packet, to: IPv4Address, why: str, resource_id: str | None,
+          idle_timeout: int | None = None) -> None:
     before = pkt.src
-    t.step(lambda: Step(resource_id, Action.TRANSLATED, SnatDetail(str(before), str(to), why)))
+    t.step(lambda: Step(resource_id, Action.TRANSLATED, SnatDetail(str(before), str(to), why, idle_timeout)))
     pkt.src = to
 
 
@@ -854,18 +882,28 @@ def _to_internet(net: LabView, pkt: Packet, t: Trace, view: SubnetView | None = 
     pkt.public_src = egress.address
     if pkt.src != pkt.public_src:
         kind = _EGRESS_KINDS.get(egress.method)
-        rid = net.topo.id_of(kind, net.topo.find(kind, egress.resource)) if kind else None
-        _snat(t, pkt, pkt.public_src, f"outbound to the internet: {_EGRESS_WHY[egress.method]}", rid)
+        resource = net.topo.find(kind, egress.resource) if kind else None
+        rid = net.topo.id_of(kind, resource) if kind else None
+        why = f"outbound to the internet: {_EGRESS_WHY[egress.method]}"
+        idle = None
+        if egress.method == "NatGateway":
+            # the NAT gateway forgets a TCP flow idle that long (4-120 minutes, default 4)
+            # https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#timers
+            idle = resource.idle_timeout_in_minutes
+            why += f" {resource.name} (TCP idle timeout {idle} minutes)"
+        _snat(t, pkt, pkt.public_src, why, rid, idle)
     _on_internet(net, pkt, t)
 
 
 def _on_internet(net: LabView, pkt: Packet, t: Trace) -> None:
-    """A packet on the internet with its public source: a public endpoint of the lab takes it, or an
-    internet host; nobody else holds a public address in the lab (inbound to a VM's public IP is not
-    modelled)."""
+    """A packet on the internet with its public source: a public endpoint of the lab takes it, a public
+    IP of the lab (a NIC's, a NAT gateway's, a VPN gateway's), or an internet host."""
     service = net.paas.public_at.get(int(pkt.dst))
     if service is not None:
         _at_service(net, service, pkt, t, None)
+    holder = net.public_ip_at.get(int(pkt.dst))
+    if holder is not None:
+        _at_public_ip(net, holder, pkt, t)
     host = net.internet_at.get(int(pkt.dst))
     if host is None:
         t.step(lambda: Step(None, Action.DROPPED, DeliverDetail(str(pkt.dst), internet=True,
@@ -875,6 +913,47 @@ def _on_internet(net: LabView, pkt: Packet, t: Trace) -> None:
     reason = _answer({(s.protocol, s.port) for s in host.services}, pkt)
     t.step(lambda: Step(None, _answered(reason), DeliverDetail(host.ip, host=host.name, internet=True)))
     raise _Done(reason)
+
+
+def _at_public_ip(net: LabView, holder, pkt: Packet, t: Trace) -> None:
+    """What holds the public address answers for it: an instance-level public IP leads to its IP
+    configuration's private address; a NAT gateway is outbound only ("Inbound originated isn't
+    affected" by it, and it resets a TCP flow it does not know); a VPN gateway's public IP is the
+    tunnel's end, which answers IKE/IPsec from its connections' devices only.
+    https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource
+    https://learn.microsoft.com/azure/nat-gateway/troubleshoot-nat-connectivity#connection-timeouts-and-timers"""
+    if holder.kind == "network_interfaces":
+        _to_instance_public_ip(net, holder, pkt, t)
+    rid = net.topo.id_of(holder.kind, holder.resource)
+    name = holder.resource.name
+    if holder.kind == "nat_gateways":
+        refused = pkt.protocol == "Tcp"
+        why = f"NAT gateway {name} is outbound only: " + ("it resets a TCP flow it did not start" if refused
+                                                         else "nothing answers a flow it did not start")
+        t.step(lambda: Step(rid, Action.RESET if refused else Action.DROPPED,
+                            DeliverDetail(str(pkt.dst), internet=True, why=why), not refused))
+        raise _Done(Reason.NAT_GATEWAY_INBOUND_REFUSED if refused else Reason.NAT_GATEWAY_INBOUND_NOT_ANSWERED)
+    t.step(lambda: Step(rid, Action.DROPPED, DeliverDetail(str(pkt.dst), internet=True, why=(
+        f"the public IP of virtual network gateway {name}: the tunnel's end answers IKE/IPsec from its "
+        "connections' devices only")), True))
+    raise _Done(Reason.NO_HOST_AT_DESTINATION)
+
+
+def _to_instance_public_ip(net: LabView, holder, pkt: Packet, t: Trace) -> None:
+    """Inbound to a NIC's public IP: DNAT to the IP configuration's private address, then the VM's
+    subnet and NIC NSGs with the internet source (the ``Internet`` tag matches it). A NAT gateway on the
+    subnet does not change inbound ("Inbound originated isn't affected").
+    https://learn.microsoft.com/azure/virtual-network/ip-services/public-ip-addresses
+    https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource"""
+    nic = holder.resource
+    private = holder.private_address()
+    pip = net.topo.find("public_ip_addresses", holder.public_ip)
+    before = pkt.dst
+    t.step(lambda: Step(net.topo.id_of("public_ip_addresses", pip), Action.TRANSLATED, DnatDetail(
+        str(before), str(private), pip.name, nic.name, nic.primary_ip_configuration,
+        "inbound to the instance-level public IP: delivered to its IP configuration's private address")))
+    pkt.public_dst, pkt.dst = before, private
+    _deliver(net, net.subnet_view(nic.subnet).vnet, pkt, t)
 
 
 _EGRESS_WHY = {"NatGateway": "the subnet's NAT gateway", "PublicIp": "the network interface's public IP",
@@ -996,8 +1075,18 @@ def _at_service(net: LabView, endpoint: paas.PaasEndpoint, pkt: Packet, t: Trace
 
 
 def _return_path(net: LabView, view: SubnetView, pkt: Packet, t: Trace) -> None:
-    """Replies are not checked against NSGs (stateful) but need a route back."""
+    """Replies are not checked against NSGs (stateful) but need a route back. The reply to a flow that
+    came in by an instance-level public IP must leave by the Internet route, where Azure translates it
+    back to the public IP; a route to an appliance makes the path asymmetric: the client gets the reply
+    from another address, or none (vnetlab's reading of the docs' asymmetric routing warnings)."""
     reply = Packet(pkt.dst, pkt.src, pkt.protocol, None, origin_vnet=view.vnet.name.lower())
+    if pkt.public_dst is not None:
+        route = view.route_for(reply.dst)
+        ok = route.next_hop_type == "Internet"
+        _route_step(view, route, t, dropped=not ok, back=True)
+        if not ok:
+            raise _Done(Reason.RETURN_PATH_DROPPED)
+        return
     _return_route(net, view, reply, t, 0)
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from .base import Resource
+
+MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 4, 120   # a NAT gateway's TCP idle timeout, minutes
 
 
 class PublicIpAddress(Resource):
@@ -42,5 +45,18 @@ class NatGateway(Resource):
 
     public_ip_addresses: list[str] = Field(default_factory=list)
     public_ip_prefixes: list[str] = Field(default_factory=list)
-    idle_timeout_in_minutes: int = Field(default=4, ge=4, le=120)
+    idle_timeout_in_minutes: int = 4
     sku: Literal["Standard"] = "Standard"
+
+    @field_validator("idle_timeout_in_minutes")
+    @classmethod
+    def _v_idle(cls, v: int, info: ValidationInfo) -> int:
+        # "TCP idle timeout can be adjusted from 4 minutes (default) to 120 minutes (2 hours)"
+        # https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#timers (the text is modelled on
+        # Azure's for a public IP's idle timeout; the code is vnetlab's)
+        if not MIN_IDLE_TIMEOUT <= v <= MAX_IDLE_TIMEOUT:
+            raise PydanticCustomError(
+                "NatGatewayInvalidIdleTimeout",
+                f"NAT gateway {info.data.get('name') or '?'} has invalid Idle Timeout {v}. The value must be between "
+                f"{MIN_IDLE_TIMEOUT} and {MAX_IDLE_TIMEOUT} minutes.")
+        return v

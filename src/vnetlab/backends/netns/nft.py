@@ -5,7 +5,10 @@ A fabric's table ``ip vlfab``: ``ct state established,related accept`` first; ea
 direction is a chain of its rules in priority order (allow = ``return``, deny = ``drop``),
 reached through ``iifname``/``oifname`` verdict maps per port (NIC -> subnet outbound,
 subnet -> NIC inbound); forwarded traffic from peerings is checked before anything else
-(stateless); SNAT to the public address by ingress port when leaving to the internet.
+(stateless); SNAT to the public address by ingress port when leaving to the internet, with the
+NAT gateway's TCP idle timeout (a ``ct timeout`` object) on what leaves through one; DNAT of each
+instance-level public IP to its NIC's address when it comes from the internet (the only new flows
+the internet opens into a fabric). The internet namespace resets TCP to a NAT gateway's addresses.
 """
 
 from __future__ import annotations
@@ -177,7 +180,8 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
     # pass (on its way back from the NVA) is "invalid": let resets through (they open nothing).
     fw = _forwarded_checks(lay, vnet, fab) + [
         "    ct state established,related accept", "    ct state invalid tcp flags & rst == rst accept",
-        "    ct state invalid drop", '    iifname "inet" drop']
+        # from the internet only what a public IP's DNAT opened (engine: _to_instance_public_ip)
+        "    ct state invalid drop", '    iifname "inet" ct status & dnat == 0 drop']
     if ch.out_map:
         fw.append(f"    iifname vmap {{ {', '.join(ch.out_map)} }}")
     if ch.in_map:
@@ -189,6 +193,7 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
                 f"    ip daddr {AZURE_DNS} meta l4proto {{ tcp, udp }} th dport 53 accept\n  }}")
     body += _egress_checks(lay, ports)
     body += _fabric_nat(lay, fab, ports)
+    body += _inbound_dnat(lay, ports)
     # every interface of the fabric forwards without a visible hop (its bridges hold only the
     # gateway addresses and never receive); what is delivered to the fabric itself is dropped
     # by ``inp``. Web apps' traffic is the exception: the platform's hop decrements it once
@@ -203,9 +208,11 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
 
 def _egress_checks(lay: Layout, ports: list[Port]) -> list[str]:
     """New flows to the internet that the engine's egress refuses: none from a port without a public
-    address (a VM of a private subnet), no ICMP through a NAT gateway. Service endpoint traffic
-    does not leave by the egress: it stays allowed (its routes' prefixes)."""
-    lines = []
+    address (a VM of a private subnet), no ICMP through a NAT gateway; a TCP flow through a NAT gateway
+    gets its idle timeout (its conntrack entry's ``established`` timeout: the engine's SNAT step).
+    Service endpoint traffic does not leave by the egress: it stays allowed (its routes' prefixes)."""
+    lines: list[str] = []
+    timeouts: dict[str, str] = {}
     for p in ports:
         key = ("web_apps", p.app.name.lower()) if p.app is not None else \
             ("network_interfaces", p.nic.name.lower()) if p.nic is not None and not p.nic.private_endpoint else None
@@ -216,10 +223,43 @@ def _egress_checks(lay: Layout, ports: list[Port]) -> list[str]:
         match = f'iifname "{p.name}" oifname "inet" ct state new' + (f' ip daddr != {{ {", ".join(se)} }}' if se else "")
         # https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#protocols
         lines.append(f"    {match} drop" if egress.address is None else f"    {match} meta l4proto icmp drop")
+        if egress.address is not None:
+            name = nat_timeout_name(egress.resource)
+            timeouts[name] = _nat_timeout(lay, egress.resource, name)
+            lines.append(f'    {match} meta l4proto tcp ct timeout set "{name}"')
     if not lines:
         return []
-    return ["  chain egress {\n    type filter hook forward priority filter; policy accept;\n" + "\n".join(lines)
-            + "\n  }"]
+    return [*timeouts.values(), "  chain egress {\n    type filter hook forward priority filter; policy accept;\n"
+            + "\n".join(lines) + "\n  }"]
+
+
+def nat_timeout_name(nat_gateway: str) -> str:
+    """The fabric's ``ct timeout`` object of a NAT gateway."""
+    return f"natgw_{short_hash(nat_gateway, n=8)}"
+
+
+def _nat_timeout(lay: Layout, nat_gateway: str, name: str) -> str:
+    """A TCP flow through a NAT gateway is forgotten after the gateway's idle timeout (4-120 minutes);
+    the other TCP states keep the kernel's timers. A ``ct timeout`` is set on the flow's first packet,
+    before conntrack confirms the entry (the forward hook).
+    https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#timers"""
+    minutes = lay.topo.find("nat_gateways", nat_gateway).idle_timeout_in_minutes
+    return (f"  ct timeout {name} {{\n    protocol tcp;\n    l3proto ip;\n"
+            f"    policy = {{ established: {minutes * 60} }}\n  }}")
+
+
+def _inbound_dnat(lay: Layout, ports: list[Port]) -> list[str]:
+    """What the internet sends to an instance-level public IP goes to its NIC's address (the engine's
+    DNAT step); the replies go back translated to the public IP by conntrack."""
+    pairs = []
+    for ip, holder in sorted(lay.net.public_ip_at.items()):
+        private = holder.private_address()
+        if private is not None and any(p.nic is holder.resource for p in ports):
+            pairs.append(f"{IPv4Address(ip)} : {private}")
+    if not pairs:
+        return []
+    return ["  chain pipdnat {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+            f'    iifname "inet" dnat to ip daddr map {{ {", ".join(pairs)} }}\n  }}']
 
 
 def _site_prefixes(lay: Layout) -> list[str]:
@@ -250,11 +290,14 @@ def _fabric_nat(lay: Layout, fab: str, ports: list[Port]) -> list[str]:
     nat = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
     nvas = [p for p in ports if p.nic is not None and net.accepts_transit(p.nic)]
     if nvas:
-        ifs = ", ".join(f'"{p.name}"' for p in nvas)
         sites = _site_prefixes(lay)
         not_sites = f" ip daddr != {{ {', '.join(sites)} }}" if sites else ""
+        # what the NVA forwards (not its own flows, nor its replies: those of a flow the internet opened
+        # by its public IP must meet their DNAT entry, in the default zone)
+        zone = [f'    iifname "{p.name}" ip saddr != {{ {", ".join(p.ips)} }} ip daddr != @labnets{not_sites} '
+                "ct original zone set 1" for p in nvas]
         body.append("  chain nvazone {\n    type filter hook prerouting priority raw; policy accept;\n"
-                    f"    iifname {{ {ifs} }} ip daddr != @labnets{not_sites} ct original zone set 1\n  }}")
+                    + "\n".join(zone) + "\n  }")
         m = ", ".join(f'"{p.name}" : {hex(NVA_MARK_BASE + i)}' for i, p in enumerate(nvas))
         nat.append(f'    oifname "inet" ct mark set iifname map {{ {m} }}')
         body.append('  chain nvamark {\n    type filter hook prerouting priority mangle; policy accept;\n'
@@ -294,13 +337,22 @@ def plan_instance_table(pin: PlanInstance) -> NftTable:
 
 
 def outer_tables(lay: Layout) -> None:
-    """The internet drops private destinations; the App Service outbound namespace SNATs each
-    app instance's eth0 traffic to the app's public address."""
+    """The internet drops private destinations and answers a new flow to a NAT gateway's address as the
+    engine does (a TCP reset, nothing else: NatGatewayInbound*); the App Service outbound namespace
+    SNATs each app instance's eth0 traffic to the app's public address."""
     private = ", ".join(str(n) for n in PRIVATE_RANGES)
-    lay.nft.append(NftTable(ns=lay.inet, family="ip", name="vlinet", text="\n".join([
-        f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
-        "  chain fw {", "    type filter hook forward priority filter; policy accept;",
-        "    ip daddr @private drop", "  }"])))
+    lines = [f"  set private {{ type ipv4_addr; flags interval; elements = {{ {private} }} }}",
+             "  chain fw {", "    type filter hook forward priority filter; policy accept;",
+             "    ip daddr @private drop", "  }"]
+    nat = sorted(ip for ip, h in lay.net.public_ip_at.items() if h.kind == "nat_gateways")
+    if nat:
+        # before routing: most of these addresses have no route in the internet (a blackhole drops first)
+        addresses = ", ".join(str(IPv4Address(ip)) for ip in nat)
+        lines += [f"  set natgw {{ type ipv4_addr; elements = {{ {addresses} }} }}",
+                  "  chain natgw_in {", "    type filter hook prerouting priority filter; policy accept;",
+                  f"    ip daddr @natgw ct state new {REJECT['Tcp']}",
+                  "    ip daddr @natgw ct state new drop", "  }"]
+    lay.nft.append(NftTable(ns=lay.inet, family="ip", name="vlinet", text="\n".join(lines)))
     lines = ["  chain post {", "    type nat hook postrouting priority srcnat; policy accept;"]
     if lay.aso_snat:
         m = ", ".join(f'"{d}" : {ip}' for d, ip in lay.aso_snat)

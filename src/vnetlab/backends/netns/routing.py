@@ -161,8 +161,13 @@ def _appliance_dev(lay: Layout, fab: str, vnet: VirtualNetwork, view, hop_ip: st
 
 def internet_routes(lay: Layout) -> None:
     """The internet namespace's routes back to the public outbound addresses: to the fabric
-    that SNATs to them (VMs, route-all apps), or to the App Service outbound namespace."""
+    that SNATs to them (VMs, route-all apps), or to the App Service outbound namespace; and to each
+    instance-level public IP: the fabric of its NIC's VNet, which DNATs it (``nft``)."""
     net = lay.net
+    for ip, holder in sorted(net.public_ip_at.items()):
+        vnet_name = holder.resource.subnet.split("/")[0] if holder.kind == "network_interfaces" else ""
+        if vnet_name.lower() in lay.fabric_of:
+            lay.route(lay.inet, f"{IPv4Address(ip)}/32", via=LINK_GW, dev=port_name("f", vnet_name), onlink=True)
     for (kind, name), ip in sorted(net.outbound.items(), key=lambda kv: str(kv[1])):
         if kind == "network_interfaces":
             nic = net.by_name["network_interfaces"].get(name)
