@@ -24,6 +24,20 @@ NETNS_MARKS = [
 ]
 
 
+def curl_failure(got: dict) -> str | None:
+    """The outcome of a curl that got no HTTP answer, by its exit code (6 no name, 28 timed out,
+    7 no connection), or None when it got one."""
+    if got["exit"] == 6:
+        return "NotResolved"
+    if got["exit"] == 28:
+        return "TimedOut"
+    if got["exit"] == 7:
+        return "Refused" if "refused" in got["err"].lower() else "Unreachable"
+    if got["exit"] != 0:
+        return f"? curl {got['exit']}: {got['err']}"
+    return None
+
+
 def wait_listening(ns: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

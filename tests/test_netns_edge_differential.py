@@ -29,7 +29,7 @@ from vnetlab.model import Topology
 
 import test_netns_backend
 from conftest import build
-from netns_support import NETNS_MARKS  # noqa: E402
+from netns_support import NETNS_MARKS, curl_failure  # noqa: E402
 
 lab = test_netns_backend.lab  # the fixture: teardown + leftovers check
 
@@ -465,14 +465,8 @@ def web_expected(t) -> str:
 
 
 def web_real(got: dict) -> str:
-    if got["exit"] == 6:
-        return "NotResolved"
-    if got["exit"] == 28:
-        return "TimedOut"
-    if got["exit"] == 7:
-        return "Refused" if "refused" in got["err"].lower() else "Unreachable"
-    if got["exit"] != 0:
-        return f"? curl {got['exit']}: {got['err']}"
+    if (failure := curl_failure(got)) is not None:
+        return failure
     head = got["out"].replace("\r\n", "\n").partition("\n\n")[0].split("\n")
     status = head[0].split(" ", 2)
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}

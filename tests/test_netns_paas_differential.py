@@ -25,7 +25,7 @@ from vnetlab.model import Topology
 
 import test_netns_backend
 from conftest import build
-from netns_support import NETNS_MARKS  # noqa: E402
+from netns_support import NETNS_MARKS, curl_failure  # noqa: E402
 
 lab = test_netns_backend.lab  # the fixture: teardown + leftovers check
 
@@ -259,14 +259,10 @@ def real_verdict(port: int, got: dict) -> str:
         return "Connected" if error == "LogonFailure" else "Denied AuthorizationFailure" if error == "AccessDenied" \
             else "NotResolved" if "name resolution" in text or "name or service not known" in text \
             else "TimedOut" if "timed out" in text else f"? {error}: {text}"
-    if got["exit"] == 6 or "resolving timed out" in got["err"].lower():   # curl's connect timeout holds the lookup
+    if "resolving timed out" in got["err"].lower():   # curl's connect timeout holds the lookup
         return "NotResolved"
-    if got["exit"] == 28:
-        return "TimedOut"
-    if got["exit"] == 7:
-        return "Refused" if "refused" in got["err"].lower() else "Unreachable"
-    if got["exit"] != 0:
-        return f"? curl {got['exit']}: {got['err']}"
+    if (failure := curl_failure(got)) is not None:
+        return failure
     head, _, body = got["out"].replace("\r\n", "\n").partition("\n\n")
     lines = head.split("\n")
     status = int(lines[0].split()[1])
