@@ -72,7 +72,21 @@ def generate(seed: int) -> dict:
     doc["route_tables"] = _route_tables(rnd, doc)
     doc["network_security_groups"] = _nsgs(rnd, doc)
     doc.update(_apps(rnd, doc))
+    _instance_public_ips(rnd, doc)
     return doc
+
+
+VM_PUBLIC_IPS = (("hubvm", "198.19.0.60"), ("spoke2vm", "198.19.0.62"))
+
+
+def _instance_public_ips(rnd: random.Random, doc: dict) -> None:
+    """hubvm and spoke2vm (behind the NAT gateway: inbound "isn't affected" by it) each maybe with an
+    instance-level public IP, which the internet reaches (DNAT to the NIC, the NSGs seeing the
+    internet source) and which the VM's outbound flows leave by unless a NAT gateway takes them."""
+    for vm, ip in VM_PUBLIC_IPS:
+        if rnd.random() < 0.6:
+            doc["public_ip_addresses"].append({"name": f"pip-{vm}", "ip_address": ip})
+            next(v for v in doc["virtual_machines"] if v["name"] == vm)["public_ip_address"] = f"pip-{vm}"
 
 
 def _vnets(rnd: random.Random) -> list[dict]:
@@ -265,6 +279,10 @@ def net_flows(topo: Topology) -> list[tuple[str, str, str, int | None]]:
     targets += [str(ips[0]) for ips in integration_addresses(topo).values()]
     out = [(src, ip, proto, port) for src in VNET_SOURCES for _, ip in SITE_HOSTS for proto, port in PROTOCOLS]
     out += [(host, ip, proto, port) for host, _ in SITE_HOSTS for ip in targets for proto, port in PROTOCOLS]
+    # the internet to the lab's public IPs: the VMs' (inbound), the NAT gateway's and the VPN gateway's (not)
+    public = [pip.ip_address for pip in topo.public_ip_addresses if pip.ip_address]
+    out += [(host, ip, proto, port) for host, _ in INTERNET_HOSTS for ip in public for proto, port in
+            (*PROTOCOLS, ("Tcp", 22))]
     return out
 
 
@@ -311,7 +329,7 @@ def net_label(src: str, t) -> list[str]:
     """The gateway paths a flow took and how it ended."""
     kinds = [s.kind for s in t.steps]
     who = "on-premises" if any(src == h for h, _ in SITE_HOSTS) else "app" if src.startswith("app") else \
-        "spoke" if src.startswith("spoke") else "hub"
+        "internet" if src in dict(INTERNET_HOSTS) else "spoke" if src.startswith("spoke") else "hub"
     out = [f"{who}: {t.reason}"]
     if "VirtualNetworkGateway" in kinds:
         transit = any(s.kind == "VNetPeering" for s in t.steps)
@@ -389,8 +407,12 @@ NET_COVERAGE = {
     # the address the destination saw (GET /ip), each way
     "hub: source seen checked", "spoke: source seen checked", "app: source seen checked",
     "on-premises: source seen checked",
+    # the internet to the lab's public IPs: a VM's (answered, refused, NSG), the NAT gateway's, the VPN gateway's
+    "internet: Reachable", "internet: NoListener", "internet: NsgDenied", "internet: NatGatewayInboundRefused",
+    "internet: NatGatewayInboundNotAnswered", "internet: NoHostAtDestination", "internet: source seen checked",
+    "internet: ReturnPathDropped",   # the reply (a reset too) of a subnet whose 0.0.0.0/0 goes to an NVA
 }
-SEEDS = (47, 49, 98, 194)
+SEEDS = (5, 47, 49, 98, 194)
 
 
 def test_the_generator_covers_every_edge_path_and_verdict():

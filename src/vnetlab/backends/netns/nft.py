@@ -177,9 +177,12 @@ def fabric_table(lay: Layout, vnet: VirtualNetwork) -> None:
         body.append(f"  chain {cname} {{\n" + "\n".join(lines) + "\n  }")
     # A flow routed through an NVA crosses this fabric's conntrack twice. A connection refused
     # with a reset is forgotten by conntrack at the reset's first pass, so the reset's second
-    # pass (on its way back from the NVA) is "invalid": let resets through (they open nothing).
+    # pass (on its way back from the NVA) is "invalid": let resets through (they open nothing),
+    # but not to the internet: a reset answering a public IP's DNAT that a UDR sent through an NVA
+    # comes back un-NATed, as its SYN-ACK would (engine: ReturnPathDropped).
     fw = _forwarded_checks(lay, vnet, fab) + [
-        "    ct state established,related accept", "    ct state invalid tcp flags & rst == rst accept",
+        "    ct state established,related accept",
+        '    ct state invalid tcp flags & rst == rst oifname != "inet" accept',
         # from the internet only what a public IP's DNAT opened (engine: _to_instance_public_ip)
         "    ct state invalid drop", '    iifname "inet" ct status & dnat == 0 drop']
     if ch.out_map:
