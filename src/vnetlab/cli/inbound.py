@@ -20,6 +20,14 @@ access_restriction = typer.Typer(help="Access restrictions (az webapp config acc
 HomeOpt = typer.Option(None, "--home", envvar="VNETLAB_HOME", help="Lab directory (default ./.vnetlab).")
 OutOpt = typer.Option(Output.table, "-o", "--output", help="table or json.")
 ScmOpt = typer.Option("false", "--scm-site", help="true: the scm (Kudu) site's rules.")
+# a rule's options, as `az webapp config access-restriction add/remove` names them
+RuleNameOpt = typer.Option(None, "--rule-name", "-r")
+ActionOpt = typer.Option("Allow", "--action")
+IpAddressOpt = typer.Option(None, "--ip-address")
+ServiceTagOpt = typer.Option(None, "--service-tag")
+SubnetOpt = typer.Option(None, "--subnet")
+VnetNameOpt = typer.Option(None, "--vnet-name")
+GroupOpt = typer.Option(None, "--resource-group", "-g")
 
 
 def _flag(value: str | None, option: str) -> bool | None:
@@ -71,7 +79,7 @@ def _show(lab: Lab, name: str, output: Output) -> None:
 
 @access_restriction.command("show")
 def show(name: str = typer.Option(..., "--name", "-n"),
-         resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+         resource_group: Optional[str] = GroupOpt,
          home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """The main and scm sites' rules, each ending with the implicit Allow all / Deny all."""
     _show(Lab.open(home), name, output)
@@ -79,17 +87,14 @@ def show(name: str = typer.Option(..., "--name", "-n"),
 
 @access_restriction.command("add")
 def add(name: str = typer.Option(..., "--name", "-n"), priority: int = typer.Option(..., "--priority"),
-        rule_name: Optional[str] = typer.Option(None, "--rule-name", "-r"),
-        action: str = typer.Option("Allow", "--action"),
-        ip_address: Optional[str] = typer.Option(None, "--ip-address"),
-        service_tag: Optional[str] = typer.Option(None, "--service-tag"),
-        subnet: Optional[str] = typer.Option(None, "--subnet"),
-        vnet_name: Optional[str] = typer.Option(None, "--vnet-name"),
+        rule_name: Optional[str] = RuleNameOpt, action: str = ActionOpt,
+        ip_address: Optional[str] = IpAddressOpt, service_tag: Optional[str] = ServiceTagOpt,
+        subnet: Optional[str] = SubnetOpt, vnet_name: Optional[str] = VnetNameOpt,
         headers: list[str] = typer.Option([], "--http-headers", "--http-header"),
         description: Optional[str] = typer.Option(None, "--description"),
         scm_site: str = ScmOpt,
         ignore_missing_endpoint: bool = typer.Option(False, "--ignore-missing-endpoint", "-i"),
-        resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+        resource_group: Optional[str] = GroupOpt,
         home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Add a rule; a --subnet rule gives the subnet the Microsoft.Web service endpoint first (as az)."""
     if sum(x is not None for x in (ip_address, service_tag, subnet)) != 1:
@@ -111,14 +116,11 @@ def add(name: str = typer.Option(..., "--name", "-n"), priority: int = typer.Opt
 
 @access_restriction.command("remove")
 def remove(name: str = typer.Option(..., "--name", "-n"),
-           rule_name: Optional[str] = typer.Option(None, "--rule-name", "-r"),
-           action: str = typer.Option("Allow", "--action"),
-           ip_address: Optional[str] = typer.Option(None, "--ip-address"),
-           service_tag: Optional[str] = typer.Option(None, "--service-tag"),
-           subnet: Optional[str] = typer.Option(None, "--subnet"),
-           vnet_name: Optional[str] = typer.Option(None, "--vnet-name"),
+           rule_name: Optional[str] = RuleNameOpt, action: str = ActionOpt,
+           ip_address: Optional[str] = IpAddressOpt, service_tag: Optional[str] = ServiceTagOpt,
+           subnet: Optional[str] = SubnetOpt, vnet_name: Optional[str] = VnetNameOpt,
            scm_site: str = ScmOpt,
-           resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+           resource_group: Optional[str] = GroupOpt,
            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """Remove a rule by name and/or source; a Deny rule needs --action Deny (as az)."""
     if sum(x is not None for x in (ip_address, service_tag, subnet)) > 1:
@@ -135,7 +137,7 @@ def set_(name: str = typer.Option(..., "--name", "-n"),
          use_main: Optional[str] = typer.Option(None, "--use-same-restrictions-for-scm-site"),
          default_action: Optional[str] = typer.Option(None, "--default-action"),
          scm_default_action: Optional[str] = typer.Option(None, "--scm-default-action"),
-         resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+         resource_group: Optional[str] = GroupOpt,
          home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """The scm site's use of the main rules, and each site's unmatched-rule action."""
     lab = Lab.open(home)
@@ -146,7 +148,7 @@ def set_(name: str = typer.Option(..., "--name", "-n"),
 
 def update(name: str = typer.Option(..., "--name", "-n"),
            settings: list[str] = typer.Option([], "--set", help="publicNetworkAccess=Enabled|Disabled"),
-           resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+           resource_group: Optional[str] = GroupOpt,
            home: Optional[Path] = HomeOpt, output: Output = OutOpt):
     """`az webapp update --set publicNetworkAccess=Disabled`: the site's public endpoint."""
     lab = Lab.open(home)
@@ -165,7 +167,7 @@ def update(name: str = typer.Option(..., "--name", "-n"),
 
 def _power(action: str):
     def command(name: str = typer.Option(..., "--name", "-n"),
-                resource_group: Optional[str] = typer.Option(None, "--resource-group", "-g"),
+                resource_group: Optional[str] = GroupOpt,
                 home: Optional[Path] = HomeOpt, output: Output = OutOpt):
         lab = Lab.open(home)
         lab.web_app_action(name, action)
