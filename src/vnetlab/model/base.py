@@ -15,3 +15,9 @@ class Resource(Model):
     resource_group: str | None = None
     location: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+def canonical_choice(value, choices) -> str:
+    """``value`` spelled as the choice it names, whatever its case (Azure's enums are case-insensitive);
+    a value that names none is left for the field's own check to refuse."""
+    return next((c for c in choices if c.lower() == str(value).strip().lower()), value)

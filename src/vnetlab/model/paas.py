@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import Model, Resource
+from .base import Model, Resource, canonical_choice
 from .dns import name_of_ref
 from .ids import parse_id
 
@@ -35,10 +35,6 @@ GROUP_IDS = {
 # kinds a private endpoint can target, with the ARM type Azure names in its errors
 TARGET_TYPES = {"storage_accounts": "Microsoft.Storage/storageAccounts", "sql_servers": "Microsoft.Sql/servers",
                 "key_vaults": "Microsoft.KeyVault/vaults", "web_apps": "Microsoft.Web/sites"}
-
-
-def _canon(value, choices) -> str:
-    return next((c for c in choices if c.lower() == str(value).strip().lower()), value)
 
 
 def subnet_ref(value) -> str:
@@ -73,7 +69,7 @@ class _NetworkAcls(Model):
     @field_validator("default_action", mode="before")
     @classmethod
     def _v_action(cls, v):
-        return _canon(v, ("Allow", "Deny"))
+        return canonical_choice(v, ("Allow", "Deny"))
 
     @field_validator("ip_rules", mode="before")
     @classmethod
@@ -97,7 +93,7 @@ class StorageNetworkRuleSet(_NetworkAcls):
     @classmethod
     def _v_bypass(cls, v):
         items = re.split(r"[,\s]+", v) if isinstance(v, str) else list(v or [])
-        return [_canon(b, ("AzureServices", "Logging", "Metrics", "None")) for b in items if str(b).strip()]
+        return [canonical_choice(b, ("AzureServices", "Logging", "Metrics", "None")) for b in items if str(b).strip()]
 
 
 class _PaasService(Resource):
@@ -118,7 +114,7 @@ class _PaasService(Resource):
     @field_validator("public_network_access", mode="before")
     @classmethod
     def _v_access(cls, v):
-        return _canon(v, ("Enabled", "Disabled", "SecuredByPerimeter"))
+        return canonical_choice(v, ("Enabled", "Disabled", "SecuredByPerimeter"))
 
 
 class StorageAccount(_PaasService):
@@ -194,7 +190,7 @@ class KeyVaultNetworkAcls(_NetworkAcls):
     @field_validator("bypass", mode="before")
     @classmethod
     def _v_bypass(cls, v):
-        return _canon(v, ("AzureServices", "None"))
+        return canonical_choice(v, ("AzureServices", "None"))
 
 
 class KeyVault(_PaasService):
@@ -243,7 +239,7 @@ class PrivateEndpoint(Resource):
     @field_validator("connection_state", mode="before")
     @classmethod
     def _v_state(cls, v):
-        return _canon(v, ("Approved", "Pending", "Rejected", "Disconnected"))
+        return canonical_choice(v, ("Approved", "Pending", "Rejected", "Disconnected"))
 
     @field_validator("private_dns_zone_group", mode="before")
     @classmethod

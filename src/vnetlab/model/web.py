@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import Model, Resource
+from .base import Model, Resource, canonical_choice
 from .dns import dns_server_addresses
 
 # sku name prefix -> ARM tier. https://azure.microsoft.com/pricing/details/app-service/linux/
@@ -84,10 +84,6 @@ ANY_VNETS = "AnyVnets"     # every caller that arrives through a Microsoft.Web s
 LAST_PRIORITY = 2147483647  # the implicit rule's priority
 
 
-def _canon_choice(value, choices) -> str:
-    return next((c for c in choices if c.lower() == str(value).strip().lower()), value)
-
-
 def _restriction_error(text: str) -> PydanticCustomError:
     # Azure does not document the text of these refusals: the code is vnetlab's
     return PydanticCustomError("InvalidIpSecurityRestriction", text)
@@ -117,12 +113,12 @@ class IpSecurityRestriction(Model):
     @field_validator("action", mode="before")
     @classmethod
     def _v_action(cls, v):
-        return _canon_choice(v, ("Allow", "Deny"))
+        return canonical_choice(v, ("Allow", "Deny"))
 
     @field_validator("tag", mode="before")
     @classmethod
     def _v_tag(cls, v):
-        return _canon_choice(v or "Default", ("Default", "XffProxy", "ServiceTag"))
+        return canonical_choice(v or "Default", ("Default", "XffProxy", "ServiceTag"))
 
     @field_validator("vnet_subnet_resource_id", mode="before")
     @classmethod
@@ -193,7 +189,7 @@ def _cidr(text: str, where: str) -> str:
 
 
 def _default_action(v):
-    return None if v is None or str(v).strip() == "" else _canon_choice(v, ("Allow", "Deny"))
+    return None if v is None or str(v).strip() == "" else canonical_choice(v, ("Allow", "Deny"))
 
 
 class WebApp(Resource):
@@ -226,7 +222,7 @@ class WebApp(Resource):
     @field_validator("public_network_access", mode="before")
     @classmethod
     def _v_public_access(cls, v):
-        return None if v is None or str(v).strip() == "" else _canon_choice(v, ("Enabled", "Disabled"))
+        return None if v is None or str(v).strip() == "" else canonical_choice(v, ("Enabled", "Disabled"))
 
     @field_validator("ip_security_restrictions_default_action", "scm_ip_security_restrictions_default_action",
                      mode="before")
