@@ -10,12 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from vnetlab.backends import netns_backend as nb
-from vnetlab.backends.netns import exec as nx
 from vnetlab.lab import Lab
 from vnetlab.model import Topology
 
 import test_netns_backend
-from netns_support import NETNS_MARKS  # noqa: E402
+from netns_support import NETNS_MARKS, probe_against  # noqa: E402
 
 pytestmark = NETNS_MARKS
 lab = test_netns_backend.lab  # the fixture: teardown + leftovers check
@@ -263,7 +262,8 @@ def test_engine_equals_kernel(lab, seed, count, routed, capsys):
 
     def run(src: str) -> None:
         idx = by_src[src]
-        res = nx.probe_many(nb.namespace_of(lab, src), [(fl[i][1], fl[i][2], fl[i][3]) for i in idx], 1.0)
+        res = probe_against(nb.namespace_of(lab, src), [(fl[i][1], fl[i][2], fl[i][3]) for i in idx],
+                            [expected[i].verdict for i in idx])
         for i, v in zip(idx, res, strict=True):
             got[i] = v
 
