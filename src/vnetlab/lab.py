@@ -200,6 +200,8 @@ class Lab:
             topo = old
             if switched:  # the same lab on a new backend: build it there
                 self._after_change(old, topo)
+        if changed or switched:  # just applied (and its services checked)
+            return topo
         from .backends import backend_for
         realized = backend_for(self)
         if not getattr(realized, "in_sync", lambda lab: True)(self):

@@ -62,6 +62,7 @@ def apply(lab, topology, wait: bool = True):
     kernel ends with the latest version (``topology`` is used only when nothing is stored)."""
     check()
     started: list[str] = []
+    listening: set[str] = set()
     reports = []
     with apply_lock(lab):
         while True:
@@ -72,11 +73,14 @@ def apply(lab, topology, wait: bool = True):
             rep = _kapply(desired, lab.store)
             reports.append(rep)
             started += rep.started
+            listening |= set(rep.listening)
             if lab.store.version() == version:
                 break
     record_changes(lab, reports)
-    if wait and started:
-        failed = [s for s in service_states(lab.store, started, SERVICE_TIMEOUT) if s.state != "running"]
+    # the launcher already saw the built-in services bind their sockets: the others are checked
+    unconfirmed = [key for key in started if key not in listening]
+    if wait and unconfirmed:
+        failed = [s for s in service_states(lab.store, unconfirmed, SERVICE_TIMEOUT) if s.state != "running"]
         if failed:
             raise ServiceNotStarted(failed)
     return rep

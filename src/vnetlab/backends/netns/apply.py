@@ -150,10 +150,13 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     for ns in resolv_changed:
         kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
     rep.created_namespaces = list(new_ns)
-    # the built-in responders only need their namespaces (and resolv.conf): they start now
+    # the services' intents are recorded and their launchers started; the built-in responders
+    # only need their namespaces (and resolv.conf): they start now, the platform services' launcher
+    # waits (its interpreter starts meanwhile) until the network is configured
     starter = Starter(store, to_start)
     starter.begin()
     try:
+        starter.release()
         # a new namespace's own sysctls before any link exists in it: IPv6 off first makes every
         # link created afterwards cheaper to create and to delete
         kernel.sysctl_many({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})

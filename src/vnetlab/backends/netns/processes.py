@@ -290,13 +290,15 @@ def process_pid(store: Store, ns: str, name: str) -> int | None:
 
 # -- starting -----------------------------------------------------------------------------------
 class Starter:
-    """Starts services. ``begin()`` starts the launcher(s) for the built-in responders right
-    away, in the background (they bind to the wildcard address, so they only need their
-    namespaces), while the links, addresses, routes and nft tables are being configured;
-    ``finish()`` starts the launcher of the platform services (DNS, PaaS: they need the
-    network), collects every PID (a launcher reports once every socket is bound) and starts
-    the ``command:`` services (which may expect a configured network) with ``ip netns exec``.
-    ``finish()`` also runs on errors, so whatever was started gets recorded."""
+    """Starts services. ``begin()`` records every intent and starts the launchers, each waiting
+    for its list (an interpreter's start-up overlaps the namespaces' creation); ``release()``
+    hands the built-in responders to theirs once the namespaces exist (they bind to the wildcard
+    address, so they only need their namespaces): they start in the background while the links,
+    addresses, routes and nft tables are being configured; ``finish()`` releases the launcher of
+    the platform services (DNS, PaaS: they need the network), collects every PID (a launcher
+    reports once every socket is bound) and starts the ``command:`` services (which may expect a
+    configured network) with ``ip netns exec``. ``finish()`` also runs on errors, so whatever was
+    started gets recorded (a launcher never released exits without starting anything)."""
 
     def __init__(self, store: Store, procs: list[Process]):
         self.store = store
@@ -309,6 +311,7 @@ class Starter:
                          for key in self.launch}
         self.intents: dict[str, dict] = {}
         self.running: list[tuple[list[str], list[Process], subprocess.Popen, object]] = []
+        self.waiting: dict[tuple[str, bool], tuple[subprocess.Popen, bytes]] = {}   # launchers not released
         self.done: dict[str, dict] = {}
         self.listening: list[str] = []   # started by the launcher, sockets bound
         self.failed: list[str] = []      # started by the launcher but never listening (see their logs)
@@ -327,8 +330,14 @@ class Starter:
                 self.intents[key]["cmdline"] = self.cmdlines[_launch_key(p)]
         self.store.record_many(K_PROC, self.intents)
         for key, group in self.launch.items():
-            if not key[1]:
-                self._spawn(key, group)
+            self._spawn(key, group)
+
+    def release(self, late: bool = False) -> None:
+        """Hand its services to each launcher waiting for them (``late``: the platform services')."""
+        for key in [k for k in self.waiting if k[1] == late]:
+            proc, spec = self.waiting.pop(key)
+            proc.stdin.write(spec)  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
 
     def _spawn(self, key: tuple[str, bool], group: list[Process]) -> None:
         spec = {"parent": os.getpid(), "timeout": 10,
@@ -340,8 +349,7 @@ class Starter:
                                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                                      "LANG": "C.UTF-8"})
         self.running.append((self.cmdlines[key], group, proc, out))
-        proc.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
-        proc.stdin.close()  # type: ignore[union-attr]
+        self.waiting[key] = (proc, json.dumps(spec).encode())
 
     def finish(self, start_others: bool = True) -> None:
         if self.finished:
@@ -349,9 +357,8 @@ class Starter:
         self.finished = True
         try:
             if start_others:  # the network is configured: the platform services can start
-                for key, group in self.launch.items():
-                    if key[1]:
-                        self._spawn(key, group)
+                self.release(late=True)
+            self._dismiss()
             errors = self._collect_launched()
             if errors:
                 raise errors[0]
@@ -360,6 +367,14 @@ class Starter:
         finally:
             self.store.record_many(K_PROC, self.done)
         self.started += [proc_key(p) for p in self.procs if proc_key(p) in self.done]
+
+    def _dismiss(self) -> None:
+        """The launchers never released (an error came first) exit, having started nothing."""
+        for proc, _spec in self.waiting.values():
+            proc.stdin.close()  # type: ignore[union-attr]
+            proc.wait(timeout=60)
+        self.running = [r for r in self.running if all(r[2] is not p for p, _ in self.waiting.values())]
+        self.waiting.clear()
 
     def _collect_launched(self) -> list[Exception]:
         errors: list[Exception] = []
@@ -501,7 +516,8 @@ def _command_state(key: str, data: dict, members: list[int], final: bool) -> Ser
 def service_states(store: Store, keys: list[str] | None = None, timeout: float = 0.0) -> list[ServiceState]:
     """The state of each recorded service (or of ``keys``). ``command:`` services not yet
     listening are polled for up to ``timeout`` seconds (they were just started)."""
-    recs = {n: d for _, n, d in store.records(K_PROC) if keys is None or n in set(keys)}
+    wanted = None if keys is None else set(keys)
+    recs = {n: d for _, n, d in store.records(K_PROC) if wanted is None or n in wanted}
     out: dict[str, ServiceState] = {}
     deadline = time.monotonic() + timeout
     while True:

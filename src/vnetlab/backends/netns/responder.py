@@ -20,11 +20,14 @@ Launcher mode (what the backend uses to start every built-in service of a lab at
 
     python -I -S responder.py --launch TOKEN < spec.json
 
-reads ``{"parent": PID, "items": [{"key", "ns", "args", "log"}, ...]}`` and, for each item,
-forks a child that becomes a session leader, enters the namespace (``setns`` on
-``/run/netns/NS``), gets its own mount namespace with ``/etc/netns/NS/*`` bound over
-``/etc/*`` (what ``ip netns exec`` does, so it has the namespace's resolv.conf), binds its
-sockets and only then reports ready on a pipe. The HTTP server, the log file and any thread
+reads ``{"parent": PID, "items": [{"key", "ns", "args", "log"}, ...]}`` (nothing: it exits,
+having started nothing) and, for each item, forks a child that becomes a session leader, is
+in the namespace, gets its own mount namespace with ``/etc/netns/NS/*`` bound over ``/etc/*``
+(what ``ip netns exec`` does, so it has the namespace's resolv.conf), has its sockets bound
+and only then reports ready on a pipe. For a plain responder the launcher itself enters the
+namespace (``setns`` on ``/run/netns/NS``) and binds the sockets before forking: the child
+inherits both and runs less Python (a forked child copies every page it touches); the
+platform services (DNS, PaaS) enter and bind in the child. The HTTP server, the log file and any thread
 are made at the first connection or datagram (the kernel queues them meanwhile): an idle
 responder costs its fork and its sockets only. The launcher waits for every child to be
 listening (or to have died), prints ``{key: {"pid": PID, "ready": bool}}`` as JSON and exits.
@@ -141,6 +144,13 @@ def _udp_socket(bind: str, port: int) -> socket.socket:
     return s
 
 
+def _sockets(a) -> tuple[list[socket.socket], list[socket.socket]]:
+    """The (listening TCP, bound UDP) sockets of a responder's arguments, in the namespace of the
+    calling process."""
+    tcp_ports = a.tcp + a.port or ([80] if a.webapp is not None else [])
+    return [_tcp_socket(a.bind, p) for p in tcp_ports], [_udp_socket(a.bind, p) for p in a.udp]
+
+
 def _udp_echo(s: socket.socket) -> None:
     while True:
         data, addr = s.recvfrom(65535)
@@ -190,9 +200,11 @@ def _log_to(path: str) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
-def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None, log: str | None = None) -> int:
+def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None, log: str | None = None,
+         sockets: tuple[list, list] | None = None) -> int:
     """Serve. With ``log`` (started by the launcher), output goes to that file from the first
-    connection or datagram on (nothing before: creating 1,000 files costs)."""
+    connection or datagram on (nothing before: creating 1,000 files costs). ``sockets``: the
+    (listening TCP, bound UDP) sockets, already made by the launcher (``_sockets``)."""
     a = parsed if parsed is not None else _parser().parse_args(argv)
     if a.dns or a.paas:  # the platform services (services.py): they log from the start
         import json
@@ -211,8 +223,7 @@ def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None
     if a.backend:
         h, _, p = a.backend.rpartition(":")
         backend = (h, int(p))
-    listening = [_tcp_socket(a.bind, p) for p in tcp_ports]
-    udp = [_udp_socket(a.bind, p) for p in a.udp]
+    listening, udp = sockets if sockets is not None else _sockets(a)
     if ready_fd is not None:  # every socket is bound: tell the launcher
         os.write(ready_fd, b"1")
         os.close(ready_fd)
@@ -262,9 +273,8 @@ def _check(rc: int, what: str) -> None:
         raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
-def _enter(libc, ns: str, etc: bool = True) -> None:
-    """Become what ``ip netns exec NS`` would make us (network + private /etc/netns view; the
-    latter only with ``etc``: a mount namespace copies every mount of the host, which costs)."""
+def _enter_net(libc, ns: str) -> None:
+    """Move this process into the network namespace ``ns`` (``/run/netns/NS``)."""
     if not ns.startswith("vl") or "/" in ns:
         raise ValueError(f"bad namespace {ns!r}")
     fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
@@ -272,6 +282,14 @@ def _enter(libc, ns: str, etc: bool = True) -> None:
         _check(libc.setns(fd, CLONE_NEWNET), f"setns {ns}")
     finally:
         os.close(fd)
+
+
+def _enter(libc, ns: str, etc: bool = True, net: bool = True) -> None:
+    """Become what ``ip netns exec NS`` would make us (network + private /etc/netns view; the
+    latter only with ``etc``: a mount namespace copies every mount of the host, which costs).
+    ``net`` False: already in the namespace (forked by the launcher from inside it)."""
+    if net:
+        _enter_net(libc, ns)
     if not etc:
         return
     etc = f"/etc/netns/{ns}"
@@ -288,7 +306,7 @@ def _enter(libc, ns: str, etc: bool = True) -> None:
 PR_SET_NAME = 15
 
 
-def _child(libc, item: dict, ready_w: int) -> None:
+def _child(libc, item: dict, ready_w: int, sockets: tuple[list, list] | None = None) -> None:
     os.setsid()  # a session and process group of its own: stopped as a group
     # named after its resource in ``ps -e``/``top`` (the command line stays the launcher's,
     # which is what the backend records to recognise it)
@@ -298,12 +316,16 @@ def _child(libc, item: dict, ready_w: int) -> None:
     for fd in (0, 1, 2):  # the log is opened by main() at the first connection, or on an error
         os.dup2(null, fd)
     # every other descriptor (the launcher's pipes to the children forked before this one):
-    # two close_range() calls, not one close() per descriptor (O(N^2) over a launch)
-    os.closerange(3, ready_w)
-    os.closerange(ready_w + 1, 2**31 - 1)
+    # a few close_range() calls, not one close() per descriptor (O(N^2) over a launch)
+    keep = sorted([ready_w] + [s.fileno() for group in (sockets or ([], [])) for s in group])
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 2**31 - 1)
     try:
-        _enter(libc, item["ns"], item.get("etc", True))
-        main(ready_fd=ready_w, parsed=item["parsed"], log=item["log"])
+        _enter(libc, item["ns"], item.get("etc", True), net=sockets is None)
+        main(ready_fd=ready_w, parsed=item["parsed"], log=item["log"], sockets=sockets)
     except BaseException as e:  # noqa: BLE001 - the log says why; the launcher sees no "ready"
         try:
             _log_to(item["log"])
@@ -314,6 +336,21 @@ def _child(libc, item: dict, ready_w: int) -> None:
     os._exit(0)
 
 
+def _premade(libc, item: dict) -> tuple[list, list] | None:
+    """A plain responder's sockets, made by the launcher from inside the item's namespace, which
+    the child then inherits with the sockets (it does not run that Python itself: a forked child
+    copies every page it touches). None for the platform services (they make their own) or on an
+    error (the child then meets it, and its log says why)."""
+    parsed = item["parsed"]
+    if parsed.dns or parsed.paas:
+        return None
+    try:
+        _enter_net(libc, item["ns"])
+        return _sockets(parsed)
+    except (OSError, ValueError):
+        return None
+
+
 def launch(token: str) -> int:
     import json
     import select
@@ -321,7 +358,11 @@ def launch(token: str) -> int:
     import time
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the applying process (kill -9 mid-up)
-    spec = json.loads(sys.stdin.read())
+    raw = sys.stdin.read()
+    if not raw.strip():  # started ahead, then not needed (the apply stopped): nothing to do
+        sys.stdout.write("{}")
+        return 0
+    spec = json.loads(raw)
     if spec.get("parent") and os.getppid() != spec["parent"]:
         return 3  # the applying process is already gone
     timeout = float(spec.get("timeout", 10))
@@ -333,15 +374,18 @@ def launch(token: str) -> int:
     import gc
     gc.freeze()  # children share these pages: their GC must not touch (and so copy) them
     for item in spec["items"]:
+        sockets = _premade(libc, item)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             try:
                 os.close(r)
-                _child(libc, item, w)
+                _child(libc, item, w, sockets)
             finally:
                 os._exit(1)
         os.close(w)
+        for s in [s for group in (sockets or ([], [])) for s in group]:
+            s.close()  # the child holds them
         pending[r] = item["key"]
         result[item["key"]] = {"pid": pid, "ready": False}
     deadline = time.monotonic() + timeout
