@@ -187,6 +187,24 @@ def test_default_names_resolve_in_their_own_vnet_only():
     assert dns.resolve(v, "vm2", "vm1.internal.cloudapp.net").outcome == "NXDOMAIN"
 
 
+def test_a_vnet_without_linked_zones_shares_the_public_answer_only_where_it_is_its_own():
+    """Azure DNS answers a VNet without linked zones as the public resolver does, except for its
+    own VMs' names: the engine computes such an answer once for every VNet; each must equal the
+    answer worked out for that VNet alone."""
+    d = with_pe(doc())   # the blob zone is linked to hub; spoke has no linked zone
+    d["virtual_networks"].append({"name": "far", "address_space": ["10.2.0.0/16"],
+                                  "subnets": [{"name": "default", "address_prefix": "10.2.0.0/24"}]})
+    d["virtual_machines"].append({"name": "vm3", "subnet": "far/default"})
+    v = view(d)
+    names = dns.known_names(v) + ["vm1", "vm2", "vm3", "nothing.example.com"]
+    for vnet in ("hub", "spoke", "far", None):
+        for name in names:
+            assert dns.azure_dns_answer(v, vnet, name).to_dict() == dns._azure_dns_answer(v, vnet, name).to_dict()
+    assert dns.azure_dns_answer(v, "spoke", ACCT) is dns.azure_dns_answer(v, None, ACCT)
+    assert dns.azure_dns_answer(v, "spoke", "vm2").addresses != []
+    assert dns.azure_dns_answer(v, "hub", ACCT) is not dns.azure_dns_answer(v, None, ACCT)
+
+
 # -- custom DNS servers ------------------------------------------------------------------------------
 def test_a_custom_dns_server_without_forwarders_answers_only_its_own_zone():
     d = doc()

@@ -379,3 +379,22 @@ def test_launched_responder_opens_its_log_at_its_first_connection_or_error(store
     while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert log.read_text().startswith(f"responder {serving}: tcp [80]")
+
+
+def test_fresh_namespaces_get_every_sysctl_whatever_their_starting_values():
+    """sysctl_many_fresh reads the values new namespaces start with once and writes only the others:
+    every namespace must end with every value asked, those equal to the start included."""
+    names = [f"{T}-s{i}" for i in range(3)]
+    keys = ("net.ipv4.ip_forward", "net.ipv4.conf.all.send_redirects", "net.ipv6.conf.all.disable_ipv6")
+    try:
+        kernel.netns_add(names)
+        start: dict[str, str] = {}
+        kernel.in_namespaces(names[:1], lambda ns: start.update(kernel.read_sysctls(keys)))
+        flipped = {k: "0" if start[k] == "1" else "1" for k in keys}
+        asked = {names[0]: dict(start), names[1]: flipped, names[2]: {**flipped, keys[0]: start[keys[0]]}}
+        kernel.sysctl_many_fresh(asked)
+        seen: dict[str, dict[str, str]] = {}
+        kernel.in_namespaces(names, lambda ns: seen.update({ns: kernel.read_sysctls(keys)}))
+        assert seen == asked
+    finally:
+        kernel.netns_del_many(names)

@@ -135,6 +135,7 @@ class DnsIndex:
         self.records = {z.name: zone_records(topo, z) for z in topo.private_dns_zones}
         self.public = public_records(topo)
         self._linked: dict[str, list] = {}
+        self._vnets: dict[str, object] = {}
         self.sources: dict[str, tuple[list[str], str, str | None]] = {}   # source -> servers, origin, VNet
         self.answers: dict[tuple[str, str], Answer] = {}   # (VNet, name) -> Azure DNS's answer
         self.vm_at: dict[tuple[str, str], object] = {}   # (vnet, vm name) -> VM, for internal names
@@ -142,6 +143,13 @@ class DnsIndex:
             nic = topo.find("network_interfaces", vm.network_interface)
             if nic is not None and nic.private_ip_address:
                 self.vm_at[(nic.subnet.split("/")[0].lower(), vm.name.lower())] = (vm, nic)
+
+    def vnet(self, name: str):
+        """The lab's VNet of that name (None if none), looked up once."""
+        key = name.lower()
+        if key not in self._vnets:
+            self._vnets[key] = self.topo.vnet(name)
+        return self._vnets[key]
 
     def linked(self, vnet: str | None) -> list[tuple[object, object]]:
         """(zone, link) of the zones linked to ``vnet``, the most specific (longest) name first."""
@@ -281,11 +289,26 @@ def azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
     outside any VNet, the public answer): linked zones first, then the VNet's VM names, then public
     recursion with each alias checked again against the linked zones. Computed once per lab, VNet
     and name: treat the answer as read-only."""
-    answers = index(view).answers
+    idx = index(view)
     key = ((vnet_name or "").lower(), _normal(fqdn))
-    if key not in answers:
-        answers[key] = _azure_dns_answer(view, vnet_name, fqdn)
-    return answers[key]
+    found = idx.answers.get(key)
+    if found is None:
+        found = idx.answers[key] = _public_if_same(view, idx, vnet_name, key[1]) \
+            or _azure_dns_answer(view, vnet_name, fqdn)
+    return found
+
+
+def _public_if_same(view, idx: DnsIndex, vnet_name: str | None, name: str) -> Answer | None:
+    """The public answer (computed once, whatever VNet asks) when it is also the VNet's: no zone
+    is linked to the VNet and no name of the public answer's chain is one of the VNet's VM names
+    (the only two steps where a VNet's answer differs). None otherwise."""
+    vnet = idx.vnet(vnet_name) if vnet_name else None
+    if vnet is None or idx.linked(vnet.name):
+        return None
+    public = azure_dns_answer(view, None, name)
+    if any(_internal_vm(idx, vnet.name, n) is not None for n in (name, *public.cnames)):
+        return None
+    return public
 
 
 def _azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
@@ -372,14 +395,19 @@ def _from_zone(answer: Answer, name: str, zone: str, records, where: str, fields
     return None
 
 
+def _internal_vm(idx: DnsIndex, vnet: str, name: str):
+    """(VM, NIC) whose Azure-provided name ``name`` is, if it is one of VNet ``vnet``'s."""
+    host = name[: -len(".internal.cloudapp.net")] if name.endswith(".internal.cloudapp.net") else name
+    if "." in host:
+        return None
+    return idx.vm_at.get((vnet.lower(), host))
+
+
 def _internal_name(idx: DnsIndex, answer: Answer, vnet: str, name: str) -> bool:
     """``<vm>.internal.cloudapp.net`` (or ``<vm>`` alone, which the resolver completes with that
     suffix) of a VM in the same VNet: Azure-provided name resolution works within one VNet.
     https://learn.microsoft.com/azure/virtual-network/virtual-networks-name-resolution-for-vms-and-role-instances#azure-provided-name-resolution"""
-    host = name[: -len(".internal.cloudapp.net")] if name.endswith(".internal.cloudapp.net") else name
-    if "." in host:
-        return False
-    found = idx.vm_at.get((vnet.lower(), host))
+    found = _internal_vm(idx, vnet, name)
     if found is None:
         return False
     vm, nic = found

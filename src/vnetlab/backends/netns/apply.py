@@ -159,7 +159,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         starter.release()
         # a new namespace's own sysctls before any link exists in it: IPv6 off first makes every
         # link created afterwards cheaper to create and to delete
-        kernel.sysctl_many({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
+        kernel.sysctl_many_fresh({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
         lap("namespaces")
         rep.changed_namespaces = sorted(configure(desired, prev, rep.nft_loaded, new_ns, D_ns, P_ns, lap)
                                         - set(new_ns))

@@ -76,17 +76,24 @@ def dns_process(ns: str, resource: str, spec: dict) -> Process:
 def azure_dns(lay: Layout, names: list[str]) -> None:
     """168.63.129.16 in every fabric (answering for its VNet) and in the internet namespace (with
     the public resolvers the lab's DNS settings name, e.g. 8.8.8.8: the public answers)."""
+    made: dict[int, tuple[object, dict]] = {}
+
+    def entries(answer) -> dict:  # the engine shares one answer between resolvers where it is the same
+        if id(answer) not in made:
+            made[id(answer)] = (answer, entry(answer))
+        return made[id(answer)][1]
+
     for vnet in lay.topo.virtual_networks:
         fab = lay.fabric_of[vnet.name.lower()]
         lay.addresses.append(Address(ns=fab, dev="lo", cidr=f"{AZURE_DNS}/32"))
         lay.rules.append(Rule(ns=fab, priority=PRIO_DNS_REPLY, iif="lo", from_=f"{AZURE_DNS}/32",
                               table=DELIVER_TABLE))
-        table = compact({n: entry(edns.azure_dns_answer(lay.net, vnet.name, n)) for n in names})
+        table = compact({n: entries(edns.azure_dns_answer(lay.net, vnet.name, n)) for n in names})
         lay.procs.append(dns_process(fab, f"dns-{vnet.name}", {"bind": AZURE_DNS, "names": table}))
     public = [AZURE_DNS] + public_resolvers(lay)
     for ip in public:
         lay.addresses.append(Address(ns=lay.inet, dev="lo", cidr=f"{ip}/32"))
-    table = compact({n: entry(edns.azure_dns_answer(lay.net, None, n)) for n in names})
+    table = compact({n: entries(edns.azure_dns_answer(lay.net, None, n)) for n in names})
     lay.procs.append(dns_process(lay.inet, "dns-public", {"bind": public, "names": table}))
 
 
@@ -94,11 +101,10 @@ def public_resolvers(lay: Layout) -> list[str]:
     """The DNS servers outside the lab that its VMs and apps are told to ask (what the engine
     calls a public resolver: an address neither private nor in a VNet)."""
     out: set[str] = set()
-    for source in _sources(lay):
-        for server in edns.dns_servers_for(lay.net, source):
-            ip = IPv4Address(server)
-            if str(ip) != AZURE_DNS and not ip.is_private and lay.topo.vnet_of_ip(ip) is None:
-                out.add(str(ip))
+    for server in {server for source in _sources(lay) for server in edns.dns_servers_for(lay.net, source)}:
+        ip = IPv4Address(server)
+        if str(ip) != AZURE_DNS and not ip.is_private and lay.topo.vnet_of_ip(ip) is None:
+            out.add(str(ip))
     return sorted(out, key=lambda a: int(IPv4Address(a)))
 
 
