@@ -6,7 +6,7 @@ Two kinds of process spec (``state.Process.kind``):
   *launcher* (``responder.py --launch TOKEN``) forks one child per service; each child becomes
   a session (and process group) leader, enters its namespace (``setns``) and a private mount
   namespace with ``/etc/netns/NS`` bound over ``/etc`` (as ``ip netns exec`` does), names
-  itself after its resource (``prctl(PR_SET_NAME)``: ``ps -e`` shows ``vl:rg1vm1``), binds
+  itself after its resource (``/proc/self/comm``: ``ps -e`` shows ``vl:rg1vm1``), binds
   its sockets and only then reports ready. The children keep the launcher's command line,
   unique per launch, which is recorded with each PID. The launcher dies with the applying
   process (``PR_SET_PDEATHSIG``).

@@ -44,7 +44,6 @@ import os
 import select
 import socket
 import sys
-import threading
 
 BACKLOG = 1024  # many concurrent probes: a backlog of 5 drops SYNs
 
@@ -241,7 +240,10 @@ def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None
         server_class = _server_class()
         loops = [_serving(server_class, s, handler).serve_forever for s in listening]
         loops += [lambda s=s: _udp_echo(s) for s in udp]
-        # the last loop runs in this thread: a VM's one port costs no thread
+        # the last loop runs in this thread: a VM's one port costs no thread. ``threading`` is
+        # imported here, not by the launcher: a module with an after-fork hook would run it in
+        # every forked child
+        import threading
         for loop in loops[:-1]:
             threading.Thread(target=loop, daemon=True).start()
         (loops[-1] if loops else threading.Event().wait)()
@@ -254,11 +256,6 @@ def main(argv: list[str] | None = None, ready_fd: int | None = None, parsed=None
 CLONE_NEWNET, CLONE_NEWNS = 0x40000000, 0x00020000
 MS_BIND, MS_REC, MS_SLAVE = 0x1000, 0x4000, 0x80000
 PR_SET_PDEATHSIG = 1
-
-
-def ctypes_buffer(data: bytes):
-    import ctypes
-    return ctypes.create_string_buffer(data)
 
 
 def _libc():
@@ -303,15 +300,15 @@ def _enter(libc, ns: str, etc: bool = True, net: bool = True) -> None:
             _check(libc.mount(src, dst, b"none", MS_BIND, None), f"bind {etc}/{f} on /etc/{f}")
 
 
-PR_SET_NAME = 15
-
-
 def _child(libc, item: dict, ready_w: int, sockets: tuple[list, list] | None = None) -> None:
     os.setsid()  # a session and process group of its own: stopped as a group
     # named after its resource in ``ps -e``/``top`` (the command line stays the launcher's,
     # which is what the backend records to recognise it)
-    title = ("vl:" + item.get("title", "responder"))[:15].encode()
-    libc.prctl(PR_SET_NAME, ctypes_buffer(title), 0, 0, 0)
+    comm = os.open("/proc/self/comm", os.O_WRONLY)   # prctl(PR_SET_NAME) without ctypes in the child
+    try:
+        os.write(comm, item["comm"])
+    finally:
+        os.close(comm)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # the log is opened by main() at the first connection, or on an error
         os.dup2(null, fd)
@@ -371,6 +368,7 @@ def launch(token: str) -> int:
     ap = _parser()
     for item in spec["items"]:  # parse once here, not in every child
         item["parsed"] = ap.parse_args(list(item["args"]))
+        item["comm"] = ("vl:" + item.get("title", "responder"))[:15].encode()
     import gc
     gc.freeze()  # children share these pages: their GC must not touch (and so copy) them
     for item in spec["items"]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -65,6 +66,11 @@ def check_ns_name(name: str) -> str:
     if not name.startswith(NS_PREFIX) or "/" in name or name in (".", "..") or len(name) > 64:
         raise ValueError(f"namespace name {name!r} must start with {NS_PREFIX!r} and be a plain name")
     return name
+
+
+@lru_cache(maxsize=4096)  # a lab's thousands of routes name the same few prefixes
+def _check_network(v: str) -> None:
+    ipaddress.ip_network(v, strict=True)
 
 
 def check_ifname(name: str) -> str:
@@ -181,7 +187,7 @@ class Route(_Obj):
     @classmethod
     def _dest(cls, v: str) -> str:
         if v != "default":
-            ipaddress.ip_network(v, strict=True)
+            _check_network(v)
         return v
 
     @model_validator(mode="after")
