@@ -228,7 +228,7 @@ def _signal_group(pgid: int, data: dict, sig: int) -> None:
 
 def _remaining(targets: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
     """The targets whose process group (or, for old records, leader) still has a live member."""
-    present = []
+    present, leaderless = [], []
     for pgid, data in targets:
         _reap(pgid)  # our own child (a ``command:`` started by this process) is a zombie until reaped
         if not data.get("pgid"):
@@ -239,11 +239,17 @@ def _remaining(targets: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             continue
-        present.append((pgid, data))
-    if not present:
-        return []
-    members = group_members({g for g, d in present if d.get("pgid")})  # zombies are not members
-    return [(g, d) for g, d in present if not d.get("pgid") or members[g]]
+        # a live leader is a live member; a built-in responder never forks, so its group ends
+        # with it; another group whose leader is gone (or a zombie) may still have members: those
+        # groups only are looked for in /proc (one pass for all of them)
+        if pid_alive(pgid):
+            present.append((pgid, data))
+        elif data.get("kind") != "responder":
+            leaderless.append((pgid, data))
+    if leaderless:
+        members = group_members({g for g, _ in leaderless})  # zombies are not members
+        present += [(g, d) for g, d in leaderless if members[g]]
+    return present
 
 
 def stop_records(store: Store, recs: list[tuple[str, dict]], grace: float = 2.0, kind: str = K_PROC) -> list[str]:
