@@ -90,7 +90,10 @@ class Sandbox:
     def lookup(self, ip: IPv4Address) -> KernelRoute | None:
         """The kernel's longest-prefix match over the main table."""
         value = int(ip)
-        return next((r for net, mask, r in self._lpm if value & mask == net), None)
+        for net, mask, route in self._lpm:  # a loop, not next(genexpr): the matrix asks this for every class
+            if value & mask == net:
+                return route
+        return None
 
     def route_n(self) -> str:
         """The table exactly as ``route -n`` (net-tools) prints it."""

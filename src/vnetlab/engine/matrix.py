@@ -153,14 +153,15 @@ def _dropped_by_route(net: LabView, src: Endpoint, routes_key: Callable[[SubnetV
     if src.kind == "webapp":
         sb = net.sandbox(src.app)
         view = net.subnet_view(sb.integration_subnet) if sb.integration_subnet else None
+        vnet_iface = sb.vnet_iface
 
         def app_drops(ip: int) -> bool:
             route = sb.lookup(ip)
-            if route is None or route.iface != sb.vnet_iface:
+            if route is None or route.iface != vnet_iface:
                 return not is_public(ip)
             hop = view.route_for(ip)
             return hop is None or hop.next_hop_type == "None"
-        into_vnet = tuple((r.destination, r.iface == sb.vnet_iface) for r in sb.routes)  # what app_drops reads
+        into_vnet = tuple((r.destination, r.iface == vnet_iface) for r in sb.routes)  # what app_drops reads
         return ("webapp", into_vnet, view and routes_key(view)), app_drops
     view = net.subnet_view(src.subnet_ref)
     def vm_drops(ip: int) -> bool:
@@ -255,48 +256,67 @@ def class_cells(net: LabView, classes: list[EndpointClass], flows: list[tuple[st
     NSGs name answer alike, and are traced once. ``progress(done, total)`` is told after each source class
     (after each worker's share when shared). Only the first ``sources`` classes (all by default) are sources.
 
-    ``workers`` (by default ``parallel.worker_count``): processes sharing the source classes. A class
-    goes to the worker its ``as_source`` picks, so a trace shared by source classes alike is run in one
-    worker only; the answer is the same as one process's."""
+    ``workers`` (by default ``parallel.worker_count``): processes sharing the source classes. The sources
+    that route alike (one subnet's routes, or one app's) go to one worker, so what they share (the
+    destinations their routes drop, the traces of sources alike) is worked out once; the answer is
+    the same as one process's."""
     sources = len(classes) if sources is None else sources
     workers = worker_count(sources) if workers is None else workers
+    routing = _routing(net, classes, sources)
     if workers <= 1:
-        return _cells_of(net, classes, flows, range(sources), progress, sources)
-    shares: list[list[int]] = [[] for _ in range(workers)]
-    for i in range(sources):
-        shares[hash(classes[i].as_source) % workers].append(i)
+        return _cells_of(net, classes, flows, routing, range(sources), progress, sources)
+    shares = _shares(routing, workers)
     finished = [0]
 
     def done(k: int) -> None:
         finished[0] += len(shares[k])
         if progress is not None:
             progress(finished[0], sources)
-    answers = fork_map(lambda share: _cells_of(net, classes, flows, share), shares, done)
+    answers = fork_map(lambda share: _cells_of(net, classes, flows, routing, share), shares, done)
     # the pairs in the order one process finds them; each memo key is traced in one worker only
     cells = dict(sorted(pair for part, _ in answers for pair in part.items()))
     return cells, sum(count for _, count in answers)
 
 
-def _cells_of(net: LabView, classes: list[EndpointClass], flows: list[tuple[str, int | None]],
-              share: Iterable[int], progress: Callable[[int, int], None] | None = None, total: int = 0,
-              ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
-    """``class_cells`` for the source classes in ``share`` (indexes, ascending)."""
-    cells: dict[tuple[int, int], tuple[str, ...]] = {}
-    traced: dict[tuple[tuple, tuple], tuple[str, ...]] = {}
-    reachable: dict[tuple, list[int]] = {}  # per route table: the classes it does not drop
-    addresses = [int(c.members[0].ip) for c in classes]  # members of a class fall in the same route prefixes
-    routes_keys: dict[str, tuple] = {}   # a subnet's routes as a key, made once per subnet
+Routing = list[tuple[tuple, Callable[[int], bool]]]   # per source class: _dropped_by_route's (key, drops)
+
+
+def _routing(net: LabView, classes: list[EndpointClass], sources: int) -> Routing:
+    """``_dropped_by_route`` of each source class's first member; a subnet's routes made a key once."""
+    routes_keys: dict[str, tuple] = {}
 
     def routes_key(view: SubnetView) -> tuple:
         key = routes_keys.get(view.ref)
         if key is None:
             key = routes_keys[view.ref] = tuple(view.routes)
         return key
+    return [_dropped_by_route(net, classes[i].members[0], routes_key) for i in range(sources)]
 
+
+def _shares(routing: Routing, workers: int) -> list[list[int]]:
+    """The source classes in ``workers`` shares (indexes, ascending): the classes of one route key
+    together, the largest groups first, each to the share with the fewest classes so far."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (key, _) in enumerate(routing):
+        groups.setdefault(key, []).append(i)
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    for group in sorted(groups.values(), key=lambda g: (-len(g), g[0])):
+        min(shares, key=len).extend(group)
+    return [sorted(share) for share in shares]
+
+
+def _cells_of(net: LabView, classes: list[EndpointClass], flows: list[tuple[str, int | None]], routing: Routing,
+              share: Iterable[int], progress: Callable[[int, int], None] | None = None, total: int = 0,
+              ) -> tuple[dict[tuple[int, int], tuple[str, ...]], int]:
+    """``class_cells`` for the source classes in ``share`` (indexes, ascending)."""
+    cells: dict[tuple[int, int], tuple[str, ...]] = {}
+    traced: dict[tuple[tuple, tuple], tuple[str, ...]] = {}
+    reachable: dict[tuple, list[int]] = {}  # per route key: the classes its routes do not drop
+    addresses = [int(c.members[0].ip) for c in classes]  # members of a class fall in the same route prefixes
     for i in share:
         source = classes[i]
         src = source.members[0]
-        key, drops = _dropped_by_route(net, src, routes_key)
+        key, drops = routing[i]
         if key not in reachable:
             reachable[key] = [j for j, ip in enumerate(addresses) if not drops(ip)]
         meets = source.sends_through

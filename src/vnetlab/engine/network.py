@@ -85,6 +85,7 @@ class LabView:
                         for kind in ("virtual_machines", "network_interfaces", "web_apps")}
         self.vm_of_nic = {vm.network_interface.lower(): vm for vm in topo.virtual_machines}
         self._nsgs: dict[tuple[str, str, str], CompiledNsg] = {}
+        self._nsgs_spelled: dict[tuple[str, str, str], CompiledNsg | None] = {}
         self._matching: dict[tuple[int, str, int | None], frozenset[int]] = {}  # the NSGs are the topology's: alive
         self._tags: dict[str, AddressSet] = {}
         self._sandboxes: dict[tuple[str, int], Sandbox] = {}
@@ -152,6 +153,13 @@ class LabView:
     def nsg(self, name: str | None, direction: str, vnet: VirtualNetwork) -> CompiledNsg | None:
         if not name:
             return None
+        spelled = (name, direction, vnet.name)  # the names as written: each walk asks twice or more
+        if spelled in self._nsgs_spelled:
+            return self._nsgs_spelled[spelled]
+        compiled = self._nsgs_spelled[spelled] = self._compiled_nsg(name, direction, vnet)
+        return compiled
+
+    def _compiled_nsg(self, name: str, direction: str, vnet: VirtualNetwork) -> CompiledNsg | None:
         key = (name.lower(), direction, vnet.name.lower())
         compiled = self._nsgs.get(key)
         if compiled is None:

@@ -198,14 +198,15 @@ def flow_protocol(value: str) -> str:
     return canon
 
 
-def nsg_chain(direction: str, nic_nsg: str | None, subnet_nsg: str | None) -> list[tuple[str, str]]:
+@lru_cache(maxsize=1 << 12)  # asked twice by each walk, with the few NSG pairs a lab has
+def nsg_chain(direction: str, nic_nsg: str | None, subnet_nsg: str | None) -> tuple[tuple[str, str], ...]:
     """The NSGs a flow meets at a network interface, in Azure's order: outbound the NIC's then the
     subnet's, inbound the subnet's then the NIC's. ``(attached_to, nsg)`` with ``nic`` or ``subnet``.
     https://learn.microsoft.com/azure/virtual-network/network-security-group-how-it-works"""
     chain = [("nic", nic_nsg), ("subnet", subnet_nsg)]
     if direction == "Inbound":
         chain.reverse()
-    return [(where, name) for where, name in chain if name]
+    return tuple((where, name) for where, name in chain if name)
 
 
 def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
