@@ -135,7 +135,6 @@ class DnsIndex:
         self.records = {z.name: zone_records(topo, z) for z in topo.private_dns_zones}
         self.public = public_records(topo)
         self._linked: dict[str, list] = {}
-        self._vnets: dict[str, object] = {}
         self.sources: dict[str, tuple[list[str], str, str | None]] = {}   # source -> servers, origin, VNet
         self.answers: dict[tuple[str, str], Answer] = {}   # (VNet, name) -> Azure DNS's answer
         self.vm_at: dict[tuple[str, str], object] = {}   # (vnet, vm name) -> VM, for internal names
@@ -143,13 +142,6 @@ class DnsIndex:
             nic = topo.find("network_interfaces", vm.network_interface)
             if nic is not None and nic.private_ip_address:
                 self.vm_at[(nic.subnet.split("/")[0].lower(), vm.name.lower())] = (vm, nic)
-
-    def vnet(self, name: str):
-        """The lab's VNet of that name (None if none), looked up once."""
-        key = name.lower()
-        if key not in self._vnets:
-            self._vnets[key] = self.topo.vnet(name)
-        return self._vnets[key]
 
     def linked(self, vnet: str | None) -> list[tuple[object, object]]:
         """(zone, link) of the zones linked to ``vnet``, the most specific (longest) name first."""
@@ -302,7 +294,7 @@ def _public_if_same(view, idx: DnsIndex, vnet_name: str | None, name: str) -> An
     """The public answer (computed once, whatever VNet asks) when it is also the VNet's: no zone
     is linked to the VNet and no name of the public answer's chain is one of the VNet's VM names
     (the only two steps where a VNet's answer differs). None otherwise."""
-    vnet = idx.vnet(vnet_name) if vnet_name else None
+    vnet = view.topo.vnet(vnet_name) if vnet_name else None
     if vnet is None or idx.linked(vnet.name):
         return None
     public = azure_dns_answer(view, None, name)

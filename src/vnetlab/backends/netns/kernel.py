@@ -395,7 +395,7 @@ def sysctl_many_fresh(values: dict[str, dict[str, str]]) -> None:
     if not todo:
         return
     keys = sorted({k for v in todo.values() for k in v})
-    for k in keys:
+    for k in keys:  # a bad key is refused here, before any thread enters a namespace
         _sysctl_path(k)
     start: dict[str, str] = {}
     in_namespaces([next(iter(todo))], lambda ns: start.update(read_sysctls(keys)), "vnetlab-sysctl")
