@@ -11,11 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from generate_large import generate_doc  # noqa: E402
 
-from vnetlab import parallel  # noqa: E402
+from vnetlab import parallel, validation  # noqa: E402
 from vnetlab.engine.matrix import matrix  # noqa: E402
 from vnetlab.engine.network import LabView  # noqa: E402
-from vnetlab.lab import allocate_dynamic_addresses  # noqa: E402
-from vnetlab.model import Topology  # noqa: E402
+from vnetlab.lab import Lab, allocate_dynamic_addresses  # noqa: E402
+from vnetlab.model import AzureError, Topology  # noqa: E402
 
 
 def _many_classes() -> LabView:
@@ -93,3 +93,60 @@ def test_no_fork_from_or_beside_a_request_thread(monkeypatch):
     finally:
         stop.set()
         refresh.join()
+
+
+# -- the NSG checks of ``validate`` shared among workers ------------------------------------------------------------
+
+def _nsg_lab(breaks=()):
+    """20 NSGs of 6 rules; ``breaks``: (NSG index, rule index, field, value) written over its rules."""
+    doc = generate_doc(vnets=4, subnets=5, rules=6, vms=8, apps=2, seed=5)
+    for nsg, rule, field, value in breaks:
+        doc["network_security_groups"][nsg]["security_rules"][rule][field] = value
+    topo = Topology.model_validate(doc)
+    Lab._derive(topo, None)
+    return topo
+
+
+def _validated(topo, workers: int, monkeypatch, reaches_nsgs: bool = True) -> tuple[str, str, str] | None:
+    """(class, code, message) of the error ``validate`` raises with ``workers`` processes, None if none;
+    asserts the NSGs were shared among that many (if the checks before them passed)."""
+    shares = []
+    monkeypatch.setattr(validation, "_PARALLEL_RULES", 0)
+    monkeypatch.setattr(validation, "fork_map", lambda work, items: shares.append(len(items)) or
+                        parallel.fork_map(work, items))
+    monkeypatch.setenv(parallel.ENV, str(workers))
+    try:
+        validation.validate(topo)
+    except AzureError as exc:
+        return type(exc).__name__, exc.code, exc.message
+    finally:
+        assert shares == ([] if workers == 1 or not reaches_nsgs else [workers])
+    return None
+
+
+BREAKS = {
+    "none": [],
+    "priority in a worker's share": [(17, 2, "priority", 5000)],
+    "the first of several, each in a share": [(19, 1, "destination_port_range", "70000"),
+                                              (11, 4, "source_address_prefix", "10.0.0.300/24"),
+                                              (13, 0, "priority", 5000)],
+    "two in the parent's share": [(4, 3, "priority", 99), (2, 5, "destination_port_range", "9-8")],
+    "a conflict": [(8, 1, "priority", 100), (8, 1, "direction", "Inbound"), (8, 0, "direction", "Inbound")],
+}
+
+
+@pytest.mark.parametrize("breaks", BREAKS.values(), ids=BREAKS.keys())
+def test_nsgs_checked_in_workers_raise_what_one_process_raises(breaks, monkeypatch):
+    topo = _nsg_lab(breaks)
+    serial = _validated(topo, 1, monkeypatch)
+    assert (serial is None) == (not breaks)
+    assert _validated(topo, 2, monkeypatch) == serial
+    assert _validated(topo, 3, monkeypatch) == serial
+
+
+def test_a_check_before_the_nsgs_still_comes_first(monkeypatch):
+    topo = _nsg_lab([(15, 0, "priority", 5000)])
+    topo.virtual_networks[1].subnets[1].address_prefix = topo.virtual_networks[1].subnets[0].address_prefix
+    serial = _validated(topo, 1, monkeypatch)
+    assert serial[1] == "NetcfgSubnetRangesOverlap"
+    assert _validated(topo, 3, monkeypatch, reaches_nsgs=False) == serial

@@ -9,6 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vnetlab import parallel, topology
 from vnetlab.topology import _from_lines, _NotPlain, load_yaml
 
 
@@ -121,3 +122,112 @@ def test_reader_agrees_on_pieced_together_text(parts):
 @given(st.lists(structured, min_size=1, max_size=8))
 def test_reader_agrees_on_pieced_together_entries(parts):
     _check("\n".join(parts))
+
+
+# -- the flow entries read ahead in forked workers (``_LineReader.read_ahead``) ------------------------------------
+
+def _shared(text: str, workers: int):
+    """``_from_lines(text)`` with its flow entries read ahead by ``workers`` processes, however few there
+    are; and how many shares the read-ahead forked (0: it did not)."""
+    shares = []
+
+    def spy(work, items, done=None):
+        shares.append(len(items))
+        return parallel.fork_map(work, items, done)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(topology, "_PARALLEL_FLOWS", 0)
+        mp.setattr(topology, "fork_map", spy)
+        mp.setenv(parallel.ENV, str(workers))
+        try:
+            return _from_lines(text), shares
+        except _NotPlain:
+            return _NotPlain, shares
+
+
+def _rules_text(count: int, nsgs: int = 3, bad: dict | None = None) -> str:
+    """NSGs in block style with ``count`` one-line flow rules each (``bad``: rule number -> its text),
+    the runs broken by a block-style rule, with flow values outside runs too."""
+    lines = ["name: lab", "tags: {a: 1, b: [x, 'y z']}", "network_security_groups:"]
+    number = 0
+    for n in range(nsgs):
+        lines += [f"- name: nsg{n}", "  security_rules:"]
+        for k in range(count):
+            rule = (bad or {}).get(number, f"{{name: r{k}, priority: {100 + k}, protocol: Tcp, "
+                                           f"destination_port_ranges: ['80', 1000-2000], flag: {'yes' if k % 2 else '~'}}}")
+            lines.append(f"  -  {rule}" if k % 7 == 3 else f"  - {rule}")
+            number += 1
+            if k == count // 2:
+                lines += ["  - name: block", "    priority: 4000", "    ports: [22]"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_flow_entries_read_in_workers_are_what_one_process_reads(workers):
+    text = _rules_text(20)
+    serial, none = _shared(text, 1)
+    shared, shares = _shared(text, workers)
+    assert none == [] and shares == [workers]  # the split cuts through the runs: 60 entries in 2 or 3 shares
+    assert _same(shared, serial) and _same(shared, yaml.safe_load(text))
+
+
+@pytest.mark.parametrize("bad", ["{a: &x 1}", "[a], [b]", "{a: 'x, y'}", "[1", "{a: 1:2}"])
+@pytest.mark.parametrize("where", [0, 25, 59])  # in the parent's share, a worker's, the last worker's
+def test_a_share_that_is_not_plain_falls_back_as_one_process_does(bad, where):
+    text = _rules_text(20, bad={where: bad})
+    assert _shared(text, 1)[0] is _NotPlain
+    assert _shared(text, 3) == (_NotPlain, [3])
+    try:
+        expected = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        with pytest.raises(type(exc)):
+            load_yaml(text)
+    else:
+        assert _same(load_yaml(text), expected)
+
+
+def test_a_share_that_raises_raises_what_one_process_raises():
+    text = _rules_text(20, bad={40: "[2024-13-01]"})  # a timestamp's resolver matches; the date is not one
+    with pytest.raises(ValueError) as serial:
+        yaml.safe_load(text)
+    for workers in (1, 3):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(topology, "_PARALLEL_FLOWS", 0)
+            mp.setenv(parallel.ENV, str(workers))
+            with pytest.raises(ValueError) as shared:
+                _from_lines(text)
+        assert str(shared.value) == str(serial.value)
+
+
+flow_values = [v for v in values.elements if v[:1] in "[{"] + ["[a], [b]", "{a: [1, 2], b: {c: ~}}", "[2024-01-01]"]
+plain_flows = st.sampled_from(["{a: 1}", "[1, 2]", "{a: [b, 'c'], d: ~}", "[a, {b: 1}]", "{}", "[]", "[a,b]", "[.nan]",
+                               "{a: [1, 2], b: {c: ~}, 'd e': yes}", "[0x1f, 1:20, 1000-2000, 10.0.0.0/24, 'it''s']"])
+entries = st.lists(st.tuples(st.sampled_from([" ", " ", "  "]),
+                             st.one_of(*[plain_flows] * 8, st.sampled_from(flow_values), values)),
+                   min_size=1, max_size=8)
+
+
+def _sequences(groups: list) -> str:
+    """A mapping of block sequences, each entry on its line (most of them one-line flow values)."""
+    lines = []
+    for n, (indent, items) in enumerate(groups):
+        lines.append(f"k{n}:")
+        lines += [" " * indent + "-" + space + value for space, value in items]
+    return "\n".join(lines)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 2]), entries), min_size=1, max_size=5))
+def test_read_ahead_agrees_on_runs_of_pieced_together_entries(groups):
+    """Runs of one-line flow entries among other entries, read ahead in 3 processes: what one reads."""
+    text = _sequences(groups)
+    expected = _from_lines_or_not(text)
+    got, _ = _shared(text, 3)
+    assert got is _NotPlain if expected is _NotPlain else _same(got, expected), text
+
+
+def _from_lines_or_not(text: str):
+    try:
+        return _from_lines(text)
+    except _NotPlain:
+        return _NotPlain

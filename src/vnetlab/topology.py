@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,7 @@ from yaml import events
 from yaml.nodes import ScalarNode
 
 from .bulk import bulk
+from .parallel import WorkerFailed, fork_map, worker_count
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
 from .model.nsg import PROTOCOLS
@@ -144,6 +146,7 @@ def _from_lines(text: str):
     if not lines:
         raise _NotPlain
     reader = _LineReader(lines)
+    reader.read_ahead()
     value, end = reader.node(0)
     if end != len(lines):
         raise _NotPlain
@@ -208,6 +211,8 @@ class _LineReader:
     def __init__(self, lines: list[tuple[int, str]]):
         self.lines, self.scalars = lines, {}
         self.flow_json = _FlowJson(self.scalars)
+        self.entries: list[int] = []  # the lines of the flow entries read ahead (``read_ahead``)...
+        self.ready: list = []  # ... and the values of the first of them, in order
 
     def node(self, i: int):
         indent, body = self.lines[i]
@@ -221,7 +226,7 @@ class _LineReader:
             body = lines[i][1]
             rest = body[1:].lstrip(" ")
             if rest[:1] in _FLOW_START:  # a run of one-line flow entries (a large lab's rules): read together
-                run = [rest]
+                run, first = [rest], i
                 i += 1
                 while i < n and lines[i][0] == indent and lines[i][1][:2] == "- ":
                     rest = lines[i][1][2:].lstrip(" ")
@@ -229,7 +234,7 @@ class _LineReader:
                         break
                     run.append(rest)
                     i += 1
-                items += self.flows(run)
+                items += self.read(first, len(run)) or self.flows(run)
                 if i < n and lines[i][0] > indent:
                     raise _NotPlain
                 continue
@@ -302,18 +307,87 @@ class _LineReader:
         """``[self.flow(text) for text in texts]``, in one pass over their tokens: the texts become one
         JSON text, one line each, and each line must be exactly one JSON value (the scanner starts at
         the line and must end where it does), as ``flow`` reads each text alone."""
-        text = "".join(map(self.flow_json.__getitem__, _flow_tokens(_FLOW_SEPARATOR.join(texts)))) + "\n"
-        out, start = [], 0
-        try:
-            for _ in texts:
-                value, end = _scan_json(text, start)
-                if text[end] != "\n" or text.find("\n", start, end) != -1:
-                    raise _NotPlain
-                out.append(value)
-                start = end + 1
-        except (ValueError, StopIteration):
-            raise _NotPlain from None
+        out = _json_lines(self.flows_json(texts), len(texts))
+        if len(out) < len(texts):
+            raise _NotPlain
         return out
+
+    def flows_json(self, texts: list[str]) -> str:
+        """The JSON text of ``texts``, one line each (see ``flows``)."""
+        return "".join(map(self.flow_json.__getitem__, _flow_tokens(_FLOW_SEPARATOR.join(texts)))) + "\n"
+
+    def read_ahead(self) -> None:
+        """Read the one-line flow entries of block sequences (a large lab's 200,000 rules, most of the
+        time of reading it) before the rest, shared among ``worker_count`` processes: each turns its
+        share into JSON text, read here. Every such line is read by ``flows``, if the document is plain
+        at all; so ``read`` answers the runs ``sequence`` meets from these values. A share that fails
+        ends what is ready: ``flows`` reads the rest as it would have, and fails as it would have."""
+        if worker_count(len(self.lines), _PARALLEL_FLOWS) == 1:
+            return  # too few lines to hold enough flow entries, or no forking here
+        entries = [k for k, (_, body) in enumerate(self.lines) if body.startswith(("- {", "- [")) or
+                   (body[:3] == "-  " and body[2:].lstrip(" ")[:1] in _FLOW_START)]
+        workers = worker_count(len(entries), _PARALLEL_FLOWS)
+        if workers == 1:
+            return
+        texts = [self.lines[k][1][2:].lstrip(" ") for k in entries]
+        bounds = _share_bounds(len(texts), workers)
+
+        def work(share: int):
+            start, end = bounds[share], bounds[share + 1]
+            try:
+                text = self.flows_json(texts[start:end])
+            except Exception:  # noqa: BLE001 - the reader meets it again, in order (``flows``)
+                return None
+            return _json_lines(text, end - start) if share == 0 else text  # the first share is the parent's
+
+        try:
+            answers = fork_map(work, range(workers))
+        except WorkerFailed:
+            return  # the reader reads it all itself
+        ready = answers[0] or []
+        for share, text in enumerate(answers[1:], start=1):
+            if len(ready) < bounds[share] or text is None:
+                break
+            ready += _json_lines(text, bounds[share + 1] - bounds[share])
+        self.entries, self.ready = entries, ready
+
+    def read(self, first: int, count: int) -> list | None:
+        """The values of the ``count`` flow entries from line ``first``, if read ahead; else None."""
+        k = bisect_left(self.entries, first)
+        if k + count > len(self.ready) or self.entries[k] != first or self.entries[k + count - 1] != first + count - 1:
+            return None
+        return self.ready[k:k + count]
+
+
+def _json_lines(text: str, count: int) -> list:
+    """The values of the first lines of ``text``, up to ``count``, each line exactly one JSON value
+    (the scanner starts at the line and must end where it does); stops at the first that is not."""
+    out, start = [], 0
+    try:
+        for _ in range(count):
+            value, end = _scan_json(text, start)
+            if text[end] != "\n" or text.find("\n", start, end) != -1:
+                break
+            out.append(value)
+            start = end + 1
+    except (ValueError, StopIteration):
+        pass
+    return out
+
+
+def _share_bounds(items: int, workers: int) -> list[int]:
+    """Where each of ``workers`` shares of ``items`` starts (and the end): the first, the parent's, is
+    smaller, as the parent then reads its JSON while the others still work."""
+    weights = [_PARENT_SHARE] + [1.0] * (workers - 1)
+    total, bounds, done = sum(weights), [0], 0.0
+    for weight in weights:
+        done += weight
+        bounds.append(round(items * done / total))
+    return bounds
+
+
+_PARALLEL_FLOWS = 10_000  # flow entries below which forking costs more than it saves
+_PARENT_SHARE = 0.75  # scanning JSON costs about a third of making it
 
 
 _FLOW_START = ("[", "{")
