@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from generate_large import generate_doc  # noqa: E402
+from generate_large import generate_doc, write  # noqa: E402
 
-from vnetlab import parallel, validation  # noqa: E402
+from vnetlab import parallel, topology, validation  # noqa: E402
 from vnetlab.engine.matrix import matrix  # noqa: E402
 from vnetlab.engine.network import LabView  # noqa: E402
 from vnetlab.lab import Lab, allocate_dynamic_addresses  # noqa: E402
@@ -150,3 +150,27 @@ def test_a_check_before_the_nsgs_still_comes_first(monkeypatch):
     serial = _validated(topo, 1, monkeypatch)
     assert serial[1] == "NetcfgSubnetRangesOverlap"
     assert _validated(topo, 3, monkeypatch, reaches_nsgs=False) == serial
+
+
+def test_a_lab_file_read_and_checked_in_workers_is_the_lab_one_process_reads(tmp_path, monkeypatch):
+    """``up``'s reading and checking of a file in the large lab's form (one-line rules), both ways."""
+    path = tmp_path / "lab.yaml"
+    write(path, vnets=4, subnets=5, rules=30, vms=8, apps=2)
+    forks = []
+
+    def spy(work, items, done=None):
+        forks.append(len(items))
+        return parallel.fork_map(work, items, done)
+
+    for module, threshold in ((topology, "_PARALLEL_FLOWS"), (validation, "_PARALLEL_RULES")):
+        monkeypatch.setattr(module, threshold, 0)
+        monkeypatch.setattr(module, "fork_map", spy)
+    dumps = []
+    for workers in (1, 2):
+        monkeypatch.setenv(parallel.ENV, str(workers))
+        topo = topology.load(path)
+        Lab._derive(topo, None)
+        validation.validate(topo)
+        dumps.append(topo.model_dump_json())
+    assert forks == [2, 2]  # the flow entries' read-ahead, then the NSGs' checks
+    assert dumps[0] == dumps[1]
