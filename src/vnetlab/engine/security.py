@@ -220,7 +220,7 @@ def parse_ports(values: list[str]) -> tuple[tuple[int, int], ...]:
 def check_ports(values: list[str]) -> None:
     """Raise ``RuleError`` where ``parse_ports`` would, without building its answer for port numbers."""
     if _port_numbers(values) is None:
-        parse_ports(values)
+        _parse_ports(tuple(values))  # what parse_ports does then, without reading the numbers again
 
 
 def _port_numbers(values: list[str]) -> list[int] | None:
