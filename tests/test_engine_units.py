@@ -1,5 +1,6 @@
 """Unit tests per engine module: addressing, routing, security, app_service."""
 import copy
+import json
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -195,3 +196,30 @@ def test_tag_map_expands_service_tags_in_the_vnet_context():
     assert not any(IPv4Address("10.0.0.4") in n or IPv4Address("192.168.1.1") in n for n in internet)
     assert not any(IPv4Address("168.63.129.16") in n for n in internet)
     assert list(collapse_addresses(internet)) == internet
+
+
+def test_an_nsgs_port_cover_says_whether_some_rule_may_match_a_flow():
+    """The cover the store keeps beside each NSG's rules answers, for any flow, what asking every rule
+    (``may_match``) answers: random rules of every protocol and port form, every kind of flow."""
+    import random
+
+    from vnetlab.engine.security import cover_may_match, may_match, port_cover
+    from vnetlab.model import SecurityRule
+    rng = random.Random(8)
+    port_forms = [lambda: "*", lambda: str(rng.choice([22, 80, 443, 53, 8080])),
+                  lambda: f"{rng.choice([20, 79, 440])}-{rng.choice([444, 9000])}", lambda: "0-65535"]
+    flows = [("Tcp", 80), ("Tcp", 22), ("Tcp", 8081), ("Udp", 53), ("Udp", 80), ("Icmp", None), ("Esp", 0)]
+    seen: set[tuple[str, bool]] = set()
+    for _ in range(400):
+        rules = []
+        for k in range(rng.randint(0, 4)):
+            ports = {"destination_port_range": rng.choice(port_forms)()} if rng.random() < 0.6 else \
+                {"destination_port_ranges": [rng.choice(port_forms)() for _ in range(rng.randint(1, 3))]}
+            rules.append(SecurityRule(name=f"r{k}", priority=100 + k, protocol=rng.choice(["Tcp", "Udp", "Icmp", "*", "Esp"]),
+                                      source_port_range=rng.choice(["*", "*", "1024-65535"]), **ports))
+        cover = json.loads(json.dumps(port_cover(rules)))  # as the store keeps it
+        for protocol, port in flows:
+            expected = any(may_match(rule, protocol, port) for rule in rules)
+            assert cover_may_match(cover, protocol, port) == expected, (rules, protocol, port)
+            seen.add((protocol, expected))
+    assert seen == {(protocol, outcome) for protocol, _ in flows for outcome in (True, False)}

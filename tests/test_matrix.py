@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -165,3 +166,30 @@ def test_rules_on_other_ports_tell_no_endpoints_apart():
     assert len(port_80) == len({(ep.kind, ep.subnet_ref) if ep.kind == "vm" else ep.name for ep in eps})
     _assert_pairs_equal_traces(net, ["80", *named_ports[:3]])
     _assert_pairs_equal_traces(net, ["80", "icmp"])
+
+
+def test_the_lab_read_for_the_asked_flows_gives_the_whole_labs_matrix(tmp_path):
+    """``Lab.matrix`` reads only the NSGs with a rule for the asked flows; its answer is the matrix of
+    the whole lab, for ports no rule names, ports rules name, ICMP and UDP, and with an appliance."""
+    from generate_large import generate_doc as large_doc
+    from vnetlab.lab import Lab
+    from vnetlab.topology import load, parse
+    example = load(Path(__file__).resolve().parents[1] / "examples" / "issue-example.yaml")
+    for k, desired in enumerate([parse(large_doc(vnets=3, subnets=6, rules=60, vms=30, apps=4, seed=5)), example]):
+        Lab.open(tmp_path / str(k)).up(desired, backend="sim")
+        whole = Lab.open(tmp_path / str(k)).topology()
+        named = sorted({r.destination_port_range for nsg in whole.network_security_groups
+                        for r in nsg.security_rules if r.protocol in ("Tcp", "*") and (r.destination_port_range or "").isdigit()})
+        for ports in (["80"], ["80", *named[:2]], ["22", "icmp", "udp/53"]):
+            lab = Lab.open(tmp_path / str(k))  # nothing compiled yet: the lab is read for the flows
+            assert lab.matrix(ports, expand=True) == matrix(LabView(whole), ports, expand=True), (k, ports)
+
+
+def test_a_view_read_for_some_flows_refuses_to_evaluate_another():
+    from vnetlab.engine.matrix import parse_flows
+    topo = generate(vnets=1, subnets=2, vms=2, apps=0, rules=2, seed=1)
+    net = LabView(topo, parse_flows(["80", "icmp"]))
+    nsg = topo.network_security_groups[0]
+    assert net.rules_matching(nsg, "Tcp", 80) is not None and net.rules_matching(nsg, "Icmp", None) is not None
+    with pytest.raises(RuntimeError, match="not for"):
+        net.rules_matching(nsg, "Tcp", 22)

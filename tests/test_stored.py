@@ -11,10 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from generate_large import generate_doc as large_doc  # noqa: E402
 
-from vnetlab.lab import Lab, read_stored  # noqa: E402
+from vnetlab.engine.security import may_match  # noqa: E402
+from vnetlab.lab import Lab, read_stored, stored_texts  # noqa: E402
 from vnetlab.model import AzureError, Topology  # noqa: E402
 from vnetlab.model.stored import Untrusted, construct, model_stamp  # noqa: E402
-from vnetlab.store import STAMP_KEY  # noqa: E402
+from vnetlab.store import STAMP_KEY, StoredLab  # noqa: E402
 from vnetlab.topology import load, parse  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
@@ -30,10 +31,11 @@ def _stored_lab(tmp_path, desired: Topology) -> Lab:
 def test_a_stamped_lab_reads_back_as_validation_reads_it(tmp_path, path):
     desired = parse(large_doc(vnets=3, subnets=4, rules=30, vms=20, apps=4)) if path == "large" else load(path)
     lab = _stored_lab(tmp_path, desired)
-    text, stamp = lab.store.load_stamped()
-    assert stamp == model_stamp() is not None
-    built, validated = construct(Topology, json.loads(text)), parse(json.loads(text))
-    assert built == validated and built.model_dump_json() == validated.model_dump_json() == text
+    stored = lab.store.load_stored()
+    assert stored.stamp == model_stamp() is not None
+    built, validated = construct(Topology, stored.doc()), parse(stored.doc())
+    assert built == validated and built.model_dump_json() == validated.model_dump_json()
+    assert stored_texts(built) == (stored.core, stored.rules) and stored.doc() == json.loads(built.model_dump_json())
     assert built.network_interfaces[0].model_fields_set == validated.network_interfaces[0].model_fields_set
     assert lab.topology() == validated
     built.network_interfaces[0].private_ip_address = "10.9.9.9"  # a copy of its own, assignable
@@ -46,7 +48,7 @@ def _raw_rule(direction: str) -> dict:
 
 
 def _store_raw(lab: Lab, rule: dict, stamp: str | None) -> None:
-    doc = json.loads(lab.store.load_json())
+    doc = lab.store.load()
     doc["network_security_groups"] = [{"name": "nsg1", "security_rules": [rule]}]
     with lab.store.write() as tx:
         tx.save_json(json.dumps(doc), stamp)
@@ -60,8 +62,8 @@ def test_a_document_without_this_codes_stamp_is_validated(tmp_path):
         rule = lab.topology().network_security_groups[0].security_rules[0]
         assert (rule.direction, rule.protocol, rule.destination_port_range) == ("Outbound", "Tcp", "80")
     with lab.store.write() as tx:
-        tx.save(json.loads(tx.load_json()))  # a plain dict saved: no stamp
-    assert lab.store.load_stamped()[1] is None
+        tx.save(tx.load())  # a plain dict saved: no stamp
+    assert lab.store.load_stored().stamp is None
 
 
 def test_a_stamped_document_in_another_shape_is_validated(tmp_path):
@@ -75,7 +77,7 @@ def test_a_stamped_document_in_another_shape_is_validated(tmp_path):
     with pytest.raises(AzureError, match="colour"):
         lab.topology()
     with pytest.raises(Untrusted):
-        construct(Topology, {**json.loads(lab.store.load_json()), "colour": "red"})
+        construct(Topology, {**lab.store.load(), "colour": "red"})
 
 
 def test_down_forgets_the_stamp(tmp_path):
@@ -83,19 +85,55 @@ def test_down_forgets_the_stamp(tmp_path):
     lab.down()
     with lab.store.write() as tx:
         assert tx.conn.execute("SELECT value FROM meta WHERE key = ?", (STAMP_KEY,)).fetchone() is None
-    assert read_stored(lab.store.load_json() or json.dumps({"name": "x"}), None).name == "x"
+    assert lab.store.load_stored() is None and not lab.exists()
+    assert read_stored(StoredLab(json.dumps({"name": "x"}), {}, None)).name == "x"
 
 
 def test_up_of_the_same_file_stamps_a_lab_saved_by_older_models(tmp_path):
     """After an upgrade the stored lab is validated on each read until `up` of its file stamps it
     again; the lab does not change (same version, same document)."""
     lab = _stored_lab(tmp_path, load(EXAMPLES[0]))
-    version, text = lab.store.version(), lab.store.load_json()
-    older = json.loads(text)
+    version, doc = lab.store.version(), lab.store.load()
+    older = json.loads(json.dumps(doc))
     del older["network_security_groups"]  # a kind these models added since: its default when validated
     with lab.store.write() as tx:
         tx.save_json(json.dumps(older), "older models")
     version = lab.store.version()
-    assert lab.topology() == parse(json.loads(text))
+    assert lab.topology() == parse(doc)
     lab.up(load(EXAMPLES[0]))
-    assert lab.store.load_stamped() == (text, model_stamp()) and lab.store.version() == version
+    stored = lab.store.load_stored()
+    assert (stored.doc(), stored.stamp) == (doc, model_stamp()) and lab.store.version() == version
+
+
+def test_the_store_keeps_each_nsgs_rules_apart_with_their_cover(tmp_path):
+    desired = parse(large_doc(vnets=3, subnets=4, rules=30, vms=20, apps=4))
+    lab = _stored_lab(tmp_path, desired)
+    stored = lab.store.load_stored()
+    core = json.loads(stored.core)
+    with_rules = [i for i, nsg in enumerate(desired.network_security_groups) if nsg.security_rules]
+    assert with_rules and sorted(stored.rules) == with_rules
+    assert all(not nsg["security_rules"] for nsg in core["network_security_groups"])
+    assert stored.doc() == json.loads(lab.topology().model_dump_json())
+    with lab.store.write() as tx:
+        covers = dict(tx.conn.execute("SELECT nsg, cover FROM nsg_rules"))
+    assert sorted(covers) == with_rules and all("ports" in json.loads(c) for c in covers.values())
+
+
+def test_a_lab_read_for_some_flows_keeps_the_rules_of_the_nsgs_with_one_for_them(tmp_path):
+    """``topology_for``: an NSG keeps all its rules when one may match one of the flows, none
+    otherwise; everything else is the lab as stored."""
+    lab = _stored_lab(tmp_path, parse(large_doc(vnets=3, subnets=4, rules=30, vms=20, apps=4)))
+    full = lab.topology()
+    some_port = int(full.network_security_groups[0].security_rules[0].destination_ports()[0].split("-")[0])
+    counts = []
+    for flows in ([("Tcp", 80)], [("Tcp", some_port), ("Icmp", None)], [("Udp", 53)]):
+        read = lab.topology_for(flows)
+        kept = [bool(nsg.security_rules) for nsg in read.network_security_groups]
+        assert kept == [any(may_match(r, p, n) for r in nsg.security_rules for p, n in flows)
+                        for nsg in full.network_security_groups], flows
+        assert all(nsg == whole for nsg, whole, keep in zip(read.network_security_groups,
+                                                             full.network_security_groups, kept, strict=True) if keep)
+        assert read.model_copy(update={"network_security_groups": []}) == \
+            full.model_copy(update={"network_security_groups": []})
+        counts.append(sum(kept))
+    assert 0 < counts[1] < len(full.network_security_groups)  # some_port's NSG at least, not every one

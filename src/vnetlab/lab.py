@@ -15,7 +15,7 @@ import threading
 from ipaddress import IPv4Address, IPv4Network
 from typing import Callable
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from .bulk import bulk
 from .engine.addressing import lowest_free, settle_app_service_links
@@ -23,6 +23,7 @@ from .engine.outbound import allocate_public_addresses
 from .engine.dns import Resolution, resolve
 from .engine.network import LabView
 from .engine.routing import settle_peerings
+from .engine.security import cover_may_match, port_cover
 from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
                     SecurityRule, Topology, VirtualNetwork, WebApp)
@@ -30,7 +31,7 @@ from .model.errors import InvalidArgumentValue, LabNotFound, ResourceGroupNotFou
 from .model.paas import subnet_ref
 from .model.stored import Untrusted, construct, model_stamp
 from .model.web import IpSecurityRestriction
-from .store import Store
+from .store import Store, StoredLab
 from .topology import parse, pydantic_error
 from .validation import validate
 
@@ -54,12 +55,24 @@ class Lab:
 
     # -- reading -------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.store.load() is not None
+        return self.store.has_lab()
 
     @bulk()
     def topology(self) -> Topology:
-        stored = self.store.load_stamped()
-        return read_stored(*stored) if stored is not None else Topology()
+        stored = self.store.load_stored()
+        return read_stored(stored) if stored is not None else Topology()
+
+    @bulk()
+    def topology_for(self, flows: list[tuple[str, int | None]]) -> Topology:
+        """The lab for questions about ``flows`` only ((protocol, port) as ``engine.matrix.parse_flows``
+        gives them): an NSG none of whose rules may match one of them is read without its rules (the
+        store's cover of each NSG's rules says so without reading them). On a large lab whose rules
+        are on other ports, that is most of the lab not read. Give it to ``LabView(topo, flows)``."""
+        def wanted(cover: str) -> bool:
+            found = json.loads(cover)
+            return any(cover_may_match(found, protocol, port) for protocol, port in flows)
+        stored = self.store.load_stored(wanted)
+        return read_stored(stored) if stored is not None else Topology()
 
     def snapshot(self, version: int | None = None) -> Topology:
         """The lab as stored, parsed once per store version and shared (the API's reads, the compiled
@@ -93,6 +106,18 @@ class Lab:
                 cached = self._net = (version, LabView(topo))
         return cached[1]
 
+    @bulk()
+    def matrix(self, ports: list[str], expand: bool = False, progress: Callable[[int, int], None] | None = None,
+               paas: bool = False) -> dict:
+        """``engine.matrix.matrix`` over the lab: the compiled lab when it is at hand for this version,
+        else the lab read for the asked flows only (``topology_for``)."""
+        from .engine.matrix import matrix as compute, parse_flows
+        flows = parse_flows(ports)
+        version = self.store.version()
+        cached = self._net
+        net = cached[1] if cached is not None and cached[0] == version else LabView(self.topology_for(flows), flows)
+        return compute(net, ports, expand, progress, paas)
+
     def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp",
               headers: dict[str, str] | None = None, source_ip: str | None = None) -> Trace:
         return trace(self.network(), source, destination, port, protocol, headers, source_ip)
@@ -112,7 +137,7 @@ class Lab:
             old, new = self._draft(tx.load(), fn, create)
             if old is not None and new == old:
                 return old
-            tx.save_json(new.model_dump_json(), model_stamp())
+            tx.save_lab(*stored_form(new), model_stamp())
         self._after_change(old, new)
         return new
 
@@ -147,7 +172,7 @@ class Lab:
         settle_app_service_links(new, old)
 
     @staticmethod
-    def _unchanged(desired: Topology, running: dict | None, stored: str | None) -> tuple[Topology, Topology] | None:
+    def _unchanged(desired: Topology, running: dict | None, stored: StoredLab | None) -> tuple[Topology, Topology] | None:
         """(desired, desired) when ``desired``, with what a change derives (``_derive``), is the stored
         lab to the byte (the usual second ``up`` of one file): the stored lab, valid when it was saved, is
         then neither parsed whole nor checked again. None otherwise."""
@@ -157,7 +182,8 @@ class Lab:
             Lab._derive(desired, parse({**running, "network_security_groups": []}))
         except AzureError:
             return None  # the full check decides, and derives again
-        return (desired, desired) if desired.model_dump_json() == stored else None
+        return (desired, desired) if stored is not None and stored_texts(desired) == (stored.core, stored.rules) \
+            else None
 
     @bulk()
     def up(self, desired: Topology, backend: str | None = None, replace: bool = False,
@@ -171,8 +197,8 @@ class Lab:
         """
         if backend is not None:
             check_backend(backend)
-        version, stored = self.store.version(), self.store.load_json()
-        running = json.loads(stored) if stored is not None else None
+        version, stored = self.store.version(), self.store.load_stored()
+        running = stored.doc() if stored is not None else None
         self._check_same_lab(desired, replace, running)
         to_address = unaddressed(desired)
         stage("checking")
@@ -190,9 +216,9 @@ class Lab:
             old, topo = checked
             changed = old is None or topo != old
             if changed:
-                tx.save_json(topo.model_dump_json(), model_stamp())
+                tx.save_lab(*stored_form(topo), model_stamp())
             elif tx.stamp() != model_stamp():  # saved by older models: the same lab as these dump it, trusted
-                tx.rewrite_json(old.model_dump_json(), model_stamp())
+                tx.rewrite_lab(*stored_form(old), model_stamp())
         stage("building")
         if changed:
             self._after_change(old, topo)
@@ -335,16 +361,36 @@ def preview(desired: Topology, running: Topology | None, replace: bool = False) 
     return Lab._draft(doc, lambda _old: desired, True, whole=True)[1]
 
 
-def read_stored(text: str, stamp: str | None) -> Topology:
-    """The lab from the store's document: built as it is when this code's models validated it before
-    saving (``stamp``), validated again otherwise (``model.stored``)."""
-    doc = json.loads(text)
-    if stamp is not None and stamp == model_stamp():
+def read_stored(stored: StoredLab) -> Topology:
+    """The lab from the store: built as it is when this code's models validated it before saving
+    (its stamp), validated again otherwise (``model.stored``)."""
+    doc = stored.doc()
+    if stored.stamp is not None and stored.stamp == model_stamp():
         try:
             return construct(Topology, doc)
         except Untrusted:
-            doc = json.loads(text)  # construct took over part of the first one
+            doc = stored.doc()  # construct took over part of the first one
     return parse(doc)
+
+
+_RULES = TypeAdapter(list[SecurityRule])
+
+
+def stored_texts(topo: Topology) -> tuple[str, dict[int, str]]:
+    """(the lab's JSON with every NSG's rules list empty, NSG position -> the JSON of its rules, for
+    the NSGs that have some): how the store keeps a lab (``store.StoredLab``)."""
+    nsgs = topo.network_security_groups
+    bare = [nsg.model_copy(update={"security_rules": []}) if nsg.security_rules else nsg for nsg in nsgs]
+    core = topo.model_copy(update={"network_security_groups": bare}).model_dump_json()
+    return core, {i: _RULES.dump_json(nsg.security_rules).decode() for i, nsg in enumerate(nsgs) if nsg.security_rules}
+
+
+def stored_form(topo: Topology) -> tuple[str, dict[int, tuple[str, str]]]:
+    """``stored_texts`` with each NSG's cover (``engine.security.port_cover``): ``WriteTx.save_lab``'s
+    arguments."""
+    core, rules = stored_texts(topo)
+    nsgs = topo.network_security_groups
+    return core, {i: (json.dumps(port_cover(nsgs[i].security_rules)), text) for i, text in rules.items()}
 
 
 def check_backend(backend: str) -> None:

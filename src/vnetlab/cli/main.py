@@ -326,7 +326,6 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     """Reachability between every pair of endpoints (VMs and web apps), grouped in classes of
     endpoints that answer alike. JSON: classes with members, class-to-class cells (docs in README).
     With --backend netns: exit 1 when a real probe disagrees with the engine."""
-    from ..engine.matrix import matrix as compute
     from ..lab import check_backend
     lab = Lab.open(home)
     if backend is not None:
@@ -335,7 +334,7 @@ def matrix(ports: str = typer.Option("22,80,443", "--ports", help="Comma-separat
     with Bar(progress_wanted(output), "Compiling the lab") as bar:
         def traced(done: int, total: int) -> None:
             bar.update(done, total, "Tracing class pairs")
-        result = compute(lab.network(), port_list, expand, traced, paas)
+        result = lab.matrix(port_list, expand, traced, paas)
     if backend == "netns":
         from ..backends import netns_backend
         if netns_backend.apply_unfinished(lab):

@@ -7,6 +7,7 @@ addresses. Everything here is derived from the model; nothing is stored.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address
@@ -53,8 +54,12 @@ class Endpoint:
 class LabView:
     """The lab compiled for questions: what the engine's functions take where they say ``net``."""
 
-    def __init__(self, topo: Topology):
+    def __init__(self, topo: Topology, flows: Iterable[tuple[str, int | None]] | None = None):
+        """``flows``: ``topo`` was read for these flows only ((protocol, port), ``Lab.topology_for``):
+        an NSG holds its rules only if one of them may match one of the flows, so the view answers
+        for those flows and refuses to evaluate an NSG for any other."""
         self.topo = topo
+        self.flows = None if flows is None else frozenset(_flow_key(protocol, port) for protocol, port in flows)
         self.integration = integration_addresses(topo)
         self.default_outbound = public_outbound_addresses(topo)
         self.egress = egresses(topo, self.default_outbound)  # NAT gateways, public IPs, private subnets
@@ -174,9 +179,12 @@ class LabView:
         """The ids of ``nsg``'s rules, its own and the default ones, that ``may_match`` a flow of
         ``protocol`` to ``port``: once per NSG and flow (a large lab's 200,000 rules are asked by the
         matrix's classes and again by the NSG compiled in each direction)."""
-        key = (id(nsg), protocol, port if protocol != "Icmp" else None)
+        key = (id(nsg), *_flow_key(protocol, port))
         found = self._matching.get(key)
         if found is None:
+            if self.flows is not None and key[1:] not in self.flows:
+                raise RuntimeError(f"this view of the lab holds the NSG rules for {sorted(self.flows, key=str)} "
+                                   f"only, not for {key[1:]}")
             found = self._matching[key] = frozenset(
                 id(rule) for rule in (*nsg.security_rules, *DEFAULT_SECURITY_RULES) if may_match(rule, protocol, port))
         return found
@@ -258,3 +266,7 @@ def integration_inbound_refused(protocol: str) -> bool:
     anything else is not answered.
     https://learn.microsoft.com/azure/app-service/overview-vnet-integration"""
     return protocol == "Tcp"
+
+
+def _flow_key(protocol: str, port: int | None) -> tuple[str, int | None]:
+    return protocol, port if protocol != "Icmp" else None

@@ -357,14 +357,66 @@ def may_match(rule: SecurityRule, protocol: str, port: int | None) -> bool:
     if rule.protocol != "*" and rule.protocol != protocol:
         return False
     if protocol == "Icmp":
-        return parse_ports(rule.destination_ports()) == FULL_PORTS and parse_ports(rule.source_ports()) == FULL_PORTS
-    single = rule.destination_port_range
-    if not rule.destination_port_ranges and single is not None and single.isdigit() and single.isascii() \
-            and len(single) <= 5 and int(single) <= 65535:  # one port: a large lab's usual rule
-        return int(single) == (port or 0)
+        return _every_port(rule)
+    single = _one_port(rule)
+    if single is not None:
+        return single == (port or 0)
     values = rule.destination_ports()
     simple = _simple_cover(values, port or 0)
     return covers(parse_ports(values), port or 0) if simple is None else simple
+
+
+def _every_port(rule: SecurityRule, destinations: tuple[tuple[int, int], ...] | None = None) -> bool:
+    """The rule's source and destination ranges cover every port: the only rules an ICMP flow may match.
+    ``destinations``: its destination ports, when already parsed."""
+    destinations = parse_ports(rule.destination_ports()) if destinations is None else destinations
+    return destinations == FULL_PORTS and parse_ports(rule.source_ports()) == FULL_PORTS
+
+
+def _one_port(rule: SecurityRule) -> int | None:
+    """The rule's destination port when it names exactly one port number (a large lab's usual rule)."""
+    single = rule.destination_port_range
+    if not rule.destination_port_ranges and single is not None and single.isdigit() and single.isascii() \
+            and len(single) <= 5 and int(single) <= 65535:
+        return int(single)
+    return None
+
+
+PortCover = dict  # {"ports": {protocol: [[lo, hi], ...]}, "icmp": [protocol, ...]}, as JSON keeps it
+
+
+def port_cover(rules: list[SecurityRule]) -> PortCover:
+    """What flows some of ``rules`` may match, small enough to keep beside them: per rule protocol, the
+    destination ports its rules cover (merged ranges), and the protocols of the rules that cover every
+    port both ways. ``cover_may_match(port_cover(rules), protocol, port)`` is
+    ``any(may_match(rule, protocol, port) for rule in rules)``: a reader asking a few flows skips the
+    NSGs none of whose rules can decide them (the store keeps each NSG's cover, ``Lab.topology_for``)."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    every_port: set[str] = set()
+    for rule in rules:
+        found = ranges.setdefault(rule.protocol, [])
+        values = rule.destination_ports()
+        numbers = _port_numbers(values)  # a large lab's usual rule, read without parse_ports' cache and merge
+        if numbers is not None:
+            found += [(port, port) for port in numbers]
+            continue
+        destinations = parse_ports(values)
+        found += destinations
+        if _every_port(rule, destinations):
+            every_port.add(rule.protocol)
+    return {"ports": {protocol: [list(r) for r in _merged(found)] for protocol, found in ranges.items()},
+            "icmp": sorted(every_port)}
+
+
+def cover_may_match(cover: PortCover, protocol: str, port: int | None) -> bool:
+    """Some rule of the NSG whose ``port_cover`` this is ``may_match`` a flow of ``protocol`` to ``port``."""
+    for rule_protocol in {protocol, "*"}:  # a rule matches its own protocol, or any with '*'
+        if protocol == "Icmp":
+            if rule_protocol in cover["icmp"]:
+                return True
+        elif covers(cover["ports"].get(rule_protocol, ()), port or 0):
+            return True
+    return False
 
 
 def _simple_cover(values: list[str], port: int) -> bool | None:

@@ -99,9 +99,8 @@ def trace(lab: Lab, query) -> dict:
 
 
 def matrix(lab: Lab, query) -> dict:
-    from ..engine.matrix import matrix as compute
     ports = [p.strip() for p in (query.get("ports") or "22,80,443").split(",") if p.strip()]
-    return compute(lab.network(), ports)
+    return lab.matrix(ports)
 
 
 def resource(lab: Lab, query) -> dict:
