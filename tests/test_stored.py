@@ -137,3 +137,14 @@ def test_a_lab_read_for_some_flows_keeps_the_rules_of_the_nsgs_with_one_for_them
             full.model_copy(update={"network_security_groups": []})
         counts.append(sum(kept))
     assert 0 < counts[1] < len(full.network_security_groups)  # some_port's NSG at least, not every one
+
+
+def test_covers_worked_out_in_a_worker_are_those_one_process_works_out(monkeypatch):
+    import vnetlab.lab as lab_module
+    from vnetlab.lab import stored_form
+    topo = parse(large_doc(vnets=2, subnets=6, rules=40, vms=10, apps=2))
+    monkeypatch.setenv("VNETLAB_WORKERS", "1")
+    alone = stored_form(topo)
+    monkeypatch.setenv("VNETLAB_WORKERS", "2")
+    monkeypatch.setattr(lab_module, "_PARALLEL_COVERS", 10)
+    assert stored_form(topo) == alone and len(alone[1]) == len(topo.network_security_groups)

@@ -31,6 +31,7 @@ from .model.errors import InvalidArgumentValue, LabNotFound, ResourceGroupNotFou
 from .model.paas import subnet_ref
 from .model.stored import Untrusted, construct, model_stamp
 from .model.web import IpSecurityRestriction
+from .parallel import fork_map, worker_count
 from .store import Store, StoredLab
 from .topology import parse, pydantic_error
 from .validation import validate
@@ -387,10 +388,20 @@ def stored_texts(topo: Topology) -> tuple[str, dict[int, str]]:
 
 def stored_form(topo: Topology) -> tuple[str, dict[int, tuple[str, str]]]:
     """``stored_texts`` with each NSG's cover (``engine.security.port_cover``): ``WriteTx.save_lab``'s
-    arguments."""
-    core, rules = stored_texts(topo)
+    arguments. On a large lab the covers are worked out in a forked worker while this process dumps."""
     nsgs = topo.network_security_groups
-    return core, {i: (json.dumps(port_cover(nsgs[i].security_rules)), text) for i, text in rules.items()}
+
+    def covers() -> list[str]:
+        return [json.dumps(port_cover(nsg.security_rules)) for nsg in nsgs if nsg.security_rules]
+    parts = [lambda: stored_texts(topo), covers]
+    if worker_count(sum(len(nsg.security_rules) for nsg in nsgs), _PARALLEL_COVERS) > 1:
+        (core, rules), found = fork_map(lambda part: part(), parts)
+    else:
+        (core, rules), found = (part() for part in parts)
+    return core, {i: (cover, text) for (i, text), cover in zip(rules.items(), found, strict=True)}
+
+
+_PARALLEL_COVERS = 20_000  # rules below which working out their covers here is quicker than forking
 
 
 def check_backend(backend: str) -> None:
