@@ -193,3 +193,33 @@ def test_a_view_read_for_some_flows_refuses_to_evaluate_another():
     assert net.rules_matching(nsg, "Tcp", 80) is not None and net.rules_matching(nsg, "Icmp", None) is not None
     with pytest.raises(RuntimeError, match="not for"):
         net.rules_matching(nsg, "Tcp", 22)
+
+
+def test_a_trace_on_the_lab_read_for_its_flow_is_the_whole_labs_trace(tmp_path):
+    """``Lab.trace`` in a one-shot command reads the lab for its one flow: the trace, explanation
+    included (the NSG rule that decided), is the whole lab's, from VMs and apps, to VMs, apps and names."""
+    from generate_large import generate_doc as large_doc
+    from vnetlab.lab import Lab
+    from vnetlab.topology import load, parse
+    example = load(Path(__file__).resolve().parents[1] / "examples" / "issue-example.yaml")
+    decided_by_rules = 0
+    for k, desired in enumerate([parse(large_doc(vnets=3, subnets=6, rules=60, vms=30, apps=4, seed=5)), example]):
+        Lab.open(tmp_path / str(k)).up(desired, backend="sim")
+        whole = LabView(Lab.open(tmp_path / str(k)).topology())
+        eps = whole.endpoints()
+        ports = sorted({int(r.destination_port_range) for nsg in whole.topo.network_security_groups
+                        for r in nsg.security_rules if (r.destination_port_range or "").isdigit()})[:6]
+        by_ip = {str(ep.ip): ep for ep in eps}
+        named = [(by_ip[r.destination_address_prefix], int(r.destination_port_range), r.protocol)
+                 for nsg in whole.topo.network_security_groups for r in nsg.security_rules
+                 if r.destination_address_prefix in by_ip and (r.destination_port_range or "").isdigit()][:8]
+        flows = [(dst, port, "Tcp" if protocol == "*" else protocol) for dst, port, protocol in named] + \
+            [(dst, port, protocol) for dst in eps[1:: max(1, len(eps) // 5)]
+             for port, protocol in [(p, "Tcp") for p in ports[:3] + [80, 22]] + [(53, "Udp"), (None, "Icmp")]]
+        for src in eps[:: max(1, len(eps) // 6)]:
+            for dst, port, protocol in flows:
+                expected = trace(whole, src.name, str(dst.ip), port, protocol).to_dict()
+                got = Lab.open(tmp_path / str(k)).trace(src.name, str(dst.ip), port, protocol).to_dict()
+                assert got == expected, (k, src.name, dst.name, port, protocol)
+                decided_by_rules += any(s.get("default_rule") is False for s in expected["steps"])
+    assert decided_by_rules  # some flows were decided by a user rule, not only by the defaults

@@ -23,7 +23,7 @@ from .engine.outbound import allocate_public_addresses
 from .engine.dns import Resolution, resolve
 from .engine.network import LabView
 from .engine.routing import settle_peerings
-from .engine.security import cover_may_match, port_cover
+from .engine.security import cover_may_match, flow_protocol, port_cover
 from .engine.trace import Trace, trace
 from .model import (KINDS, WEB_SERVER_FARMS, AzureError, Delegation, NetworkSecurityGroup, ResourceGroup,
                     SecurityRule, Topology, VirtualNetwork, WebApp)
@@ -113,15 +113,23 @@ class Lab:
         """``engine.matrix.matrix`` over the lab: the compiled lab when it is at hand for this version,
         else the lab read for the asked flows only (``topology_for``)."""
         from .engine.matrix import matrix as compute, parse_flows
-        flows = parse_flows(ports)
+        return compute(self.network_for(parse_flows(ports)), ports, expand, progress, paas)
+
+    @bulk()
+    def network_for(self, flows: list[tuple[str, int | None]]) -> LabView:
+        """The compiled lab for questions about ``flows`` only: the whole compiled lab when it is at
+        hand or its snapshot is (a server's: compiled once, kept), else the lab read for those flows
+        (``topology_for``: a one-shot command on a large lab reads a fraction of it)."""
         version = self.store.version()
         cached = self._net
-        net = cached[1] if cached is not None and cached[0] == version else LabView(self.topology_for(flows), flows)
-        return compute(net, ports, expand, progress, paas)
+        if (cached is not None and cached[0] == version) or self.is_current(version):
+            return self.network(version)
+        return LabView(self.topology_for(flows), flows)
 
     def trace(self, source: str, destination: str, port: int | None = None, protocol: str = "Tcp",
               headers: dict[str, str] | None = None, source_ip: str | None = None) -> Trace:
-        return trace(self.network(), source, destination, port, protocol, headers, source_ip)
+        protocol = flow_protocol(protocol)
+        return trace(self.network_for([(protocol, port)]), source, destination, port, protocol, headers, source_ip)
 
     def resolve(self, source: str, name: str) -> Resolution:
         """`nslookup NAME` in the VM or web app ``source``: the answer and why (engine.dns)."""
