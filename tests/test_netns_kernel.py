@@ -381,20 +381,63 @@ def test_launched_responder_opens_its_log_at_its_first_connection_or_error(store
     assert log.read_text().startswith(f"responder {serving}: tcp [80]")
 
 
-def test_fresh_namespaces_get_every_sysctl_whatever_their_starting_values():
-    """sysctl_many_fresh reads the values new namespaces start with once and writes only the others:
-    every namespace must end with every value asked, those equal to the start included."""
-    names = [f"{T}-s{i}" for i in range(3)]
+def test_new_namespaces_are_distinct_and_get_every_sysctl_whatever_their_starting_values():
+    """netns_add_many makes the files of /run/netns hard links of one file and creates the
+    namespaces in two threads, writing only the sysctls that differ from the values new namespaces
+    start with: every name must hold a namespace of its own, and every namespace must end with
+    every value asked, those equal to the start included."""
+    probe, names = f"{T}-probe", [f"{T}-s{i}" for i in range(70)]   # 64 or more: two threads
     keys = ("net.ipv4.ip_forward", "net.ipv4.conf.all.send_redirects", "net.ipv6.conf.all.disable_ipv6")
     try:
-        kernel.netns_add(names)
+        kernel.netns_add([probe])
         start: dict[str, str] = {}
-        kernel.in_namespaces(names[:1], lambda ns: start.update(kernel.read_sysctls(keys)))
+        kernel.in_namespaces([probe], lambda ns: start.update(kernel.read_sysctls(keys)))
         flipped = {k: "0" if start[k] == "1" else "1" for k in keys}
-        asked = {names[0]: dict(start), names[1]: flipped, names[2]: {**flipped, keys[0]: start[keys[0]]}}
-        kernel.sysctl_many_fresh(asked)
+        asked = {ns: (dict(start), flipped, {**flipped, keys[0]: start[keys[0]]})[i % 3] for i, ns in enumerate(names)}
+        kernel.netns_add_many(names, asked)
         seen: dict[str, dict[str, str]] = {}
         kernel.in_namespaces(names, lambda ns: seen.update({ns: kernel.read_sysctls(keys)}))
         assert seen == asked
+        inodes = {os.stat(kernel.RUN_NETNS / ns).st_ino for ns in [probe, *names]}
+        assert len(inodes) == len(names) + 1 and os.stat("/proc/self/ns/net").st_ino not in inodes
+        assert len({netns_inode(ns) for ns in names[:3] + names[-3:]}) == 6
     finally:
-        kernel.netns_del_many(names)
+        kernel.netns_del_many([probe, *names])
+    assert not ({probe, *names} & kernel.netns_list())
+
+
+def test_etc_netns_entries_lead_to_each_namespace_own_resolv_conf(store):
+    """Each namespace's /etc/netns entry is a link to a directory holding its resolv.conf, shared
+    by the namespaces whose text is the same; a change relinks one namespace only, a directory no
+    namespace leads to any more goes, and teardown leaves none."""
+    a, b, c = "nameserver 10.9.0.1\n", "nameserver 10.9.0.2\n", "nameserver 10.9.0.3\n"
+
+    def state(texts: dict[str, str]) -> DesiredState:
+        return DesiredState(namespaces=[Namespace(name=ns, resolv_conf=t) for ns, t in texts.items()])
+
+    def seen() -> dict[str, str]:
+        return {ns: (kernel.ETC_NETNS / ns / "resolv.conf").read_text() for ns in ALL
+                if (kernel.ETC_NETNS / ns).exists()}
+
+    def ours() -> set[str]:
+        return {p.name for p in kernel.ETC_NETNS.glob("vl-etc-*")} & {d for _, d, _ in store.records("netns-etc")}
+
+    apply(state({APP: a, WRK: a, FAB: b}), store)
+    assert seen() == {APP: a, WRK: a, FAB: b}
+    assert all((kernel.ETC_NETNS / ns).is_symlink() for ns in (APP, WRK, FAB))
+    assert os.path.realpath(kernel.ETC_NETNS / APP) == os.path.realpath(kernel.ETC_NETNS / WRK)
+    assert os.path.realpath(kernel.ETC_NETNS / APP) != os.path.realpath(kernel.ETC_NETNS / FAB)
+    assert os.listdir(kernel.ETC_NETNS / APP) == ["resolv.conf"]  # ip netns exec binds every file
+    assert nx.run_in(WRK, ["cat", "/etc/resolv.conf"]).stdout == a
+    assert len(ours()) == 2
+    apply(state({APP: a, WRK: c, FAB: b, VM: c}), store)
+    assert seen() == {APP: a, WRK: c, FAB: b, VM: c}
+    assert nx.run_in(WRK, ["cat", "/etc/resolv.conf"]).stdout == c
+    assert len(ours()) == 3
+    apply(state({APP: a, WRK: c}), store)   # b's only namespace is gone: so is its directory
+    assert seen() == {APP: a, WRK: c} and len(ours()) == 2
+    dirs = ours()
+    teardown(store)
+    assert not any((kernel.ETC_NETNS / name).exists() or (kernel.ETC_NETNS / name).is_symlink()
+                   for name in [*ALL, *dirs])
+    assert store.records() == []

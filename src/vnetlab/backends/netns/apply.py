@@ -49,6 +49,7 @@ from .state import DesiredState, Process
 STATE_META = "netns_state"
 APPLY_META = "netns_apply"
 K_NETNS = "netns"
+K_ETC = "netns-etc"   # a directory of /etc/netns holding a resolv.conf that namespaces' entries lead to
 
 
 @dataclass
@@ -87,7 +88,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     crashed = store.get_meta(APPLY_META) == "running"
     prev = None if crashed else (previous if previous is not None else load_applied(store))
     if prev is None:
-        if store.records(K_NETNS) or store.records(K_PROC) or store.records(K_CAPTURE):
+        if store.records(K_NETNS) or store.records(K_PROC) or store.records(K_CAPTURE) or store.records(K_ETC):
             clean(store)  # leftovers of a crashed or unknown apply: rebuild from nothing
             rep.rebuilt = True
         prev = DesiredState()
@@ -107,8 +108,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
 
     P_ns, D_ns = index(prev.namespaces), index(desired.namespaces)
     gone_ns = {k[0] for k in P_ns.keys() - D_ns.keys()}
-    new_ns = [D_ns[k].name for k in D_ns.keys() - P_ns.keys()]
-    new_ns.sort()
+    new_ns = sorted(D_ns[k].name for k in D_ns.keys() - P_ns.keys())
     resolv_changed = {k[0] for k in D_ns.keys() & P_ns.keys()
                       if D_ns[k].resolv_conf != P_ns[k].resolv_conf}
 
@@ -144,11 +144,19 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
             kernel.remove_etc_netns(ns)
         store.forget_many(K_NETNS, sorted(gone_ns))
         rep.deleted_namespaces += sorted(gone_ns)
-    # 3. namespaces new (write-ahead records in one transaction, resolv.conf, then one batch)
+    # 3. namespaces new (write-ahead records in one transaction each: the namespaces, the
+    # directories their /etc/netns entries lead to), then their resolv.conf and the namespaces
     store.record_many(K_NETNS, {ns: {"etc_dir": str(kernel.etc_netns_dir(ns))} for ns in new_ns})
-    kernel.netns_add_with_resolv({ns: D_ns[(ns,)].resolv_conf for ns in new_ns})
+    owner = str(store.home)
+    resolv_dirs = {kernel.resolv_dir(ns, D_ns[(ns,)].resolv_conf, owner) for ns in [*new_ns, *resolv_changed]}
+    recorded_dirs = {n for _, n, _ in store.records(K_ETC)}
+    store.record_many(K_ETC, {d: {"path": str(kernel.ETC_NETNS / d)} for d in sorted(resolv_dirs - recorded_dirs)})
+    # a new namespace's own sysctls are written as it is created, before any link exists in
+    # it: IPv6 off first makes every link created afterwards cheaper to create and to delete
+    kernel.netns_add_with_resolv({ns: D_ns[(ns,)].resolv_conf for ns in new_ns}, owner,
+                                 {ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
     for ns in resolv_changed:
-        kernel.write_resolv_conf(ns, D_ns[(ns,)].resolv_conf)
+        kernel.relink_resolv_conf(ns, D_ns[(ns,)].resolv_conf, owner)
     rep.created_namespaces = list(new_ns)
     # the services' intents are recorded and their launchers started; the built-in responders
     # only need their namespaces (and resolv.conf): they start now, the platform services' launcher
@@ -157,9 +165,6 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     starter.begin()
     try:
         starter.release()
-        # a new namespace's own sysctls before any link exists in it: IPv6 off first makes every
-        # link created afterwards cheaper to create and to delete
-        kernel.sysctl_many_fresh({ns: early_sysctls(D_ns[(ns,)].sysctls) for ns in new_ns})
         lap("namespaces")
         rep.changed_namespaces = sorted(configure(desired, prev, rep.nft_loaded, new_ns, D_ns, P_ns, lap)
                                         - set(new_ns))
@@ -170,6 +175,10 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         starter.finish(start_others=False)  # on an error: record what was started (teardown needs PIDs)
         rep.started, rep.listening, rep.failed = starter.started, starter.listening, starter.failed
 
+    unused_dirs = {n for _, n, _ in store.records(K_ETC)} - {kernel.resolv_dir(n.name, n.resolv_conf, owner)
+                                                              for n in desired.namespaces}
+    if unused_dirs and not kernel.remove_resolv_dirs(sorted(unused_dirs)):
+        store.forget_many(K_ETC, sorted(unused_dirs))
     store.set_meta(STATE_META, desired.model_dump_json())
     store.set_meta(APPLY_META, "ok")
     rep.seconds = time.perf_counter() - t0
@@ -215,6 +224,12 @@ def teardown(store: Store, strict: bool = True) -> list[str]:
     problems += etc.result()
     problems += kernel.remove_etc_netns_many(sorted(set(gone) - set(deleted)))
     store.forget_many(K_NETNS, gone)
+    if not set(nss) - set(gone):  # the directories the namespaces' /etc/netns entries led to
+        dirs = [d for _, d, _ in store.records(K_ETC)]
+        dir_problems = kernel.remove_resolv_dirs(dirs)
+        problems += dir_problems
+        if not dir_problems:
+            store.forget_many(K_ETC, dirs)
     if not problems:
         store.set_meta(STATE_META, "")
         store.set_meta(APPLY_META, "")

@@ -144,8 +144,9 @@ def _custom_entry(lay: Layout, vm, name: str) -> dict:
     return entry(answer)
 
 
-def resolv_conf(servers: list[str], who: str) -> str:
-    lines = [f"# vnetlab: the DNS servers of {who} (Azure's precedence: app setting or dnsConfiguration,",
+def resolv_conf(servers: list[str]) -> str:
+    """The text names no host: the hosts with the same DNS servers share one file (``kernel.resolv_dir``)."""
+    lines = ["# vnetlab: this host's DNS servers (Azure's precedence: app setting or dnsConfiguration,",
              "# NIC, VNet, else Azure DNS 168.63.129.16)"]
     lines += [f"nameserver {s}" for s in servers[:MAX_NAMESERVERS]]
     lines.append(f"search {INTERNAL_SUFFIX}")
@@ -165,7 +166,7 @@ def resolv_confs(lay: Layout) -> None:
         if ns is None or ns not in lay.ns:
             continue
         servers = [str(s) for s in edns.dns_servers_for(lay.net, name)]
-        lay.ns[ns] = lay.ns[ns].model_copy(update={"resolv_conf": resolv_conf(servers, name)})
+        lay.ns[ns] = lay.ns[ns].model_copy(update={"resolv_conf": resolv_conf(servers)})
 
 
 def sandbox_dns_route(lay: Layout, sns: str, vnet_iface: str, gateway: str) -> None:
