@@ -211,7 +211,8 @@ class _Batch:
 def configure_many(ops: dict[str, list[tuple]], sysctls: dict[str, dict[str, str]] | None = None) -> None:
     """Apply each namespace's ops (see the module doc), then its ``net.*`` sysctls (written to
     ``/proc/sys``, which reflects the writing thread's namespace), from one thread, namespace
-    after namespace; raises ``KernelError`` naming the namespace and what failed."""
+    after namespace (two threads were slower: their requests wait for each other on the
+    kernel's rtnl lock); raises ``KernelError`` naming the namespace and what failed."""
     sysctls = {ns: v for ns, v in (sysctls or {}).items() if v}
     for v in sysctls.values():
         for k in v:
