@@ -384,16 +384,19 @@ def test_launched_responder_opens_its_log_at_its_first_connection_or_error(store
 def test_new_namespaces_are_distinct_and_get_every_sysctl_whatever_their_starting_values():
     """netns_add_many makes the files of /run/netns hard links of one file and creates the
     namespaces in two threads, writing only the sysctls that differ from the values new namespaces
-    start with: every name must hold a namespace of its own, and every namespace must end with
-    every value asked, those equal to the start included."""
+    start with and that no earlier write set: every name must hold a namespace of its own, and
+    every namespace must end with every value asked, those equal to the start (or to what an
+    earlier write set) included."""
     probe, names = f"{T}-probe", [f"{T}-s{i}" for i in range(70)]   # 64 or more: two threads
-    keys = ("net.ipv4.ip_forward", "net.ipv4.conf.all.send_redirects", "net.ipv6.conf.all.disable_ipv6")
+    keys = ("net.ipv4.ip_forward", "net.ipv4.conf.all.send_redirects", "net.ipv6.conf.all.disable_ipv6",
+            "net.ipv6.conf.default.disable_ipv6")   # writing the ``all`` one sets the ``default`` one too
     try:
         kernel.netns_add([probe])
         start: dict[str, str] = {}
         kernel.in_namespaces([probe], lambda ns: start.update(kernel.read_sysctls(keys)))
         flipped = {k: "0" if start[k] == "1" else "1" for k in keys}
-        asked = {ns: (dict(start), flipped, {**flipped, keys[0]: start[keys[0]]})[i % 3] for i, ns in enumerate(names)}
+        variants = (flipped, dict(start), {**flipped, keys[0]: start[keys[0]]}, {**flipped, keys[3]: start[keys[3]]})
+        asked = {ns: variants[i % 4] for i, ns in enumerate(names)}   # the first learns what a write implies
         kernel.netns_add_many(names, asked)
         seen: dict[str, dict[str, str]] = {}
         kernel.in_namespaces(names, lambda ns: seen.update({ns: kernel.read_sysctls(keys)}))

@@ -175,3 +175,29 @@ def test_sql_speaks_tds_to_a_real_client(ns):
 
     assert login("10.9.0.1") == {"login": False, "number": 47073, "text": text}
     assert login("10.9.0.2") == {"login": True}
+
+
+def test_a_zombie_never_matches_its_record():
+    """``pid_matches`` reads only the command line: an exited process not yet reaped by its parent
+    (a zombie, not ours to reap) must not match the record of what it ran; a live one must."""
+    from vnetlab.backends.netns.processes import pid_matches
+    argv = ["/bin/sleep", "31"]
+    parent = subprocess.Popen(["/bin/sh", "-c", "/bin/true & exec /bin/sleep 30"])   # sleep never reaps true
+    live = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 5
+        zombie = None
+        while zombie is None:
+            assert time.monotonic() < deadline
+            kids = open(f"/proc/{parent.pid}/task/{parent.pid}/children").read().split()
+            for k in kids:
+                with open(f"/proc/{k}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        zombie = int(k)
+            time.sleep(0.01)
+        assert pid_matches(live.pid, "vl-x", argv)
+        assert not pid_matches(zombie, "vl-x", ["/bin/true"])
+    finally:
+        for p in (parent, live):
+            p.kill()
+            p.wait()

@@ -138,7 +138,8 @@ def netns_add_many(names: list[str], sysctls: dict[str, dict[str, str]] | None =
     namespace is bind-mounted), ``sysctls`` (net.* keys, namespace-wide) written in each as soon
     as it exists, where they differ from the values new namespaces start with (read once, in the
     first: the kernel's, or the host's where it copies them; each access to a namespace's
-    /proc/sys file costs about as much as a write).
+    /proc/sys file costs about as much as a write) and were not set by an earlier write (learnt
+    in the first, ``_learn_writes``).
 
     The first comes from ``ip netns add``, which makes /run/netns a shared mount point (once,
     under its lock), as every ``ip`` does. The others' files are hard links of one empty file,
@@ -155,10 +156,11 @@ def netns_add_many(names: list[str], sysctls: dict[str, dict[str, str]] | None =
         _sysctl_path(k)
     ip_host_batch([f"netns add {names[0]}"])
     start: dict[str, str] = {}
+    implied: dict[tuple[str, str], dict[str, str]] = {}
 
     def first(ns: str) -> None:
         start.update(read_sysctls(keys))
-        write_sysctls(ns, _differing(sysctls.get(ns, {}), start))
+        implied.update(_learn_writes(ns, sysctls.get(ns, {}), start, keys))
 
     in_namespaces([names[0]], first, "vnetlab-sysctl")
     rest = names[1:]
@@ -166,7 +168,7 @@ def netns_add_many(names: list[str], sysctls: dict[str, dict[str, str]] | None =
         return
     _link_files([RUN_NETNS / n for n in rest])
     parts = _halves(rest) if len(rest) >= 64 else [rest]
-    workers = [Background(_create_namespaces, part, sysctls, start) for part in parts]
+    workers = [Background(_create_namespaces, part, sysctls, start, implied) for part in parts]
     errors = []
     for w in workers:
         try:
@@ -177,8 +179,34 @@ def netns_add_many(names: list[str], sysctls: dict[str, dict[str, str]] | None =
         raise errors[0]
 
 
-def _differing(values: dict[str, str], start: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in values.items() if start.get(k) != str(v)}
+def _learn_writes(ns: str, values: dict[str, str], start: dict[str, str],
+                  keys) -> dict[tuple[str, str], dict[str, str]]:
+    """Write ``values`` (where they differ from ``start``) in the fresh namespace the calling thread
+    is in, in key order, reading the keys again after each write: what each write also set (for
+    instance ``net.ipv6.conf.all.disable_ipv6`` sets the ``default`` one too), for ``_writes``."""
+    implied: dict[tuple[str, str], dict[str, str]] = {}
+    now = dict(start)
+    for k, v in sorted(values.items()):
+        if now.get(k) == str(v):
+            continue
+        write_sysctls(ns, {k: v})
+        after = read_sysctls(keys)
+        implied[(k, str(v))] = {k2: x for k2, x in after.items() if k2 != k and now.get(k2) != x}
+        now = after
+    return implied
+
+
+def _writes(values: dict[str, str], start: dict[str, str],
+            implied: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:
+    """The writes that give a fresh namespace ``values``: in key order, those whose value is not
+    already there, from the start or as a side effect of an earlier write (``_learn_writes``)."""
+    now, out = dict(start), {}
+    for k, v in sorted(values.items()):
+        if now.get(k) != str(v):
+            out[k] = v
+            now[k] = str(v)
+            now.update(implied.get((k, str(v)), {}))
+    return out
 
 
 def _link_files(paths: list[Path]) -> None:
@@ -200,7 +228,8 @@ def _link_files(paths: list[Path]) -> None:
         source = path
 
 
-def _create_namespaces(names: list[str], sysctls: dict[str, dict[str, str]], start: dict[str, str]) -> None:
+def _create_namespaces(names: list[str], sysctls: dict[str, dict[str, str]], start: dict[str, str],
+                       implied: dict[tuple[str, str], dict[str, str]]) -> None:
     """In this thread: a new network namespace for each name, bind-mounted on its (existing)
     /run/netns file, its sysctls written while the thread is in it; the thread then returns to
     the namespace it started in."""
@@ -215,7 +244,7 @@ def _create_namespaces(names: list[str], sysctls: dict[str, dict[str, str]], sta
                 e = ctypes.get_errno()
                 raise KernelError(["mount", "--bind", "/proc/thread-self/ns/net", str(RUN_NETNS / ns)], e,
                                   os.strerror(e))
-            write_sysctls(ns, _differing(sysctls.get(ns, {}), start))
+            write_sysctls(ns, _writes(sysctls.get(ns, {}), start, implied))
     finally:
         try:
             _setns(home)
@@ -439,9 +468,12 @@ def in_namespaces(names, fn, thread_name: str = "vnetlab-setns") -> None:
 def write_sysctls(ns: str, values: dict[str, str]) -> None:
     """Write ``net.*`` sysctls of the namespace the calling thread is in (see in_namespaces)."""
     for k, v in sorted(values.items()):
-        try:
-            with open(_sysctl_path(k), "w") as f:
-                f.write(f"{v}\n")
+        try:  # os.open/os.write: no file object (thousands of namespaces, threads sharing the GIL)
+            fd = os.open(_sysctl_path(k), os.O_WRONLY)
+            try:
+                os.write(fd, f"{v}\n".encode())
+            finally:
+                os.close(fd)
         except OSError as e:
             raise KernelError(["sysctl", "-w", f"{k}={v}"], e.errno or 1, f"in {ns}: {e.strerror}") from None
 

@@ -135,9 +135,10 @@ def pid_matches(pid: int, ns: str, argv: list[str], cmdline: list[str] | None = 
     """The live process PID is still the one we started (guards against PID reuse): its
     command line is the service's (``argv``, or ``ip netns exec NS argv``) or, for services
     forked by the launcher, the launcher's exact command line (unique per launch)."""
-    if not pid_alive(pid):
+    _reap(pid)
+    cl = _cmdline(pid)  # a zombie's is empty (its memory is gone): it matches nothing
+    if not cl:
         return False
-    cl = _cmdline(pid)
     return cl == list(argv) or cl == kernel.ns_exec_argv(ns, list(argv)) or (bool(cmdline) and cl == list(cmdline))
 
 
