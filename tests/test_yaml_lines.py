@@ -128,7 +128,7 @@ def test_reader_agrees_on_pieced_together_entries(parts):
 
 def _shared(text: str, workers: int):
     """``_from_lines(text)`` with its flow entries read ahead by ``workers`` processes, however few there
-    are; and how many shares the read-ahead forked (0: it did not)."""
+    are, in chunks of 7; and the number of shares of each read-ahead."""
     shares = []
 
     def spy(work, items, done=None):
@@ -137,6 +137,7 @@ def _shared(text: str, workers: int):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(topology, "_PARALLEL_FLOWS", 0)
+        mp.setattr(topology, "_CHUNK", 7)  # shares cut in chunks too
         mp.setattr(topology, "fork_map", spy)
         mp.setenv(parallel.ENV, str(workers))
         try:

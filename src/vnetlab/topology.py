@@ -333,12 +333,24 @@ class _LineReader:
         bounds = _share_bounds(len(texts), workers)
 
         def work(share: int):
+            # a few thousand texts at a time: a whole share's tokens would take a hundred megabytes
             start, end = bounds[share], bounds[share + 1]
-            try:
-                text = self.flows_json(texts[start:end])
-            except Exception:  # noqa: BLE001 - the reader meets it again, in order (``flows``)
-                return None
-            return _json_lines(text, end - start) if share == 0 else text  # the first share is the parent's
+            chunks = [texts[k:min(k + _CHUNK, end)] for k in range(start, end, _CHUNK)]
+            if share > 0:  # a worker: its JSON text, read by the parent
+                try:
+                    return "".join(map(self.flows_json, chunks))
+                except Exception:  # noqa: BLE001 - the reader meets it again, in order (``flows``)
+                    return None
+            values: list = []  # the parent's own share, read as it is made, up to the first text that fails
+            for chunk in chunks:
+                try:
+                    read = _json_lines(self.flows_json(chunk), len(chunk))
+                except Exception:  # noqa: BLE001 - as above
+                    break
+                values += read
+                if len(read) < len(chunk):
+                    break
+            return values
 
         try:
             answers = fork_map(work, range(workers))
@@ -387,6 +399,7 @@ def _share_bounds(items: int, workers: int) -> list[int]:
 
 
 _PARALLEL_FLOWS = 10_000  # flow entries below which forking costs more than it saves
+_CHUNK = 2000
 _PARENT_SHARE = 0.75  # scanning JSON costs about a third of making it
 
 

@@ -155,7 +155,7 @@ def _nsgs(nsgs: list) -> None:
         _nsg(nsg)
 
 
-_PARALLEL_RULES = 10_000  # rules below which checking them here is quicker than forking
+_PARALLEL_RULES = 20_000  # rules below which checking them here is quicker than forking (and copying pages)
 
 
 def _first_failing(nsgs: list, share: tuple[int, int]) -> int | None:
