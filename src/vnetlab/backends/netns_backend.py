@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..model.errors import EmulationNotRunning, EmulationUnavailable, ResourceNotFound
-from .netns.apply import K_CAPTURE, K_ETC, K_NETNS, K_PROC, apply as _kapply, load_applied, clean as _kclean, pid_alive, teardown as _kteardown
+from .netns.apply import K_CAPTURE, K_NETNS, K_PROC, apply as _kapply, has_records, load_applied, clean as _kclean, pid_alive, teardown as _kteardown
 from .netns import exec as nx
 from .netns import kernel
 from .netns.plan import lab_id_for, plan_with_names
@@ -111,7 +111,7 @@ def teardown(lab) -> None:
     """Remove what the lab recorded. Refused, forgetting nothing, when it cannot be removed
     (not root, a tool missing) or something would not go (``TeardownError``)."""
     store = lab.store
-    recorded = store.records(K_NETNS) or store.records(K_PROC) or store.records(K_CAPTURE) or store.records(K_ETC)
+    recorded = has_records(store)
     problems = kernel.check_prerequisites()
     if problems:
         if recorded:

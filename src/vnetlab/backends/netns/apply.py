@@ -68,6 +68,11 @@ class ApplyReport:
 
 
 # -- stored state ---------------------------------------------------------------------------
+def has_records(store: Store) -> bool:
+    """The store records something this backend created in the kernel (or may have, mid-apply)."""
+    return any(store.records(kind) for kind in (K_NETNS, K_PROC, K_CAPTURE, K_ETC))
+
+
 def load_applied(store: Store) -> DesiredState | None:
     raw = store.get_meta(STATE_META)
     return DesiredState.model_validate_json(raw) if raw else None
@@ -88,7 +93,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     crashed = store.get_meta(APPLY_META) == "running"
     prev = None if crashed else (previous if previous is not None else load_applied(store))
     if prev is None:
-        if store.records(K_NETNS) or store.records(K_PROC) or store.records(K_CAPTURE) or store.records(K_ETC):
+        if has_records(store):
             clean(store)  # leftovers of a crashed or unknown apply: rebuild from nothing
             rep.rebuilt = True
         prev = DesiredState()
