@@ -10,12 +10,15 @@ ARM conventions mirrored here:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-import uuid
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -59,7 +62,9 @@ def precondition_failed() -> ArmError:
 # -- responses -------------------------------------------------------------------------------
 
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON. orjson: a list of 1,000 NSGs of 200 rules is 120 MB of it, and each
+    resource and rule is also serialized once more for its ETag (``etag_of``)."""
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -73,8 +78,9 @@ def error_response(err: AzureError) -> Response:
 def etag_of(resource: dict) -> str:
     """A weak ETag derived from the resource's canonical JSON, shaped like Network's W/"<guid>"."""
     canon = {k: v for k, v in resource.items() if k != "etag"}
-    digest = hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).digest()
-    return f'W/"{uuid.UUID(bytes=digest[:16])}"'
+    digest = hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).digest()
+    h = digest[:16].hex()   # str(uuid.UUID(bytes=digest[:16])) at a quarter of the cost (a list has 200,000)
+    return f'W/"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"'
 
 
 def with_etag(resource: dict) -> dict:
@@ -87,7 +93,32 @@ def resource_response(resource: dict, status: int = 200) -> Response:
 
 
 def list_response(items: Iterable[dict]) -> Response:
-    return json_response({"value": [with_etag(r) for r in items]})
+    with gc_paused():
+        return json_response({"value": [with_etag(r) for r in items]})
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = [0, False]   # pauses running, whether the collector was enabled before the first
+
+
+@contextmanager
+def gc_paused():
+    """The cyclic garbage collector off while a list is built: its millions of new (acyclic) dicts
+    would otherwise start a collection every few hundred allocations, and the older generations'
+    collections walk the whole compiled lab (a third of the time of listing 1,000 NSGs). Nested
+    and concurrent pauses share one; the last to end turns it back on if it was on."""
+    with _gc_lock:
+        if _gc_pauses[0] == 0:
+            _gc_pauses[1] = gc.isenabled()
+            gc.disable()
+        _gc_pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses[0] -= 1
+            if _gc_pauses[0] == 0 and _gc_pauses[1]:
+                gc.enable()
 
 
 # -- conditional requests --------------------------------------------------------------------

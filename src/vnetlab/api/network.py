@@ -7,6 +7,8 @@ https://learn.microsoft.com/rest/api/virtualnetwork/
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..engine.routing import peering_state
 from ..lab import delete_vnet
 from ..model import (Delegation, NetworkInterface, NetworkSecurityGroup, Route, RouteTable,
@@ -251,19 +253,30 @@ def rule_from_wire(topo: Topology, body: Obj, nsg, current, name: str) -> Securi
                         destination_port_ranges=props.strs("destinationPortRanges"))
 
 
-def nsg_wire(topo: Topology, nsg: NetworkSecurityGroup) -> dict:
+def nsg_wire(topo: Topology, nsg: NetworkSecurityGroup, users: tuple[dict, dict] | None = None) -> dict:
+    """``users``: the subnets and NICs of every NSG (``_nsg_users``), when many are written at once."""
     rid = topo.id_of("network_security_groups", nsg)
     props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
                    "securityRules": RULES.embedded(topo, nsg),
                    "defaultSecurityRules": [rule_wire(topo, nsg, r, "defaultSecurityRules")
                                             for r in DEFAULT_SECURITY_RULES]}
-    subnets = topo.subnets_using("network_security_group", nsg.name)
-    nics = [topo.id_of("network_interfaces", n) for n in topo.nics_using_nsg(nsg.name)]
+    subnets_by, nics_by = users or _nsg_users(topo)
+    subnets = subnets_by.get(nsg.name.lower(), [])
+    nics = [topo.id_of("network_interfaces", n) for n in nics_by.get(nsg.name.lower(), [])]
     if subnets:
         props["subnets"] = [{"id": s} for s in subnets]
     if nics:
         props["networkInterfaces"] = [{"id": n} for n in nics]
     return envelope(rid, nsg.name, f"{NS}/networkSecurityGroups", topo.location_of(nsg), nsg.tags, props)
+
+
+def _nsg_users(topo: Topology) -> tuple[dict, dict]:
+    return topo.subnets_by("network_security_group"), topo.nics_by_nsg()
+
+
+def nsg_wires(topo: Topology, nsgs: list[NetworkSecurityGroup]) -> Iterable[dict]:
+    users = _nsg_users(topo)   # once for the list, not once per NSG
+    return (nsg_wire(topo, nsg, users) for nsg in nsgs)
 
 
 def nsg_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> NetworkSecurityGroup:
@@ -414,7 +427,8 @@ VNETS = TopLevel("virtual_networks", NS, "virtualNetworks", vnet_wire, vnet_from
                  remove=delete_vnet)
 SUBNETS = Child(VNETS, "subnets", lambda v: v.subnets, subnet_wire, subnet_from_wire)
 PEERINGS = Child(VNETS, "virtualNetworkPeerings", lambda v: v.peerings, peering_wire, peering_from_wire)
-NSGS = TopLevel("network_security_groups", NS, "networkSecurityGroups", nsg_wire, nsg_from_wire)
+NSGS = TopLevel("network_security_groups", NS, "networkSecurityGroups", nsg_wire, nsg_from_wire,
+                to_wire_many=nsg_wires)
 RULES = Child(NSGS, "securityRules", lambda n: n.security_rules, rule_wire, rule_from_wire)
 ROUTE_TABLES = TopLevel("route_tables", NS, "routeTables", route_table_wire, route_table_from_wire)
 ROUTES = Child(ROUTE_TABLES, "routes", lambda t: t.routes, route_wire, route_from_wire)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from starlette.responses import Response
 
@@ -87,6 +87,8 @@ class TopLevel:
     created: int = 201                                      # Microsoft.Web answers 200, never 201
     missing_delete: int = 204                               # DELETE of nothing: network 204
     remove: Callable[[Topology, Any], None] | None = None      # the service layer's delete, if it cascades
+    # the wire JSON of many at once, where one pass over the lab serves them all (lists)
+    to_wire_many: Callable[[Topology, list], Iterable[dict]] | None = None
 
     @property
     def arm_type(self) -> str:
@@ -111,13 +113,17 @@ class TopLevel:
 
     def list_group(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        rg = require_group(topo, call.params["rg"])
-        return list_response(self.to_wire(topo, r) for r in getattr(topo, self.kind)
-                             if topo.rg_of(r).lower() == rg.lower())
+        rg = require_group(topo, call.params["rg"]).lower()
+        return list_response(self.wires(topo, [r for r in getattr(topo, self.kind) if topo.rg_of(r).lower() == rg]))
 
     def list_all(self, state: LabState, call: Call) -> Response:
         topo = state.read()
-        return list_response(self.to_wire(topo, r) for r in getattr(topo, self.kind))
+        return list_response(self.wires(topo, getattr(topo, self.kind)))
+
+    def wires(self, topo: Topology, items: list) -> Iterable[dict]:
+        if self.to_wire_many is not None:
+            return self.to_wire_many(topo, items)
+        return (self.to_wire(topo, r) for r in items)
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, state: LabState, call: Call, body: Obj, *, patch: bool = False) -> Response:

@@ -285,13 +285,27 @@ class Topology(Model):
 
     def subnets_using(self, attr: str, name: str) -> list[str]:
         """Ids of the subnets whose ``attr`` (network_security_group or route_table) is ``name``."""
-        low = name.lower()
-        return [self.subnet_id(f"{v.name}/{s.name}") for v in self.virtual_networks for s in v.subnets
-                if (getattr(s, attr) or "").lower() == low]
+        return self.subnets_by(attr).get(name.lower(), [])
+
+    def subnets_by(self, attr: str) -> dict[str, list[str]]:
+        """``subnets_using`` for every name at once, by lower-cased name: one pass over the subnets."""
+        out: dict[str, list[str]] = {}
+        for v in self.virtual_networks:
+            for s in v.subnets:
+                if getattr(s, attr):
+                    out.setdefault(getattr(s, attr).lower(), []).append(self.subnet_id(f"{v.name}/{s.name}"))
+        return out
 
     def nics_using_nsg(self, name: str) -> list[NetworkInterface]:
-        low = name.lower()
-        return [n for n in self.network_interfaces if (n.network_security_group or "").lower() == low]
+        return self.nics_by_nsg().get(name.lower(), [])
+
+    def nics_by_nsg(self) -> dict[str, list[NetworkInterface]]:
+        """``nics_using_nsg`` for every NSG at once, by lower-cased name."""
+        out: dict[str, list[NetworkInterface]] = {}
+        for n in self.network_interfaces:
+            if n.network_security_group:
+                out.setdefault(n.network_security_group.lower(), []).append(n)
+        return out
 
     def apps_integrated_with(self, vnet_name: str, subnet_name: str | None = None) -> list[WebApp]:
         out = []
