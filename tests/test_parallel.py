@@ -2,10 +2,13 @@
 failure is raised in the parent, never a partial answer."""
 
 import os
+from itertools import pairwise
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -174,3 +177,28 @@ def test_a_lab_file_read_and_checked_in_workers_is_the_lab_one_process_reads(tmp
         dumps.append(topo.model_dump_json())
     assert forks == [2, 2]  # the flow entries' read-ahead, then the NSGs' checks
     assert dumps[0] == dumps[1]
+
+
+def test_split_bounds_puts_each_bound_at_the_item_boundary_nearest_its_share():
+    seen: set[str] = set()
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.lists(st.integers(0, 50), max_size=40),
+           st.lists(st.sampled_from([0.5, 0.75, 1.0, 2.0]), min_size=1, max_size=5))
+    def check(weights, shares):
+        bounds = parallel.split_bounds(weights, shares)
+        assert len(bounds) == len(shares) + 1 and bounds[0] == 0 and bounds[-1] == len(weights)
+        assert bounds == sorted(bounds)
+        for i in range(1, len(shares)):
+            target = sum(weights) * sum(shares[:i]) / sum(shares)
+            best = min(abs(sum(weights[:j]) - target) for j in range(len(weights) + 1))
+            assert abs(sum(weights[:bounds[i]]) - target) <= best + 1e-9   # a tie may go either way
+        seen.update(kind for kind, hit in (
+            ("no items", not weights), ("no weight", bool(weights) and not sum(weights)),
+            ("an empty run among items", bool(weights) and len(set(bounds)) < len(bounds)),
+            ("three runs or more", len(shares) >= 3), ("unequal shares", len(set(shares)) > 1),
+            ("a run of several items", any(b - a > 1 for a, b in pairwise(bounds)))) if hit)
+
+    check()
+    assert seen == {"no items", "no weight", "an empty run among items", "three runs or more", "unequal shares",
+                    "a run of several items"}

@@ -25,7 +25,9 @@ import selectors
 import signal
 import threading
 import traceback
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import TypeVar
 
 Share = TypeVar("Share")
@@ -49,6 +51,23 @@ def worker_count(items: int, minimum: int = 200) -> int:
     if asked.isdigit() and int(asked) >= 1:
         return int(asked) if int(asked) == 1 or items > minimum else 1
     return min(os.cpu_count() or 1, MAX_WORKERS) if items > minimum else 1
+
+
+def split_bounds(weights: Sequence[float], shares: Sequence[float]) -> list[int]:
+    """Where each of ``len(shares)`` consecutive runs of the items starts, and the end: the runs' sums of
+    ``weights`` (one per item) in the proportions of ``shares`` (one per run), as near as whole items
+    allow (each bound is the item boundary nearest its target). Runs may be empty.
+    ``split_bounds([1] * 10, [1, 1]) == [0, 5, 10]``."""
+    sums = [0, *accumulate(weights)]   # sums[k]: the weight of the first k items
+    whole, bounds, target = sum(shares), [0], 0.0
+    for share in shares[:-1]:
+        target += sums[-1] * share / whole
+        if len(sums) == 1:  # no items
+            bounds.append(0)
+            continue
+        k = bisect_left(sums, target, 1, len(sums) - 1)   # sums[k - 1] < target <= sums[k], or an end
+        bounds.append(k - 1 if target - sums[k - 1] <= sums[k] - target else k)
+    return [*bounds, len(weights)]
 
 
 def fork_safe() -> bool:

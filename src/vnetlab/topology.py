@@ -18,7 +18,7 @@ from yaml import events
 from yaml.nodes import ScalarNode
 
 from .bulk import bulk
-from .parallel import WorkerFailed, fork_map, worker_count
+from .parallel import WorkerFailed, fork_map, split_bounds, worker_count
 from .model import AzureError, Topology
 from .model.errors import InvalidRequestContent, InvalidTemplate
 from .model.nsg import PROTOCOLS
@@ -330,7 +330,8 @@ class _LineReader:
         if workers == 1:
             return
         texts = [self.lines[k][1][2:].lstrip(" ") for k in entries]
-        bounds = _share_bounds(len(texts), workers)
+        # the first share, the parent's, is smaller: the parent also reads the JSON the others make
+        bounds = split_bounds([1] * len(texts), [_PARENT_SHARE] + [1.0] * (workers - 1))
 
         def work(share: int):
             # a few thousand texts at a time: a whole share's tokens would take a hundred megabytes
@@ -385,17 +386,6 @@ def _json_lines(text: str, count: int) -> list:
     except (ValueError, StopIteration):
         pass
     return out
-
-
-def _share_bounds(items: int, workers: int) -> list[int]:
-    """Where each of ``workers`` shares of ``items`` starts (and the end): the first, the parent's, is
-    smaller, as the parent then reads its JSON while the others still work."""
-    weights = [_PARENT_SHARE] + [1.0] * (workers - 1)
-    total, bounds, done = sum(weights), [0], 0.0
-    for weight in weights:
-        done += weight
-        bounds.append(round(items * done / total))
-    return bounds
 
 
 _PARALLEL_FLOWS = 10_000  # flow entries below which forking costs more than it saves

@@ -22,7 +22,7 @@ from .model.topology import KINDS
 from .model.errors import (Conflict, DuplicateResourceName, InUseSubnetCannotBeDeleted, InvalidResourceReference,
                            NicInUse, NotFound, SubnetIsFull, VnetAddressSpacesOverlap)
 from .model.web import ANY_VNETS, INTEGRATION_TIERS, INTEGRATIONS_PER_PLAN
-from .parallel import WorkerFailed, fork_map, worker_count
+from .parallel import WorkerFailed, fork_map, split_bounds, worker_count
 
 SUBNET_DOCS = "See aka.ms/deletesubnet."
 
@@ -143,7 +143,7 @@ def _nsgs(nsgs: list) -> None:
     the first of those is checked again here, which raises the very error the loop raises."""
     workers = worker_count(sum(len(nsg.security_rules) for nsg in nsgs), _PARALLEL_RULES)
     if workers > 1:
-        bounds = _share_bounds([len(nsg.security_rules) for nsg in nsgs], workers)
+        bounds = split_bounds([len(nsg.security_rules) for nsg in nsgs], [1] * workers)
         try:
             failed = [k for k in fork_map(partial(_first_failing, nsgs), list(pairwise(bounds))) if k is not None]
         except WorkerFailed:
@@ -166,16 +166,6 @@ def _first_failing(nsgs: list, share: tuple[int, int]) -> int | None:
         except Exception:  # noqa: BLE001 - whatever it is, the parent meets it again
             return k
     return None
-
-
-def _share_bounds(weights: list[int], parts: int) -> list[int]:
-    """Where each of ``parts`` runs of ``weights`` starts (and the end), the runs of about equal sums."""
-    total, bounds, running = sum(weights), [0], 0
-    for k, weight in enumerate(weights):
-        running += weight
-        if len(bounds) < parts and running * parts >= total * len(bounds):
-            bounds.append(k + 1)
-    return [*bounds, len(weights)]
 
 
 def _nsg(nsg) -> None:
