@@ -260,7 +260,7 @@ def nsg_wire(topo: Topology, nsg: NetworkSecurityGroup, users: tuple[dict, dict]
                    "securityRules": RULES.embedded(topo, nsg),
                    "defaultSecurityRules": [rule_wire(topo, nsg, r, "defaultSecurityRules")
                                             for r in DEFAULT_SECURITY_RULES]}
-    subnets_by, nics_by = users or _nsg_users(topo)
+    subnets_by, nics_by = users or _nsg_users(topo, nsg.name.lower())
     subnets = subnets_by.get(nsg.name.lower(), [])
     nics = [topo.id_of("network_interfaces", n) for n in nics_by.get(nsg.name.lower(), [])]
     if subnets:
@@ -270,8 +270,9 @@ def nsg_wire(topo: Topology, nsg: NetworkSecurityGroup, users: tuple[dict, dict]
     return envelope(rid, nsg.name, f"{NS}/networkSecurityGroups", topo.location_of(nsg), nsg.tags, props)
 
 
-def _nsg_users(topo: Topology) -> tuple[dict, dict]:
-    return topo.subnets_by("network_security_group"), topo.nics_by_nsg()
+def _nsg_users(topo: Topology, only: str | None = None) -> tuple[dict, dict]:
+    """The subnets and the NICs of every NSG (``only``: of that lower-cased name alone)."""
+    return topo.subnets_by("network_security_group", only), topo.nics_by_nsg(only)
 
 
 def nsg_wires(topo: Topology, nsgs: list[NetworkSecurityGroup]) -> Iterable[dict]:

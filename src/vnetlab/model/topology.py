@@ -284,27 +284,30 @@ class Topology(Model):
         return [n for n in self.network_interfaces if n.subnet.lower() == ref]
 
     def subnets_using(self, attr: str, name: str) -> list[str]:
-        """Ids of the subnets whose ``attr`` (network_security_group or route_table) is ``name``."""
-        return self.subnets_by(attr).get(name.lower(), [])
+        """Ids of the subnets whose ``attr`` (network_security_group, route_table, nat_gateway) is ``name``."""
+        return self.subnets_by(attr, name.lower()).get(name.lower(), [])
 
-    def subnets_by(self, attr: str) -> dict[str, list[str]]:
-        """``subnets_using`` for every name at once, by lower-cased name: one pass over the subnets."""
+    def subnets_by(self, attr: str, only: str | None = None) -> dict[str, list[str]]:
+        """``subnets_using`` of every name at once, by lower-cased name, in one pass over the subnets
+        (``only``: of that lower-cased name alone)."""
         out: dict[str, list[str]] = {}
         for v in self.virtual_networks:
             for s in v.subnets:
-                if getattr(s, attr):
-                    out.setdefault(getattr(s, attr).lower(), []).append(self.subnet_id(f"{v.name}/{s.name}"))
+                value = (getattr(s, attr) or "").lower()
+                if value and (only is None or value == only):
+                    out.setdefault(value, []).append(self.id_of("virtual_networks", v, "subnets", s.name))
         return out
 
     def nics_using_nsg(self, name: str) -> list[NetworkInterface]:
-        return self.nics_by_nsg().get(name.lower(), [])
+        return self.nics_by_nsg(name.lower()).get(name.lower(), [])
 
-    def nics_by_nsg(self) -> dict[str, list[NetworkInterface]]:
-        """``nics_using_nsg`` for every NSG at once, by lower-cased name."""
+    def nics_by_nsg(self, only: str | None = None) -> dict[str, list[NetworkInterface]]:
+        """``nics_using_nsg`` of every NSG at once, by lower-cased name (``only``: of that one alone)."""
         out: dict[str, list[NetworkInterface]] = {}
         for n in self.network_interfaces:
-            if n.network_security_group:
-                out.setdefault(n.network_security_group.lower(), []).append(n)
+            value = (n.network_security_group or "").lower()
+            if value and (only is None or value == only):
+                out.setdefault(value, []).append(n)
         return out
 
     def apps_integrated_with(self, vnet_name: str, subnet_name: str | None = None) -> list[WebApp]:
