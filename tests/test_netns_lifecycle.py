@@ -478,3 +478,29 @@ def test_check_warns_when_the_last_apply_did_not_finish(tmp_path):
     assert "WARNING" in r.stderr and "did not finish" in r.stderr, r.stderr
     assert run_cli("down", home=home).returncode == 0
     w.assert_nothing_left()
+
+
+def test_a_lab_of_more_namespaces_than_the_soft_descriptor_limit_comes_up(tmp_path):
+    """The common soft limit of descriptors (1,024) is below what a 1,000-VM lab needs: `ip -batch`
+    holds each namespace it names, the launcher a pipe from each child until it reports. The backend
+    raises the soft limit to the hard one; here the soft limit is lowered to 256 for 300 VMs."""
+    import resource
+    home, file = tmp_path / "home", lab_file(tmp_path, vms=300, apps=2)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY:
+        hard = max(hard, 4096)   # root may raise it
+    w = Witness(home)
+    try:
+        p = cli("up", str(file), "--backend", "netns", home=home,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        w.note()
+        assert len(w.namespaces()) == len(Store.open(home).records(K_NETNS)) > 300
+        lab_works(home)
+        down = run_cli("down", home=home)
+        assert down.returncode == 0, down.stderr
+        w.assert_nothing_left()
+    finally:
+        if w.namespaces():
+            nb.clean(Lab.open(home))

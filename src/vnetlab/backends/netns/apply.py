@@ -86,6 +86,7 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
     ``hook(stage)`` is called after each stage (tests use it to simulate a crash).
     """
     kernel.require()
+    kernel.allow_descriptors()
     t0 = time.perf_counter()
     rep = ApplyReport()
     hook = hook or (lambda stage: None)
