@@ -129,6 +129,12 @@ class Witness:
         assert st.records(K_NETNS) == [] and st.records(K_PROC) == [] and st.records(K_CAPTURE) == []
 
 
+def down_leaves_nothing(home: Path, w: Witness) -> None:
+    down = run_cli("down", home=home)
+    assert down.returncode == 0, down.stderr
+    w.assert_nothing_left()
+
+
 def kill_mid_up(file: Path, home: Path, w: Witness, at: str) -> None:
     """Start ``vnetlab up FILE --backend netns`` and SIGKILL it once ``at`` is reached: some
     namespaces exist ("namespaces") or services are being started ("processes")."""
@@ -175,9 +181,7 @@ def test_kill9_mid_up_then_up_converges_and_down_leaves_nothing(tmp_path, at):
         w.note()
         assert Store.open(home).get_meta(APPLY_META) == "ok"
         lab_works(home)
-        down = run_cli("down", home=home)
-        assert down.returncode == 0, down.stderr
-        w.assert_nothing_left()
+        down_leaves_nothing(home, w)
     finally:
         if w.namespaces():  # a failed assertion above: still leave nothing behind
             nb.clean(Lab.open(home))
@@ -191,9 +195,7 @@ def test_clean_after_kill9(tmp_path):
         clean = run_cli("clean", home=home)
         assert clean.returncode == 0, clean.stdout + clean.stderr
         w.assert_nothing_left()
-        down = run_cli("down", home=home)
-        assert down.returncode == 0, down.stderr
-        w.assert_nothing_left()
+        down_leaves_nothing(home, w)
     finally:
         if w.namespaces():
             nb.clean(Lab.open(home))
@@ -498,9 +500,7 @@ def test_a_lab_of_more_namespaces_than_the_soft_descriptor_limit_comes_up(tmp_pa
         w.note()
         assert len(w.namespaces()) == len(Store.open(home).records(K_NETNS)) > 300
         lab_works(home)
-        down = run_cli("down", home=home)
-        assert down.returncode == 0, down.stderr
-        w.assert_nothing_left()
+        down_leaves_nothing(home, w)
     finally:
         if w.namespaces():
             nb.clean(Lab.open(home))
