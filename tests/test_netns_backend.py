@@ -426,6 +426,37 @@ def test_apps_sharing_a_plan_instance_each_reach_the_vnet(lab):
     assert nx.probe_tcp(nb.namespace_of(lab, "appc"), vm, 80) == "TimedOut"
 
 
+def _ipv6_seen(ns: str) -> tuple[list[str], dict[str, int]]:
+    """(every IPv6 address on the namespace's links but lo's ::1, its IPv6 packets and ICMPv6 messages sent)."""
+    import json
+    out = subprocess.run(["ip", "-n", ns, "-j", "-6", "addr", "show"], capture_output=True, text=True, check=True)
+    addrs = [f"{link['ifname']} {a['local']}" for link in json.loads(out.stdout or "[]")
+             for a in link.get("addr_info", []) if (link["ifname"], a["local"]) != ("lo", "::1")]
+    snmp = nx.run_in(ns, ["cat", "/proc/net/snmp6"], timeout=10).stdout.split("\n")
+    sent = {k: int(v) for k, v in (line.split() for line in snmp if line.strip())
+            if k in ("Ip6OutRequests", "Icmp6OutMsgs")}
+    return addrs, sent
+
+
+@pytest.mark.parametrize("source, kinds", [
+    ("hub_spoke", {"vm", "host", "fab"}),
+    ("site-to-site-vpn.yaml", {"vm", "app", "onprem", "site", "gw"}),
+    ("private-endpoint.yaml", {"vm", "app", "pe"}),
+])
+def test_no_link_of_the_lab_has_an_ipv6_address_and_nothing_sends_ipv6(lab, source, kinds):
+    """The lab is IPv4, as the engine: every namespace (hosts with IPv6 off per link, the lab's own
+    forwarding namespaces and a forwarding NVA with it off namespace-wide) has no IPv6 address but
+    lo's ::1, and sent no IPv6 packet (no link-local address, so no neighbour or router
+    solicitation, no MLD report)."""
+    topo = Topology.model_validate(hub_spoke()) if source == "hub_spoke" else load(ROOT / "examples" / source)
+    lab.up(topo, "netns")
+    prefix = f"vl{lab_id_for(lab.home)}-"
+    names = [n for n in kernel.netns_list() if n.startswith(prefix)]
+    assert kinds <= {n[len(prefix):].split("-")[0] for n in names}, names
+    for ns in names:
+        assert _ipv6_seen(ns) == ([], {"Ip6OutRequests": 0, "Icmp6OutMsgs": 0}), ns
+
+
 def test_nsg_source_ports_are_matched_as_written(lab):
     """A rule's source ports are matched on each packet by the kernel; the engine's verdict for a
     probe (an ephemeral source port) is the same."""

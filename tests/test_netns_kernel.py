@@ -312,8 +312,9 @@ def test_foreign_namespace_is_never_adopted(store):
 
 
 def _kernel_dump(namespaces: list[str]) -> dict:
-    """Links (name, MAC, MTU, master, alias, state flags), IPv4 addresses, every route of every
-    table, rules and neighbours of each namespace, without kernel-chosen numbers (ifindex)."""
+    """Links (name, MAC, MTU, master, alias, state flags, IPv6 address generation), addresses, every
+    route of every table, rules and neighbours of each namespace, without kernel-chosen numbers
+    (ifindex)."""
     import json as _json
     import subprocess as _sp
     out = {}
@@ -321,9 +322,9 @@ def _kernel_dump(namespaces: list[str]) -> dict:
         def j(*args, ns=ns):
             return _json.loads(_sp.run(["ip", "-n", ns, "-j", *args], capture_output=True, text=True).stdout or "[]")
         links = sorted((l["ifname"], l.get("address"), l.get("mtu"), l.get("master"), l.get("ifalias"),
-                        "UP" in l.get("flags", [])) for l in j("link"))
-        addrs = sorted((a["ifname"], i["local"], i["prefixlen"], i.get("scope"), bool(i.get("noprefixroute")))
-                       for a in j("addr") for i in a.get("addr_info", []) if i.get("family") == "inet")
+                        "UP" in l.get("flags", []), l.get("inet6_addr_gen_mode")) for l in j("-d", "link"))
+        addrs = sorted((a["ifname"], i["family"], i["local"], i["prefixlen"], i.get("scope"),
+                        bool(i.get("noprefixroute"))) for a in j("addr") for i in a.get("addr_info", []))
         routes = sorted(_json.dumps({k: v for k, v in r.items() if k not in ("flags",)}, sort_keys=True)
                         for r in j("-4", "route", "show", "table", "all"))
         rules = sorted(_json.dumps(r, sort_keys=True) for r in j("-4", "rule"))

@@ -145,12 +145,18 @@ class Layout:
         return base
 
     def add_ns(self, name: str, forward: bool = False, infra: bool = False) -> str:
+        """A namespace. The lab is IPv4, as the engine: no IPv6 address on any link. A host that
+        does not forward (a VM, an app's sandbox, an internet or on-premises host) gets IPv6 off on
+        each link and only the IPv4 keys that matter to it (redirects are sent by forwarding only,
+        and nothing in the lab sends one): most often no ``/proc/sys`` write at all
+        (``Namespace.ipv6_per_link``), as new namespaces start with the kernel's defaults."""
         sysctls = {"net.ipv4.ip_forward": "1" if forward else "0",
-                   "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
-                   "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.default.send_redirects": "0",
-                   "net.ipv4.conf.all.accept_redirects": "0",
-                   # the lab is IPv4 (as the engine): no IPv6 addresses on its links
-                   "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+                   "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
+        host = not forward and not infra
+        if not host:
+            sysctls |= {"net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.default.send_redirects": "0",
+                        "net.ipv4.conf.all.accept_redirects": "0",
+                        "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         if infra:
             # The lab's own forwarding namespaces (fabrics, workers, outbound, internet) have policy
             # rules, which make the kernel check every forwarded packet's source with a full
@@ -158,7 +164,7 @@ class Layout:
             # other effect: a packet whose source is one of the namespace's own addresses, e.g. a
             # subnet gateway, is not dropped as a martian). Emulated hosts keep the defaults.
             sysctls["net.ipv4.conf.all.accept_local"] = "1"
-        self.ns[name] = Namespace(name=name, sysctls=sysctls)
+        self.ns[name] = Namespace(name=name, sysctls=sysctls, ipv6_per_link=host)
         self.used_ns.add(name)
         return name
 

@@ -12,6 +12,7 @@ op                                                 ``ip`` equivalent
 ``("link", dev, mtu, mac, master, alias)``          ``link set dev DEV [address M] [mtu N]
                                                    [master B | nomaster] [alias A] up``
                                                    (``master`` False: leave it alone)
+``("noipv6", dev)``                                 ``link set dev DEV addrgenmode none``
 ``("addr", Address)``                              ``addr replace CIDR dev DEV [noprefixroute]``
 ``("route", Route)``                               ``route replace [TYPE] DEST [via G] [dev D] [src S]
                                                    [onlink] [metric M] [table T]``
@@ -41,7 +42,8 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_REPLACE = 0x1, 0x4, 0x
 NLMSG_ERROR = 2
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH, RTM_NEWRULE = 16, 20, 24, 28, 32
 IFF_UP = 0x1
-IFLA_ADDRESS, IFLA_MTU, IFLA_MASTER, IFLA_IFALIAS = 1, 4, 10, 20
+IFLA_ADDRESS, IFLA_MTU, IFLA_MASTER, IFLA_IFALIAS, IFLA_AF_SPEC = 1, 4, 10, 20, 26
+IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NOPREFIXROUTE = 0x200
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
@@ -109,6 +111,13 @@ class _Batch:
             attrs += _attr(IFLA_IFALIAS, alias.encode())  # as ip sends it: no terminating NUL
         hdr = struct.pack("BxHiII", socket.AF_UNSPEC, 0, self.ifindex(dev), IFF_UP, IFF_UP)
         self.add(RTM_NEWLINK, 0, hdr + attrs, f"link set dev {dev} up")
+
+    def no_ipv6(self, dev: str) -> None:
+        """No IPv6 address generation on ``dev`` (no link-local address once it is up)."""
+        gen = _attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))
+        spec = _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, gen))  # nested, flagged as ip does: not
+        hdr = struct.pack("BxHiII", socket.AF_UNSPEC, 0, self.ifindex(dev), 0, 0)
+        self.add(RTM_NEWLINK, 0, hdr + spec, f"link set dev {dev} addrgenmode none")
 
     def addr(self, a: Address) -> None:
         iface = ipaddress.IPv4Interface(a.cidr)
@@ -230,6 +239,8 @@ def configure_many(ops: dict[str, list[tuple]], sysctls: dict[str, dict[str, str
                 b.link("lo", None, None, False, None)
             elif kind == "link":
                 b.link(*op[1:])
+            elif kind == "noipv6":
+                b.no_ipv6(op[1])
             elif kind == "addr":
                 b.addr(op[1])
             elif kind == "route":

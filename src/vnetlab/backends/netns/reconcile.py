@@ -87,6 +87,8 @@ def _op_line(op: tuple) -> str:
         return "link set dev lo up"
     if kind == "link":
         return _link_set(*op[1:])
+    if kind == "noipv6":
+        return f"link set dev {op[1]} addrgenmode none"
     if kind == "addr":
         a = op[1]
         return f"addr replace {a.cidr} dev {a.dev}" + (" noprefixroute" if a.noprefixroute else "")
@@ -98,6 +100,24 @@ def _op_line(op: tuple) -> str:
     if kind == "rule":
         return _rule_add(op[1])
     raise ValueError(f"unknown op {kind!r}")
+
+
+def _veth_add(v: VethPair, per_link: set[str]) -> str:
+    """The ``link add`` line of a veth pair. One end is set up at creation (its peer still down:
+    no carrier), the other by its namespace's batch. The end set up first must be the bridge
+    port, if any: its carrier then comes on with an inactive qdisc, which the kernel's linkwatch
+    treats as urgent. A port set up *after* its peer gets carrier and qdisc at once and its
+    linkwatch event is deferred by up to 1 s when the two ends' ifindexes happen to be equal (the
+    kernel's "stacked device" test), so the bridge would not forward yet. An end in a namespace
+    of ``per_link`` (``Namespace.ipv6_per_link``) is never set up at creation: it would get an
+    IPv6 link-local address as soon as its peer came up, before its batch turns that off."""
+    a, b = (v.ns_a, v.name_a, v.mac_a), (v.ns_b, v.name_b, v.mac_b)
+    if v.master_b and not v.master_a or v.ns_a in per_link and v.ns_b not in per_link:
+        a, b = b, a
+    up = "up " if a[0] not in per_link else ""
+    return (f"link add name {a[1]} netns {a[0]} " + (f"address {a[2]} " if a[2] else "")
+            + f"mtu {v.mtu} {up}type veth peer name {b[1]} netns {b[0]} "
+            + (f"address {b[2]} " if b[2] else "") + f"mtu {v.mtu}")
 
 
 def _veth_end(v: VethPair, side: str) -> tuple[str, str, str | None, str | None]:
@@ -113,6 +133,7 @@ def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], 
 
     live = [n.name for n in desired.namespaces]
     live_set = set(live)
+    per_link = {n.name for n in desired.namespaces if n.ipv6_per_link}
     new_set = set(new_ns)
     dirty: set[str] = set(new_ns)          # everything in it must be (re)asserted
     relinked: set[str] = set()             # links re-created: reload nft tables too
@@ -153,18 +174,7 @@ def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], 
         fresh = (old is None or old.recreate_key() != v.recreate_key()
                  or v.ns_a in new_set or v.ns_b in new_set)
         if fresh:
-            # One end is set up at creation (its peer still down: no carrier), the other by its
-            # namespace's batch. The end set up first must be the bridge port, if any: its
-            # carrier then comes on with an inactive qdisc, which the kernel's linkwatch treats
-            # as urgent. A port set up *after* its peer gets carrier and qdisc at once and its
-            # linkwatch event is deferred by up to 1 s when the two ends' ifindexes happen to be
-            # equal (the kernel's "stacked device" test), so the bridge would not forward yet.
-            first, second = ((v.ns_b, v.name_b, v.mac_b), (v.ns_a, v.name_a, v.mac_a)) \
-                if v.master_b and not v.master_a else ((v.ns_a, v.name_a, v.mac_a), (v.ns_b, v.name_b, v.mac_b))
-            veth_adds.append(
-                f"link add name {first[1]} netns {first[0]} " + (f"address {first[2]} " if first[2] else "")
-                + f"mtu {v.mtu} up type veth peer name {second[1]} netns {second[0]} "
-                + (f"address {second[2]} " if second[2] else "") + f"mtu {v.mtu}")
+            veth_adds.append(_veth_add(v, per_link))
             dirty.update((v.ns_a, v.ns_b))
         for side in ("a", "b"):
             ns, name, mac, master = _veth_end(v, side)
@@ -224,7 +234,9 @@ def configure(desired: DesiredState, prev: DesiredState, nft_loaded: list[str], 
         brs = br_names.get(ns, set())
         # bridges first so ports can be enslaved, then the rest
         o += [op for dev, op in link_sets[ns].items() if dev in brs]
-        o += [op for dev, op in link_sets[ns].items() if dev not in brs]
+        for dev, op in link_sets[ns].items():
+            if dev not in brs:
+                o += [("noipv6", dev), op] if ns in per_link else [op]
         o += [("addr", a) for a in by_ns[ns]["ad"]]
         o += [("route", r) for r in by_ns[ns]["rt"]]
         o += [("neigh", n) for n in by_ns[ns]["nb"]]

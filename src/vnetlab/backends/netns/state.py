@@ -89,8 +89,15 @@ class _Obj(BaseModel):
 
 
 class Namespace(_Obj):
+    """``ipv6_per_link``: IPv6 is kept off each of the namespace's links (``addrgenmode none``, set
+    before the link comes up: no link-local address, nothing sent) instead of namespace-wide by
+    ``disable_ipv6``. An emulated host's namespace then needs no ``/proc/sys`` write at all, and
+    the first access to a namespace's ``/proc/sys`` walks every other namespace's entry there
+    (quadratic in the lab's size). Such an end of a veth pair is never the one created up (it
+    would get a link-local address when the other end came up)."""
     name: str
     sysctls: dict[str, str] = Field(default_factory=dict)
+    ipv6_per_link: bool = False
     resolv_conf: str = "# vnetlab: no resolver in this namespace\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 
     @field_validator("name")
