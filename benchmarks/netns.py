@@ -4,7 +4,8 @@
                                          [--seconds 3] [--rounds 3] [--repeat 3]
 
 0. ``up``/``down`` of a lab of ``--vms`` VMs in each number of ``--vnets`` peered VNets (1,000:
-   goal up < 3 s, down < 1 s), with the wall time, the CPU time and the load average of each run;
+   goal up < 3 s, down < 1 s), with the wall time, the CPU time, the load average and the CPU's
+   speed (``reference_ms``) before each run;
 1. ``up``/``down`` of the field note's lab (examples/app-service-vnet-integration.yaml);
 2. ``up``/``down`` of a generated lab with N endpoints (VMs + web apps, several VNets);
 3. iperf3 throughput web app -> VM through the VNet fabric with a 1,000-rule NSG on the VM's
@@ -86,6 +87,18 @@ def load_average() -> str:
     return Path("/proc/loadavg").read_text().split(" ")[0]
 
 
+def reference_ms() -> float:
+    """The best of three timings of a fixed pure-Python loop, in ms: how fast this machine's CPU runs
+    right now (its speed drifts by 40 % on an idle VM). Runs compare only at a like figure."""
+    best = float("inf")
+    for _ in range(3):
+        t0, x = time.perf_counter(), 0
+        for i in range(1_000_000):
+            x += i
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 1)
+
+
 def leftovers(prefix: str) -> list[str]:
     return sorted(n for n in kernel.netns_list() if n.startswith(prefix))
 
@@ -112,13 +125,14 @@ def time_lab(topo: Topology, repeat: int = 1) -> dict:
     """``up`` then ``down`` in a fresh home, ``repeat`` times; medians and all figures. CPU of
     ``up``: this process, its children and the services it started; of ``down``: this process
     and its children (the kernel's own namespace clean-up runs later, in its workers)."""
-    ups, downs, left, up_cpu, down_cpu, loads = [], [], [], [], [], []
+    ups, downs, left, up_cpu, down_cpu, loads, speeds = [], [], [], [], [], [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="vnetlab-bench-") as home:
             lab = Lab.open(home)
             prefix = f"vl{lab_id_for(lab.home)}-"
             try:
                 loads.append(load_average())
+                speeds.append(reference_ms())
                 c0, t0 = cpu_seconds(), time.perf_counter()
                 lab.up(topo, "netns")
                 ups.append(round(time.perf_counter() - t0, 3))
@@ -132,7 +146,8 @@ def time_lab(topo: Topology, repeat: int = 1) -> dict:
                 down_cpu.append(round(cpu_seconds() - c1, 2))
             left += leftovers(prefix)
     return {"endpoints": eps, "namespaces": n_ns, "up_s": statistics.median(ups), "down_s": statistics.median(downs),
-            "ups": ups, "downs": downs, "left": left, "up_cpu": up_cpu, "down_cpu": down_cpu, "loads": loads}
+            "ups": ups, "downs": downs, "left": left, "up_cpu": up_cpu, "down_cpu": down_cpu, "loads": loads,
+            "speeds": speeds}
 
 
 class IperfServer:
@@ -261,7 +276,7 @@ def main() -> int:
         print(f"{a.vms}-VM lab in {n_vnets} VNets: up {big['up_s']:.3f} s (goal < 3), down {big['down_s']:.3f} s "
               f"(goal < 1), {big['namespaces']} namespaces, left {big['left']}")
         print(f"    runs: up {big['ups']} s, CPU {big['up_cpu']} s; down {big['downs']} s, CPU {big['down_cpu']} s; "
-              f"load average before each {big['loads']}")
+              f"load average before each {big['loads']}; reference loop {big['speeds']} ms")
     if a.only_vms:
         return 0
     note = time_lab(load(ROOT / "examples" / "app-service-vnet-integration.yaml"), a.repeat)
