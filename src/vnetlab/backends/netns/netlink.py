@@ -29,7 +29,6 @@ rare deletions of an in-place change still go through ``ip -force -batch``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import struct
@@ -63,8 +62,28 @@ def _u32(kind: int, v: int) -> bytes:
     return _attr(kind, struct.pack("I", v))
 
 
+def _packed(ip: str) -> bytes:
+    """``a.b.c.d`` as 4 bytes, strictly (as ``ipaddress`` parses it, in C: a lab sends thousands)."""
+    try:
+        return socket.inet_pton(socket.AF_INET, ip)
+    except OSError:
+        raise ValueError(f"{ip!r} is not an IPv4 address") from None
+
+
+def _prefix(cidr: str, strict: bool = True) -> tuple[bytes, int]:
+    """(address, prefix length) of ``a.b.c.d[/len]``; ``strict``: a network (no host bits set), as
+    ``ipaddress.IPv4Network`` requires."""
+    ip, _, length = cidr.partition("/")
+    packed, n = _packed(ip), int(length) if length else 32
+    if not 0 <= n <= 32:
+        raise ValueError(f"{cidr!r}: bad prefix length")
+    if strict and int.from_bytes(packed, "big") & (0xFFFFFFFF >> n):
+        raise ValueError(f"{cidr!r} has host bits set")
+    return packed, n
+
+
 def _ip(kind: int, ip: str) -> bytes:
-    return _attr(kind, ipaddress.IPv4Address(ip).packed)
+    return _attr(kind, _packed(ip))
 
 
 def _str(kind: int, s: str) -> bytes:
@@ -115,26 +134,24 @@ class _Batch:
     def no_ipv6(self, dev: str) -> None:
         """No IPv6 address generation on ``dev`` (no link-local address once it is up)."""
         gen = _attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))
-        spec = _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, gen))  # nested, flagged as ip does: not
+        spec = _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, gen))  # nested attributes, unflagged as ip sends them
         hdr = struct.pack("BxHiII", socket.AF_UNSPEC, 0, self.ifindex(dev), 0, 0)
         self.add(RTM_NEWLINK, 0, hdr + spec, f"link set dev {dev} addrgenmode none")
 
     def addr(self, a: Address) -> None:
-        iface = ipaddress.IPv4Interface(a.cidr)
-        ip = str(iface.ip)
-        attrs = _ip(IFA_LOCAL, ip) + _ip(IFA_ADDRESS, ip)
+        ip, length = _prefix(a.cidr, strict=False)
+        attrs = _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip)
         if a.noprefixroute:
             attrs += _u32(IFA_FLAGS, IFA_F_NOPREFIXROUTE)
-        scope = 254 if iface.ip.is_loopback else RT_SCOPE_UNIVERSE  # what ip picks (host for 127/8)
-        hdr = struct.pack("BBBBI", socket.AF_INET, iface.network.prefixlen, 0, scope, self.ifindex(a.dev))
+        scope = 254 if ip[0] == 127 else RT_SCOPE_UNIVERSE  # what ip picks (host for 127/8)
+        hdr = struct.pack("BBBBI", socket.AF_INET, length, 0, scope, self.ifindex(a.dev))
         self.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, hdr + attrs, f"addr replace {a.cidr} dev {a.dev}")
 
     def route(self, r: Route) -> None:
         dst_len, attrs = 0, b""
         if r.dest != "default":
-            net = ipaddress.IPv4Network(r.dest)
-            dst_len = net.prefixlen
-            attrs += _ip(RTA_DST, str(net.network_address))
+            dst, dst_len = _prefix(r.dest)
+            attrs += _attr(RTA_DST, dst)
         tid, tattr = _table(r.table)
         scope, flags = RT_SCOPE_UNIVERSE, 0
         if r.type == "unicast":
@@ -168,13 +185,11 @@ class _Batch:
         if r.iif:
             attrs += _str(FRA_IIFNAME, r.iif)
         if r.from_:
-            net = ipaddress.IPv4Network(r.from_)
-            src_len = net.prefixlen
-            attrs += _ip(FRA_SRC, str(net.network_address))
+            src, src_len = _prefix(r.from_)
+            attrs += _attr(FRA_SRC, src)
         if r.to:
-            net = ipaddress.IPv4Network(r.to)
-            dst_len = net.prefixlen
-            attrs += _ip(FRA_DST, str(net.network_address))
+            dst, dst_len = _prefix(r.to)
+            attrs += _attr(FRA_DST, dst)
         if r.fwmark is not None:
             attrs += _u32(FRA_FWMARK, r.fwmark)
         if tattr:
