@@ -281,33 +281,42 @@ def azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
     outside any VNet, the public answer): linked zones first, then the VNet's VM names, then public
     recursion with each alias checked again against the linked zones. Computed once per lab, VNet
     and name: treat the answer as read-only."""
+    return azure_dns_answers(view, vnet_name, [fqdn])[fqdn]
+
+
+def azure_dns_answers(view, vnet_name: str | None, names) -> dict[str, Answer]:
+    """``azure_dns_answer`` for each of ``names`` asked from one VNet (a DNS server's whole table)."""
     idx = index(view)
-    key = ((vnet_name or "").lower(), _normal(fqdn))
-    found = idx.answers.get(key)
-    if found is None:
-        found = idx.answers[key] = _public_if_same(view, idx, vnet_name, key[1]) \
-            or _azure_dns_answer(view, vnet_name, fqdn)
-    return found
-
-
-def _public_if_same(view, idx: DnsIndex, vnet_name: str | None, name: str) -> Answer | None:
-    """The public answer (computed once, whatever VNet asks) when it is also the VNet's: no zone
-    is linked to the VNet and no name of the public answer's chain is one of the VNet's VM names
-    (the only two steps where a VNet's answer differs). None otherwise."""
     vnet = view.topo.vnet(vnet_name) if vnet_name else None
-    if vnet is None or idx.linked(vnet.name):
-        return None
-    public = azure_dns_answer(view, None, name)
+    asker = vnet.name.lower() if vnet is not None else (vnet_name or "").lower()
+    same_as_public = vnet is not None and not idx.linked(vnet.name)
+    out = {}
+    for fqdn in names:
+        key = (asker, _normal(fqdn))
+        found = idx.answers.get(key)
+        if found is None:
+            found = idx.answers[key] = (same_as_public and _public_if_same(view, idx, vnet, key[1])) \
+                or _azure_dns_answer(view, vnet, key[1])
+        out[fqdn] = found
+    return out
+
+
+def _public_if_same(view, idx: DnsIndex, vnet, name: str) -> Answer | None:
+    """The public answer (computed once, whatever VNet asks) when it is also the VNet's (no zone
+    is linked to it: the caller checks): no name of the public answer's chain is one of the VNet's
+    VM names (the only other step where a VNet's answer differs). None otherwise."""
+    public = idx.answers.get(("", name))
+    if public is None:
+        public = idx.answers[("", name)] = _azure_dns_answer(view, None, name)
     if any(_internal_vm(idx, vnet.name, n) is not None for n in (name, *public.cnames)):
         return None
     return public
 
 
-def _azure_dns_answer(view, vnet_name: str | None, fqdn: str) -> Answer:
+def _azure_dns_answer(view, vnet, name: str) -> Answer:
+    """The answer for the normalised ``name`` from ``vnet`` (a VNet, or None: from outside any)."""
     idx, answer = index(view), Answer()
-    vnet = view.topo.vnet(vnet_name) if vnet_name else None
     vnet_name = vnet.name if vnet is not None else None
-    name = _normal(fqdn)
     for _ in range(MAX_CHAIN):
         redirected = False
         found = _in_linked_zone(idx, vnet_name, name)

@@ -88,12 +88,12 @@ def azure_dns(lay: Layout, names: list[str]) -> None:
         lay.addresses.append(Address(ns=fab, dev="lo", cidr=f"{AZURE_DNS}/32"))
         lay.rules.append(Rule(ns=fab, priority=PRIO_DNS_REPLY, iif="lo", from_=f"{AZURE_DNS}/32",
                               table=DELIVER_TABLE))
-        table = compact({n: entries(edns.azure_dns_answer(lay.net, vnet.name, n)) for n in names})
+        table = compact({n: entries(a) for n, a in edns.azure_dns_answers(lay.net, vnet.name, names).items()})
         lay.procs.append(dns_process(fab, f"dns-{vnet.name}", {"bind": AZURE_DNS, "names": table}))
     public = [AZURE_DNS] + public_resolvers(lay)
     for ip in public:
         lay.addresses.append(Address(ns=lay.inet, dev="lo", cidr=f"{ip}/32"))
-    table = compact({n: entries(edns.azure_dns_answer(lay.net, None, n)) for n in names})
+    table = compact({n: entries(a) for n, a in edns.azure_dns_answers(lay.net, None, names).items()})
     lay.procs.append(dns_process(lay.inet, "dns-public", {"bind": public, "names": table}))
 
 
