@@ -362,22 +362,6 @@ def test_netlink_equals_ip_batch(tmp_path, monkeypatch):
     assert not (set(names) & kernel.netns_list())
 
 
-def test_a_dns_server_starts_before_its_address_exists_and_answers_once_it_does(store):
-    """The DNS servers start with the responders, while the network is still being configured:
-    one bound to an address its namespace does not have yet is listening all the same, and answers
-    (UDP and TCP) once the address is added."""
-    from vnetlab.backends.netns.dns import AZURE_DNS, dns_process, entry
-    from vnetlab.engine.dns import Answer
-    server, name, ip = AZURE_DNS, "vm1.internal.cloudapp.net", "10.0.0.4"
-    spec = {"bind": server, "names": {name: entry(Answer(addresses=[ip]))}}
-    rep = apply(DesiredState(namespaces=[Namespace(name=VM)], processes=[dns_process(VM, "dns-v", spec)]), store)
-    assert rep.failed == [] and len(rep.listening) == 1, (rep.listening, rep.failed)
-    kernel.ip_batch(VM, [f"addr add {server}/32 dev lo"])
-    for transport in ("+notcp", "+tcp"):
-        got = nx.run_in(VM, ["dig", "+short", "+time=2", "+tries=1", transport, f"@{server}", name], timeout=10)
-        assert got.stdout.split() == [ip], (transport, got.stdout, got.stderr)
-
-
 def test_launched_responder_opens_its_log_at_its_first_connection_or_error(store):
     """A built-in responder creates its log file when it first has something to say: at its first
     connection (1,000 idle VMs create no files), or at once when it cannot start (its port is

@@ -165,8 +165,8 @@ def apply(desired: DesiredState, store: Store, previous: DesiredState | None = N
         kernel.relink_resolv_conf(ns, D_ns[(ns,)].resolv_conf, owner)
     rep.created_namespaces = list(new_ns)
     # the services' intents are recorded and their launchers started; the built-in responders
-    # and the DNS servers only need their namespaces (and resolv.conf): they start now; the PaaS
-    # endpoints' launcher waits (its interpreter starts meanwhile) until the network is configured
+    # only need their namespaces (and resolv.conf): they start now, the platform services' launcher
+    # waits (its interpreter starts meanwhile) until the network is configured
     starter = Starter(store, to_start)
     starter.begin()
     try:

@@ -95,10 +95,9 @@ def _launched(p: Process) -> bool:
 
 
 def _launch_key(p: Process) -> tuple[str, bool]:
-    """(interpreter, late): the PaaS endpoints (``services.py``) bind the lab's addresses and answer
-    by its routes, so they start once the network is configured. The DNS servers bind theirs
-    before they exist (``services.dns_sockets``): they start with the responders."""
-    return p.argv[0], "--paas" in p.argv
+    """(interpreter, late): the platform services (DNS, PaaS: ``services.py``) bind the lab's
+    addresses and answer by its routes, so they start once the network is configured."""
+    return p.argv[0], "--dns" in p.argv or "--paas" in p.argv
 
 
 # -- /proc --------------------------------------------------------------------------------------
@@ -300,11 +299,11 @@ def process_pid(store: Store, ns: str, name: str) -> int | None:
 class Starter:
     """Starts services. ``begin()`` records every intent and starts the launchers, each waiting
     for its list (an interpreter's start-up overlaps the namespaces' creation); ``release()``
-    hands the built-in responders and the DNS servers to theirs once the namespaces exist (they
-    bind to the wildcard address, or with ``IP_FREEBIND``, so they only need their namespaces):
-    they start in the background while the links, addresses, routes and nft tables are being
-    configured; ``finish()`` releases the launcher of the PaaS endpoints (they need the network),
-    collects every PID (a launcher reports once every socket is bound) and starts the ``command:`` services (which may expect a
+    hands the built-in responders to theirs once the namespaces exist (they bind to the wildcard
+    address, so they only need their namespaces): they start in the background while the links,
+    addresses, routes and nft tables are being configured; ``finish()`` releases the launcher of
+    the platform services (DNS, PaaS: they need the network), collects every PID (a launcher
+    reports once every socket is bound) and starts the ``command:`` services (which may expect a
     configured network) with ``ip netns exec``. ``finish()`` also runs on errors, so whatever was
     started gets recorded (a launcher never released exits without starting anything)."""
 
@@ -341,7 +340,7 @@ class Starter:
             self._spawn(key, group)
 
     def release(self, late: bool = False) -> None:
-        """Hand its services to each launcher waiting for them (``late``: the PaaS endpoints')."""
+        """Hand its services to each launcher waiting for them (``late``: the platform services')."""
         for key in [k for k in self.waiting if k[1] == late]:
             proc, spec = self.waiting.pop(key)
             proc.stdin.write(spec)  # type: ignore[union-attr]
@@ -364,7 +363,7 @@ class Starter:
             return
         self.finished = True
         try:
-            if start_others:  # the network is configured: the PaaS endpoints can start
+            if start_others:  # the network is configured: the platform services can start
                 self.release(late=True)
             self._dismiss()
             errors = self._collect_launched()

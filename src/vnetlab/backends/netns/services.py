@@ -240,19 +240,13 @@ def _serve_tcp(sock: socket.socket, table: DnsTable) -> None:
         threading.Thread(target=_tcp_one, args=(conn, peer, table), daemon=True).start()
 
 
-IP_FREEBIND = 15  # <linux/in.h>; not in Python's socket module
-
-
 def dns_sockets(bind: str, port: int = 53) -> tuple[socket.socket, socket.socket]:
-    """The server's UDP and TCP sockets on ``bind``, bound with ``IP_FREEBIND``: the address (e.g.
-    168.63.129.16 on a fabric's ``lo``) need not exist yet, so the server starts with the lab's
-    responders, while the network is being configured, and answers once the address is there."""
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    u.bind((bind, port))
     t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    for s in (u, t):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
-        s.bind((bind, port))
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind((bind, port))
     t.listen(128)
     return u, t
 
