@@ -371,7 +371,11 @@ def launch(token: str) -> int:
         item["comm"] = ("vl:" + item.get("title", "responder"))[:15].encode()
     import gc
     gc.freeze()  # children share these pages: their GC must not touch (and so copy) them
+    poller = select.poll()  # not select(): more than 1024 descriptors with big labs
+    most = _pipes_at_once()
     for item in spec["items"]:
+        if len(pending) >= most:  # a low limit of open files: wait for reports, which close pipes
+            _reports(poller, pending, result, time.monotonic() + timeout, leave=most - 1)
         sockets = _premade(libc, item)
         r, w = os.pipe()
         pid = os.fork()
@@ -385,23 +389,39 @@ def launch(token: str) -> int:
         for s in [s for group in (sockets or ([], [])) for s in group]:
             s.close()  # the child holds them
         pending[r] = item["key"]
-        result[item["key"]] = {"pid": pid, "ready": False}
-    deadline = time.monotonic() + timeout
-    poller = select.poll()  # not select(): more than 1024 descriptors with big labs
-    for r in pending:
         poller.register(r, select.POLLIN | select.POLLHUP)
-    while pending and time.monotonic() < deadline:
-        events = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
-        for r, _ev in events:
-            if r not in pending:
-                continue
-            poller.unregister(r)
-            data = os.read(r, 1)
-            result[pending.pop(r)]["ready"] = data == b"1"
-            os.close(r)
+        result[item["key"]] = {"pid": pid, "ready": False}
+    _reports(poller, pending, result, time.monotonic() + timeout, leave=0)
     sys.stdout.write(json.dumps(result))
     sys.stdout.flush()
     return 0
+
+
+def _pipes_at_once() -> int:
+    """How many children may still owe their report (a pipe each) within this process's limit of
+    open files, keeping 64 for the rest (a child's sockets, the interpreter's own)."""
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - 64)
+
+
+def _reports(poller, pending: dict[int, str], result: dict[str, dict], deadline: float, leave: int) -> None:
+    """Read the children's reports (``1``: listening; nothing: it died) until at most ``leave``
+    are owed; from ``deadline`` on, the oldest owed counts as not ready and its pipe is closed."""
+    import time
+    while len(pending) > leave:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            r = next(iter(pending))
+            poller.unregister(r)
+            pending.pop(r)
+            os.close(r)
+            continue
+        for r, _ev in poller.poll(left * 1000):
+            if r in pending:
+                poller.unregister(r)
+                result[pending.pop(r)]["ready"] = os.read(r, 1) == b"1"
+                os.close(r)
 
 
 if __name__ == "__main__":
