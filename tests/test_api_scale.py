@@ -144,6 +144,41 @@ def test_a_list_of_nsgs_gives_each_the_subnets_and_nics_its_own_get_gives(tmp_pa
     assert [len(items[n]["properties"].get("networkInterfaces", [])) for n in ("Shared", "nic-nsg", "idle")] == [0, 1, 0]
 
 
+def _subnet_users_lab(tmp_path, attr: str):
+    """Three route tables or NAT gateways (``attr``: the subnet's field naming them): one on two subnets
+    (named in other cases; of one VNet, as a NAT gateway must), one on a subnet of another VNet, one unused."""
+    doc = copy.deepcopy(NOTE)
+    coll = {"route_table": "route_tables", "nat_gateway": "nat_gateways"}[attr]
+    doc[coll] = [{"name": n} for n in ("Shared", "one", "idle")]
+    if attr == "nat_gateway":
+        doc["public_ip_addresses"] = [{"name": f"pip-{n}"} for n in ("Shared", "one", "idle")]
+        for item in doc[coll]:
+            item["public_ip_addresses"] = [f"pip-{item['name']}"]
+    doc["virtual_networks"].append({"name": "vnet2", "address_space": ["10.1.0.0/24"], "subnets": [
+        {"name": "a", "address_prefix": "10.1.0.0/26", attr: "SHARED"},
+        {"name": "b", "address_prefix": "10.1.0.64/26", attr: "shared"}]})
+    doc["virtual_networks"][0]["subnets"][0][attr] = "ONE"
+    return up_note(tmp_path, doc), coll
+
+
+@pytest.mark.parametrize("attr, kind", [("route_table", "routeTables"), ("nat_gateway", "natGateways")])
+def test_a_list_of_route_tables_or_nat_gateways_gives_each_the_subnets_its_own_get_gives(tmp_path, attr, kind):
+    home, coll = _subnet_users_lab(tmp_path, attr)
+    topo = Lab.open(home).topology()
+    client = TestClient(create_app(home))
+    r = client.get(f"{NET}/{kind}", params={"api-version": "2024-07-01"})
+    assert r.status_code == 200
+    items = {item["name"]: item for item in r.json()["value"]}
+    assert sorted(items) == sorted(x.name for x in getattr(topo, coll))
+    for x in getattr(topo, coll):
+        one = client.get(f"{NET}/{kind}/{x.name}", params={"api-version": "2024-07-01"})
+        assert one.status_code == 200 and one.json() == items[x.name]
+        subnets = [f"{SUB}/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/{v.name}/subnets/{s.name}"
+                   for v in topo.virtual_networks for s in v.subnets if (getattr(s, attr) or "").lower() == x.name.lower()]
+        assert [s["id"] for s in items[x.name]["properties"].get("subnets", [])] == subnets
+    assert [len(items[n]["properties"].get("subnets", [])) for n in ("Shared", "one", "idle")] == [2, 1, 0]
+
+
 def test_the_collector_is_paused_while_a_list_is_built_and_restored_after(tmp_path, monkeypatch):
     home = _nsg_lab(tmp_path)
     client = TestClient(create_app(home))

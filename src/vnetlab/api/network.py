@@ -7,7 +7,7 @@ https://learn.microsoft.com/rest/api/virtualnetwork/
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..engine.routing import peering_state
 from ..lab import delete_vnet
@@ -308,12 +308,24 @@ def route_from_wire(topo: Topology, body: Obj, table, current, name: str) -> Rou
                  next_hop_ip_address=props.str("nextHopIpAddress"))
 
 
-def route_table_wire(topo: Topology, table: RouteTable) -> dict:
+def subnet_users_wires(attr: str, wire: Callable[..., dict]) -> Callable[[Topology, list], Iterable[dict]]:
+    """``TopLevel.to_wire_many`` for a resource whose wire lists the subnets using it (``attr``: the
+    subnet's field naming it): the subnets of every item found in one pass for the list, given to
+    ``wire(topo, item, users)``, not one pass over the lab per item."""
+    def many(topo: Topology, items: list) -> Iterable[dict]:
+        users = topo.subnets_by(attr)
+        return (wire(topo, item, users) for item in items)
+    return many
+
+
+def route_table_wire(topo: Topology, table: RouteTable, users: dict[str, list[str]] | None = None) -> dict:
+    """``users``: the subnets of every route table (``Topology.subnets_by``), when many are written at once."""
     rid = topo.id_of("route_tables", table)
     props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
                    "disableBgpRoutePropagation": table.disable_bgp_route_propagation,
                    "routes": ROUTES.embedded(topo, table)}
-    subnets = topo.subnets_using("route_table", table.name)
+    subnets = (users.get(table.name.lower(), []) if users is not None
+               else topo.subnets_using("route_table", table.name))
     if subnets:
         props["subnets"] = [{"id": s} for s in subnets]
     return envelope(rid, table.name, f"{NS}/routeTables", topo.location_of(table), table.tags, props)
@@ -431,7 +443,8 @@ PEERINGS = Child(VNETS, "virtualNetworkPeerings", lambda v: v.peerings, peering_
 NSGS = TopLevel("network_security_groups", NS, "networkSecurityGroups", nsg_wire, nsg_from_wire,
                 to_wire_many=nsg_wires)
 RULES = Child(NSGS, "securityRules", lambda n: n.security_rules, rule_wire, rule_from_wire)
-ROUTE_TABLES = TopLevel("route_tables", NS, "routeTables", route_table_wire, route_table_from_wire)
+ROUTE_TABLES = TopLevel("route_tables", NS, "routeTables", route_table_wire, route_table_from_wire,
+                        to_wire_many=subnet_users_wires("route_table", route_table_wire))
 ROUTES = Child(ROUTE_TABLES, "routes", lambda t: t.routes, route_wire, route_from_wire)
 NICS = TopLevel("network_interfaces", NS, "networkInterfaces", nic_wire, nic_from_wire)
 

@@ -13,7 +13,7 @@ from ..engine.outbound import requested_public_address, requested_public_prefix
 from ..model import NatGateway, PublicIpAddress, PublicIpPrefix, Topology
 from .arm import Router, bad_request
 from .gateways import gateway_ip_configuration_id
-from .network import NS, OK, _tags, ref_id
+from .network import NS, OK, _tags, ref_id, subnet_users_wires
 from .resource import TopLevel, envelope, location_of
 from .state import LabState, Obj, check_ref_group, guid, parse_ref, require
 
@@ -80,13 +80,14 @@ def prefix_from_wire(topo: Topology, body: Obj, current, rg: str, name: str) -> 
                           location=location_of(body, f"{NS}/publicIPPrefixes", current and topo.location_of(current)))
 
 
-def nat_gateway_wire(topo: Topology, nat: NatGateway) -> dict:
+def nat_gateway_wire(topo: Topology, nat: NatGateway, users: dict[str, list[str]] | None = None) -> dict:
+    """``users``: the subnets of every NAT gateway (``Topology.subnets_by``), when many are written at once."""
     rid = topo.id_of("nat_gateways", nat)
     props: dict = {"provisioningState": OK, "resourceGuid": guid(rid),
                    "idleTimeoutInMinutes": nat.idle_timeout_in_minutes,
                    "publicIpAddresses": [{"id": ref_id(topo, "public_ip_addresses", p)} for p in nat.public_ip_addresses],
                    "publicIpPrefixes": [{"id": ref_id(topo, "public_ip_prefixes", p)} for p in nat.public_ip_prefixes]}
-    subnets = topo.subnets_using("nat_gateway", nat.name)
+    subnets = users.get(nat.name.lower(), []) if users is not None else topo.subnets_using("nat_gateway", nat.name)
     if subnets:
         props["subnets"] = [{"id": s} for s in subnets]
     return envelope(rid, nat.name, f"{NS}/natGateways", topo.location_of(nat), nat.tags, props, sku={"name": "Standard"},
@@ -118,7 +119,8 @@ def _ref(topo: Topology, item: Obj, kind: str, type_: str) -> str:
 
 PUBLIC_IPS = TopLevel("public_ip_addresses", NS, "publicIPAddresses", public_ip_wire, public_ip_from_wire)
 PREFIXES = TopLevel("public_ip_prefixes", NS, "publicIPPrefixes", prefix_wire, prefix_from_wire)
-NAT_GATEWAYS = TopLevel("nat_gateways", NS, "natGateways", nat_gateway_wire, nat_gateway_from_wire)
+NAT_GATEWAYS = TopLevel("nat_gateways", NS, "natGateways", nat_gateway_wire, nat_gateway_from_wire,
+                        to_wire_many=subnet_users_wires("nat_gateway", nat_gateway_wire))
 
 
 def router(state: LabState) -> Router:
