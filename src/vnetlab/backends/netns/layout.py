@@ -146,10 +146,11 @@ class Layout:
 
     def add_ns(self, name: str, forward: bool = False, infra: bool = False) -> str:
         """A namespace. The lab is IPv4, as the engine: no IPv6 address on any link. A host that
-        does not forward (a VM, an app's sandbox, an internet or on-premises host) gets IPv6 off on
-        each link and only the IPv4 keys that matter to it (redirects are sent by forwarding only,
-        and nothing in the lab sends one): most often no ``/proc/sys`` write at all
-        (``Namespace.ipv6_per_link``), as new namespaces start with the kernel's defaults."""
+        does not forward (a VM, an app's sandbox, an internet, on-premises or private endpoint
+        host) gets IPv6 off on each link and only the IPv4 keys that matter to it (redirects are
+        sent by forwarding only, and nothing in the lab sends one): most often no ``/proc/sys``
+        write at all (``Namespace.ipv6_per_link``), as new namespaces start with the kernel's
+        defaults."""
         sysctls = {"net.ipv4.ip_forward": "1" if forward else "0",
                    "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
         host = not forward and not infra
