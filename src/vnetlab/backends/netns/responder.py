@@ -363,7 +363,7 @@ def launch(token: str) -> int:
     if spec.get("parent") and os.getppid() != spec["parent"]:
         return 3  # the applying process is already gone
     timeout = float(spec.get("timeout", 10))
-    pending: dict[int, str] = {}
+    pending: dict[int, tuple[str, float]] = {}   # pipe -> (key, when its report is due)
     result: dict[str, dict] = {}
     ap = _parser()
     for item in spec["items"]:  # parse once here, not in every child
@@ -375,7 +375,7 @@ def launch(token: str) -> int:
     most = _pipes_at_once()
     for item in spec["items"]:
         if len(pending) >= most:  # a low limit of open files: wait for reports, which close pipes
-            _reports(poller, pending, result, time.monotonic() + timeout, leave=most - 1)
+            _reports(poller, pending, result, leave=most - 1)
         sockets = _premade(libc, item)
         r, w = os.pipe()
         pid = os.fork()
@@ -388,10 +388,10 @@ def launch(token: str) -> int:
         os.close(w)
         for s in [s for group in (sockets or ([], [])) for s in group]:
             s.close()  # the child holds them
-        pending[r] = item["key"]
+        pending[r] = (item["key"], time.monotonic() + timeout)   # its report is due by then
         poller.register(r, select.POLLIN | select.POLLHUP)
         result[item["key"]] = {"pid": pid, "ready": False}
-    _reports(poller, pending, result, time.monotonic() + timeout, leave=0)
+    _reports(poller, pending, result, leave=0)
     sys.stdout.write(json.dumps(result))
     sys.stdout.flush()
     return 0
@@ -405,22 +405,24 @@ def _pipes_at_once() -> int:
     return 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - 64)
 
 
-def _reports(poller, pending: dict[int, str], result: dict[str, dict], deadline: float, leave: int) -> None:
-    """Read the children's reports (``1``: listening; nothing: it died) until at most ``leave``
-    are owed; from ``deadline`` on, the oldest owed counts as not ready and its pipe is closed."""
+def _reports(poller, pending: dict[int, tuple[str, float]], result: dict[str, dict], leave: int) -> None:
+    """Read the children's reports (``1``: listening; nothing: it died) until at most ``leave`` are
+    owed. ``pending``: each child's pipe -> (key, when its report is due), oldest first; a child
+    whose report is overdue counts as not ready and its pipe is closed, so a hung child costs its
+    own wait once, not one more wait for every child forked after it."""
     import time
     while len(pending) > leave:
-        left = deadline - time.monotonic()
+        oldest = next(iter(pending))
+        left = pending[oldest][1] - time.monotonic()
         if left <= 0:
-            r = next(iter(pending))
-            poller.unregister(r)
-            pending.pop(r)
-            os.close(r)
+            poller.unregister(oldest)
+            pending.pop(oldest)
+            os.close(oldest)
             continue
         for r, _ev in poller.poll(left * 1000):
             if r in pending:
                 poller.unregister(r)
-                result[pending.pop(r)]["ready"] = os.read(r, 1) == b"1"
+                result[pending.pop(r)[0]]["ready"] = os.read(r, 1) == b"1"
                 os.close(r)
 
 
